@@ -1,0 +1,50 @@
+"""The one small hierarchy of user-facing errors.
+
+Every error names the thing it is about (a file and key path, a model id, a request id) and, where
+it can, says what to do. Catch `LlamaSwapError` at the edges (command line, HTTP) and show its text.
+"""
+
+from __future__ import annotations
+
+
+class LlamaSwapError(Exception):
+    """Base of every error we raise on purpose."""
+
+
+class ConfigError(LlamaSwapError):
+    """A configuration file could not be loaded.
+
+    `source` is the file (or directory) and `key_path` the dotted path of the offending key, when
+    known; `message` keeps llama-swap's own wording so users can search for it.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, key_path: str | None = None):
+        self.message = message
+        self.source = source
+        self.key_path = key_path
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.source:
+            where.append(self.source)
+        if self.key_path:
+            where.append(f"at {self.key_path}")
+        prefix = ": ".join([" ".join(where)]) + ": " if where else ""
+        return f"{prefix}{self.message}"
+
+
+class StoreError(LlamaSwapError):
+    """The event log could not be opened, read or written."""
+
+
+class StoreLockedError(StoreError):
+    """Another server already writes to this event log."""
+
+
+class StoreOverloadedError(StoreError):
+    """The append queue is full: the writer cannot keep up, so the caller must back off."""
+
+
+class ProcessError(LlamaSwapError):
+    """An upstream process could not be started, probed or stopped."""

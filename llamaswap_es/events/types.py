@@ -1,0 +1,386 @@
+"""Every event and decision that goes into the log, and the envelope that carries them.
+
+Facts from outside are *events* (inputs to the reducer); what the reducer concludes are
+*decisions* (commands to the executor and answers to waiting requests). Both are frozen
+dataclasses, registered by their class name, which is the `type` column of the log. A payload
+is the dataclass's fields; `VERSION` is its schema version (old versions are upcast on read by
+`llamaswap_es.events.codec`, never rewritten).
+
+Conventions (shared/design/CONVENTIONS.md): times are integer ms since the epoch, durations carry
+their unit in the name, ids are strings made in the shell (never in the core). `instance` is the
+per-model start counter the reducer assigns in `StartProcess`; every process event carries it,
+so a late event from an older instance of the same model can be told apart and ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class _Registered:
+    """Base of events and decisions: registers each concrete class under its name."""
+
+    __slots__ = ()
+    VERSION: ClassVar[int] = 1
+    KEY_FIELD: ClassVar[str | None] = None
+    """Which field is written to the envelope's indexed `key` column (a model or request id)."""
+    IS_DECISION: ClassVar[bool] = False
+    REGISTRY: ClassVar[dict[str, type[_Registered]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_") and cls.__name__ not in ("Event", "Decision"):
+            _Registered.REGISTRY[cls.__name__] = cls
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def key(self) -> str | None:
+        return None if self.KEY_FIELD is None else getattr(self, self.KEY_FIELD)
+
+
+class Event(_Registered):
+    """An input: a fact from outside the reducer."""
+
+    __slots__ = ()
+
+
+class Decision(_Registered):
+    """An output of the reducer: a command or an answer. Logged before it is acted on."""
+
+    __slots__ = ()
+    IS_DECISION: ClassVar[bool] = True
+
+
+def event_class(type_name: str) -> type[_Registered]:
+    """The class registered under `type_name`; KeyError names the unknown type."""
+    try:
+        return _Registered.REGISTRY[type_name]
+    except KeyError:
+        raise KeyError(f"unknown event type {type_name!r}") from None
+
+
+def all_event_classes() -> dict[str, type[_Registered]]:
+    return dict(_Registered.REGISTRY)
+
+
+_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+
+# --------------------------------------------------------------------------------------------
+# Inputs: the server itself
+
+
+@_frozen
+class ServerStarted(Event):
+    """Appended by the store every time a server opens the log."""
+
+    KEY_FIELD = "boot_id"
+    boot_id: str
+    pid: int
+    version: str
+
+
+@_frozen
+class ConfigApplied(Event):
+    """A configuration came into force (at start-up or by a reload).
+
+    `schedule` is `SchedulerConfig.to_dict()`; the full config is not logged (it may hold keys).
+    """
+
+    config_hash: str
+    schedule: dict[str, Any]
+    sources: tuple[str, ...] = ()
+    reason: str = "startup"
+
+
+@_frozen
+class ShutdownRequested(Event):
+    grace_ms: int | None = None
+    reason: str = "signal"
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: requests
+
+
+@_frozen
+class RequestReceived(Event):
+    """A request for a local model (already resolved from alias, selector or profile)."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    model: str
+    requested_model: str = ""
+    path: str = ""
+    method: str = "POST"
+    stream: bool = False
+
+
+@_frozen
+class RequestCancelled(Event):
+    """The client left before its request was dispatched."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    reason: str = "client_gone"
+
+
+@_frozen
+class RequestFinished(Event):
+    """A dispatched request ended (for any reason); frees its in-flight slot.
+
+    `metrics` holds what the upstream reported (tokens, speeds); see projections.activity.
+    """
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    model: str
+    status: int
+    duration_ms: int = 0
+    bytes_out: int = 0
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@_frozen
+class RequestAbandoned(Event):
+    """Recovery found a request that was received and never finished (the server died)."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    reason: str = "server_restarted"
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: processes (reported by the executor)
+
+
+@_frozen
+class ProcessSpawned(Event):
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    pid: int
+    pgid: int
+    started_at_ms: int
+    """The OS's creation time of the process, to tell a live pid from a reused one."""
+    port: int | None = None
+    argv: tuple[str, ...] = ()
+
+
+@_frozen
+class ProcessReady(Event):
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    pid: int | None = None
+
+
+@_frozen
+class ProcessStartFailed(Event):
+    """Spawn failed, the process exited while starting, or its health check timed out.
+
+    The executor has already cleaned up the process group when it reports this.
+    """
+
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    error: str
+
+
+@_frozen
+class ProcessExited(Event):
+    """A ready process exited without being asked to (a crash). Its group is already gone."""
+
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    pid: int | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+
+
+@_frozen
+class ProcessStopped(Event):
+    """A `StopProcess` finished: the whole process group is gone and reaped."""
+
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    exit_code: int | None = None
+    signal: int | None = None
+    forced: bool = False
+    """True when the grace ran out and the group was SIGKILLed."""
+
+
+@_frozen
+class TimerFired(Event):
+    KEY_FIELD = "timer_id"
+    timer_id: str
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: operators (API, UI, hooks)
+
+
+@_frozen
+class UnloadRequested(Event):
+    """Stop these models (all of them when `models` is empty)."""
+
+    models: tuple[str, ...] = ()
+    grace_ms: int | None = None
+    """None means each model's own unloadTimeout."""
+    origin: str = "api"
+
+
+@_frozen
+class LoadRequested(Event):
+    """Make a model ready without a request (preload hook, UI)."""
+
+    KEY_FIELD = "model"
+    model: str
+    origin: str = "api"
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: recovery after a crash of the server
+
+
+@_frozen
+class RecoveryStarted(Event):
+    previous_boot: str | None = None
+
+
+@_frozen
+class ProcessAdopted(Event):
+    """A process from the previous run is alive, healthy and unchanged: kept as ready."""
+
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    pid: int
+    pgid: int
+    port: int | None = None
+
+
+@_frozen
+class OrphanReaped(Event):
+    """A process from the previous run was killed instead of adopted."""
+
+    KEY_FIELD = "model"
+    model: str | None
+    pid: int
+    pgid: int | None = None
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions
+
+
+@_frozen
+class Dispatch(Decision):
+    """Forward this request to this model's current instance."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    model: str
+    instance: int
+
+
+@_frozen
+class Reject(Decision):
+    """Answer this request with an error (llama-swap's status and message)."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    status: int
+    code: str
+    """Short machine-readable reason: model_not_found, rate_limited, start_failed, model_unloaded,
+    shutting_down, abandoned …"""
+    message: str
+
+
+@_frozen
+class SwapPlanned(Decision):
+    """Why a swap starts: the target, what must stop for it, and what was running.
+
+    The executor ignores it; it is what the timeline and `replay explain` show.
+    """
+
+    KEY_FIELD = "model"
+    model: str
+    evict: tuple[str, ...]
+    running: tuple[str, ...] = ()
+    request_id: str | None = None
+    rule: str = ""
+
+
+@_frozen
+class StartProcess(Decision):
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    reason: str = ""
+
+
+@_frozen
+class StopProcess(Decision):
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    reason: str
+    """evict, unload, ttl, reload, shutdown."""
+    grace_ms: int
+
+
+@_frozen
+class QueuePositions(Decision):
+    """The 1-based queue position of every queued request (only the newest value matters)."""
+
+    positions: dict[str, int] = field(default_factory=dict)
+
+
+@_frozen
+class SetTimer(Decision):
+    KEY_FIELD = "timer_id"
+    timer_id: str
+    at_ms: int
+    purpose: str = ""
+
+
+@_frozen
+class CancelTimer(Decision):
+    KEY_FIELD = "timer_id"
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One row of the log: an event or a decision with its place and time.
+
+    `seq` is 0 until the store assigns it. `cause` is, for a decision, the seq of the input event
+    whose reduction produced it (so replay can compare decisions input by input).
+    """
+
+    body: Event | Decision
+    ts_ms: int
+    boot: str = ""
+    seq: int = 0
+    cause: int | None = None
+
+    @property
+    def type(self) -> str:
+        return self.body.type_name
+
+    @property
+    def key(self) -> str | None:
+        return self.body.key
+
+    @property
+    def v(self) -> int:
+        return self.body.VERSION

@@ -1,0 +1,39 @@
+"""Fixtures shared by every test package: free ports, the shared upstreams, temp event logs."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+UPSTREAMS_DIR = SHARED_DIR / "upstreams"
+COMPAT_CONFIGS_DIR = SHARED_DIR / "compat" / "llama-swap-configs"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def upstreams_dir() -> Path:
+    """The real llama-server and tiny GGUF models; tests using it skip where it is absent."""
+    if not (UPSTREAMS_DIR / "llama-server").is_file():
+        pytest.skip(f"{UPSTREAMS_DIR} is absent (a user's fresh checkout)")
+    return UPSTREAMS_DIR
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A path for a fresh event log in the test's own temporary directory."""
+    return tmp_path / "events.db"

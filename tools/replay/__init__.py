@@ -1,0 +1,1 @@
+"""The replay and what-if tool."""
