@@ -1,0 +1,176 @@
+"""Requests in flight, as llama-swap's `/api/inflight` and `inflight` events show them (§13).
+
+An entry lives from the moment a model request is received until its response ends. Ours adds the
+scheduler's view (`phase`: queued with its position, loading, running) and our request id, so the
+UI's queue view and a request's story line up with the event log.
+
+Publishing never blocks a request: listeners are plain callbacks (the SSE hub queues, bounded).
+Byte-progress updates are coalesced to at most one per `progress_interval_ms` per entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+REDACTED_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
+)
+
+InflightListener = Callable[[dict[str, Any]], None]
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """First value of each header; credentials replaced by `[REDACTED]` (never stored or sent)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        canonical = "-".join(part.capitalize() for part in name.split("-"))
+        if canonical in out:
+            continue
+        out[canonical] = "[REDACTED]" if name.lower() in REDACTED_HEADERS else value
+    return out
+
+
+@dataclass(eq=False)
+class InflightEntry:
+    id: str
+    request_id: str
+    model: str
+    path: str
+    method: str
+    started_at: float
+    req_headers: dict[str, str]
+    remote_ip: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    resp_headers: dict[str, str] = field(default_factory=dict)
+    resp_bytes: int = 0
+    phase: str = "received"
+    queue_position: int | None = None
+    cancel: Callable[[], None] | None = None
+    _progress_pending: asyncio.Handle | None = None
+    _last_progress: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "request_id": self.request_id,
+            "timestamp": datetime.fromtimestamp(self.started_at, UTC).isoformat(),
+            "model": self.model,
+            "req_path": self.path,
+            "method": self.method,
+            "req_headers": self.req_headers,
+            "remote_ip": self.remote_ip,
+            "resp_headers": self.resp_headers,
+            "resp_bytes": self.resp_bytes,
+            "elapsed_ms": int((time.time() - self.started_at) * 1000),
+            "phase": self.phase,
+        }
+        if self.queue_position is not None:
+            data["queue_position"] = self.queue_position
+        if self.metadata:
+            data["metadata"] = dict(self.metadata)
+        return data
+
+
+class InflightTracker:
+    def __init__(self, progress_interval_ms: int = 250) -> None:
+        self._entries: dict[str, InflightEntry] = {}
+        self._counter = itertools.count(1)
+        self._listeners: list[InflightListener] = []
+        self._progress_interval_s = progress_interval_ms / 1000
+
+    def add_listener(self, listener: InflightListener) -> None:
+        self._listeners.append(listener)
+
+    def begin(
+        self,
+        *,
+        request_id: str,
+        model: str,
+        path: str,
+        method: str,
+        headers: Mapping[str, str],
+        remote_ip: str,
+        cancel: Callable[[], None] | None = None,
+    ) -> InflightEntry:
+        entry = InflightEntry(
+            id=str(next(self._counter)),
+            request_id=request_id,
+            model=model,
+            path=path,
+            method=method,
+            started_at=time.time(),
+            req_headers=redact_headers(headers),
+            remote_ip=remote_ip,
+            cancel=cancel,
+        )
+        self._entries[entry.id] = entry
+        self._upsert(entry)
+        return entry
+
+    def set_phase(self, entry: InflightEntry, phase: str, position: int | None = None) -> None:
+        if entry.phase == phase and entry.queue_position == position:
+            return
+        entry.phase = phase
+        entry.queue_position = position
+        self._upsert(entry)
+
+    def response_started(self, entry: InflightEntry, headers: Mapping[str, str]) -> None:
+        entry.resp_headers = redact_headers(headers)
+        entry.phase = "running"
+        self._upsert(entry)
+
+    def add_bytes(self, entry: InflightEntry, count: int) -> None:
+        entry.resp_bytes += count
+        if entry._progress_pending is not None:
+            return
+        due = entry._last_progress + self._progress_interval_s - time.monotonic()
+        if due <= 0:
+            entry._last_progress = time.monotonic()
+            self._upsert(entry)
+            return
+        entry._progress_pending = asyncio.get_running_loop().call_later(
+            due, self._flush_progress, entry
+        )
+
+    def _flush_progress(self, entry: InflightEntry) -> None:
+        entry._progress_pending = None
+        if entry.id in self._entries:
+            entry._last_progress = time.monotonic()
+            self._upsert(entry)
+
+    def finish(self, entry: InflightEntry) -> None:
+        if entry._progress_pending is not None:
+            entry._progress_pending.cancel()
+            entry._progress_pending = None
+        if self._entries.pop(entry.id, None) is not None:
+            self._publish({"operation": "remove", "id": entry.id})
+
+    def cancel(self, entry_id: str) -> bool:
+        """Abort a request (its upstream request too); False when no such entry exists."""
+        entry = self._entries.get(entry_id)
+        if entry is None or entry.cancel is None:
+            return False
+        entry.cancel()
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        requests = [e.to_json() for e in self._entries.values()]
+        if not requests:
+            return {"operation": "snapshot"}
+        return {"operation": "snapshot", "requests": requests}
+
+    def entries(self) -> list[InflightEntry]:
+        return list(self._entries.values())
+
+    def _upsert(self, entry: InflightEntry) -> None:
+        self._publish({"operation": "upsert", "request": entry.to_json()})
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            listener(message)
