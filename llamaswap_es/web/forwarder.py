@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from llamaswap_es.web.errors import envelope_json, error_response
 from llamaswap_es.web.response_meter import ResponseMeter
@@ -161,6 +162,7 @@ async def forward(
     metered_path: str = "",
     keep_host: bool = True,
     add_forwarded_for: bool = True,
+    on_finished: Callable[[ForwardResult], None] | None = None,
 ) -> Forwarded:
     """Forward `request` to `upstream_url` (a base such as `http://127.0.0.1:5800`).
 
@@ -170,12 +172,15 @@ async def forward(
     `response`, when given, is already prepared (a loading stream sent 200 SSE): the upstream
     body is appended to it and its status and headers are lost, as in llama-swap.
     `metered_path` is the path used for `/infill` metric parsing.
+    `on_finished` is called once with the result on every way out, including the handler being
+    cancelled because the client left (servers run with `handler_cancellation=True`), where
+    no value can be returned; use it to submit `RequestFinished`.
     """
     proxy = _Proxy(
         request, session, upstream_url.rstrip("/") + (path_qs or request.raw_path), body,
         headers, response, timeouts, metered_path, keep_host, add_forwarded_for,
     )  # fmt: skip
-    return await proxy.run()
+    return await proxy.run(on_finished)
 
 
 class _Proxy:
@@ -216,21 +221,28 @@ class _Proxy:
         self.meter: ResponseMeter | None = None
         self.content_type = ""
 
-    async def run(self) -> Forwarded:
+    async def run(self, on_finished: Callable[[ForwardResult], None] | None) -> Forwarded:
         pump = asyncio.create_task(self._pump())
         watch = asyncio.create_task(self._watch_client())
         try:
             done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, watch):
-                task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
+        except asyncio.CancelledError:
+            # The server cancels handlers on disconnect (handler_cancellation=True).
+            await _cancel_all(pump, watch)
+            self.error = f"client disconnected after {self.bytes_out} bytes"
+            if on_finished is not None:
+                on_finished(self._result(True))
+            raise
+        await _cancel_all(pump, watch)
         client_left = watch in done and pump not in done
         if client_left:
             self.error = f"client disconnected after {self.bytes_out} bytes"
-        elif pump.exception() is not None:
-            raise pump.exception()  # type: ignore[misc]
-        return Forwarded(self._final_response(), self._result(client_left))
+        elif (failure := pump.exception()) is not None:
+            raise failure
+        result = self._result(client_left)
+        if on_finished is not None:
+            on_finished(result)
+        return Forwarded(self._final_response(), result)
 
     async def _watch_client(self) -> None:
         while not client_is_gone(self.request):
@@ -265,7 +277,7 @@ class _Proxy:
         )
         return await self.session.request(
             self.request.method,
-            self.url,
+            URL(self.url, encoded=True),  # the client's percent-encoding goes out untouched
             data=data,
             headers=self.headers,
             timeout=timeout,
@@ -354,6 +366,12 @@ class _Proxy:
             content_type=self.content_type,
             client_disconnected=client_left or (error or "").startswith("client disconnected"),
         )
+
+
+async def _cancel_all(*tasks: asyncio.Task[None]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def sse_error_event(message: str) -> bytes:
