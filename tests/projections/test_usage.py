@@ -59,8 +59,14 @@ def test_llama_server_non_streaming_timings():
 
 
 def test_llama_server_stream_with_timings_in_the_last_chunk():
-    chunk = {"choices": [{"index": 0, "delta": {"content": "Hel"}}], "object": "chat.completion.chunk"}
-    final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "timings": LLAMA_TIMINGS}
+    chunk = {
+        "choices": [{"index": 0, "delta": {"content": "Hel"}}],
+        "object": "chat.completion.chunk",
+    }
+    final = {
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "timings": LLAMA_TIMINGS,
+    }
     body = sse(chunk, chunk, final, "[DONE]")
     m = metrics_from_response(body, "text/event-stream; charset=utf-8", wall_ms=3000)
     assert tokens(m) == (8, 20, 50, -1, -1, 100.0, 40.0)
@@ -107,8 +113,17 @@ def test_openai_usage_with_cached_tokens():
 
 
 def test_openai_stream_include_usage_chunk():
-    chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [{"delta": {"content": "x"}}], "usage": None}
-    usage_chunk = {"id": "c", "choices": [], "usage": {"prompt_tokens": 15, "completion_tokens": 33, "total_tokens": 48}}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"delta": {"content": "x"}}],
+        "usage": None,
+    }
+    usage_chunk = {
+        "id": "c",
+        "choices": [],
+        "usage": {"prompt_tokens": 15, "completion_tokens": 33, "total_tokens": 48},
+    }
     m = metrics_from_response(sse(chunk, usage_chunk, "[DONE]"), SSE)
     assert tokens(m) == (-1, 15, 33, -1, -1, -1.0, -1.0)
 
@@ -133,8 +148,10 @@ def test_anthropic_stream_input_from_start_output_from_last_delta():
          "usage": {"input_tokens": 472, "cache_read_input_tokens": 128, "output_tokens": 1}}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 15}},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 89}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+         "usage": {"output_tokens": 15}},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+         "usage": {"output_tokens": 89}},
         {"type": "message_stop"},
     ]  # fmt: skip
     names = tuple(e["type"] for e in events)
@@ -143,8 +160,12 @@ def test_anthropic_stream_input_from_start_output_from_last_delta():
 
 
 def test_anthropic_non_streaming():
-    body = {"id": "msg_1", "type": "message", "content": [{"type": "text", "text": "Hi"}],
-            "usage": {"input_tokens": 10, "output_tokens": 25, "cache_read_input_tokens": 0}}  # fmt: skip
+    body = {
+        "id": "msg_1",
+        "type": "message",
+        "content": [{"type": "text", "text": "Hi"}],
+        "usage": {"input_tokens": 10, "output_tokens": 25, "cache_read_input_tokens": 0},
+    }
     m = metrics_from_response(json.dumps(body).encode(), JSON)
     assert tokens(m) == (0, 10, 25, -1, -1, -1.0, -1.0)
 
@@ -154,7 +175,8 @@ def test_anthropic_non_streaming():
 
 def test_responses_api_stream_completed_event():
     events = [
-        {"type": "response.created", "response": {"id": "resp_1", "status": "in_progress", "usage": None}},
+        {"type": "response.created",
+         "response": {"id": "resp_1", "status": "in_progress", "usage": None}},
         {"type": "response.output_text.delta", "delta": "Hel"},
         {"type": "response.completed", "response": {"id": "resp_1", "status": "completed",
          "usage": {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 6},
@@ -182,7 +204,8 @@ def test_vllm_non_stream_with_cache_and_spec_decode():
         "usage": {"prompt_tokens": 42, "completion_tokens": 128,
                   "prompt_tokens_details": {"cached_tokens": 20}},
         "metrics": {"time_to_first_token_ms": 85.2, "mean_itl_ms": 9.1,
-                    "speculative_decoding": {"num_draft_tokens": 20, "num_accepted_draft_tokens": 14}},
+                    "speculative_decoding": {"num_draft_tokens": 20,
+                                             "num_accepted_draft_tokens": 14}},
     }  # fmt: skip
     m = metrics_from_response(json.dumps(body).encode(), JSON)
     assert (m["input_tokens"], m["output_tokens"], m["cache_tokens"]) == (42, 128, 20)
@@ -211,7 +234,9 @@ def test_empty_vllm_object_does_not_clobber_timings_drafts():
 
 def test_scanner_handles_splits_anywhere():
     usage = {"usage": {"prompt_tokens": 15, "completion_tokens": 33}, "note": "h\u00e9llo \u2501"}
-    body = sse({"choices": [{"delta": {"content": "\u00e9"}}]}, usage, "[DONE]").replace(b"\n", b"\r\n")
+    body = sse({"choices": [{"delta": {"content": "\u00e9"}}]}, usage, "[DONE]").replace(
+        b"\n", b"\r\n"
+    )
     for size in (1, 2, 3, 7, 64):
         scanner = SseUsageScanner()
         for i in range(0, len(body), size):

@@ -258,10 +258,13 @@ async def test_upstream_crash_mid_plain_body_cuts_the_client(http, proxy):
 async def test_unreachable_upstream_is_502(http):
     results: asyncio.Queue[ForwardResult] = asyncio.Queue()
     dead = f"http://127.0.0.1:{free_port()}"
-    async with upstream_session() as session, serving(proxy_app(dead, results, session)) as server:
-        async with http.post(server.make_url("/v1/chat/completions"), data=b"{}") as resp:
-            assert resp.status == 502
-            body = await resp.json()
+    async with (
+        upstream_session() as session,
+        serving(proxy_app(dead, results, session)) as server,
+        http.post(server.make_url("/v1/chat/completions"), data=b"{}") as resp,
+    ):
+        assert resp.status == 502
+        body = await resp.json()
     assert body["error"]["type"] == "server_error"
     assert "unreachable" in body["error"]["message"]
     result = results.get_nowait()
@@ -297,9 +300,11 @@ async def test_headers_path_and_body_are_forwarded(http, proxy, upstream_state):
 
 
 async def test_no_user_agent_is_added(proxy, upstream_state):
-    async with aiohttp.ClientSession(skip_auto_headers=("User-Agent",)) as client:
-        async with client.get(f"{proxy.url}/echo/x") as resp:
-            assert resp.status == 200
+    async with (
+        aiohttp.ClientSession(skip_auto_headers=("User-Agent",)) as client,
+        client.get(f"{proxy.url}/echo/x") as resp,
+    ):
+        assert resp.status == 200
     assert "User-Agent" not in upstream_state.seen["headers"]
 
 
