@@ -99,7 +99,10 @@ class BundleReader:
     def __init__(self, path: Path):
         self.path = Path(path)
         with self._items() as items:
-            self.header = next(items)
+            header = next(items, None)
+        if header is None:
+            raise BundleError(f"{self.path}: the bundle is empty or truncated before its header")
+        self.header: dict[str, Any] = header
 
     def _items(self) -> _ItemStream:
         return _ItemStream(self.path)
@@ -117,7 +120,7 @@ class BundleReader:
         """The rows in seq order; raises `BundleError` at the end if the bundle is truncated."""
         upper = to_seq if to_seq is not None else (1 << 62)
         with self._items() as items:
-            next(items)
+            next(items, None)
             seen = 0
             for item in items:
                 if isinstance(item, dict):

@@ -69,16 +69,35 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise StoreError(f"{path}: no event log here (the file does not exist)")
     try:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-        )
-        conn.execute("PRAGMA query_only = 1")
-        conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("SELECT 1 FROM events LIMIT 1").fetchall()
+        try:
+            return _connect(path, "mode=ro")
+        except sqlite3.OperationalError as exc:
+            # A WAL database on a read-only medium (an archive, a ro mount): SQLite cannot create
+            # its -shm file. With no -wal content there is no writer and nothing beyond the main
+            # file, so reading it as immutable is exact.
+            wal = path.with_name(path.name + "-wal")
+            cannot_open = getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_CANTOPEN
+            if not cannot_open or (wal.exists() and wal.stat().st_size > 0):
+                raise
+            return _connect(path, "immutable=1")
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
             raise StoreError(f"{path}: this SQLite file holds no event log") from exc
         raise translate_sqlite_error(exc, path) from exc
+
+
+_SQLITE_CANTOPEN = 14
+
+
+def _connect(path: Path, query: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA query_only = 1")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("SELECT 1 FROM events LIMIT 1").fetchall()
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
