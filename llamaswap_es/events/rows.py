@@ -53,4 +53,4 @@ def decode_row(row: Sequence[Any], *, validate: bool = False) -> Envelope:
         body = codec.decode_payload(type_name, v, payload, validate=True)
     else:
         body = codec.decode_trusted(type_name, v, payload)
-    return Envelope(body=body, ts_ms=ts_ms, boot=boot, seq=seq, cause=cause)
+    return Envelope(body, ts_ms, boot, seq, cause)  # positional: measurably faster per row

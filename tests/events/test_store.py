@@ -129,18 +129,19 @@ async def test_overload_is_refused_not_queued_without_bound(db_path: Path) -> No
 async def test_follow_yields_history_then_wakes_on_new_commits(store: EventStore) -> None:
     await store.append_batch([_req(i) for i in range(5)])
     seen: list[int] = []
-    enough = asyncio.Event()
+    history_done, enough = asyncio.Event(), asyncio.Event()
 
     async def consume() -> None:
         async for env in store.follow(3, batch=2):
             seen.append(env.seq)
+            if env.seq == 6:  # 3..6 are history
+                history_done.set()
             if env.seq == 9:
                 enough.set()
 
     task = asyncio.create_task(consume())
     try:
-        while len(seen) < 4:  # 3..6 are history
-            await asyncio.sleep(0)
+        await asyncio.wait_for(history_done.wait(), timeout=10)
         assert seen == [3, 4, 5, 6]
         await store.append_batch([_req(10), _req(11), _req(12)])
         await asyncio.wait_for(enough.wait(), timeout=10)
@@ -152,14 +153,15 @@ async def test_follow_yields_history_then_wakes_on_new_commits(store: EventStore
 async def test_follow_ends_when_the_store_closes(db_path: Path) -> None:
     store = await EventStore.open(db_path)
     got: list[int] = []
+    first = asyncio.Event()
 
     async def consume() -> None:
         async for env in store.follow():
             got.append(env.seq)
+            first.set()
 
     task = asyncio.create_task(consume())
-    while not got:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(first.wait(), timeout=10)
     await store.close()
     await asyncio.wait_for(task, timeout=10)
     assert got == [1]
