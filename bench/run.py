@@ -1,4 +1,4 @@
-"""Run a benchmark: `python bench/run.py NAME [ARGS…]` calls `bench/bench_NAME.py`'s `main(args)`."""
+"""Run a benchmark: `python bench/run.py NAME [ARGS…]` calls bench/bench_NAME.py's `main(args)`."""
 
 from __future__ import annotations
 
