@@ -1,0 +1,167 @@
+"""Event-log throughput: appends/s by batch size and sync level, group commit, latency, scans.
+
+`python bench/run.py eventlog [--crash-rounds N] [--events N]` prints progress lines and then one
+JSON line of figures. `python bench/run.py crashloop [--crash-rounds 100]` runs only the kill -9
+loop. Each case uses a fresh database in a temporary directory on the same disk as /tmp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.store import EventStore
+from llamaswap_es.events.types import Envelope, RequestFinished, RequestReceived
+
+
+def _event(i: int) -> Envelope:
+    if i % 2:
+        body = RequestReceived(
+            request_id=f"req-{i:08d}", model="llama-8b", path="/v1/chat/completions", stream=True
+        )
+    else:
+        body = RequestFinished(
+            request_id=f"req-{i:08d}",
+            model="llama-8b",
+            status=200,
+            duration_ms=1234,
+            bytes_out=4567,
+            metrics={"tokens_in": 120, "tokens_out": 480, "tps": 55.5},
+        )
+    return Envelope(body=body, ts_ms=1_700_000_000_000 + i)
+
+
+async def _batched(path: Path, sync: str, batch: int, total: int) -> dict[str, float]:
+    """One producer appending batches of `batch`, each awaited (commit latency = await time)."""
+    store = await EventStore.open(path, synchronous=sync)
+    envs = [_event(i) for i in range(batch)]
+    latencies = []
+    n = 0
+    start = time.perf_counter()
+    while n < total:
+        t0 = time.perf_counter()
+        await store.append_batch(envs)
+        latencies.append(time.perf_counter() - t0)
+        n += batch
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return {"events_per_s": round(n / elapsed), **_percentiles(latencies)}
+
+
+async def _group(path: Path, sync: str, producers: int, total: int) -> dict[str, float]:
+    """`producers` tasks each appending one event at a time and awaiting its commit."""
+    store = await EventStore.open(path, synchronous=sync)
+    per = total // producers
+    latencies: list[float] = []
+
+    async def producer(p: int) -> None:
+        for i in range(per):
+            env = _event(p * per + i)
+            t0 = time.perf_counter()
+            await store.append_batch([env])
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(producer(p) for p in range(producers)))
+    elapsed = time.perf_counter() - start
+    await store.close()
+    return {"events_per_s": round(per * producers / elapsed), **_percentiles(latencies)}
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    qs = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return {"p50_ms": round(qs[49] * 1000, 3), "p99_ms": round(qs[98] * 1000, 3)}
+
+
+def _scan(path: Path, rows: int) -> dict[str, float]:
+    async def fill() -> None:
+        store = await EventStore.open(path)
+        envs = [_event(i) for i in range(10_000)]
+        for _ in range(rows // 10_000):
+            await store.append_batch(envs)
+        await store.close()
+
+    asyncio.run(fill())
+    out = {}
+    with open_log(path) as reader:
+        for label, fn in (
+            ("raw_rows_per_s", lambda: sum(1 for _ in reader.iter_rows())),
+            ("trusted_decode_rows_per_s", lambda: sum(1 for _ in reader.iter_envelopes())),
+            (
+                "validated_decode_rows_per_s",
+                lambda: sum(1 for _ in reader.iter_envelopes(validate=True)),
+            ),
+        ):
+            best = 0.0
+            for _ in range(2):
+                t0 = time.perf_counter()
+                n = fn()
+                best = max(best, n / (time.perf_counter() - t0))
+            out[label] = round(best)
+    return out
+
+
+def _machine() -> dict[str, object]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench/run.py eventlog")
+    parser.add_argument("--events", type=int, default=40_000, help="events per append case")
+    parser.add_argument("--scan-rows", type=int, default=300_000)
+    parser.add_argument("--crash-rounds", type=int, default=0)
+    parser.add_argument("--only-crash", action="store_true")
+    args = parser.parse_args(argv)
+    if args.only_crash and not args.crash_rounds:
+        args.crash_rounds = 100
+    results: dict[str, object] = {"machine": _machine()}
+    with tempfile.TemporaryDirectory(prefix="bench-eventlog-") as tmp:
+        root = Path(tmp)
+        case = 0
+
+        def fresh() -> Path:
+            nonlocal case
+            case += 1
+            return root / f"case{case}" / "events.db"
+
+        if not args.only_crash:
+            appends: dict[str, object] = {}
+            for sync in ("normal", "full"):
+                for batch in (1, 10, 100, 1000):
+                    # Single-event commits at FULL pay one fsync each: fewer of them.
+                    total = args.events // (10 if batch == 1 else 1)
+                    figures = asyncio.run(_batched(fresh(), sync, batch, max(total, batch)))
+                    appends[f"{sync}_batch{batch}"] = figures
+                    print(f"{sync} batch={batch}: {figures}", flush=True)
+                figures = asyncio.run(_group(fresh(), sync, 64, args.events))
+                appends[f"{sync}_group64"] = figures
+                print(f"{sync} 64 producers, group commit: {figures}", flush=True)
+            results["appends"] = appends
+            results["scan"] = _scan(fresh(), args.scan_rows)
+            print(f"scan of {args.scan_rows} rows: {results['scan']}", flush=True)
+        if args.crash_rounds:
+            from tests.events.crash_harness import crash_loop
+
+            seed = random.randrange(1 << 30)
+            t0 = time.perf_counter()
+            totals = crash_loop(fresh(), args.crash_rounds, seed)
+            totals["seconds"] = round(time.perf_counter() - t0, 1)
+            totals["seed"] = seed
+            results["crashloop"] = totals
+            print(f"kill -9 loop: {totals}", flush=True)
+    print(json.dumps(results))

@@ -1,0 +1,304 @@
+"""The event log as the run loop sees it: async appends with group commit, reads, follow.
+
+One `LogWriter` (raw sqlite3, never SQLAlchemy) lives on a dedicated thread. `append_batch`
+encodes its envelopes at once (a bad payload fails only its own caller), queues them and awaits
+their seqs. A writer task drains *everything* queued when the thread is free into one
+transaction, so concurrent producers share one commit (group commit: no linger, batches grow by
+themselves while a commit is in flight). The queue is bounded by `max_pending` envelopes; beyond
+it `append_batch` raises `StoreOverloadedError` at once instead of growing without bound.
+
+Reads run on a separate thread with a read-only connection; each read is one statement, so no
+read transaction is ever held across an await. `follow` is woken by the writer after each commit
+(an `asyncio.Event` swapped per commit), never by a polling sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import llamaswap_es
+from llamaswap_es.events.errors import StoreError, StoreOverloadedError
+from llamaswap_es.events.reader import DatabaseReader, Snapshot, connect_read_only
+from llamaswap_es.events.rows import UnsequencedRow, encode_envelopes
+from llamaswap_es.events.types import Envelope, ServerStarted
+from llamaswap_es.events.writer import LogWriter
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_boot_id() -> str:
+    """Time-ordered and unique enough to tell server runs apart: `<ms hex>-<random hex>`."""
+    return f"{wall_clock_ms():012x}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: list[UnsequencedRow]
+    future: asyncio.Future[list[int]]
+
+
+class EventStore:
+    """The append-only log of one server. Use from one event loop; open with `EventStore.open`."""
+
+    def __init__(
+        self,
+        writer: LogWriter,
+        write_thread: ThreadPoolExecutor,
+        *,
+        boot_id: str,
+        clock_ms: Callable[[], int],
+        max_pending: int,
+    ):
+        self.path: Path = writer.path
+        self._writer = writer
+        self._write_thread = write_thread
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
+        self._read_local = threading.local()
+        self._boot_id = boot_id
+        self._clock_ms = clock_ms
+        self._max_pending = max_pending
+        self._queue: deque[_Pending] = deque()
+        self._pending = 0
+        self._wakeup = asyncio.Event()
+        self._committed_seq = writer.next_seq - 1
+        self._commit_event = asyncio.Event()
+        self._in_flight: asyncio.Future[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._writer_task = asyncio.get_running_loop().create_task(
+            self._run_writer(), name=f"eventlog-writer:{self.path.name}"
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        synchronous: str = "normal",
+        version: str = llamaswap_es.__version__,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        boot_id: str | None = None,
+        max_pending: int = 10_000,
+    ) -> EventStore:
+        """Open (creating the directory and file), migrate, lock, then append `ServerStarted`."""
+        loop = asyncio.get_running_loop()
+        write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
+        try:
+            writer = await loop.run_in_executor(
+                write_thread, lambda: LogWriter.open(path, synchronous=synchronous)
+            )
+        except BaseException:
+            write_thread.shutdown(wait=False)
+            raise
+        store = cls(
+            writer,
+            write_thread,
+            boot_id=boot_id or new_boot_id(),
+            clock_ms=clock_ms,
+            max_pending=max_pending,
+        )
+        try:
+            started = ServerStarted(boot_id=store.boot_id, pid=os.getpid(), version=version)
+            await store.append_batch([Envelope(body=started, ts_ms=clock_ms())])
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @property
+    def boot_id(self) -> str:
+        return self._boot_id
+
+    # ----------------------------------------------------------------------------------------
+    # Appending
+
+    async def append_batch(self, envelopes: Sequence[Envelope]) -> list[int]:
+        """Append in one transaction with contiguous seqs, in order; returns the seqs.
+
+        Returns once the batch is committed. If the caller is cancelled while waiting, the batch
+        may still be committed (the log, not the caller, is the truth).
+        """
+        if self._closing:
+            raise StoreError(f"{self.path}: the event log is closed")
+        if not envelopes:
+            return []
+        if self._pending + len(envelopes) > self._max_pending:
+            raise StoreOverloadedError(
+                f"{self.path}: {self._pending} events are waiting to be written and "
+                f"{len(envelopes)} more would exceed the limit of {self._max_pending}; "
+                "the disk is not keeping up, retry later"
+            )
+        rows = encode_envelopes(envelopes, self._boot_id)
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(rows, future))
+        self._pending += len(rows)
+        self._wakeup.set()
+        return await future
+
+    async def _run_writer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                group = list(self._queue)
+                self._queue.clear()
+                rows = [row for item in group for row in item.rows]
+                self._in_flight = loop.create_future()
+                try:
+                    first = await loop.run_in_executor(
+                        self._write_thread, self._writer.append, rows
+                    )
+                except Exception as exc:
+                    for item in group:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                else:
+                    seq = first
+                    for item in group:
+                        n = len(item.rows)
+                        if not item.future.done():
+                            item.future.set_result(list(range(seq, seq + n)))
+                        seq += n
+                    self._committed_seq = seq - 1
+                    self._commit_event.set()
+                    self._commit_event = asyncio.Event()
+                finally:
+                    self._pending -= len(rows)
+                    self._in_flight.set_result(None)
+                    self._in_flight = None
+
+    async def save_snapshot(
+        self, *, reducer_version: str, seq: int, digest: str, state: bytes
+    ) -> None:
+        """Store a reducer snapshot (a cache; replacing one at the same version and seq)."""
+        if self._closed:
+            raise StoreError(f"{self.path}: the event log is closed")
+        await asyncio.get_running_loop().run_in_executor(
+            self._write_thread,
+            lambda: self._writer.save_snapshot(
+                reducer_version=reducer_version, seq=seq, digest=digest, state=bytes(state)
+            ),
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Reading
+
+    def _reader(self) -> DatabaseReader:
+        reader = getattr(self._read_local, "reader", None)
+        if reader is None:
+            reader = DatabaseReader(self.path, connect_read_only(self.path))
+            self._read_local.reader = reader
+        return reader
+
+    async def _on_read_thread(self, fn: Callable[[DatabaseReader], object]) -> object:
+        if self._closed:
+            raise StoreError(f"{self.path}: the event log is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._read_thread, lambda: fn(self._reader()))
+
+    async def last_seq(self) -> int:
+        """The highest committed seq (0 for an empty log)."""
+        return self._committed_seq
+
+    async def read(
+        self,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        types: Collection[str] | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+        validate: bool = False,
+    ) -> list[Envelope]:
+        """Committed envelopes matching every given filter, in seq order."""
+        type_list = None if types is None else list(types)
+        result = await self._on_read_thread(
+            lambda r: r.read(
+                from_seq=from_seq,
+                to_seq=to_seq,
+                types=type_list,
+                key=key,
+                limit=limit,
+                validate=validate,
+            )
+        )
+        return result  # type: ignore[return-value]
+
+    async def follow(self, from_seq: int = 1, *, batch: int = 1000) -> AsyncIterator[Envelope]:
+        """Every committed envelope from `from_seq` on, then each new one as it commits.
+
+        Ends when the store closes; cancel the consuming task to stop earlier.
+        """
+        next_seq = from_seq
+        while not self._closed:
+            if next_seq > self._committed_seq:
+                event = self._commit_event
+                await event.wait()
+                continue
+            try:
+                page = await self.read(from_seq=next_seq, limit=batch)
+            except StoreError:
+                if self._closed:
+                    return
+                raise
+            for env in page:
+                yield env
+            if page:
+                next_seq = page[-1].seq + 1
+
+    async def latest_snapshot(
+        self, reducer_version: str, *, max_seq: int | None = None
+    ) -> Snapshot | None:
+        result = await self._on_read_thread(
+            lambda r: r.latest_snapshot(reducer_version, max_seq=max_seq)
+        )
+        return result  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Write what is queued, then close both connections and release the lock."""
+        if self._closing:
+            return
+        self._closing = True
+        while self._queue or self._in_flight is not None:
+            if self._in_flight is not None:
+                await asyncio.shield(self._in_flight)
+            else:  # queued, and the writer task is already woken: let it take the group
+                await asyncio.sleep(0)
+        self._closed = True
+        self._commit_event.set()
+        self._writer_task.cancel()
+        try:
+            await self._writer_task
+        except asyncio.CancelledError:
+            pass
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._read_thread, self._close_reader)
+        self._read_thread.shutdown(wait=True)
+        await loop.run_in_executor(self._write_thread, self._writer.close)
+        self._write_thread.shutdown(wait=True)
+
+    def _close_reader(self) -> None:
+        reader = getattr(self._read_local, "reader", None)
+        if reader is not None:
+            reader.close()
+            self._read_local.reader = None
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

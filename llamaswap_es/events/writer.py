@@ -1,0 +1,172 @@
+"""The one writing connection to a log, synchronous: opened, checked, migrated, then appended to.
+
+`EventStore` drives it from a dedicated thread (group commit); bundle import drives it directly.
+Opening takes the single-server lock *before* anything touches the database, so two servers can
+never migrate or append at the same time. Seqs are assigned here, inside the write transaction,
+from a counter that only advances after COMMIT returns: commit order is seq order, so a reader
+tailing `seq > last` can never skip a row (EVENT-LOG.md §1.8).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from llamaswap_es.events.errors import (
+    StoreCorruptError,
+    StoreError,
+    translate_sqlite_error,
+)
+from llamaswap_es.events.lock import ServerLock
+from llamaswap_es.events.rows import Row, UnsequencedRow
+from llamaswap_es.events.schema import migrate
+
+SYNCHRONOUS_LEVELS = ("normal", "full")
+
+_INSERT = (
+    "INSERT INTO events (seq, ts_ms, type, key, boot, v, cause, payload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class LogWriter:
+    """Owns the write connection and the lock. Not thread-safe: one thread calls it at a time."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: ServerLock):
+        self.path = path
+        self._conn = conn
+        self._lock = lock
+        self.next_seq = self._read_next_seq()
+
+    @classmethod
+    def open(cls, path: str | Path, *, synchronous: str = "normal") -> LogWriter:
+        """Create the directory, lock, check, configure and migrate the database at `path`."""
+        level = synchronous.lower()
+        if level not in SYNCHRONOUS_LEVELS:
+            raise ValueError(
+                f"synchronous must be one of {SYNCHRONOUS_LEVELS}, not {synchronous!r}"
+            )
+        path = Path(path).expanduser().absolute()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise translate_sqlite_error(exc, path) from exc
+        lock = ServerLock.acquire(path)
+        try:
+            conn = _connect(path, level)
+            try:
+                migrate(conn, path)
+            except BaseException:
+                conn.close()
+                raise
+            return cls(path, conn, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _read_next_seq(self) -> int:
+        # sqlite_sequence remembers the highest seq ever used, even if the tail was deleted.
+        used = self._conn.execute(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+            "coalesce((SELECT max(seq) FROM events), 0))"
+        ).fetchone()[0]
+        return int(used) + 1
+
+    def append(self, rows: Sequence[UnsequencedRow]) -> int:
+        """Write `rows` in one transaction with contiguous seqs; returns the first seq."""
+        first = self.next_seq
+        sequenced = [(first + i, *row) for i, row in enumerate(rows)]
+        self._write(sequenced)
+        self.next_seq = first + len(sequenced)
+        return first
+
+    def insert_all(self, rows: Iterable[Row]) -> None:
+        """Write rows that already carry their seqs (bundle import), streamed, one transaction.
+
+        Any error (a truncated bundle, a full disk) rolls everything back.
+        """
+        self._write(rows)
+        self.next_seq = self._read_next_seq()
+
+    def _write(self, rows: Iterable[Sequence[object]]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise translate_sqlite_error(exc, self.path) from exc
+        except BaseException:
+            self._rollback()
+            raise
+
+    def save_snapshot(self, *, reducer_version: str, seq: int, digest: str, state: bytes) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshots "
+                "(reducer_version, seq, digest, state, created_ms) VALUES (?, ?, ?, ?, ?)",
+                (reducer_version, seq, digest, state, int(time.time() * 1000)),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise translate_sqlite_error(exc, self.path) from exc
+
+    def count_rows(self, table: str) -> int:
+        return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:  # the connection is gone too; the next call reports it
+                pass
+
+    def close(self) -> None:
+        """Checkpoint and truncate the WAL, close, then let the next server in."""
+        try:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # a full disk must not keep us from closing
+                pass
+            self._conn.close()
+        finally:
+            self._lock.release()
+
+
+def _connect(path: Path, level: str) -> sqlite3.Connection:
+    """Open, run quick_check, set the pragmas; every failure names `path` and its cause."""
+    existed = path.exists()
+    if existed and not os.access(path, os.R_OK):
+        raise StoreError(f"{path}: the event log cannot be read (permission denied)")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise translate_sqlite_error(exc, path) from exc
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        result = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+        if result != ["ok"]:
+            raise StoreCorruptError(path, "quick_check: " + "; ".join(result[:5]))
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: SQLite refused WAL mode (journal_mode is {mode})")
+        conn.execute(f"PRAGMA synchronous = {level.upper()}")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cache_size = -32000")
+        # Probe for write access now, so a read-only file fails at open, not at the first append.
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise translate_sqlite_error(exc, path) from exc
+        raise
+    return conn
