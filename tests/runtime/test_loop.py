@@ -1,0 +1,168 @@
+"""The run loop's mechanics with the real event store: write-ahead, causes, group commit, the
+answer to waiting requests, and exact in-flight accounting when a client leaves.
+
+The reducer here is a tiny deterministic stand-in (dispatch every request at once, or reject one
+model) so that each test is about the loop alone; the real scheduler runs through the loop in the
+end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from llamaswap_es.events.store import EventStore
+from llamaswap_es.events.types import (
+    Decision,
+    Dispatch,
+    Envelope,
+    Reject,
+    RequestCancelled,
+    RequestFinished,
+    RequestReceived,
+    SetTimer,
+    StartProcess,
+)
+from llamaswap_es.runtime.clock import ManualClock
+from llamaswap_es.runtime.loop import RunLoop
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.applied: list[Decision] = []
+        self.committed_before_act: list[bool] = []
+        self.store: EventStore | None = None
+
+    def apply(self, decision: Decision) -> None:
+        self.applied.append(decision)
+
+
+def _reducer(state: dict, envelope: Envelope) -> tuple[dict, list[Decision]]:
+    """Dispatch each request at once, except model 'nope' (404); count finished requests."""
+    body = envelope.body
+    if isinstance(body, RequestReceived):
+        if body.model == "nope":
+            return state, [Reject(request_id=body.request_id, status=404, code="x", message="no")]
+        state["in_flight"] = state.get("in_flight", 0) + 1
+        return state, [
+            StartProcess(model=body.model, instance=1),
+            Dispatch(request_id=body.request_id, model=body.model, instance=1),
+        ]
+    if isinstance(body, RequestFinished):
+        state["in_flight"] -= 1
+        return state, [SetTimer(timer_id=f"ttl:{body.model}", at_ms=envelope.ts_ms + 1000)]
+    return state, []
+
+
+async def _loop(db_path: Path) -> tuple[RunLoop, EventStore, _Recorder]:
+    store = await EventStore.open(db_path)
+    recorder = _Recorder()
+    loop = RunLoop(store, reduce=_reducer, state={}, clock=ManualClock(), actuator=recorder)
+    await loop.start()
+    return loop, store, recorder
+
+
+async def test_decisions_are_logged_after_their_input_with_its_seq_as_cause(db_path: Path) -> None:
+    loop, store, recorder = await _loop(db_path)
+    ticket = loop.submit_request(RequestReceived(request_id="r1", model="a"))
+    decision = await asyncio.wait_for(ticket.decision, 5)
+    assert decision == Dispatch(request_id="r1", model="a", instance=1)
+    await loop.flush()
+    rows = await store.read(from_seq=1)
+    assert [r.type for r in rows] == [
+        "ServerStarted",
+        "RequestReceived",
+        "StartProcess",
+        "Dispatch",
+    ]
+    received = rows[1]
+    assert [r.cause for r in rows[2:]] == [received.seq, received.seq]
+    assert all(r.boot == store.boot_id for r in rows)
+    assert recorder.applied == [StartProcess(model="a", instance=1)]
+    await loop.stop()
+    await store.close()
+
+
+async def test_nothing_is_acted_on_before_it_is_committed(db_path: Path) -> None:
+    loop, store, recorder = await _loop(db_path)
+    seen_in_log: list[bool] = []
+
+    original_apply = recorder.apply
+
+    def apply_and_check(decision: Decision) -> None:
+        # The actuator runs after the commit: a fresh read connection already sees the decision.
+        from llamaswap_es.events.reader import open_log
+
+        with open_log(db_path) as reader:
+            seen_in_log.append(any(e.body == decision for e in reader.iter_envelopes()))
+        original_apply(decision)
+
+    recorder.apply = apply_and_check  # type: ignore[method-assign]
+    ticket = loop.submit_request(RequestReceived(request_id="r1", model="a"))
+    await asyncio.wait_for(ticket.decision, 5)
+    await loop.flush()
+    assert seen_in_log == [True]
+    await loop.stop()
+    await store.close()
+
+
+async def test_a_burst_is_group_committed_and_every_request_gets_its_answer(db_path: Path) -> None:
+    loop, store, _ = await _loop(db_path)
+    tickets = [
+        loop.submit_request(
+            RequestReceived(request_id=f"r{i:03d}", model="nope" if i % 5 == 0 else "a")
+        )
+        for i in range(200)
+    ]
+    answers = await asyncio.wait_for(asyncio.gather(*(t.decision for t in tickets)), 10)
+    assert sum(isinstance(a, Reject) for a in answers) == 40
+    assert all(a.request_id == t.request_id for a, t in zip(answers, tickets, strict=True))
+    await loop.flush()
+    rows = await store.read(from_seq=1)
+    seqs = [r.seq for r in rows]
+    assert seqs == list(range(1, len(rows) + 1))
+    await loop.stop()
+    await store.close()
+
+
+async def test_a_dispatch_for_a_client_that_left_is_finished_at_once(db_path: Path) -> None:
+    loop, store, _ = await _loop(db_path)
+    ticket = loop.submit_request(RequestReceived(request_id="r1", model="a"))
+    # The client leaves before the loop has even reduced its request.
+    loop.abandon_ticket(ticket, RequestCancelled(request_id="r1"))
+    await loop.flush()
+    await loop.flush()
+    rows = await store.read(from_seq=1)
+    types = [r.type for r in rows]
+    assert types.count("Dispatch") == 1
+    finished = [r.body for r in rows if isinstance(r.body, RequestFinished)]
+    assert len(finished) == 1 and finished[0].status == 499
+    assert loop.state["in_flight"] == 0
+    assert not ticket.decision.done()
+    await loop.stop()
+    await store.close()
+
+
+async def test_listeners_see_each_committed_batch_in_order(db_path: Path) -> None:
+    loop, store, _ = await _loop(db_path)
+    batches: list[list[int]] = []
+    loop.add_listener(lambda envs: batches.append([e.seq for e in envs]))
+    for i in range(3):
+        await loop.submit_request(RequestReceived(request_id=f"r{i}", model="a")).decision
+    await loop.flush()
+    flat = [s for b in batches for s in b]
+    assert flat == sorted(flat) and len(flat) == 9
+    await loop.stop()
+    await store.close()
+
+
+async def test_requests_are_refused_once_the_loop_stops(db_path: Path) -> None:
+    from llamaswap_es.runtime.loop import LoopStoppedError
+
+    loop, store, _ = await _loop(db_path)
+    await loop.stop()
+    with pytest.raises(LoopStoppedError):
+        loop.submit_request(RequestReceived(request_id="r1", model="a"))
+    await store.close()
