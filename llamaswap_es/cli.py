@@ -1,16 +1,215 @@
-"""The `llamaswap-es` command line (placeholder until the foundation issue fills it in)."""
+"""The `llamaswap-es` command line.
+
+llama-swap's flags work in both spellings (`-config` and `--config`, `-flag=value` too) so that
+switching is a change of one command. Without a subcommand the server runs; subcommands
+(`check-config`, later `replay`, `rebuild-projections`) each register with one `add_subcommand`
+line in `build_parser`.
+"""
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
+import json
+import os
+import re
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from llamaswap_es import __version__
+from llamaswap_es.config import build_schedule, config_as_json, load_config
+from llamaswap_es.config.models import LlamaSwapConfig
+from llamaswap_es.errors import ConfigError
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_TLS_LISTEN = "127.0.0.1:8443"
+EXIT_USAGE = 2
+_GO_BOOL_FLAG = re.compile(r"^--?(watch-config|version)=(.*)$")
+_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """What the server needs from the command line, parsed and checked."""
+
+    config_file: str | None
+    config_dir: str | None
+    listen_host: str
+    listen_port: int
+    watch_config: bool
+    tls_cert_file: str | None
+    tls_key_file: str | None
+    db_path: str | None
+    """`--db` when given; `effective_db_path` applies the config's `db` and the default."""
+
+
+def default_db_path(env: dict[str, str] | None = None) -> str:
+    """`$XDG_DATA_HOME/llamaswap-es/events.db`, else `~/.local/share/llamaswap-es/events.db`."""
+    environ = os.environ if env is None else env
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "llamaswap-es" / "events.db")
+
+
+def effective_db_path(options: ServeOptions, config: LlamaSwapConfig | None) -> str:
+    """`--db` wins, then the config's `llamaswap-es.db`, then the default."""
+    if options.db_path:
+        return options.db_path
+    if config is not None and config.llamaswap_es.db:
+        return os.path.expanduser(config.llamaswap_es.db)
+    return default_db_path()
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces) → (host, port)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT with a port from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_warning(host: str, config: LlamaSwapConfig | None) -> str | None:
+    """A warning when the server listens beyond loopback and no apiKeys guard it."""
+    if is_loopback(host) or (config is not None and config.api_keys):
+        return None
+    shown = host or "all interfaces"
+    return (
+        f"warning: listening on {shown} without apiKeys: anyone who can reach this port can "
+        "load models and use them; set apiKeys in the config or listen on 127.0.0.1"
+    )
+
+
+def run_server(options: ServeOptions) -> int:
+    """Run the server until it is stopped; returns the exit status (wired by the integrator)."""
+    print("the server is not wired yet", file=sys.stderr)
+    return 2
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-config", "--config", dest="config_file", metavar="FILE")
+    parser.add_argument("-config-dir", "--config-dir", dest="config_dir", metavar="DIR")
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    _add_config_flags(parser)
+    parser.add_argument(
+        "-listen", "--listen", metavar="HOST:PORT", help=f"default {DEFAULT_LISTEN}"
+    )
+    parser.add_argument("-watch-config", "--watch-config", action="store_true")
+    parser.add_argument("-tls-cert-file", "--tls-cert-file", metavar="FILE")
+    parser.add_argument("-tls-key-file", "--tls-key-file", metavar="FILE")
+    parser.add_argument("-version", "--version", action="store_true")
+    parser.add_argument("--db", metavar="PATH", help=f"event log (default {default_db_path()})")
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_subcommand(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    configure: Callable[[argparse.ArgumentParser], None],
+    handler: Handler,
+) -> None:
+    """Register a subcommand: its flags and the function that runs it."""
+    sub = subparsers.add_parser(name, help=help_text, allow_abbrev=False)
+    configure(sub)
+    sub.set_defaults(handler=handler)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamaswap-es",
+        description="An event-sourced, llama-swap-compatible model-swapping proxy.",
+        allow_abbrev=False,
+    )
+    _add_serve_flags(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_subcommand(
+        subparsers, "check-config", "validate a configuration", _add_config_flags, check_config
+    )
+    return parser
+
+
+def _normalise_go_flags(argv: list[str]) -> list[str]:
+    """Go's `-flag=true|false` for boolean flags → argparse's bare flag (or nothing)."""
+    out = []
+    for arg in argv:
+        match = _GO_BOOL_FLAG.match(arg)
+        if match:
+            if match.group(2) in _TRUE:
+                out.append("--" + match.group(1))
+            continue
+        out.append(arg)
+    return out
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """Checks llama-swap makes at start-up; raises ValueError with the message to show."""
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        raise ValueError("both -tls-cert-file and -tls-key-file must be provided for TLS")
+    tls = bool(args.tls_cert_file)
+    host, port = parse_listen(args.listen or (DEFAULT_TLS_LISTEN if tls else DEFAULT_LISTEN))
+    return ServeOptions(
+        config_file=args.config_file,
+        config_dir=args.config_dir,
+        listen_host=host,
+        listen_port=port,
+        watch_config=bool(args.watch_config),
+        tls_cert_file=args.tls_cert_file,
+        tls_key_file=args.tls_key_file,
+        db_path=args.db,
+    )
+
+
+def _config_error(error: ConfigError) -> int:
+    print(f"llamaswap-es: {error.message}", file=sys.stderr)
+    if error.source:
+        print(f"  file: {error.source}", file=sys.stderr)
+    if error.key_path:
+        print(f"  key:  {error.key_path}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """Load, validate and print the normalised configuration as JSON (keys masked)."""
+    try:
+        config = load_config(args.config_file, args.config_dir)
+        build_schedule(config)  # a group naming no model would stop the server: say so now
+    except ConfigError as error:
+        return _config_error(error)
+    print(json.dumps(config_as_json(config), indent=2, ensure_ascii=False))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args in (["--version"], ["-version"]):
+    parser = build_parser()
+    args = parser.parse_args(_normalise_go_flags(sys.argv[1:] if argv is None else argv))
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
+    if args.version:
         print(f"llamaswap-es {__version__}")
         return 0
-    print("llamaswap-es: not implemented yet", file=sys.stderr)
-    return 2
+    try:
+        options = serve_options(args)
+    except ValueError as error:
+        print(f"llamaswap-es: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_server(options)

@@ -1,0 +1,476 @@
+"""The pydantic models of llama-swap's configuration, plus our `llamaswap-es:` section.
+
+Field names are snake_case in Python and llama-swap's spelling in YAML (the alias). Decoding
+follows yaml.v3 (see gotypes): unknown keys are ignored, absent or null scalars keep their
+default, null lists and maps become empty, and a null entry in a map of objects (`models: {m: ~}`)
+becomes an all-zero object without defaults, exactly as llama-swap treats it (spec §16.7).
+Loaded configs are treated as immutable once `load_config` returns them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, get_origin
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from llamaswap_es.config.go_url import go_url_parse_error
+from llamaswap_es.config.gotypes import (
+    GoAnyMap,
+    GoBool,
+    GoDurationNs,
+    GoInt,
+    GoIntMap,
+    GoStr,
+    GoStrList,
+    GoStrMap,
+    fatal_error,
+    unmarshal_error,
+)
+from llamaswap_es.config.yaml_dialect import go_format_value, natural_key
+
+DEFAULT_SESSION_ID_HEADERS = ("X-Session-ID", "X-Litellm-Session-Id")
+DEFAULT_IGNORE_PATHS = (r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$",)
+
+
+class GoStruct(BaseModel):
+    """Base of every config object: yaml.v3's decoding rules for Go structs."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=False)
+    go_type: ClassVar[str] = "struct"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _go_decode(cls, data: Any) -> Any:
+        if isinstance(data, BaseModel):
+            return data
+        if not isinstance(data, dict):
+            raise unmarshal_error(data, cls.go_type)
+        by_alias = {(f.alias or name): f for name, f in cls.model_fields.items()}
+        cleaned: dict[str, Any] = {}
+        for key, value in data.items():
+            key = key if isinstance(key, str) else go_format_value(key)
+            field = by_alias.get(key)
+            if field is None:
+                continue  # unknown keys are ignored, as yaml.v3 does
+            if value is None and get_origin(field.annotation) not in (list, dict):
+                continue  # null scalar or struct: keep the default
+            cleaned[key] = value
+        return cleaned
+
+    @classmethod
+    def zero(cls) -> GoStruct:
+        """The all-zero object a null map entry decodes to (no defaults, no checks)."""
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, GoStruct):
+                values[name] = type(default).zero()
+            elif isinstance(default, bool):
+                values[name] = False
+            elif isinstance(default, int):
+                values[name] = 0
+            elif isinstance(default, str):
+                values[name] = ""
+            elif isinstance(default, list | dict):
+                values[name] = type(default)()
+            else:
+                values[name] = None
+        return cls.model_construct(**values)
+
+
+def struct_map(cls: type[GoStruct]) -> BeforeValidator:
+    """A map of objects: null map → empty, null entry → the object's zero value."""
+
+    def decode(value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise unmarshal_error(value, f"map[string]{cls.go_type}")
+        return {
+            (k if isinstance(k, str) else go_format_value(k)): (cls.zero() if v is None else v)
+            for k, v in value.items()
+        }
+
+    return BeforeValidator(decode)
+
+
+# ------------------------------------------------------------------------------------------
+# models.<id>
+
+
+class Timeouts(GoStruct):
+    """Upstream HTTP transport timeouts in seconds; 0 disables one (spec §8.7)."""
+
+    go_type: ClassVar[str] = "config.TimeoutsConfig"
+    connect: GoInt = 30
+    keepalive: GoInt = 30
+    response_header: GoInt = Field(0, alias="responseHeader")
+    tls_handshake: GoInt = Field(10, alias="tlsHandshake")
+    expect_continue: GoInt = Field(1, alias="expectContinue")
+    idle_conn: GoInt = Field(90, alias="idleConn")
+
+
+class PeerTimeouts(Timeouts):
+    response_header: GoInt = Field(60, alias="responseHeader")
+
+
+class Filters(GoStruct):
+    """Request-body rewrites (spec §9); `strip_params` is the legacy spelling."""
+
+    go_type: ClassVar[str] = "config.Filters"
+    strip_params: GoStr = Field("", alias="stripParams")
+    legacy_strip_params: GoStr = Field("", alias="strip_params")
+    set_params: GoAnyMap = Field(default_factory=dict, alias="setParams")
+    set_params_by_id: dict[str, GoAnyMap] = Field(default_factory=dict, alias="setParamsByID")
+
+    def sanitized_strip_params(self) -> list[str]:
+        """The keys to delete: trimmed, no empties, no duplicates, never `model`, sorted."""
+        raw = self.strip_params or self.legacy_strip_params
+        return sorted({p.strip() for p in raw.split(",") if p.strip() and p.strip() != "model"})
+
+
+class PeerFilters(Filters):
+    go_type: ClassVar[str] = "config.PeerFilters"
+
+
+class Capabilities(GoStruct):
+    go_type: ClassVar[str] = "config.Capabilities"
+    in_: GoStrList = Field(default_factory=list, alias="in")
+    out: GoStrList = Field(default_factory=list)
+    tools: GoBool = False
+    reranker: GoBool = False
+    context: GoInt = 0
+
+    def is_empty(self) -> bool:
+        return not (self.in_ or self.out or self.tools or self.reranker or self.context)
+
+
+class Compat(GoStruct):
+    go_type: ClassVar[str] = "config.CompatConfig"
+    ignore_websockets: GoBool = Field(False, alias="ignoreWebsockets")
+
+
+class ModelConfig(GoStruct):
+    """One `models.<id>` entry (spec §8), after macro expansion."""
+
+    go_type: ClassVar[str] = "config.ModelConfig"
+    cmd: GoStr = ""
+    cmd_stop: GoStr = Field("", alias="cmdStop")
+    proxy: GoStr = "http://localhost:${PORT}"
+    check_endpoint: GoStr = Field("/health", alias="checkEndpoint")
+    env: GoStrList = Field(default_factory=list)
+    aliases: GoStrList = Field(default_factory=list)
+    name: GoStr = ""
+    description: GoStr = ""
+    ttl: GoInt = -1
+    unload_timeout: GoInt = Field(0, alias="unloadTimeout")
+    unlisted: GoBool = False
+    use_model_name: GoStr = Field("", alias="useModelName")
+    concurrency_limit: GoInt = Field(0, alias="concurrencyLimit")
+    filters: Filters = Field(default_factory=Filters)
+    macros: GoAnyMap = Field(default_factory=dict)
+    metadata: GoAnyMap = Field(default_factory=dict)
+    send_loading_state: GoBool | None = Field(None, alias="sendLoadingState")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    compat: Compat = Field(default_factory=Compat)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    health_check_timeout: GoInt = Field(0, alias="healthCheckTimeout")
+
+
+# ------------------------------------------------------------------------------------------
+# routing
+
+
+class GroupConfig(GoStruct):
+    """A group of the group router (spec §10.2)."""
+
+    go_type: ClassVar[str] = "config.GroupConfig"
+    swap: GoBool = True
+    exclusive: GoBool = True
+    persistent: GoBool = False
+    members: GoStrList = Field(default_factory=list)
+
+
+def _decode_sets(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fatal_error("sets must be a mapping")
+    sets: dict[str, str] = {}
+    for key, expr in value.items():
+        name = key if isinstance(key, str) else go_format_value(key)
+        if isinstance(expr, dict | list):
+            raise fatal_error(
+                f'failed to decode DSL for set "{name}": '
+                f"{unmarshal_error(expr, 'string').context['text']}"
+            )
+        sets[name] = "" if expr is None else go_format_value(expr)
+    # llama-swap's loaded config carries the sets in yaml.v3's sorted key order (spec §10.3)
+    return {name: sets[name] for name in sorted(sets, key=natural_key)}
+
+
+class MatrixConfig(GoStruct):
+    """The matrix router's settings (spec §10.3); `sets` in yaml.v3 sorted order."""
+
+    go_type: ClassVar[str] = "config.MatrixConfig"
+    vars: GoStrMap = Field(default_factory=dict)
+    evict_costs: GoIntMap = Field(default_factory=dict)
+    sets: Annotated[dict[str, str], BeforeValidator(_decode_sets)] = Field(default_factory=dict)
+
+
+class RouterSettings(GoStruct):
+    go_type: ClassVar[str] = "config.RouterSettings"
+    groups: Annotated[dict[str, GroupConfig], struct_map(GroupConfig)] = Field(default_factory=dict)
+    matrix: MatrixConfig | None = None
+
+
+class RouterConfig(GoStruct):
+    go_type: ClassVar[str] = "config.RouterConfig"
+    use: GoStr = ""
+    settings: RouterSettings = Field(default_factory=RouterSettings)
+
+
+class FifoSettings(GoStruct):
+    go_type: ClassVar[str] = "config.FifoSettings"
+    priority: GoIntMap = Field(default_factory=dict)
+
+
+class SchedulerSettings(GoStruct):
+    go_type: ClassVar[str] = "config.SchedulerSettings"
+    fifo: FifoSettings = Field(default_factory=FifoSettings)
+
+
+class SchedulerSection(GoStruct):
+    go_type: ClassVar[str] = "config.SchedulerConfig"
+    use: GoStr = ""
+    settings: SchedulerSettings = Field(default_factory=SchedulerSettings)
+
+
+class RoutingConfig(GoStruct):
+    go_type: ClassVar[str] = "config.RoutingConfig"
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
+
+
+# ------------------------------------------------------------------------------------------
+# peers, selectors, profiles, hooks and the small top-level blocks
+
+
+class PeerConfig(GoStruct):
+    """A remote OpenAI-compatible server whose models we forward to (spec §11)."""
+
+    go_type: ClassVar[str] = "config.PeerConfig"
+    proxy: GoStr = ""
+    api_key: GoStr = Field("", alias="apiKey")
+    models: GoStrList = Field(default_factory=list)
+    filters: PeerFilters = Field(default_factory=PeerFilters)
+    timeouts: PeerTimeouts = Field(default_factory=PeerTimeouts)
+
+    @model_validator(mode="after")
+    def _required(self) -> PeerConfig:
+        if not self.proxy.strip():
+            raise fatal_error("proxy is required")
+        problem = go_url_parse_error(self.proxy)
+        if problem:
+            raise fatal_error(f"invalid peer proxy URL ({self.proxy}): {problem}")
+        if not self.models:
+            raise fatal_error("peer models can not be empty")
+        return self
+
+
+class SelectorSettings(GoStruct):
+    go_type: ClassVar[str] = "config.SelectorSettings"
+    spillover: GoInt = 1
+
+
+class SelectorConfig(GoStruct):
+    """A virtual model id that picks one of its targets at request time (spec §13.1)."""
+
+    go_type: ClassVar[str] = "config.SelectorConfig"
+    strategy: GoStr = ""
+    targets: GoStrList = Field(default_factory=list)
+    settings: SelectorSettings = Field(default_factory=SelectorSettings)
+    name: GoStr = ""
+    description: GoStr = ""
+    unlisted: GoBool = False
+    metadata: GoAnyMap = Field(default_factory=dict)
+
+
+LEGACY_PROFILE = (
+    "profile must be a mapping with description and pins; the legacy list syntax is no longer "
+    "supported"
+)
+
+
+class ProfileConfig(GoStruct):
+    """Runtime-switchable pins: requested name → replacement name (spec §13.2)."""
+
+    go_type: ClassVar[str] = "config.ProfileConfig"
+    description: GoStr = ""
+    pins: GoStrMap = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_legacy_list(cls, data: Any) -> Any:
+        if not isinstance(data, dict | BaseModel):
+            raise fatal_error(LEGACY_PROFILE)
+        return data
+
+
+class OnStartup(GoStruct):
+    go_type: ClassVar[str] = "config.OnStartupHooks"
+    preload: GoStrList = Field(default_factory=list)
+
+
+class Hooks(GoStruct):
+    go_type: ClassVar[str] = "config.HooksConfig"
+    on_startup: OnStartup = Field(default_factory=OnStartup)
+
+
+class Activity(GoStruct):
+    go_type: ClassVar[str] = "config.ActivityConfig"
+    session_id: GoStrList = Field(default_factory=lambda: list(DEFAULT_SESSION_ID_HEADERS))
+
+
+class UIConfig(GoStruct):
+    go_type: ClassVar[str] = "config.UIConfig"
+    activity: Activity = Field(default_factory=Activity)
+
+
+class Performance(GoStruct):
+    go_type: ClassVar[str] = "config.PerformanceConfig"
+    disabled: GoBool = False
+    every: GoDurationNs = 5_000_000_000
+
+
+class Upstream(GoStruct):
+    go_type: ClassVar[str] = "config.UpstreamConfig"
+    ignore_paths: GoStrList = Field(default_factory=list, alias="ignorePaths")
+
+    @model_validator(mode="after")
+    def _compile(self) -> Upstream:
+        for pattern in self.ignore_paths:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise fatal_error(
+                    f'upstream.ignorePaths: invalid regular expression "{pattern}": '
+                    f"error parsing regexp: {exc}"
+                ) from None
+        return self
+
+
+class StoreConfig(GoStruct):
+    go_type: ClassVar[str] = "config.StoreConfig"
+    path: GoStr = ""
+
+
+# ------------------------------------------------------------------------------------------
+# ours
+
+
+OUR_SECTION = "llamaswap-es"
+
+
+class LlamaSwapEsSettings(GoStruct):
+    """Our own settings (`llamaswap-es:`); unknown keys here are errors, to catch typos."""
+
+    go_type: ClassVar[str] = "llamaswap-es settings"
+    db: GoStr | None = None
+    """Event-log path; the command line's --db wins."""
+    synchronous: GoStr = "normal"
+    """SQLite durability: `normal` (default) or `full`."""
+    probe_interval_ms: GoInt = Field(100, alias="probeIntervalMs")
+    starvation_bound_seconds: GoInt = Field(300, alias="starvationBoundSeconds")
+    min_resident_seconds: GoInt = Field(0, alias="minResidentSeconds")
+    max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB")
+    shutdown_timeout_seconds: GoInt = Field(30, alias="shutdownTimeoutSeconds")
+    event_retention_days: GoInt = Field(0, alias="eventRetentionDays")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = {(f.alias or n) for n, f in cls.model_fields.items()}
+            for key in data:
+                if key not in known:
+                    raise fatal_error(
+                        f'{OUR_SECTION}: unknown setting "{key}" (valid: '
+                        f"{', '.join(sorted(known))})"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _ranges(self) -> LlamaSwapEsSettings:
+        if self.synchronous.lower() not in ("normal", "full"):
+            raise fatal_error(
+                f'{OUR_SECTION}.synchronous: must be "normal" or "full", got "{self.synchronous}"'
+            )
+        self.synchronous = self.synchronous.lower()
+        positive = {
+            "probeIntervalMs": self.probe_interval_ms,
+            "maxRequestBodyMB": self.max_request_body_mb,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise fatal_error(f"{OUR_SECTION}.{key}: must be > 0, got {value}")
+        non_negative = {
+            "starvationBoundSeconds": self.starvation_bound_seconds,
+            "minResidentSeconds": self.min_resident_seconds,
+            "shutdownTimeoutSeconds": self.shutdown_timeout_seconds,
+            "eventRetentionDays": self.event_retention_days,
+        }
+        for key, value in non_negative.items():
+            if value < 0:
+                raise fatal_error(f"{OUR_SECTION}.{key}: must be >= 0, got {value}")
+        return self
+
+
+# ------------------------------------------------------------------------------------------
+# the whole file
+
+
+class LlamaSwapConfig(GoStruct):
+    """A whole configuration: llama-swap's keys (spec §6) and our section."""
+
+    go_type: ClassVar[str] = "config.Config"
+    health_check_timeout: GoInt = Field(120, alias="healthCheckTimeout")
+    log_level: GoStr = Field("info", alias="logLevel")
+    log_time_format: GoStr = Field("", alias="logTimeFormat")
+    log_to_stdout: GoStr = Field("proxy", alias="logToStdout")
+    log_requests: GoBool = Field(False, alias="logRequests")
+    metrics_max_in_memory: GoInt = Field(1000, alias="metricsMaxInMemory")
+    capture_buffer: GoInt = Field(5, alias="captureBuffer")
+    store: StoreConfig | None = None
+    ui: UIConfig = Field(default_factory=UIConfig)
+    performance: Performance = Field(default_factory=Performance)
+    start_port: GoInt = Field(5800, alias="startPort")
+    send_loading_state: GoBool = Field(False, alias="sendLoadingState")
+    include_aliases_in_list: GoBool = Field(False, alias="includeAliasesInList")
+    global_ttl: GoInt = Field(0, alias="globalTTL")
+    unload_timeout: GoInt = Field(10, alias="unloadTimeout")
+    macros: GoAnyMap = Field(default_factory=dict)
+    api_keys: GoStrList = Field(default_factory=list, alias="apiKeys")
+    upstream: Upstream = Field(default_factory=Upstream)
+    models: Annotated[dict[str, ModelConfig], struct_map(ModelConfig)] = Field(default_factory=dict)
+    profiles: Annotated[dict[str, ProfileConfig], struct_map(ProfileConfig)] = Field(
+        default_factory=dict
+    )
+    selectors: Annotated[dict[str, SelectorConfig], struct_map(SelectorConfig)] = Field(
+        default_factory=dict
+    )
+    hooks: Hooks = Field(default_factory=Hooks)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    groups: Annotated[dict[str, GroupConfig], struct_map(GroupConfig)] = Field(default_factory=dict)
+    matrix: MatrixConfig | None = None
+    peers: Annotated[dict[str, PeerConfig], struct_map(PeerConfig)] = Field(default_factory=dict)
+    llamaswap_es: LlamaSwapEsSettings = Field(
+        default_factory=LlamaSwapEsSettings, alias=OUR_SECTION
+    )
+
+    # Filled in by the loader's normalisation (not YAML keys).
+    alias_table: dict[str, str] = Field(default_factory=dict, exclude=True, alias="\x00aliases")
+    """alias → real model id, explicit and setParamsByID-generated aliases alike."""
+    sources: tuple[str, ...] = Field(default=(), exclude=True, alias="\x00sources")
+    """The files this configuration was read from, in merge order."""
