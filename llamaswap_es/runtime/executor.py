@@ -106,7 +106,8 @@ class ProcessExecutor:
             log.warning("adopt ignored model=%s instance=%s", *key)
             return
         upstream = self._new_upstream(spec, instance)
-        self._own(key, upstream, upstream.run_adopted(pid, pgid, started_at_ms))
+        upstream.mark_adopted(pid, pgid, started_at_ms)
+        self._own(key, upstream, upstream.run_adopted())
 
     def stop(self, model: str, instance: int, grace_ms: int, cmd_stop: str | None = None) -> None:
         """Stop an instance: `cmdStop` or SIGTERM to its group, SIGKILL after `grace_ms`.

@@ -171,6 +171,8 @@ class UpstreamProcess:
         self._stop_grace_ms = grace_ms
         self._stop_cmd = cmd_stop
         self._stop.set()
+        if self.state == "ready":
+            self.state = "stopping"  # at once: address() must stop handing it out
 
     def kill_now(self) -> None:
         """Last resort when the task is cancelled: SIGKILL whatever is left, synchronously."""
@@ -203,13 +205,17 @@ class UpstreamProcess:
             self.state = "exited"
             await self._end_helpers()
 
-    async def run_adopted(self, pid: int, pgid: int, started_at_ms: int | None) -> None:
-        """Watch a live process from a previous run (not our child) as a ready instance."""
+    def mark_adopted(self, pid: int, pgid: int, started_at_ms: int | None) -> None:
+        """Take over a live process from a previous run (not our child) as a ready instance."""
         self.adopted = True
         self.pid, self.pgid, self.started_at_ms = pid, pgid, started_at_ms
         self.state = "ready"
-        pidfd = open_pidfd(pid)
-        self._spawn_helper(self._watch_foreign_exit(pid, pidfd))
+
+    async def run_adopted(self) -> None:
+        """Watch an adopted process until it exits or is stopped (see `mark_adopted`)."""
+        assert self.pid is not None
+        pidfd = open_pidfd(self.pid)
+        self._spawn_helper(self._watch_foreign_exit(self.pid, pidfd))
         try:
             await self._settle_ready()
         except asyncio.CancelledError:
