@@ -39,7 +39,9 @@ def _wall_clock_ms() -> int:
 class ProcessExecutor:
     """Spawns, probes, watches and stops upstream processes; see the module doc.
 
-    All methods must be called from the event loop the executor runs on.
+    All methods must be called from the event loop the executor runs on. `tuning`, when given,
+    carries every timing knob (and overrides `probe_interval_ms`); `clock_ms` is the wall clock
+    used where the OS cannot tell a process's creation time.
     """
 
     def __init__(

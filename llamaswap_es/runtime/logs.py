@@ -94,8 +94,7 @@ class _Subscriber:
             self._pending_chars += len(marker)
 
     def drain(self) -> str:
-        if not self._pending:
-            self._take_drop_marker()
+        self._take_drop_marker()  # what was dropped came after everything still pending
         text = "".join(self._pending)
         self._pending.clear()
         self._pending_chars = 0

@@ -293,6 +293,9 @@ class UpstreamProcess:
     # -- spawning -----------------------------------------------------------------------------
 
     async def _spawn(self) -> bool:
+        if not self.spec.proxy.strip():
+            self._emit(self._start_failed("upstream proxy missing"))
+            return False
         try:
             argv = self.spec.argv()
         except ProcessError as exc:
@@ -473,8 +476,11 @@ class UpstreamProcess:
         await self._finish_output()
 
     async def _finish_output(self) -> None:
-        if self._popen is not None:
-            await self._exited.wait()
+        if self._popen is not None and not self._exited.is_set():
+            try:  # SIGKILLed by now; only a process stuck in the kernel can take longer
+                await asyncio.wait_for(self._exited.wait(), KILL_WAIT_S)
+            except TimeoutError:
+                log.error("leader did not exit after SIGKILL model=%s pid=%s", self.model, self.pid)
         ended = await self._pipe.close_after(self._tuning.pipe_backstop_ms / 1000)
         if not ended:
             log.warning(

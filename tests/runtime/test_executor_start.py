@@ -69,6 +69,10 @@ async def test_unstartable_commands_fail_without_a_spawn(harness: Harness) -> No
     harness.executor.start(fake_spec("blank", free_port(), cmd="  # nothing\n"), 1)
     failed = await harness.events.expect(ProcessStartFailed)
     assert failed.error == "model 'blank': empty command in cmd"
+
+    harness.executor.start(fake_spec("nowhere", free_port(), proxy=""), 1)
+    failed = await harness.events.expect(ProcessStartFailed)
+    assert failed.error == "upstream proxy missing"
     assert not harness.events.of(ProcessSpawned)
 
 
