@@ -229,6 +229,7 @@ class UpstreamLogs:
         With `history=True` the buffered text comes first, taken atomically with the
         registration so no line is lost or repeated between the two. A reader that falls more
         than 256 KiB behind loses text and receives a `— N bytes dropped —` line in its place.
+        Being an async generator, it registers at its first iteration, not when called.
         """
         self._loop = asyncio.get_running_loop()
         sub = _Subscriber(self._pending_chars)
