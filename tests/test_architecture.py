@@ -45,7 +45,12 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                     found.extend((node.lineno, f"llamaswap_es.{a.name}") for a in node.names)
                 else:
                     found.append((node.lineno, module))
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("__import__", "open", "eval", "exec"):
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in (
+            "__import__",
+            "open",
+            "eval",
+            "exec",
+        ):
             found.append((node.lineno, f"<call {node.func.id}>"))
     return found
 
@@ -77,4 +82,12 @@ def test_the_checker_catches_forbidden_imports(tmp_path: Path) -> None:
         "def f():\n    import random\n    return open('x')\n"
     )
     bad = [m for _, m in _imports(sample) if not _allowed(m)]
-    assert bad == ["time", "os", "asyncio.tasks", "llamaswap_es.runtime", "llamaswap_es.web", "random", "<call open>"]
+    assert bad == [
+        "time",
+        "os",
+        "asyncio.tasks",
+        "llamaswap_es.runtime",
+        "llamaswap_es.web",
+        "random",
+        "<call open>",
+    ]

@@ -19,7 +19,14 @@ from llamaswap_es.core.effects import (
 )
 from llamaswap_es.core.eviction import build_planner
 from llamaswap_es.core.policies import policy_named
-from llamaswap_es.core.state import READY, RUNNING_STATES, STOPPED, STOPPING, ModelProc, SchedulerState
+from llamaswap_es.core.state import (
+    READY,
+    RUNNING_STATES,
+    STOPPED,
+    STOPPING,
+    ModelProc,
+    SchedulerState,
+)
 from llamaswap_es.events.types import ConfigApplied, ShutdownRequested, UnloadRequested
 
 DEFAULT_SHUTDOWN_GRACE_MS = 30_000
@@ -79,12 +86,20 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
             _add_model(st, config, model_id)
     message = f"unspecific error: {old_router} is shutting down"
     policy_changed = old.policy != config.policy
-    fail_waiters(st, None if policy_changed else restart, "config_reloaded", message, out,
-                 drop_swaps=not policy_changed)
+    fail_waiters(
+        st,
+        None if policy_changed else restart,
+        "config_reloaded",
+        message,
+        out,
+        drop_swaps=not policy_changed,
+    )
     if policy_changed:  # a swap of the old policy finishes without waiters
         fail_waiters(st, restart, "config_reloaded", message, out, drop_swaps=True)
     for model_id in sorted(restart):
-        proc = st.models[model_id]
+        proc = st.models.get(model_id)
+        if proc is None:  # retired and already forgotten (nothing referred to it)
+            continue
         stop_process(st, proc, "reload", proc.schedule.unload_timeout_ms, out)
         forget_if_retired(st, proc)
     st.policy.wake(st, out)

@@ -83,10 +83,7 @@ def plan_eviction(st: SchedulerState, target: str, running: tuple[str, ...]) -> 
 
 def evicted_by_active_swap(st: SchedulerState, model: str) -> bool:
     """Whether an active swap for another target is stopping `model`."""
-    for swap in st.swaps.values():
-        if swap.model != model and model in swap.evict:
-            return True
-    return False
+    return any(swap.model != model and model in swap.evict for swap in st.swaps.values())
 
 
 def collides(st: SchedulerState, target: str, evict: tuple[str, ...]) -> bool:
@@ -215,7 +212,9 @@ def stop_process(st: SchedulerState, proc: ModelProc, reason: str, grace_ms: int
     proc.state = STOPPING
     st.touch_processes()
     cancel_process_timers(st, proc, out)
-    out.append(StopProcess(model=proc.model, instance=proc.instance, reason=reason, grace_ms=grace_ms))
+    out.append(
+        StopProcess(model=proc.model, instance=proc.instance, reason=reason, grace_ms=grace_ms)
+    )
     return True
 
 
@@ -238,7 +237,9 @@ def arm_ttl(st: SchedulerState, proc: ModelProc, out: Out) -> None:
     """(Re)arm the idle timer: it fires once idle time is strictly greater than the ttl."""
     ttl = proc.schedule.ttl_ms
     if ttl > 0 and proc.state == READY:
-        set_timer(st, ttl_timer_id(proc.model, proc.instance), proc.last_used_ms + ttl + 1, "ttl", out)
+        set_timer(
+            st, ttl_timer_id(proc.model, proc.instance), proc.last_used_ms + ttl + 1, "ttl", out
+        )
 
 
 def cancel_process_timers(st: SchedulerState, proc: ModelProc, out: Out) -> None:

@@ -52,7 +52,9 @@ def _check_places(st: SchedulerState) -> None:
     waiting: dict[str, str] = {}
     for swap in st.swaps.values():
         for rid in swap.waiters:
-            assert rid not in waiting, f"request {rid} waits on swaps {waiting[rid]} and {swap.model}"
+            assert rid not in waiting, (
+                f"request {rid} waits on swaps {waiting[rid]} and {swap.model}"
+            )
             waiting[rid] = swap.model
     queued = set(st.queue)
     for rid in queued:
@@ -62,7 +64,9 @@ def _check_places(st: SchedulerState) -> None:
         assert req is not None, f"request {rid} waits on swap {model} but is unknown"
         assert req.model == model, f"request {rid} for {req.model} waits on the swap for {model}"
     for rid, req in st.requests.items():
-        where = [name for name, inside in (("queue", rid in queued), ("swap", rid in waiting)) if inside]
+        where = [
+            name for name, inside in (("queue", rid in queued), ("swap", rid in waiting)) if inside
+        ]
         if req.phase == QUEUED:
             assert where == ["queue"], f"request {rid} is queued but found in {where or 'nowhere'}"
         elif req.phase == WAITING:
@@ -103,7 +107,9 @@ def _check_swaps_and_timers(st: SchedulerState) -> None:
         proc = st.models.get(model)
         assert proc is not None, f"swap for unknown model {model}"
         if swap.phase == LAUNCHING:
-            assert proc.state == STARTING, f"swap {model} is launching but the model is {proc.state}"
+            assert proc.state == STARTING, (
+                f"swap {model} is launching but the model is {proc.state}"
+            )
         else:
             assert swap.phase == EVICTING, f"swap {model} has unknown phase {swap.phase!r}"
             assert proc.state != STARTING, f"swap {model} is still evicting but {model} is starting"

@@ -253,6 +253,8 @@ def compile_matrix(
         except MatrixError as exc:
             raise MatrixError(f"set {_q(name)}: {exc}") from None
     names = set(parsed)
-    resolved = {name: _resolve(node, name, variables, known, names) for name, node in parsed.items()}
+    resolved = {
+        name: _resolve(node, name, variables, known, names) for name, node in parsed.items()
+    }
     order = _topological_order(resolved, [name for name, _ in sets])
     return MatrixProgram(sets=resolved, order=order, costs=costs)

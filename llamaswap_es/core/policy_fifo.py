@@ -84,9 +84,7 @@ class FifoPolicy:
                         left = True
                 if left:
                     st.queue = [
-                        rid
-                        for rid in st.queue
-                        if rid in requests and requests[rid].phase == QUEUED
+                        rid for rid in st.queue if rid in requests and requests[rid].phase == QUEUED
                     ]
                     st.queue_changes += 1
                 again = st._redrain
@@ -127,7 +125,9 @@ class FifoPolicy:
         now = st.now_ms
         requests = st.requests
         for rid in st.queue:
-            waiting = requests[rid]
+            waiting = requests.get(rid)  # mid-drain, the queue may hold entries that left
+            if waiting is None or waiting.phase != QUEUED:
+                continue
             if waiting.model == model or now - waiting.received_ms <= bound:
                 continue
             target = waiting.model

@@ -226,7 +226,7 @@ def _went_down(st: SchedulerState, proc: ModelProc, error: str, out: Out) -> Non
     was = proc.state
     if was == STARTING:
         mark_down(st, proc, FAILED, out)
-    elif was == READY or was == STOPPING:
+    elif was in (READY, STOPPING):
         mark_down(st, proc, STOPPED, out)
     else:
         return

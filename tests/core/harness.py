@@ -134,11 +134,11 @@ class Run:
         self.seq += 1
         self.ts = BASE_TS + at if at is not None else self.ts + 1
         env = Envelope(body=body, ts_ms=self.ts, seq=self.seq)
+        self.inputs.append(env)
         self.state, out = reduce(self.state, env)
+        self.outputs.append(out)
         check_invariants(self.state, out)
         self.ledger.observe(body, out, self.state)
-        self.inputs.append(env)
-        self.outputs.append(out)
         return out
 
     def step(self, line: str) -> list[str]:
@@ -157,9 +157,7 @@ class Run:
             return RequestReceived(request_id=args[0], model=args[1])
         if verb == "done":
             req = self.state.requests.get(args[0])
-            return RequestFinished(
-                request_id=args[0], model=req.model if req else "?", status=200
-            )
+            return RequestFinished(request_id=args[0], model=req.model if req else "?", status=200)
         if verb == "cancel":
             return RequestCancelled(request_id=args[0])
         if verb == "abandon":

@@ -44,13 +44,22 @@ def test_s56vi_a_superset_alternative_wins() -> None:
     assert solve(program([("s", "target & (a | (a & b))")]), "target", ("a", "b")).evict == ()
 
 
-VARS = [("g", "gemma"), ("q", "qwen"), ("m", "mistral"), ("v", "voxtral"), ("e", "reranker"), ("L", "llama70B")]
+VARS = [
+    ("g", "gemma"),
+    ("q", "qwen"),
+    ("m", "mistral"),
+    ("v", "voxtral"),
+    ("e", "reranker"),
+    ("L", "llama70B"),
+]
 BIG = ["gemma", "qwen", "mistral", "voxtral", "reranker", "llama70B"]
 
 
 def test_s57i_references_chain() -> None:
     p = program(
-        [("llms", "g|q|m"), ("with_tts", "+llms & v"), ("mega", "+with_tts & e")], VARS, model_ids=BIG
+        [("llms", "g|q|m"), ("with_tts", "+llms & v"), ("mega", "+with_tts & e")],
+        VARS,
+        model_ids=BIG,
     )
     s = solve(p, "reranker", ("gemma", "voxtral"))
     assert (s.set_name, s.evict, s.keeps) == ("mega", (), ("gemma", "reranker", "voxtral"))
@@ -67,7 +76,10 @@ def test_s57ii_vars_and_costs() -> None:
 
 
 def test_s57iii_and_binds_tighter_than_or() -> None:
-    assert parse_expression("a | b & c") == ("or", (("leaf", "a"), ("and", (("leaf", "b"), ("leaf", "c")))))
+    assert parse_expression("a | b & c") == (
+        "or",
+        (("leaf", "a"), ("and", (("leaf", "b"), ("leaf", "c")))),
+    )
     p = program([("s", "a | b & c")])
     assert solve(p, "b", ("a", "c")).evict == ("a",)
 
@@ -118,7 +130,7 @@ def test_s59_cycles_and_config_errors() -> None:
         program([("s", "a")], costs=[("a", 0)])
     with pytest.raises(MatrixError, match='evict_costs: unknown var or model "zz"'):
         program([("s", "a")], costs=[("zz", 3)])
-    with pytest.raises(MatrixError, match="var key \"a_b\" must contain only alphanumeric"):
+    with pytest.raises(MatrixError, match='var key "a_b" must contain only alphanumeric'):
         program([("s", "a")], vars_=[("a_b", "a")])
     with pytest.raises(MatrixError, match="be 1-32 characters long"):
         program([("s", "a")], vars_=[("v" * 33, "a")])

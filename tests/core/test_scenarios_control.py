@@ -31,7 +31,11 @@ def test_s24_unload_fails_waiters_and_the_stop_ends_it() -> None:
             ("req r2 A", ""),
             (
                 "unload A grace=1000",
-                ["reject r1 500 model_unloaded", "reject r2 500 model_unloaded", "stop A#1 unload 1000"],
+                [
+                    "reject r1 500 model_unloaded",
+                    "reject r2 500 model_unloaded",
+                    "stop A#1 unload 1000",
+                ],
             ),
             ("stopped A", ""),
         ],
@@ -87,13 +91,25 @@ def test_s27_unload_uses_each_models_own_timeout_in_one_step_ours() -> None:
     """llama-swap runs one unload round per timeout, smallest first, each blocking the loop;
     ours issues every stop at once with its own grace and never blocks."""
     schedules = models(
-        "a", "c", "e", a={"unload_timeout_ms": 45_000}, c={"unload_timeout_ms": 10_000},
+        "a",
+        "c",
+        "e",
+        a={"unload_timeout_ms": 45_000},
+        c={"unload_timeout_ms": 10_000},
         e={"unload_timeout_ms": 25_000},
     )
     config = groups_config([("g", ["a", "c", "e"], {"swap": False})], schedules)
     run = Run(config)
     bring_up(run, "a", "c", "e")
-    play(run, [("unload a e c", ["stop a#1 unload 45000", "stop c#1 unload 10000", "stop e#1 unload 25000"])])
+    play(
+        run,
+        [
+            (
+                "unload a e c",
+                ["stop a#1 unload 45000", "stop c#1 unload 10000", "stop e#1 unload 25000"],
+            )
+        ],
+    )
     run = Run(config)
     bring_up(run, "a", "c")
     play(run, [("unload grace=1000", ["stop a#1 unload 1000", "stop c#1 unload 1000"])])
@@ -171,7 +187,15 @@ def test_s36_stop_while_starting_aborts_the_start() -> None:
 def test_s37_crash_while_ready_then_a_normal_swap() -> None:
     run = Run(ABC)
     bring_up(run, "A")
-    play(run, [("req r0 A", "dispatch r0 A#1"), ("exit A", ""), ("done r0", ""), ("req r1 A", ["plan A []", "start A#2"])])
+    play(
+        run,
+        [
+            ("req r0 A", "dispatch r0 A#1"),
+            ("exit A", ""),
+            ("done r0", ""),
+            ("req r1 A", ["plan A []", "start A#2"]),
+        ],
+    )
 
 
 def test_stale_process_events_are_ignored() -> None:
@@ -222,19 +246,41 @@ def test_s43_in_flight_blocks_ttl_and_the_clock_restarts_on_completion() -> None
 
 def test_s43_ttl_zero_never_unloads() -> None:
     run = Run(ABC)
-    play(run, [("load A", ["plan A []", "start A#1"]), ("ready A", ""), ("req r1 A", ...), ("done r1", "")])
+    play(
+        run,
+        [
+            ("load A", ["plan A []", "start A#1"]),
+            ("ready A", ""),
+            ("req r1 A", ...),
+            ("done r1", ""),
+        ],
+    )
 
 
 def test_s44_never_used_process_ours_waits_the_full_ttl() -> None:
     """llama-swap's lastUse starts at the epoch, so an unused process unloads ~1 s after ready;
     our idle clock starts at ready (ARCHITECTURE §9.3)."""
     run = Run(classic("A", schedules=models("A", A={"ttl_ms": 60_000})))
-    play(run, [("@0 load A", ...), ("@0 ready A", "timer ttl:A:1 @60001"), ("@60001 timer ttl:A:1", "stop A#1 ttl 10000")])
+    play(
+        run,
+        [
+            ("@0 load A", ...),
+            ("@0 ready A", "timer ttl:A:1 @60001"),
+            ("@60001 timer ttl:A:1", "stop A#1 ttl 10000"),
+        ],
+    )
 
 
 def test_ttl_timer_is_cancelled_when_the_model_goes_down() -> None:
     run = Run(TTL)
-    play(run, [("@0 load A", ...), ("@0 ready A", ...), ("req r1 B", ["plan B [A]", "cancel-timer ttl:A:1", "stop A#1 evict 10000"])])
+    play(
+        run,
+        [
+            ("@0 load A", ...),
+            ("@0 ready A", ...),
+            ("req r1 B", ["plan B [A]", "cancel-timer ttl:A:1", "stop A#1 evict 10000"]),
+        ],
+    )
     assert run.state.timers == {}
 
 
@@ -266,7 +312,14 @@ def test_starvation_bound_forces_the_waiting_swap() -> None:
 def test_starvation_bound_off_keeps_llama_swap_order() -> None:
     run = Run(classic("A", "B", starvation_bound_ms=0))
     bring_up(run, "A")
-    play(run, [("@0 req r1 A", ...), ("@1 req r2 B", "pos r2:1"), ("@999999 req r3 A", "dispatch r3 A#1")])
+    play(
+        run,
+        [
+            ("@0 req r1 A", ...),
+            ("@1 req r2 B", "pos r2:1"),
+            ("@999999 req r3 A", "dispatch r3 A#1"),
+        ],
+    )
 
 
 def test_min_resident_time_delays_an_eviction_but_not_unload() -> None:
@@ -299,8 +352,12 @@ def test_min_resident_time_delays_an_eviction_but_not_unload() -> None:
 
 
 def _reload_configs():
-    base = classic("A", "B", schedules=models("A", "B", A={"fingerprint": "a1"}, B={"fingerprint": "b1"}))
-    changed = replace(base, models={**base.models, "A": replace(base.models["A"], fingerprint="a2")})
+    base = classic(
+        "A", "B", schedules=models("A", "B", A={"fingerprint": "a1"}, B={"fingerprint": "b1"})
+    )
+    changed = replace(
+        base, models={**base.models, "A": replace(base.models["A"], fingerprint="a2")}
+    )
     without_b = classic("A", schedules={"A": base.models["A"]})
     return base, {"same": base, "changed": changed, "without_b": without_b}
 
@@ -416,9 +473,21 @@ def test_abandoned_request_is_removed_wherever_it_is(phase: str) -> None:
     run = Run(ABC)
     bring_up(run, "A")
     if phase == "queued":
-        play(run, [("req r0 A", ...), ("req r1 B", "pos r1:1"), ("abandon r1", ""), ("done r0", "")])
+        play(
+            run, [("req r0 A", ...), ("req r1 B", "pos r1:1"), ("abandon r1", ""), ("done r0", "")]
+        )
     elif phase == "waiting":
-        play(run, [("req r1 B", ...), ("abandon r1", ""), ("stopped A", "start B#1"), ("ready B", "")])
+        play(
+            run,
+            [("req r1 B", ...), ("abandon r1", ""), ("stopped A", "start B#1"), ("ready B", "")],
+        )
     else:
-        play(run, [("req r1 A", "dispatch r1 A#1"), ("req r2 B", ...), ("abandon r1", ["plan B [A]", "stop A#1 evict 10000"])])
+        play(
+            run,
+            [
+                ("req r1 A", "dispatch r1 A#1"),
+                ("req r2 B", ...),
+                ("abandon r1", ["plan B [A]", "stop A#1 evict 10000"]),
+            ],
+        )
     assert "r1" not in run.state.requests

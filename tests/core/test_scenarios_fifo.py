@@ -56,7 +56,10 @@ SCENARIOS = {
         [
             ("req r1 A", ["plan A []", "start A#1"]),
             ("req r2 A", ""),
-            ("fail A health check timed out after 120s", ["reject r1 500 start_failed", "reject r2 500 start_failed"]),
+            (
+                "fail A health check timed out after 120s",
+                ["reject r1 500 start_failed", "reject r2 500 start_failed"],
+            ),
             ("req r3 A", ["plan A []", "start A#2"]),
         ],
     ),
@@ -171,10 +174,21 @@ SCENARIOS = {
     "s16-priority-order": (
         dict(
             config=classic(
-                "A", "B", "C", "D", "Z",
+                "A",
+                "B",
+                "C",
+                "D",
+                "Z",
                 schedules=models(
-                    "A", "B", "C", "D", "Z",
-                    A={"priority": 10}, B={"priority": 5}, C={"priority": 5}, D={"priority": 1},
+                    "A",
+                    "B",
+                    "C",
+                    "D",
+                    "Z",
+                    A={"priority": 10},
+                    B={"priority": 5},
+                    C={"priority": 5},
+                    D={"priority": 1},
                 ),
             )
         ),
@@ -302,9 +316,7 @@ SCENARIOS = {
     ),
     "s47ii-677a-stopping-counts-as-running": (
         dict(
-            config=matrix_config(
-                [("sa", "a"), ("sb", "b")], ["a", "b"]
-            ),
+            config=matrix_config([("sa", "a"), ("sb", "b")], ["a", "b"]),
             up=["a"],
         ),
         [
@@ -485,7 +497,11 @@ def test_s49_ttl_cannot_race_the_fast_path_ours() -> None:
 
 def test_s05_eviction_grace_is_the_victims_unload_timeout_ours() -> None:
     config = classic(
-        "A", "B", schedules=models("A", "B", A={"unload_timeout_ms": 7000, "health_check_timeout_ms": 99_000})
+        "A",
+        "B",
+        schedules=models(
+            "A", "B", A={"unload_timeout_ms": 7000, "health_check_timeout_ms": 99_000}
+        ),
     )
     run = Run(config)
     bring_up(run, "A")

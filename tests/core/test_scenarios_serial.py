@@ -38,7 +38,10 @@ def test_s60_strict_order_one_at_a_time_four_loads() -> None:
 def test_s61_same_model_back_to_back_without_parallelism() -> None:
     run = Run(SERIAL)
     bring_up(run, "A")
-    play(run, [("req r1 A", "dispatch r1 A#1"), ("req r2 A", "pos r2:1"), ("done r1", "dispatch r2 A#1")])
+    play(
+        run,
+        [("req r1 A", "dispatch r1 A#1"), ("req r2 A", "pos r2:1"), ("done r1", "dispatch r2 A#1")],
+    )
 
 
 def test_s62_ignores_groups_persistence_and_the_matrix() -> None:
@@ -46,9 +49,7 @@ def test_s62_ignores_groups_persistence_and_the_matrix() -> None:
     bring_up(run, "A")
     play(run, [("req r1 B", ["plan B [A]", "stop A#1 evict 10000"])])
     run = Run(
-        groups_config(
-            [("p", ["P"], {"persistent": True}), ("x", ["X"], {})], policy="serial"
-        )
+        groups_config([("p", ["P"], {"persistent": True}), ("x", ["X"], {})], policy="serial")
     )
     bring_up(run, "P")
     play(run, [("req r1 X", ["plan X [P]", "stop P#1 evict 10000"])])
@@ -90,9 +91,18 @@ def test_serial_cancel_of_the_swapping_head_lets_the_next_one_advance() -> None:
 
 def test_serial_keeps_the_concurrency_limit() -> None:
     config = SERIAL
-    config = replace(config, models={**config.models, "B": replace(config.models["B"], concurrency_limit=1)})
+    config = replace(
+        config, models={**config.models, "B": replace(config.models["B"], concurrency_limit=1)}
+    )
     run = Run(config)
-    play(run, [("req r1 A", ...), ("req r2 B", "pos r2:1"), ("req r3 B", "reject r3 429 concurrency_limit")])
+    play(
+        run,
+        [
+            ("req r1 A", ...),
+            ("req r2 B", "pos r2:1"),
+            ("req r3 B", "reject r3 429 concurrency_limit"),
+        ],
+    )
 
 
 def test_serial_unload_of_the_swapping_target_advances_the_queue() -> None:
