@@ -20,6 +20,8 @@ from llamaswap_es.core.effects import (
 from llamaswap_es.core.eviction import build_planner
 from llamaswap_es.core.policies import policy_named
 from llamaswap_es.core.state import (
+    EVICTING,
+    QUEUED,
     READY,
     RUNNING_STATES,
     STOPPED,
@@ -85,17 +87,9 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
         if model_id not in st.models:
             _add_model(st, config, model_id)
     message = f"unspecific error: {old_router} is shutting down"
-    policy_changed = old.policy != config.policy
-    fail_waiters(
-        st,
-        None if policy_changed else restart,
-        "config_reloaded",
-        message,
-        out,
-        drop_swaps=not policy_changed,
-    )
-    if policy_changed:  # a swap of the old policy finishes without waiters
-        fail_waiters(st, restart, "config_reloaded", message, out, drop_swaps=True)
+    fail_waiters(st, restart, "config_reloaded", message, out, drop_swaps=True)
+    if old.policy != config.policy or old.planner != config.planner:
+        _replan(st)
     for model_id in sorted(restart):
         proc = st.models.get(model_id)
         if proc is None:  # retired and already forgotten (nothing referred to it)
@@ -103,6 +97,25 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
         stop_process(st, proc, "reload", proc.schedule.unload_timeout_ms, out)
         forget_if_retired(st, proc)
     st.policy.wake(st, out)
+
+
+def _replan(st: SchedulerState) -> None:
+    """The rules of coexistence changed: a swap that has not started its target yet was planned
+    under the old ones, so it is dropped and its waiters go back to the queue, to be planned
+    again (the stops it already issued complete on their own). The queue is put in the new
+    policy's order. Swaps whose target is already starting were checked when it started."""
+    for swap in st.swaps_in_order():
+        if swap.phase != EVICTING:
+            continue
+        del st.swaps[swap.model]
+        for rid in swap.waiters:
+            st.requests[rid].phase = QUEUED
+            st.queue.append(rid)
+    st.touch_processes()
+    requests = st.requests
+    order = st.policy.queue_key
+    st.queue.sort(key=lambda rid: order(requests[rid]))
+    st.queue_changes += 1
 
 
 def _add_model(st: SchedulerState, config: SchedulerConfig, model_id: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from llamaswap_es.core.eviction import EvictionPlan
 from llamaswap_es.core.state import (
     DISPATCHED,
+    EVICTING,
     READY,
     STARTING,
     STOPPED,
@@ -57,6 +58,9 @@ def running_for(st: SchedulerState, target: str) -> tuple[str, ...]:
     (the matrix solver would otherwise see it "already running" and evict nothing, letting it
     restart beside a model it cannot coexist with).
     """
+    cached = st._running_for.get(target)
+    if cached is not None:
+        return cached
     running = st.running_models()
     if st.swaps:
         extra = [m for m in st.swaps if m != target and m not in running]
@@ -65,6 +69,7 @@ def running_for(st: SchedulerState, target: str) -> tuple[str, ...]:
     proc = st.models.get(target)
     if proc is not None and proc.state == STOPPING:
         running = tuple(m for m in running if m != target)
+    st._running_for[target] = running
     return running
 
 
@@ -98,7 +103,20 @@ def collides(st: SchedulerState, target: str, evict: tuple[str, ...]) -> bool:
         for model in evict:
             if model in swap.evict:
                 return True
+        if swap.phase == EVICTING and _would_evict(st, other, target):
+            return True
     return False
+
+
+def _would_evict(st: SchedulerState, other: str, target: str) -> bool:
+    """Ours: whether `other` (a swap still evicting, not yet started) could not start beside
+    `target`. llama-swap lets `target` start in that window when the rule is one-way (groups),
+    and `other` then starts beside a model its own rule excludes; we queue `target` until
+    `other` has started, after which `target`'s own rule decides."""
+    running = running_for(st, other)
+    if target not in running:
+        running = tuple(sorted((*running, target)))
+    return target in plan_eviction(st, other, running).evict
 
 
 def busy_victim(st: SchedulerState, evict: tuple[str, ...]) -> bool:

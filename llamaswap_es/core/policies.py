@@ -24,6 +24,10 @@ class SchedulingPolicy(Protocol):
         """What "cannot run beside" means under this policy."""
         ...
 
+    def queue_key(self, req: Request) -> tuple[int, ...]:
+        """Sort key of the queue order this policy keeps (used to re-sort after a reload)."""
+        ...
+
     def place(self, st: SchedulerState, req: Request, out: Out) -> None:
         """An admitted request (or load) arrives; its slot is already reserved."""
         ...

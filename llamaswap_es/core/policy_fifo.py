@@ -39,6 +39,10 @@ class FifoPolicy:
     def planner(self, st: SchedulerState) -> Planner:
         return st.planner
 
+    def queue_key(self, req: Request) -> tuple[int, ...]:
+        """Queue order: higher priority first, then arrival."""
+        return (-req.priority, req.arrival)
+
     def place(self, st: SchedulerState, req: Request, out: Out) -> None:
         if self._try(st, req, out):
             return

@@ -28,6 +28,10 @@ class SerialPolicy:
     def planner(self, st: SchedulerState) -> Planner:
         return _EVERY_OTHER
 
+    def queue_key(self, req: Request) -> tuple[int, ...]:
+        """Queue order: arrival only."""
+        return (req.arrival,)
+
     def place(self, st: SchedulerState, req: Request, out: Out) -> None:
         st.queue.append(req.request_id)
         req.phase = QUEUED

@@ -142,7 +142,10 @@ def _on_cancel(st: SchedulerState, env: Envelope, out: Out) -> None:
 def _drop_waiting(st: SchedulerState, req: Request, out: Out) -> None:
     remove_waiting(st, req)
     end_request(st, req, st.models[req.model])
-    st.policy.wake(st, out)
+    # Nothing waits on a waiting request (llama-swap does not drain on a cancel) except, with
+    # a starvation bound, requests held back behind one that was starving.
+    if st.config is not None and st.config.starvation_bound_ms > 0:
+        st.policy.wake(st, out)
 
 
 def _on_finished(st: SchedulerState, env: Envelope, out: Out) -> None:

@@ -179,6 +179,7 @@ class SchedulerState:
         "_evict_cache",
         "_redrain",
         "_running_cache",
+        "_running_for",
         "config",
         "config_error",
         "config_hash",
@@ -219,6 +220,7 @@ class SchedulerState:
         self.planner: Any = None
         self.policy: Any = None
         self._running_cache: tuple[str, ...] | None = None
+        self._running_for: dict[str, tuple[str, ...]] = {}
         self._evict_cache: dict[tuple[str, tuple[str, ...]], EvictionPlan] = {}
         # Transient within one reduce step (always False between steps).
         self._draining = False
@@ -234,8 +236,10 @@ class SchedulerState:
         return "group"
 
     def touch_processes(self) -> None:
-        """Forget the cached running set: call after any process-state or swap change."""
+        """Forget the cached running sets: call after any process-state or swap change."""
         self._running_cache = None
+        if self._running_for:
+            self._running_for.clear()
 
     def running_models(self) -> tuple[str, ...]:
         """Sorted ids of models whose process is starting, ready or stopping."""

@@ -417,7 +417,7 @@ def test_s66_reload_removing_a_model_stops_it_and_forgets_it() -> None:
     assert "B" not in run.state.models
 
 
-def test_reload_switching_policy_fails_waiters_and_keeps_processes() -> None:
+def test_reload_switching_policy_keeps_waiters_and_processes() -> None:
     base = classic("A", "B")
     run = Run(base, {"serial": replace(base, policy="serial")})
     bring_up(run, "A")
@@ -426,9 +426,46 @@ def test_reload_switching_policy_fails_waiters_and_keeps_processes() -> None:
         [
             ("req r1 A", "dispatch r1 A#1"),
             ("req r2 B", "pos r2:1"),
-            ("reload serial", "reject r2 500 config_reloaded"),
-            ("req r3 A", "pos r3:1"),
-            ("done r1", "dispatch r3 A#1"),
+            ("reload serial", "pos r2:1"),
+            ("req r3 A", "pos r2:1 r3:2"),  # serial: no fast path past r2
+            ("done r1", ["plan B [A]", "stop A#1 evict 10000", "pos r3:1"]),
+        ],
+    )
+
+
+def test_reload_changing_the_rules_replans_a_swap_that_has_not_started() -> None:
+    """A swap still evicting was planned under the old rules: its waiters go back to the queue
+    and are planned again, so its target never starts beside a model the new rules exclude."""
+    apart = groups_config([("g1", ["A"], {}), ("g2", ["B"], {}), ("g3", ["C"], {})])
+    together = groups_config([("g", ["A", "B", "C"], {"swap": False})])
+    run = Run(apart, {"together": together})
+    bring_up(run, "A")
+    play(
+        run,
+        [
+            ("req r1 B", ["plan B [A]", "stop A#1 evict 10000"]),
+            ("reload together", ["plan B []", "start B#1"]),
+            ("stopped A", ""),
+            ("ready B", "dispatch r1 B#1"),
+        ],
+    )
+
+
+def test_a_one_way_group_model_waits_for_an_evicting_swap_ours() -> None:
+    """llama-swap would start C (non-exclusive) while A's swap is still evicting, and A would
+    then start beside C although A's exclusive group excludes it; we queue C until A started."""
+    config = groups_config(
+        [("g1", ["A"], {}), ("g2", ["B", "C"], {"swap": False, "exclusive": False})]
+    )
+    run = Run(config)
+    bring_up(run, "B")
+    play(
+        run,
+        [
+            ("req r1 A", ["plan A [B]", "stop B#1 evict 10000"]),
+            ("req r2 C", "pos r2:1"),
+            ("stopped B", ["start A#1", "plan C []", "start C#1"]),
+            ("ready A", "dispatch r1 A#1"),
         ],
     )
 
