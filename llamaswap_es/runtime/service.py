@@ -48,15 +48,15 @@ log = logging.getLogger("llamaswap_es.runtime.service")
 StatePredicate = Callable[[SchedulerState], bool]
 
 
-TAG_PREFIX_VAR = "LLAMASWAP_ES_TAG_PREFIX"
-"""Optional prefix for the children's tag (the test suite sets it to find every leftover)."""
+TAG_OVERRIDE_VAR = "LLAMASWAP_ES_ENV_TAG"
+"""Sets the children's tag outright (the test suite uses it to find every leftover process).
+Recovery finds orphans by this tag, so keep it stable for a given event log."""
 
 
 def env_tag_for(db_path: Path, environ: Mapping[str, str] = os.environ) -> str:
     """The tag every child carries: it names this server's log, so a restart finds its orphans."""
     digest = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:16]
-    prefix = environ.get(TAG_PREFIX_VAR, "")
-    return f"{prefix}-les-{digest}" if prefix else f"les-{digest}"
+    return environ.get(TAG_OVERRIDE_VAR) or f"les-{digest}"
 
 
 class SwapService:
