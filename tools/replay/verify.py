@@ -158,8 +158,14 @@ def _compare(
     cause: Envelope, recorded: list[Envelope], recomputed: list[Decision]
 ) -> Divergence | None:
     for i, (old, new) in enumerate(zip(recorded, recomputed, strict=False)):
-        if old.body != new:
-            return Divergence(old.seq, "differs", cause, recorded, recomputed, i)
+        if old.body == new:
+            continue
+        if i + 1 < len(recomputed) and recomputed[i + 1] == old.body:
+            before = recorded[i - 1].seq if i else cause.seq
+            return Divergence(before, "missing", cause, recorded, recomputed, i)
+        if i + 1 < len(recorded) and recorded[i + 1].body == new:
+            return Divergence(old.seq, "extra", cause, recorded, recomputed, i)
+        return Divergence(old.seq, "differs", cause, recorded, recomputed, i)
     if len(recorded) == len(recomputed):
         return None
     n = min(len(recorded), len(recomputed))
