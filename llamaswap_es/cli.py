@@ -22,6 +22,7 @@ from llamaswap_es import __version__
 from llamaswap_es.config import build_schedule, config_as_json, load_config
 from llamaswap_es.config.models import LlamaSwapConfig
 from llamaswap_es.errors import ConfigError
+from llamaswap_es.projections import rebuild as rebuild_projections
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_TLS_LISTEN = "127.0.0.1:8443"
@@ -145,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_subcommand(
         subparsers, "check-config", "validate a configuration", _add_config_flags, check_config
     )
+    add_subcommand(
+        subparsers,
+        "rebuild-projections",
+        "rebuild projections from the log",
+        *rebuild_projections.SUBCOMMAND,
+    )  # noqa: E501
     return parser
 
 
