@@ -147,11 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         subparsers, "check-config", "validate a configuration", _add_config_flags, check_config
     )
     add_subcommand(
-        subparsers,
-        "rebuild-projections",
-        "rebuild projections from the log",
-        *rebuild_projections.SUBCOMMAND,
-    )  # noqa: E501
+        subparsers, "rebuild-projections", "rebuild from the log", *rebuild_projections.SUBCOMMAND
+    )
     return parser
 
 
