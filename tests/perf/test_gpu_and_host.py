@@ -26,7 +26,7 @@ class SteppingClock:
 
 
 def make_deps(sampler: PerformanceSampler, hardware: dict | None = None) -> SimpleNamespace:
-    registry, model_metrics, log_gauges = metrics_registry(state=lambda: None, sampler=sampler)
+    registry, _model_metrics, log_gauges = metrics_registry(state=lambda: None, sampler=sampler)
 
     class Store:
         async def last_seq(self) -> int:
@@ -65,10 +65,13 @@ def test_no_driver_means_no_gpus_quietly(caplog) -> None:
 async def test_metrics_show_host_and_gpu_families_with_llama_swaps_labels() -> None:
     sampler = PerformanceSampler(gpus=NvmlGpus.open(FakeNvml()), clock=SteppingClock(1e9))
     sampler.sample_once()
-    async with serve_routes(make_deps(sampler), http_metrics.register_routes) as (base, http):
-        async with http.get(f"{base}/metrics") as resp:
-            assert resp.status == 200
-            text = await resp.text()
+    deps = make_deps(sampler)
+    async with (
+        serve_routes(deps, http_metrics.register_routes) as (base, http),
+        http.get(f"{base}/metrics") as resp,
+    ):
+        assert resp.status == 200
+        text = await resp.text()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     temps = {
         tuple(sorted(s.labels.items())): s.value
@@ -148,10 +151,12 @@ async def test_hardware_snapshot_lists_the_gpus_and_503_when_unknown() -> None:
     assert first["memory"] == {"kind": "dedicated", "capacity_bytes": 80 * 1024**3}
     assert first["driver"] == {"name": "nvidia", "version": "550.54.15"}
     assert (first["power_limit_watts"], second["model"]) == (700.0, "NVIDIA L4")
-    async with serve_routes(make_deps(sampler, None), http_metrics.register_routes) as (b, http):
-        async with http.get(f"{b}/api/hardware") as resp:
-            assert resp.status == 503
-            assert (await resp.json())["error"]["message"] == "hardware detection unavailable"
+    async with (
+        serve_routes(make_deps(sampler, None), http_metrics.register_routes) as (b, http),
+        http.get(f"{b}/api/hardware") as resp,
+    ):
+        assert resp.status == 503
+        assert (await resp.json())["error"]["message"] == "hardware detection unavailable"
 
 
 def test_the_ring_buffer_keeps_one_hour() -> None:

@@ -8,7 +8,6 @@ import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
-import aiohttp
 from aiohttp import web
 
 from llamaswap_es.events.reader import open_log
@@ -176,9 +175,11 @@ async def test_the_forwarder_tap_sees_every_response_chunk(db_path: Path) -> Non
         router.add_post("/v1/chat/completions", proxy_handler)
 
     try:
-        async with serve_routes(deps, register) as (base, http):
-            async with http.post(f"{base}/v1/chat/completions", data=b"{}") as resp:
-                received = await resp.read()
+        async with (
+            serve_routes(deps, register) as (base, http),
+            http.post(f"{base}/v1/chat/completions", data=b"{}") as resp,
+        ):
+            received = await resp.read()
     finally:
         await session.close()
         await up_runner.cleanup()
@@ -207,12 +208,11 @@ async def test_a_failing_tap_does_not_break_forwarding() -> None:
         router.add_post("/x", proxy_handler)
 
     try:
-        async with serve_routes(None, register) as (base, http):
-            async with http.post(f"{base}/x", data=b"{}") as resp:
-                assert resp.status == 200 and await resp.json() == {"ok": True}
+        async with (
+            serve_routes(None, register) as (base, http),
+            http.post(f"{base}/x", data=b"{}") as resp,
+        ):
+            assert resp.status == 200 and await resp.json() == {"ok": True}
     finally:
         await session.close()
         await up_runner.cleanup()
-
-
-_ = aiohttp  # the client library the servers above are driven with

@@ -140,9 +140,12 @@ async def test_a_database_error_is_a_500_with_llama_swaps_message(tmp_path: Path
     sqlite3.connect(empty).close()  # an SQLite file without the activity table
     db = ProjectionDatabase(empty)
     try:
-        async with serve_routes(SimpleNamespace(db=db), http_activity.register_routes) as (b, http):
-            async with http.get(f"{b}/api/metrics/activity") as resp:
-                assert resp.status == 500
-                assert (await resp.json())["error"]["message"] == "failed to get activity"
+        deps = SimpleNamespace(db=db)
+        async with (
+            serve_routes(deps, http_activity.register_routes) as (b, http),
+            http.get(f"{b}/api/metrics/activity") as resp,
+        ):
+            assert resp.status == 500
+            assert (await resp.json())["error"]["message"] == "failed to get activity"
     finally:
         db.close()

@@ -85,7 +85,7 @@ async def serve(svc: SwapService, rid: str, model: str, *, stream: bool) -> dict
             metrics=metrics,
             content_type=content_type,
             path=path,
-        )  # fmt: skip
+        )
     )
     return metrics
 
