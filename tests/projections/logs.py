@@ -6,6 +6,7 @@ from pathlib import Path
 
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
+    Decision,
     Dispatch,
     Envelope,
     Event,
@@ -69,7 +70,7 @@ def _received(rid: str, model: str, method: str = "POST") -> RequestReceived:
     )
 
 
-STORY: list[tuple[int, Event]] = [
+STORY: list[tuple[int, Event | Decision]] = [
     (1000, _received("r1", "a")),
     (1000, SwapPlanned(model="a", evict=(), request_id="r1")),
     (1000, StartProcess(model="a", instance=1)),
@@ -100,10 +101,17 @@ STORY: list[tuple[int, Event]] = [
 ]
 
 
-async def write_story(path: Path, story: list[tuple[int, Event]] = STORY) -> list[int]:
-    """Append the story one event per batch; returns the seqs."""
+async def write_story(path: Path, story: list[tuple[int, Event | Decision]] = STORY) -> list[int]:
+    """Append the story one event per batch; returns the seqs.
+
+    A decision's `cause` is the latest input before it, as the run loop records it.
+    """
     seqs: list[int] = []
+    last_input: int | None = None
     async with await EventStore.open(path, clock_ms=lambda: 500) as store:
         for ts, body in story:
-            seqs += await store.append_batch([Envelope(body=body, ts_ms=ts)])
+            cause = last_input if isinstance(body, Decision) else None
+            seqs += await store.append_batch([Envelope(body=body, ts_ms=ts, cause=cause)])
+            if not isinstance(body, Decision):
+                last_input = seqs[-1]
     return seqs
