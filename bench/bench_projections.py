@@ -67,7 +67,7 @@ def request_events(i: int, ts: int) -> list[Envelope]:
                 metrics=metrics,
                 content_type="application/json",
                 path="/v1/chat/completions",
-            ),  # fmt: skip
+            ),
             ts + 3500,
         ),
     ]
