@@ -9,6 +9,7 @@ serve the per-model metrics (ARCHITECTURE §9.9) and leave out only the host fam
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -57,8 +58,6 @@ def register_routes(router: web.UrlDispatcher, deps: Any) -> None:
 
 def parse_rfc3339_precise(text: str) -> float | None:
     """Seconds since the epoch with the fraction kept (`after` compares strictly)."""
-    from datetime import datetime
-
     whole = parse_rfc3339(text)
     if whole is None:
         return None
