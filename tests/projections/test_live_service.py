@@ -32,7 +32,8 @@ from llamaswap_es.web.response_meter import ResponseMeter
 from tests.conftest import REPO_ROOT, free_port
 from tests.projections.http_app import serve_routes
 
-LOAD_DELAY_MS = 300
+LOAD_DELAY_MS = {"a": 1500, "b": 300}
+"""`a` loads slowly so the queue view is read while r1 surely still waits for it."""
 
 
 def write_config(tmp_path: Path) -> Path:
@@ -42,7 +43,7 @@ def write_config(tmp_path: Path) -> Path:
         lines += [
             f"  {model}:",
             f"    cmd: {sys.executable} -m llamaswap_es.fake_upstream --port {port} "
-            f"--model-name {model} --load-delay-ms {LOAD_DELAY_MS} --tokens 7 --quiet",
+            f"--model-name {model} --load-delay-ms {LOAD_DELAY_MS[model]} --tokens 7 --quiet",
             f"    proxy: http://127.0.0.1:{port}",
             f"    env: [PYTHONPATH={REPO_ROOT}]",
             "    unloadTimeout: 2",
@@ -169,8 +170,8 @@ async def test_activity_metrics_and_queue_view_on_the_real_service(
     for rid in ("r1", "r2", "r3"):
         assert rows[rid]["queue_wait_ms"] == log_waits[rid]
     # r1 and r3 waited for their model's swap the whole time; r2 found `a` ready.
-    assert rows["r1"]["swap_wait_ms"] == rows["r1"]["queue_wait_ms"] >= LOAD_DELAY_MS
-    assert rows["r3"]["swap_wait_ms"] == rows["r3"]["queue_wait_ms"] >= LOAD_DELAY_MS
+    assert rows["r1"]["swap_wait_ms"] == rows["r1"]["queue_wait_ms"] >= LOAD_DELAY_MS["a"]
+    assert rows["r3"]["swap_wait_ms"] == rows["r3"]["queue_wait_ms"] >= LOAD_DELAY_MS["b"]
     assert rows["r2"]["swap_wait_ms"] == 0
 
     def value(name: str, **labels: str) -> float:
