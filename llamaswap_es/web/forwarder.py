@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from yarl import URL
 
 from llamaswap_es.web.errors import envelope_json, error_response
 from llamaswap_es.web.response_meter import ResponseMeter
+
+log = logging.getLogger("llamaswap_es.web.forwarder")
 
 HOP_BY_HOP = frozenset(
     {
@@ -163,6 +166,7 @@ async def forward(
     keep_host: bool = True,
     add_forwarded_for: bool = True,
     on_finished: Callable[[ForwardResult], None] | None = None,
+    tap: Callable[[bytes], None] | None = None,
 ) -> Forwarded:
     """Forward `request` to `upstream_url` (a base such as `http://127.0.0.1:5800`).
 
@@ -175,10 +179,12 @@ async def forward(
     `on_finished` is called once with the result on every way out, including the handler being
     cancelled because the client left (servers run with `handler_cancellation=True`), where
     no value can be returned; use it to submit `RequestFinished`.
+    `tap`, when given, sees every response body chunk as it is sent (captures); it must not
+    block, and if it raises it is logged and not called again (forwarding goes on).
     """
     proxy = _Proxy(
         request, session, upstream_url.rstrip("/") + (path_qs or request.raw_path), body,
-        headers, response, timeouts, metered_path, keep_host, add_forwarded_for,
+        headers, response, timeouts, metered_path, keep_host, add_forwarded_for, tap,
     )  # fmt: skip
     return await proxy.run(on_finished)
 
@@ -198,6 +204,7 @@ class _Proxy:
         metered_path: str,
         keep_host: bool,
         add_forwarded_for: bool,
+        tap: Callable[[bytes], None] | None = None,
     ):
         self.request = request
         self.session = session
@@ -220,6 +227,7 @@ class _Proxy:
         self.error: str | None = None
         self.meter: ResponseMeter | None = None
         self.content_type = ""
+        self.tap = tap
 
     async def run(self, on_finished: Callable[[ForwardResult], None] | None) -> Forwarded:
         pump = asyncio.create_task(self._pump())
@@ -307,6 +315,8 @@ class _Proxy:
                 await response.write(chunk)
                 self.bytes_out += len(chunk)
                 self.meter.feed(chunk)
+                if self.tap is not None:
+                    self._tap(chunk)
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as err:
             await self._upstream_died(err)
             return
@@ -315,6 +325,13 @@ class _Proxy:
             upstream.close()
             return
         await response.write_eof()
+
+    def _tap(self, chunk: bytes) -> None:
+        try:
+            self.tap(chunk)  # type: ignore[misc]
+        except Exception:
+            log.exception("a response tap failed for %s; it is not called again", self.url)
+            self.tap = None
 
     async def _upstream_died(self, err: BaseException) -> None:
         self.error = f"upstream connection lost after {self.bytes_out} bytes: {err}"
