@@ -73,6 +73,8 @@ class ForwardResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     content_type: str = ""
     client_disconnected: bool = False
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """The headers sent to the client (for captures); empty when no response started."""
 
 
 @dataclass
@@ -225,6 +227,7 @@ class _Proxy:
         self.bytes_out = 0
         self.first_byte_at: float | None = None
         self.error: str | None = None
+        self.complete = False
         self.meter: ResponseMeter | None = None
         self.content_type = ""
         self.tap = tap
@@ -235,15 +238,19 @@ class _Proxy:
         try:
             done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            # The server cancels handlers on disconnect (handler_cancellation=True).
+            # The server cancels handlers on disconnect (handler_cancellation=True). A client
+            # that closes right after the last byte, or after an upstream failure was already
+            # recorded, did not cut anything short: keep what happened.
             await _cancel_all(pump, watch)
-            self.error = f"client disconnected after {self.bytes_out} bytes"
+            client_left = not self.complete
+            if client_left and self.error is None:
+                self.error = f"client disconnected after {self.bytes_out} bytes"
             if on_finished is not None:
-                on_finished(self._result(True))
+                on_finished(self._result(client_left))
             raise
         await _cancel_all(pump, watch)
-        client_left = watch in done and pump not in done
-        if client_left:
+        client_left = watch in done and pump not in done and not self.complete
+        if client_left and self.error is None:
             self.error = f"client disconnected after {self.bytes_out} bytes"
         elif (failure := pump.exception()) is not None:
             raise failure
@@ -324,6 +331,7 @@ class _Proxy:
             self.error = f"client disconnected after {self.bytes_out} bytes"
             upstream.close()
             return
+        self.complete = True  # every upstream byte reached the client's socket
         await response.write_eof()
 
     def _tap(self, chunk: bytes) -> None:
@@ -380,6 +388,7 @@ class _Proxy:
             else int((self.first_byte_at - self.started) * 1000),
             error=error,
             metrics=metrics,
+            response_headers=dict(self.response.headers) if self.response is not None else {},
             content_type=self.content_type,
             client_disconnected=client_left or (error or "").startswith("client disconnected"),
         )
