@@ -234,7 +234,13 @@ async def _forward_dispatched(
         if recorder is not None:
             recorder.request(request.headers, job.body)
 
+    reported = False
+
     def finished(result: ForwardResult) -> None:
+        nonlocal reported
+        if reported:
+            return
+        reported = True
         if recorder is not None:  # also when the handler was cancelled: no await possible here
             recorder.response_headers(result.response_headers)
             _keep(asyncio.ensure_future(recorder.finish(result.status)))
@@ -262,18 +268,29 @@ async def _forward_dispatched(
         if recorder is not None:
             recorder.tap(chunk)
 
-    forwarded = await forward(
-        request,
-        ctx.session,
-        address[1],
-        path_qs=job.upstream_path_qs,
-        body=job.body,
-        headers=headers,
-        response=loading.response if loading is not None else None,
-        metered_path=path,
-        on_finished=finished,
-        tap=tap,
-    )
+    try:
+        forwarded = await forward(
+            request,
+            ctx.session,
+            address[1],
+            path_qs=job.upstream_path_qs,
+            body=job.body,
+            headers=headers,
+            response=loading.response if loading is not None else None,
+            metered_path=path,
+            on_finished=finished,
+            tap=tap,
+        )
+    finally:
+        # Every dispatch ends exactly once in the log, whatever happened above: otherwise its
+        # in-flight slot would never be released and the model could never be evicted.
+        if not reported:
+            finished(
+                ForwardResult(
+                    status=499, bytes_out=0, duration_ms=0, ttfb_ms=None,
+                    error="the request ended before its forward reported",
+                )
+            )  # fmt: skip
     return forwarded.response
 
 

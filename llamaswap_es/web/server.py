@@ -105,32 +105,6 @@ async def serve(options: ServeOptions) -> int:
     app = build_app(ctx)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(
-        runner, options.listen_host or None, options.listen_port, ssl_context=_ssl_context(options)
-    )
-    try:
-        await site.start()
-    except OSError as exc:
-        await ctx.projections.stop()
-        await service.shutdown("listen failed")
-        await session.close()
-        raise LlamaSwapError(
-            f"cannot listen on {options.listen_host}:{options.listen_port}: {exc.strerror}"
-        ) from exc
-    scheme = "https" if options.tls_cert_file else "http"
-    shown_host = options.listen_host or "0.0.0.0"
-    log.info("llamaswap-es listening on %s://%s:%d", scheme, shown_host, options.listen_port)
-    print(
-        f"llamaswap-es {ctx.version}: {scheme}://{shown_host}:{options.listen_port}/ui/  "
-        f"(event log {db_path}{', built-in demo models' if is_demo else ''})",
-        file=sys.stderr,
-        flush=True,
-    )
-    warning = listen_warning(options.listen_host, config)
-    if warning:
-        log.warning(warning)
-        print(warning, file=sys.stderr, flush=True)
-
     stop = asyncio.Event()
     reload_lock = asyncio.Lock()
 
@@ -163,6 +137,32 @@ async def serve(options: ServeOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_stop_signal)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    site = web.TCPSite(
+        runner, options.listen_host or None, options.listen_port, ssl_context=_ssl_context(options)
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await ctx.projections.stop()
+        await service.shutdown("listen failed")
+        await session.close()
+        raise LlamaSwapError(
+            f"cannot listen on {options.listen_host}:{options.listen_port}: {exc.strerror}"
+        ) from exc
+    scheme = "https" if options.tls_cert_file else "http"
+    shown_host = options.listen_host or "0.0.0.0"
+    log.info("llamaswap-es listening on %s://%s:%d", scheme, shown_host, options.listen_port)
+    print(
+        f"llamaswap-es {ctx.version}: {scheme}://{shown_host}:{options.listen_port}/ui/  "
+        f"(event log {db_path}{', built-in demo models' if is_demo else ''})",
+        file=sys.stderr,
+        flush=True,
+    )
+    warning = listen_warning(options.listen_host, config)
+    if warning:
+        log.warning(warning)
+        print(warning, file=sys.stderr, flush=True)
+
     watcher = (
         asyncio.create_task(watch_config(config_file, config_dir, reload))
         if options.watch_config
