@@ -263,6 +263,7 @@ async def _forward_dispatched(
     headers = None
     if job.body is not None:
         headers = forward_headers(request.headers, client_ip=None, body_replaced=True)
+
     def tap(chunk: bytes) -> None:
         ctx.inflight.add_bytes(entry, len(chunk))
         if recorder is not None:
