@@ -24,7 +24,7 @@ from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import ConfigError, LlamaSwapError
 from llamaswap_es.projections.lifecycle import Projections
-from llamaswap_es.runtime.config_watch import watch_config
+from llamaswap_es.runtime.config_watch import signature, watch_config
 from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from llamaswap_es.web.app import build_app, publish_committed
@@ -92,6 +92,7 @@ def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
 
 
 async def serve(options: ServeOptions) -> int:
+    baseline = signature(options.config_file, options.config_dir)
     config, config_file, config_dir, is_demo = _load(options)
     logs = UpstreamLogs(log_to_stdout=config.log_to_stdout, stdout=sys.stdout)  # type: ignore[arg-type]
     _setup_logging(config, logs)
@@ -164,7 +165,7 @@ async def serve(options: ServeOptions) -> int:
         print(warning, file=sys.stderr, flush=True)
 
     watcher = (
-        asyncio.create_task(watch_config(config_file, config_dir, reload))
+        asyncio.create_task(watch_config(config_file, config_dir, reload, baseline=baseline))
         if options.watch_config
         else None
     )

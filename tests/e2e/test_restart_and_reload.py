@@ -146,3 +146,20 @@ async def test_sigterm_stops_every_process_and_flushes_the_log(server_factory) -
     types = _types(server.db_path)
     assert types[-2:] == ["StopProcess", "ProcessStopped"]
     assert "ShutdownRequested" in types
+
+
+async def test_watch_config_reloads_when_the_file_changes(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")]), args=("--watch-config",))
+    assert server.config_path is not None
+    server.config_path.write_text(config_text([fake_model("a"), fake_model("b")]))
+    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+        while True:  # the watcher polls every 2 s, as llama-swap's does
+            async with http.get(server.url + "/v1/models") as r:
+                ids = [m["id"] for m in (await r.json())["data"]]
+            if ids == ["a", "b"]:
+                break
+            await asyncio.sleep(0.1)
+    reasons = []
+    with open_log(server.db_path) as reader:
+        reasons = [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
+    assert reasons == ["startup", "reload"]
