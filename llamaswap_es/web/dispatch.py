@@ -35,6 +35,7 @@ from llamaswap_es.web.errors import error_response, render_error, too_many_reque
 from llamaswap_es.web.filters import RequestFilters
 from llamaswap_es.web.forwarder import ForwardResult, ForwardTimeouts, forward, forward_headers
 from llamaswap_es.web.loading_stream import LoadingStream
+from llamaswap_es.web.websocket_tunnel import tunnel
 
 log = logging.getLogger("llamaswap_es.web.dispatch")
 
@@ -54,6 +55,8 @@ class LocalRequest:
     loading_allowed: bool
     metadata: dict[str, str] = field(default_factory=dict)
     on_done: Callable[[], None] | None = None
+    websocket: bool = False
+    """Tunnel a websocket upgrade instead of forwarding an HTTP request."""
 
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
@@ -263,6 +266,18 @@ async def _forward_dispatched(
     headers = None
     if job.body is not None:
         headers = forward_headers(request.headers, client_ip=None, body_replaced=True)
+
+    if job.websocket:
+        started = asyncio.get_running_loop().time()
+        try:
+            return await tunnel(request, ctx.session, address[1], job.upstream_path_qs)
+        finally:
+            elapsed_ms = int((asyncio.get_running_loop().time() - started) * 1000)
+            finished(
+                ForwardResult(
+                    status=101, bytes_out=0, duration_ms=elapsed_ms, ttfb_ms=None, error=None
+                )
+            )
 
     def tap(chunk: bytes) -> None:
         ctx.inflight.add_bytes(entry, len(chunk))

@@ -144,3 +144,42 @@ async def test_model_log_stream_holds_the_upstreams_output(server_factory) -> No
         assert first, "the model's buffered output comes first"
         async with http.get(server.url + "/logs/stream/nope") as response:
             assert response.status == 400
+
+
+async def test_websockets_are_tunnelled_and_comfyui_only_starts_from_its_root(
+    server_factory,
+) -> None:
+    comfy = fake_model("comfyui_auto", extra="compat:\n  ignoreWebsockets: false")
+    server = server_factory(config_text([fake_model("a"), comfy]))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url + "/comfyui?t=1", allow_redirects=False) as response:
+            assert response.status == 301 and response.headers["Location"] == "/comfyui/?t=1"
+        async with http.get(server.url + "/comfyui/api/prompt") as response:
+            assert response.status == 409
+            assert "only /comfyui/ can start it" in await response.text()
+        async with http.get(server.url + "/comfyui/") as response:
+            assert response.status == 200  # the root may start the model
+        async with http.ws_connect(server.url + "/comfyui/ws") as ws:
+            await ws.send_str("hello")
+            assert (await ws.receive_str()) == "echo: hello"
+        async with http.ws_connect(server.url + "/upstream/a/ws") as ws:  # starts model a
+            await ws.send_str("hi")
+            assert (await ws.receive_str()) == "echo: hi"
+
+
+async def test_an_ignored_websocket_cannot_start_its_model(server_factory) -> None:
+    model = fake_model("a", extra="compat:\n  ignoreWebsockets: true")
+    server = server_factory(config_text([model]))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            server.url + "/upstream/a/ws",
+            headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        ) as response:  # fmt: skip
+            assert response.status == 409
+            assert "ignored websocket requests cannot start it" in await response.text()
+        async with http.post(server.url + CHAT, json=_chat("a")) as response:
+            assert response.status == 200
+        async with http.ws_connect(server.url + "/upstream/a/ws") as ws:
+            await ws.send_str("x")
+            assert (await ws.receive_str()) == "echo: x"
