@@ -131,7 +131,10 @@ async def serve(options: ServeOptions) -> int:
     def on_stop_signal() -> None:
         nonlocal signals_seen
         signals_seen += 1
-        if signals_seen > 1:
+        if signals_seen > 1:  # the user insists: leave now, but leave no model running
+            if service.executor is not None:
+                service.executor.kill_all_now()
+            print("llamaswap-es: second signal, exiting at once", file=sys.stderr, flush=True)
             os._exit(1)
         stop.set()
 

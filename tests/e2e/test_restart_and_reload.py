@@ -163,3 +163,20 @@ async def test_watch_config_reloads_when_the_file_changes(server_factory) -> Non
     with open_log(server.db_path) as reader:
         reasons = [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
     assert reasons == ["startup", "reload"]
+
+
+async def test_a_second_signal_exits_at_once_and_leaves_no_model_running(server_factory) -> None:
+    stubborn = fake_model("a", "--ignore-sigterm", extra="unloadTimeout: 60")
+    server = server_factory(config_text([stubborn]))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        pid = await _upstream_pid(http, server.url, "a")
+        server.process.send_signal(signal.SIGTERM)  # the stop now waits out a's long grace
+        async with asyncio.timeout(20):
+            while "StopProcess" not in _types(server.db_path):
+                await asyncio.sleep(0.05)
+    assert server.stop(signal.SIGTERM, timeout_s=10) == 1
+    async with asyncio.timeout(10):
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            await asyncio.sleep(0.05)
