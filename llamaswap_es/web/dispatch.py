@@ -74,9 +74,47 @@ def is_json(request: web.BaseRequest) -> bool:
     return "application/json" in request.headers.get("Content-Type", "")
 
 
+RETRY_WAIT_S = 5.0
+"""How long a retry waits for the scheduler to learn that the dispatched process is gone."""
+
+
 async def serve_local(
     request: web.Request, ctx: AppContext, job: LocalRequest
 ) -> web.StreamResponse:
+    """Schedule and forward; retried once when the process died between dispatch and forward.
+
+    A client can send its next request in the few milliseconds between a crash of the upstream
+    (its stream breaks) and the executor's report of the exit; the scheduler still thinks the
+    model is ready and dispatches to the dead instance. Nothing has been forwarded yet, so the
+    attempt is recorded (503) and the request goes through the scheduler again, which reloads
+    the model. llama-swap answers 503 "process is not ready" there.
+    """
+    first = await _serve_once(request, ctx, job, may_retry=True)
+    if isinstance(first, _Gone):
+        await ctx.service.wait_until(
+            lambda st: (
+                (v := core.model_view(st, job.model_id)) is None
+                or v.instance != first.instance
+                or v.state != "ready"
+            ),
+            timeout_s=RETRY_WAIT_S,
+        )
+        retried = await _serve_once(request, ctx, job, may_retry=False)
+        assert not isinstance(retried, _Gone)
+        return retried
+    return first
+
+
+@dataclass(frozen=True, slots=True)
+class _Gone:
+    """The dispatched instance was gone before anything was forwarded (retry once)."""
+
+    instance: int
+
+
+async def _serve_once(
+    request: web.Request, ctx: AppContext, job: LocalRequest, *, may_retry: bool
+) -> web.StreamResponse | _Gone:
     service = ctx.service
     loop = service.loop
     assert loop is not None
@@ -135,7 +173,9 @@ async def serve_local(
     if isinstance(decision, Reject):
         _done(ctx, entry, job)
         return await _answer_reject(request, decision, loading)
-    return await _forward_dispatched(request, ctx, job, decision, entry, loading)
+    return await _forward_dispatched(
+        request, ctx, job, decision, entry, loading, may_retry=may_retry and loading is None
+    )
 
 
 async def _await_admission(ticket: RequestTicket) -> Dispatch | Reject | None:
@@ -207,7 +247,9 @@ async def _forward_dispatched(
     dispatch: Dispatch,
     entry: InflightEntry,
     loading: LoadingStream | None,
-) -> web.StreamResponse:
+    *,
+    may_retry: bool = False,
+) -> web.StreamResponse | _Gone:
     loop = ctx.service.loop
     executor = ctx.service.executor
     assert loop is not None and executor is not None
@@ -217,10 +259,13 @@ async def _forward_dispatched(
         message = f"[{job.model_id}] process is not ready"
         loop.submit(
             RequestFinished(
-                request_id=dispatch.request_id, model=job.model_id, status=503, error=message,
-                path=path,
+                request_id=dispatch.request_id, model=job.model_id, status=503,
+                error=message + ("; retried as a new request" if may_retry else ""), path=path,
             )
         )  # fmt: skip
+        if may_retry:
+            ctx.inflight.finish(entry)
+            return _Gone(dispatch.instance)
         _done(ctx, entry, job)
         if loading is not None:
             return await _answer_reject(

@@ -141,13 +141,19 @@ async def test_an_upstream_that_dies_mid_stream_gives_a_clear_error_and_is_reloa
             async for _chunk in stream:
                 pass
     await client.close()
-    async with aiohttp.ClientSession() as http:
-        await _wait_for_events(http, server.url, "RequestFinished", 2)
-    with open_log(server.db_path) as reader:
-        events = list(reader.iter_envelopes())
+    async with asyncio.timeout(20):  # both broken streams are recorded
+        while True:
+            with open_log(server.db_path) as reader:
+                events = list(reader.iter_envelopes())
+            finished = [e.body for e in events if e.type == "RequestFinished"]
+            lost = [f for f in finished if "upstream connection lost" in (f.error or "")]
+            if len(lost) == 2:
+                break
+            await asyncio.sleep(0.05)
     starts = [e.body.instance for e in events if e.type == "StartProcess"]
-    assert starts == [1, 2]
+    assert starts == [1, 2], "the next request after the crash reloads the model"
     assert any(e.type == "ProcessExited" for e in events)
-    finished = [e.body for e in events if e.type == "RequestFinished"]
-    assert len(finished) == 2
-    assert all("upstream connection lost" in (f.error or "") for f in finished), finished
+    # A request sent in the instant between the crash and its detection was dispatched to the
+    # dead instance: that attempt is recorded and the request is retried, never a 503 to users.
+    others = [f for f in finished if f not in lost]
+    assert all(f.status == 503 and "retried" in (f.error or "") for f in others), others
