@@ -386,7 +386,6 @@ class LlamaSwapEsSettings(GoStruct):
     min_resident_seconds: GoInt = Field(0, alias="minResidentSeconds")
     max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB")
     shutdown_timeout_seconds: GoInt = Field(30, alias="shutdownTimeoutSeconds")
-    event_retention_days: GoInt = Field(0, alias="eventRetentionDays")
 
     @model_validator(mode="before")
     @classmethod
@@ -419,7 +418,6 @@ class LlamaSwapEsSettings(GoStruct):
             "starvationBoundSeconds": self.starvation_bound_seconds,
             "minResidentSeconds": self.min_resident_seconds,
             "shutdownTimeoutSeconds": self.shutdown_timeout_seconds,
-            "eventRetentionDays": self.event_retention_days,
         }
         for key, value in non_negative.items():
             if value < 0:
