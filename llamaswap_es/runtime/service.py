@@ -47,6 +47,10 @@ log = logging.getLogger("llamaswap_es.runtime.service")
 
 StatePredicate = Callable[[SchedulerState], bool]
 
+SNAPSHOT_EVERY_EVENTS = 50_000
+"""A reducer snapshot is saved after this many new events, so a restart after a crash replays at
+most about this much of the log (a clean shutdown always saves one)."""
+
 
 TAG_OVERRIDE_VAR = "LLAMASWAP_ES_ENV_TAG"
 """Sets the children's tag outright (the test suite uses it to find every leftover process).
@@ -87,6 +91,8 @@ class SwapService:
         self.timers: Timers | None = None
         self._changed = asyncio.Event()
         self._shutdown_started = False
+        self._events_since_snapshot = 0
+        self._background: set[asyncio.Task[None]] = set()
         self.adopted: list[str] = []
 
     # ------------------------------------------------------------------ life cycle
@@ -144,6 +150,8 @@ class SwapService:
         await self.executor.close(1000)
         self.timers.cancel_all()
         await loop.stop()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if loop.fatal_error is None:
             await self._save_snapshot()
         await store.close()
@@ -272,6 +280,29 @@ class SwapService:
     def _on_committed(self, envelopes: Sequence[Envelope]) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        self._events_since_snapshot += len(envelopes)
+        if self._events_since_snapshot >= SNAPSHOT_EVERY_EVENTS and envelopes:
+            self._events_since_snapshot = 0
+            self._snapshot_soon(envelopes[-1].seq)
+
+    def _snapshot_soon(self, seq: int) -> None:
+        """Take the snapshot now (between batches, so it is consistent), write it meanwhile."""
+        assert self.loop is not None and self.store is not None
+        state = self.loop.state
+        data, digest = core.snapshot(state), core.digest(state)
+        store = self.store
+
+        async def save() -> None:
+            try:
+                await store.save_snapshot(
+                    reducer_version=core.REDUCER_VERSION, seq=seq, digest=digest, state=data
+                )
+            except Exception:
+                log.exception("could not save the reducer snapshot at seq %d", seq)
+
+        task = asyncio.create_task(save(), name=f"snapshot {seq}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @property
     def state(self) -> SchedulerState:

@@ -104,3 +104,32 @@ async def test_preload_starts_the_listed_model_without_a_request(
         assert ready
     finally:
         await svc.shutdown()
+
+
+async def test_a_snapshot_is_saved_as_the_log_grows_and_restores_exactly(
+    tmp_path: Path, db_path: Path, env_tag: str, monkeypatch
+) -> None:
+    from llamaswap_es.runtime import service as service_module
+
+    monkeypatch.setattr(service_module, "SNAPSHOT_EVERY_EVENTS", 5)
+    config = load_config(str(write_config(tmp_path, {"a": ""})), None)
+    svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
+    await svc.start()
+    try:
+        for i in range(3):
+            await _serve_one(svc, f"r{i}", "a")
+        await svc.loop.flush()
+        snap = await svc.store.latest_snapshot(core.REDUCER_VERSION)
+        assert snap is not None and snap.seq > 1
+    finally:
+        await svc.shutdown()
+    with open_log(db_path) as reader:
+        periodic = reader.latest_snapshot(core.REDUCER_VERSION, max_seq=snap.seq)
+        assert periodic is not None
+        state = core.restore(periodic.state)
+        for envelope in reader.iter_envelopes(from_seq=periodic.seq + 1):
+            state, _ = core.reduce(state, envelope)
+        full = core.new_state()
+        for envelope in reader.iter_envelopes():
+            full, _ = core.reduce(full, envelope)
+    assert core.digest(state) == core.digest(full)
