@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from llamaswap_es import core
 from llamaswap_es.errors import StoreOverloadedError
@@ -33,7 +32,7 @@ from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.errors import error_response, render_error, too_many_requests_response
 from llamaswap_es.web.filters import RequestFilters
-from llamaswap_es.web.forwarder import ForwardResult, ForwardTimeouts, forward, forward_headers
+from llamaswap_es.web.forwarder import ForwardResult, forward, forward_headers
 from llamaswap_es.web.loading_stream import LoadingStream
 from llamaswap_es.web.websocket_tunnel import tunnel
 
@@ -369,50 +368,6 @@ def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
     if job.on_done is not None:
         job.on_done()
         job.on_done = None
-
-
-async def serve_peer(
-    request: web.Request,
-    ctx: AppContext,
-    fqn: str,
-    requested: str,
-    body: bytes | None,
-    path_qs: str,
-) -> web.StreamResponse:
-    """Forward to a peer: no scheduling, the peer's key injected, its model name restored."""
-    peer_id, _ = ctx.resolver.fqns[fqn]
-    peer = ctx.config.peers[peer_id]
-    headers = CIMultiDict(request.headers)
-    for name in ("X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Host"):
-        headers.popall(name, None)
-    if peer.api_key:
-        headers["Authorization"] = f"Bearer {peer.api_key}"
-        headers["x-api-key"] = peer.api_key
-    if body is not None:
-        headers.popall("Content-Length", None)
-    base = peer.proxy.rstrip("/")
-    timeouts = ForwardTimeouts(
-        connect_s=float(peer.timeouts.connect) or None,
-        response_header_s=float(peer.timeouts.response_header) or None,
-    )
-    forwarded = await forward(
-        request,
-        ctx.session,
-        base,
-        path_qs=path_qs,
-        body=body,
-        headers=headers,
-        timeouts=timeouts,
-        keep_host=False,
-        add_forwarded_for=False,
-    )
-    if (
-        forwarded.result.error
-        and forwarded.result.status == 502
-        and not forwarded.response.prepared
-    ):
-        return error_response(request, 502, f"peer proxy error: {forwarded.result.error}")
-    return forwarded.response
 
 
 def _router(ctx: AppContext) -> str:

@@ -13,7 +13,6 @@ from llamaswap_es.web.dispatch import (
     is_json,
     local_filters,
     serve_local,
-    serve_peer,
 )
 from llamaswap_es.web.errors import error_response
 from llamaswap_es.web.filters import RequestFilters, apply_filters
@@ -27,6 +26,7 @@ from llamaswap_es.web.naming import (
     rewrite_model_in_query,
     strip_route_prefix,
 )
+from llamaswap_es.web.peer_dispatch import serve_peer
 from llamaswap_es.web.websocket_tunnel import is_websocket_upgrade, tunnel
 
 JSON_ROUTES = (
