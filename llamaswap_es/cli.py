@@ -105,8 +105,14 @@ def run_server(options: ServeOptions) -> int:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-config", "--config", dest="config_file", metavar="FILE")
-    parser.add_argument("-config-dir", "--config-dir", dest="config_dir", metavar="DIR")
+    parser.add_argument(
+        "-config", "--config", dest="config_file", metavar="FILE",
+        help="llama-swap config.yaml (none: the built-in demo models)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-config-dir", "--config-dir", dest="config_dir", metavar="DIR",
+        help="also merge every *.yml/*.yaml in DIR, as llama-swap does",
+    )  # fmt: skip
 
 
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -114,10 +120,13 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-listen", "--listen", metavar="HOST:PORT", help=f"default {DEFAULT_LISTEN}"
     )
-    parser.add_argument("-watch-config", "--watch-config", action="store_true")
-    parser.add_argument("-tls-cert-file", "--tls-cert-file", metavar="FILE")
-    parser.add_argument("-tls-key-file", "--tls-key-file", metavar="FILE")
-    parser.add_argument("-version", "--version", action="store_true")
+    parser.add_argument(
+        "-watch-config", "--watch-config", action="store_true",
+        help="reload when the configuration files change (polled every 2 s)",
+    )  # fmt: skip
+    parser.add_argument("-tls-cert-file", "--tls-cert-file", metavar="FILE", help="serve HTTPS")
+    parser.add_argument("-tls-key-file", "--tls-key-file", metavar="FILE", help="its key")
+    parser.add_argument("-version", "--version", action="store_true", help="print the version")
     parser.add_argument("--db", metavar="PATH", help=f"event log (default {default_db_path()})")
 
 
