@@ -92,9 +92,10 @@ def listen_warning(host: str, config: LlamaSwapConfig | None) -> str | None:
 
 
 def run_server(options: ServeOptions) -> int:
-    """Run the server until it is stopped; returns the exit status (wired by the integrator)."""
-    print("the server is not wired yet", file=sys.stderr)
-    return 2
+    """Run the server until it is stopped; returns the exit status."""
+    from llamaswap_es.web.server import run_server as serve  # the web stack loads only to serve
+
+    return serve(options)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.processes import env_tag, no_leftover_processes, spawn_tagged  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
 UPSTREAMS_DIR = SHARED_DIR / "upstreams"

@@ -184,3 +184,12 @@ def _profiles(config: LlamaSwapConfig, resolver: NameResolver) -> None:
                     f'{where}.pins.{pin} references unknown model "{target}"',
                     f"{where}.pins.{pin}",
                 )
+
+
+def name_resolver(config: LlamaSwapConfig) -> NameResolver:
+    """The resolver the HTTP layer uses for a config that has already loaded (and validated)."""
+    resolver = NameResolver(config)
+    for peer_id in sorted(config.peers):
+        for model in config.peers[peer_id].models:
+            resolver.fqns.setdefault(f"{peer_id}/{model}", (peer_id, model))
+    return resolver

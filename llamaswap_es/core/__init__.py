@@ -1,1 +1,38 @@
-"""core package."""
+"""The pure scheduler: `reduce(state, envelope) -> (state, decisions)` and what it needs.
+
+Imports only `llamaswap_es.events.types`, `llamaswap_es.config.schedule` and pure parts of the
+standard library (tests/test_architecture.py enforces it).
+"""
+
+from llamaswap_es.core.reducer import REDUCER_VERSION, reduce
+from llamaswap_es.core.snapshot import SnapshotError, digest, restore, snapshot
+from llamaswap_es.core.state import SchedulerState, new_state
+from llamaswap_es.core.views import (
+    ModelView,
+    RequestView,
+    is_shutting_down,
+    model_view,
+    model_views,
+    queue_view,
+    request_view,
+    running_models,
+)
+
+__all__ = [
+    "REDUCER_VERSION",
+    "ModelView",
+    "RequestView",
+    "SchedulerState",
+    "SnapshotError",
+    "digest",
+    "is_shutting_down",
+    "model_view",
+    "model_views",
+    "new_state",
+    "queue_view",
+    "reduce",
+    "request_view",
+    "restore",
+    "running_models",
+    "snapshot",
+]

@@ -117,6 +117,8 @@ class RequestReceived(Event):
     path: str = ""
     method: str = "POST"
     stream: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Request metadata the activity history keeps (selector, session id …); never secrets."""
 
 
 @_frozen
@@ -143,6 +145,11 @@ class RequestFinished(Event):
     bytes_out: int = 0
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    content_type: str = ""
+    ttfb_ms: int = 0
+    """Time from dispatch to the upstream's first response byte."""
+    path: str = ""
+    """The path forwarded upstream (after `/v` stripping)."""
 
 
 @_frozen
@@ -265,6 +272,8 @@ class ProcessAdopted(Event):
     pid: int
     pgid: int
     port: int | None = None
+    started_at_ms: int | None = None
+    """The OS's creation time of the process, so a later restart can adopt it again."""
 
 
 @_frozen

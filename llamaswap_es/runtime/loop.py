@@ -69,6 +69,8 @@ class RequestTicket:
     decision: asyncio.Future[Dispatch | Reject]
     position: int | None = None
     position_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    admitted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the scheduler has taken the request in (admission passed: no 404/429 yet)."""
     client_gone: bool = False
 
 
@@ -261,7 +263,11 @@ class RunLoop:
     def _act(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:
             body = envelope.body
-            if isinstance(body, Dispatch | Reject):
+            if isinstance(body, RequestReceived):
+                ticket = self._tickets.get(body.request_id)
+                if ticket is not None:
+                    ticket.admitted.set()
+            elif isinstance(body, Dispatch | Reject):
                 self._answer(body)
             elif isinstance(body, QueuePositions):
                 self._tell_positions(body.positions)

@@ -27,7 +27,7 @@ def _sample(cls: type) -> typing.Any:
         if origin is tuple:
             kwargs[f.name] = ("a", "b")
         elif origin is dict:
-            kwargs[f.name] = {"k": 1}
+            kwargs[f.name] = {"k": "v"} if args[1] is str else {"k": 1}
         elif hint in _SAMPLES:
             kwargs[f.name] = _SAMPLES[hint]
         elif args and args[0] in _SAMPLES:

@@ -1,0 +1,166 @@
+"""Reducer throughput: steps/s over a generated mixed workload (target >= 150k on 2 cores).
+
+A seeded simulation (clients + an executor that answers every StartProcess/StopProcess and
+fires due timers) records a realistic input log once; the timed part replays that log through
+`reduce` on a fresh state, which is exactly what recovery and `replay` do. Prints a final JSON
+line. Hook for later: `replay_events(envelopes)` takes any iterable of input envelopes, so the
+1M-event SQLite replay only has to read the store's input rows and pass them in.
+
+    python bench/run.py reducer [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable
+
+from llamaswap_es.config.schedule import GroupPlanner, GroupRule, ModelSchedule, SchedulerConfig
+from llamaswap_es.core import digest, new_state, reduce
+from llamaswap_es.events.types import (
+    ConfigApplied,
+    Dispatch,
+    Envelope,
+    Event,
+    ProcessReady,
+    ProcessStopped,
+    RequestCancelled,
+    RequestFinished,
+    RequestReceived,
+    SetTimer,
+    StartProcess,
+    StopProcess,
+    TimerFired,
+)
+
+MODELS = ("chat", "coder", "embed", "vision")
+WEIGHTS = (0.80, 0.12, 0.05, 0.03)
+
+
+def workload_config() -> SchedulerConfig:
+    schedules = {
+        "chat": ModelSchedule(model_id="chat", concurrency_limit=32, ttl_ms=300_000),
+        "coder": ModelSchedule(model_id="coder", concurrency_limit=16, ttl_ms=60_000),
+        "embed": ModelSchedule(model_id="embed", concurrency_limit=32),
+        "vision": ModelSchedule(model_id="vision", concurrency_limit=8, priority=5),
+    }
+    groups = (
+        GroupRule(name="llms", members=("chat", "coder", "vision")),
+        GroupRule(name="side", members=("embed",), swap=False, exclusive=False, persistent=True),
+    )
+    return SchedulerConfig(models=schedules, planner=GroupPlanner(groups=groups))
+
+
+def generate(steps: int, seed: int = 7) -> list[Envelope]:
+    """Record `steps` inputs of a mixed workload by running the reducer against a simulation."""
+    rng = random.Random(seed)
+    state = new_state()
+    ts = 1_700_000_000_000
+    seq = 0
+    log: list[Envelope] = []
+    in_flight: list[str] = []
+    waiting: deque[str] = deque()
+    executor: deque[Event] = deque()
+    timers: dict[str, int] = {}
+    next_id = 0
+
+    def feed(body: Event) -> None:
+        nonlocal seq
+        seq += 1
+        env = Envelope(body=body, ts_ms=ts, seq=seq)
+        log.append(env)
+        _, decisions = reduce(state, env)
+        for d in decisions:
+            if isinstance(d, Dispatch):
+                in_flight.append(d.request_id)
+            elif isinstance(d, StartProcess):
+                executor.append(ProcessReady(model=d.model, instance=d.instance))
+            elif isinstance(d, StopProcess):
+                executor.append(ProcessStopped(model=d.model, instance=d.instance))
+            elif isinstance(d, SetTimer):
+                timers[d.timer_id] = d.at_ms
+
+    feed(ConfigApplied(config_hash="bench", schedule=workload_config().to_dict()))
+    while len(log) < steps:
+        ts += rng.randint(0, 40)
+        roll = rng.random()
+        if executor and roll < 0.04:
+            feed(executor.popleft())
+        elif roll < 0.50 and len(in_flight) + len(waiting) < 64:
+            next_id += 1
+            rid = f"r{next_id}"
+            model = rng.choices(MODELS, WEIGHTS)[0]
+            waiting.append(rid)
+            feed(RequestReceived(request_id=rid, model=model, path="/v1/chat/completions"))
+        elif roll < 0.93 and in_flight:
+            rid = in_flight.pop(rng.randrange(len(in_flight)))
+            req = state.requests[rid]
+            feed(RequestFinished(request_id=rid, model=req.model, status=200, duration_ms=40))
+        elif roll < 0.94 and waiting:
+            rid = waiting.popleft()
+            feed(RequestCancelled(request_id=rid))
+        else:
+            due = [t for t, at in timers.items() if at <= ts]
+            if due:
+                timer_id = min(due)
+                del timers[timer_id]
+                feed(TimerFired(timer_id=timer_id))
+            elif executor:
+                feed(executor.popleft())
+        while waiting and (
+            waiting[0] not in state.requests or state.requests[waiting[0]].phase == "dispatched"
+        ):
+            waiting.popleft()
+    return log
+
+
+def replay_events(envelopes: Iterable[Envelope]) -> tuple[int, float, str]:
+    """Reduce every input on a fresh state: (steps, seconds, final digest)."""
+    state = new_state()
+    count = 0
+    start = time.perf_counter()
+    for env in envelopes:
+        state, _ = reduce(state, env)
+        count += 1
+    elapsed = time.perf_counter() - start
+    return count, elapsed, digest(state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench reducer")
+    parser.add_argument("--steps", type=int, default=300_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(sys.argv[2:] if argv is None else argv)
+    log = generate(args.steps)
+    kinds: dict[str, int] = {}
+    for env in log:
+        kinds[env.type] = kinds.get(env.type, 0) + 1
+    best = None
+    digests = set()
+    for _ in range(args.repeat):
+        steps, seconds, final = replay_events(log)
+        digests.add(final)
+        best = seconds if best is None else min(best, seconds)
+    rate = steps / best
+    print(f"inputs by type: {json.dumps(kinds, sort_keys=True)}", file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "bench": "reducer",
+                "steps": steps,
+                "best_seconds": round(best, 4),
+                "steps_per_s": round(rate),
+                "target_steps_per_s": 150_000,
+                "deterministic": len(digests) == 1,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,223 @@
+"""Inputs that act on many things at once: config (re)loads, unloads, shutdown, a new boot.
+
+None of them blocks the reducer (ARCHITECTURE §9.11): an unload fails the targets' waiters and
+issues stops; what was waiting on those stops moves on when their `ProcessStopped` arrive.
+A reload is a diff (§9.6): only models removed or whose fingerprint changed are stopped.
+"""
+
+from __future__ import annotations
+
+from llamaswap_es.config.schedule import SchedulerConfig
+from llamaswap_es.core.effects import (
+    Out,
+    arm_ttl,
+    cancel_timer,
+    fail,
+    forget_if_retired,
+    stop_process,
+    ttl_timer_id,
+)
+from llamaswap_es.core.eviction import build_planner
+from llamaswap_es.core.policies import policy_named
+from llamaswap_es.core.state import (
+    EVICTING,
+    QUEUED,
+    READY,
+    RUNNING_STATES,
+    STOPPED,
+    STOPPING,
+    ModelProc,
+    SchedulerState,
+)
+from llamaswap_es.events.types import ConfigApplied, ShutdownRequested, UnloadRequested
+
+DEFAULT_SHUTDOWN_GRACE_MS = 30_000
+
+
+def install_config(st: SchedulerState, config: SchedulerConfig) -> None:
+    """Set the config and everything derived from it (planner, policy, caches).
+
+    Raises ValueError when the config cannot be used (an unknown policy, a bad matrix).
+    """
+    planner = build_planner(config.planner, config.models)
+    policy = policy_named(config.policy)
+    st.config = config
+    st.planner = planner
+    st.policy = policy
+    st._evict_cache.clear()
+    st.touch_processes()
+
+
+def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
+    """Install a new config; after the first one, stop only what was removed or changed."""
+    try:
+        config = SchedulerConfig.from_dict(event.schedule)
+        old, old_router = st.config, st.router_name
+        install_config(st, config)
+    except (KeyError, TypeError, ValueError) as exc:
+        # The loader validates before it emits; keep serving with the old config, and say why
+        # in the state (views show it) rather than kill the run loop.
+        st.config_error = f"config {event.config_hash or '?'} not applied: {exc}"
+        return
+    st.config_error = ""
+    st.config_hash = event.config_hash
+    if old is None:
+        for model_id in sorted(config.models):
+            _add_model(st, config, model_id)
+        return
+    restart: set[str] = set()
+    for model_id in sorted(st.models):
+        proc = st.models[model_id]
+        schedule = config.models.get(model_id)
+        if schedule is None:
+            if not proc.retired:
+                proc.retired = True
+                restart.add(model_id)
+        elif proc.retired or schedule.fingerprint != proc.schedule.fingerprint:
+            proc.retired = False
+            proc.schedule = schedule
+            restart.add(model_id)
+        else:
+            ttl_changed = schedule.ttl_ms != proc.schedule.ttl_ms
+            proc.schedule = schedule
+            if ttl_changed and proc.state == READY:
+                cancel_timer(st, ttl_timer_id(model_id, proc.instance), out)
+                arm_ttl(st, proc, out)
+    for model_id in sorted(config.models):
+        if model_id not in st.models:
+            _add_model(st, config, model_id)
+    message = f"unspecific error: {old_router} is shutting down"
+    fail_waiters(st, restart, "config_reloaded", message, out, drop_swaps=True)
+    if old.policy != config.policy or old.planner != config.planner:
+        _replan(st)
+    for model_id in sorted(restart):
+        proc = st.models.get(model_id)
+        if proc is None:  # retired and already forgotten (nothing referred to it)
+            continue
+        stop_process(st, proc, "reload", proc.schedule.unload_timeout_ms, out)
+        forget_if_retired(st, proc)
+    st.policy.wake(st, out)
+
+
+def _replan(st: SchedulerState) -> None:
+    """The rules of coexistence changed: a swap that has not started its target yet was planned
+    under the old ones, so it is dropped and its waiters go back to the queue, to be planned
+    again (the stops it already issued complete on their own). The queue is put in the new
+    policy's order. Swaps whose target is already starting were checked when it started."""
+    for swap in st.swaps_in_order():
+        if swap.phase != EVICTING:
+            continue
+        del st.swaps[swap.model]
+        for rid in swap.waiters:
+            st.requests[rid].phase = QUEUED
+            st.queue.append(rid)
+    st.touch_processes()
+    requests = st.requests
+    order = st.policy.queue_key
+    st.queue.sort(key=lambda rid: order(requests[rid]))
+    st.queue_changes += 1
+
+
+def _add_model(st: SchedulerState, config: SchedulerConfig, model_id: str) -> None:
+    st.models[model_id] = ModelProc(config.models[model_id])
+    st.touch_processes()
+
+
+def fail_waiters(
+    st: SchedulerState,
+    models: set[str] | None,
+    code: str,
+    message: str,
+    out: Out,
+    *,
+    drop_swaps: bool,
+) -> None:
+    """Fail (500) every waiter of the swaps for `models` (all when None), in swap order then
+    join order, then the queued requests for them in queue order."""
+    for swap in st.swaps_in_order():
+        if models is not None and swap.model not in models:
+            continue
+        waiters, swap.waiters = swap.waiters, []
+        if drop_swaps:
+            del st.swaps[swap.model]
+            st.touch_processes()
+        for rid in waiters:
+            req = st.requests.get(rid)
+            if req is not None:
+                fail(st, req, 500, code, message, out)
+    if not st.queue:
+        return
+    keep: list[str] = []
+    for rid in st.queue:
+        req = st.requests[rid]
+        if models is None or req.model in models:
+            fail(st, req, 500, code, message, out)
+        else:
+            keep.append(rid)
+    if len(keep) != len(st.queue):
+        st.queue = keep
+        st.queue_changes += 1
+
+
+def unload(st: SchedulerState, event: UnloadRequested, out: Out) -> None:
+    """Fail the targets' waiters, stop the targets; never wait here.
+
+    llama-swap splits an unload into rounds by unloadTimeout so quick stops do not wait behind
+    slow ones; here every stop is issued at once and completes on its own, so rounds are moot.
+    """
+    if st.config is None:
+        return
+    wanted = event.models or tuple(st.models)
+    targets = sorted({m for m in wanted if m in st.models})
+    if not targets:
+        return
+    message = f"unspecific error: {st.router_name}: model unloaded"
+    fail_waiters(st, set(targets), "model_unloaded", message, out, drop_swaps=True)
+    pending = False
+    for model_id in targets:
+        proc = st.models[model_id]
+        grace = proc.schedule.unload_timeout_ms if event.grace_ms is None else event.grace_ms
+        stop_process(st, proc, "unload", grace, out)
+        pending = pending or proc.state == STOPPING
+    if not pending:  # nothing to wait for: what the unload unblocked may move now
+        st.policy.wake(st, out)
+
+
+def shutdown(st: SchedulerState, event: ShutdownRequested, out: Out) -> None:
+    """Reject every waiter, stop every process with the shutdown grace, refuse new requests."""
+    if st.shutting_down:
+        return
+    st.shutting_down = True
+    message = f"unspecific error: {st.router_name} is shutting down"
+    fail_waiters(st, None, "shutting_down", message, out, drop_swaps=True)
+    grace = event.grace_ms
+    if grace is None or grace <= 0:
+        grace = st.config.shutdown_grace_ms if st.config is not None else DEFAULT_SHUTDOWN_GRACE_MS
+    for model_id in sorted(st.models):
+        stop_process(st, st.models[model_id], "shutdown", grace, out)
+    for timer_id in sorted(st.timers):
+        cancel_timer(st, timer_id, out)
+
+
+def new_boot(st: SchedulerState) -> None:
+    """A server (re)started on this log: nothing of the previous run survives in memory.
+
+    Its requests are gone with their clients, its swaps and timers with its tasks, and its
+    processes are no longer ours until recovery adopts them (`ProcessAdopted`). Instance
+    counters are kept, so new instances never reuse an old number.
+    """
+    st.requests.clear()
+    st.queue.clear()
+    st.swaps.clear()
+    st.timers.clear()
+    st.in_flight_total = 0
+    st.shutting_down = False
+    for model_id in sorted(st.models):
+        proc = st.models[model_id]
+        proc.in_flight = 0
+        proc.reserved = 0
+        if proc.state in RUNNING_STATES:
+            proc.state = STOPPED
+        if proc.retired:
+            del st.models[model_id]
+    st.touch_processes()

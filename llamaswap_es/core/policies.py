@@ -1,0 +1,81 @@
+"""Scheduling policies: the contract, the shared answer to a finished swap, and the registry.
+
+A policy decides what happens to admitted requests: grant now, join a swap, queue, or start a
+swap, and what to do when something that may unblock the queue happens (`wake`). Everything else
+(process states, swap execution, accounting, unload, reload, shutdown) is common and lives in the
+reducer. A policy holds no state of its own: what it needs is in `SchedulerState`, so snapshots
+need no policy-specific code. Adding a policy: write one module with a class like the two below
+and add it to `POLICIES`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+from llamaswap_es.core.effects import Out, fail, grant
+from llamaswap_es.core.eviction import Planner
+from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Swap
+
+
+class SchedulingPolicy(Protocol):
+    name: ClassVar[str]
+
+    def planner(self, st: SchedulerState) -> Planner:
+        """What "cannot run beside" means under this policy."""
+        ...
+
+    def queue_key(self, req: Request) -> tuple[int, ...]:
+        """Sort key of the queue order this policy keeps (used to re-sort after a reload)."""
+        ...
+
+    def place(self, st: SchedulerState, req: Request, out: Out) -> None:
+        """An admitted request (or load) arrives; its slot is already reserved."""
+        ...
+
+    def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
+        """A swap ended (its entry is already removed): answer its waiters, then move on."""
+        ...
+
+    def on_request_ended(self, st: SchedulerState, proc: ModelProc, out: Out) -> None:
+        """A dispatched request finished (its in-flight slot is already released)."""
+        ...
+
+    def wake(self, st: SchedulerState, out: Out) -> None:
+        """Something that may unblock waiting requests happened (a stop completed, a timer,
+        a reload, a cancel): re-examine them."""
+        ...
+
+
+def answer_waiters(st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
+    """Grant every waiter in join order, or fail each with llama-swap's 500 (§3.6)."""
+    requests = st.requests
+    for rid in swap.waiters:
+        req = requests.get(rid)
+        if req is None:
+            continue
+        if error is None:
+            grant(st, req, out)
+        else:
+            fail(st, req, 500, "start_failed", f"unspecific error: {error}", out)
+
+
+def _registry() -> dict[str, SchedulingPolicy]:
+    from llamaswap_es.core.policy_fifo import FifoPolicy
+    from llamaswap_es.core.policy_serial import SerialPolicy
+
+    return {p.name: p for p in (FifoPolicy(), SerialPolicy())}
+
+
+POLICIES: dict[str, SchedulingPolicy] = {}
+
+
+def policy_named(name: str) -> SchedulingPolicy:
+    """The policy registered under `name`; ValueError names the unknown one."""
+    if not POLICIES:
+        POLICIES.update(_registry())
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown scheduling policy {name!r} (valid: {', '.join(sorted(POLICIES))})"
+        ) from None

@@ -1,0 +1,320 @@
+"""`reduce(state, envelope) -> (state, decisions)`: the pure scheduler.
+
+Time is `envelope.ts_ms` (there is no other clock) and `envelope.seq` is the input's place in
+the log (arrival order, and the source of synthetic ids such as a load's `load:<seq>`). The
+state is mutated in place and returned, for speed; the function is deterministic: the same
+inputs give the same decisions on any machine, every tie is broken by sorted ids or arrival.
+It never raises on odd input (a stale instance, an unknown request or timer): it ignores it.
+
+Process events map llama-swap's harness onto the log (ARCHITECTURE §5, spec/core.md §8): the
+executor reports ProcessReady / ProcessStartFailed / ProcessStopped / ProcessExited for the
+instance the reducer assigned; an event for another instance is stale and ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from llamaswap_es.core import control
+from llamaswap_es.core.effects import (
+    NOT_FOUND_MESSAGE,
+    RATE_LIMIT_MESSAGE,
+    Out,
+    arm_ttl,
+    end_request,
+    forget_if_retired,
+    mark_down,
+    mark_ready,
+    remove_waiting,
+    stop_process,
+)
+from llamaswap_es.core.state import (
+    DISPATCHED,
+    FAILED,
+    LAUNCHING,
+    READY,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    ModelProc,
+    Request,
+    SchedulerState,
+)
+from llamaswap_es.core.swaps import advance_evicting_swaps, complete_swap
+from llamaswap_es.events.types import (
+    ConfigApplied,
+    Decision,
+    Envelope,
+    LoadRequested,
+    ProcessAdopted,
+    ProcessExited,
+    ProcessReady,
+    ProcessStartFailed,
+    ProcessStopped,
+    QueuePositions,
+    RecoveryStarted,
+    Reject,
+    RequestAbandoned,
+    RequestCancelled,
+    RequestFinished,
+    RequestReceived,
+    ServerStarted,
+    ShutdownRequested,
+    TimerFired,
+    UnloadRequested,
+)
+
+REDUCER_VERSION = "core-1"
+"""Bumped whenever a change makes the reducer decide differently for the same inputs, so that
+replay can tell an intended change from a bug (snapshots of another version are not restored)."""
+
+
+def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
+    """Apply one input to the state; return the state and the decisions it produced."""
+    out: list[Decision] = []
+    handler = _HANDLERS.get(type(envelope.body))
+    if handler is None:  # a decision, or an input the scheduler has no use for
+        return state, out
+    state.seq = envelope.seq
+    state.now_ms = envelope.ts_ms
+    changes = state.queue_changes
+    handler(state, envelope, out)
+    if state.queue_changes != changes and state.queue:
+        out.append(QueuePositions(positions={rid: i + 1 for i, rid in enumerate(state.queue)}))
+    return state, out
+
+
+# ------------------------------------------------------------------------ requests
+
+
+def _on_request(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: RequestReceived = env.body  # type: ignore[assignment]
+    rid = ev.request_id
+    if rid in st.requests:  # the shell makes ids unique; a repeat must not answer the first
+        return
+    if st.shutting_down:
+        message = f"unspecific error: {st.router_name} is shutting down"
+        out.append(Reject(request_id=rid, status=500, code="shutting_down", message=message))
+        return
+    proc = st.models.get(ev.model)
+    if proc is None or proc.retired or st.config is None:
+        out.append(
+            Reject(request_id=rid, status=404, code="model_not_found", message=NOT_FOUND_MESSAGE)
+        )
+        return
+    if proc.reserved >= proc.schedule.concurrency_limit:
+        out.append(
+            Reject(request_id=rid, status=429, code="concurrency_limit", message=RATE_LIMIT_MESSAGE)
+        )
+        return
+    _admit(st, Request(rid, ev.model, env.seq, env.ts_ms, proc.schedule.priority), proc, out)
+
+
+def _on_load(st: SchedulerState, env: Envelope, out: Out) -> None:
+    """A load goes the normal way (it can queue, evict, join) but has no client and is never
+    counted in flight. Refused silently when it could not be admitted (nobody to answer)."""
+    ev: LoadRequested = env.body  # type: ignore[assignment]
+    proc = st.models.get(ev.model)
+    if st.shutting_down or proc is None or proc.retired or st.config is None:
+        return
+    if proc.reserved >= proc.schedule.concurrency_limit:
+        return
+    req = Request(f"load:{env.seq}", ev.model, env.seq, env.ts_ms, proc.schedule.priority, True)
+    _admit(st, req, proc, out)
+
+
+def _admit(st: SchedulerState, req: Request, proc: ModelProc, out: Out) -> None:
+    st.requests[req.request_id] = req
+    proc.reserved += 1
+    st.policy.place(st, req, out)
+
+
+def _on_cancel(st: SchedulerState, env: Envelope, out: Out) -> None:
+    """The client left before dispatch: free its slot. A swap it started goes on (§3.6)."""
+    ev: RequestCancelled = env.body  # type: ignore[assignment]
+    req = st.requests.get(ev.request_id)
+    if req is None or req.phase == DISPATCHED:
+        return
+    _drop_waiting(st, req, out)
+
+
+def _drop_waiting(st: SchedulerState, req: Request, out: Out) -> None:
+    remove_waiting(st, req)
+    end_request(st, req, st.models[req.model])
+    # Nothing waits on a waiting request (llama-swap does not drain on a cancel) except, with
+    # a starvation bound, requests held back behind one that was starving.
+    if st.config is not None and st.config.starvation_bound_ms > 0:
+        st.policy.wake(st, out)
+
+
+def _on_finished(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: RequestFinished = env.body  # type: ignore[assignment]
+    req = st.requests.get(ev.request_id)
+    if req is None:
+        return
+    if req.phase != DISPATCHED:  # ended before it was dispatched: same as a cancel
+        _drop_waiting(st, req, out)
+        return
+    _end_dispatched(st, req, out)
+
+
+def _end_dispatched(st: SchedulerState, req: Request, out: Out) -> None:
+    proc = st.models[req.model]
+    end_request(st, req, proc)
+    proc.last_used_ms = st.now_ms
+    if proc.in_flight == 0 and proc.state == READY:
+        arm_ttl(st, proc, out)
+    st.policy.on_request_ended(st, proc, out)
+
+
+def _on_abandoned(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: RequestAbandoned = env.body  # type: ignore[assignment]
+    req = st.requests.get(ev.request_id)
+    if req is None:
+        return
+    if req.phase == DISPATCHED:
+        _end_dispatched(st, req, out)
+    else:
+        _drop_waiting(st, req, out)
+
+
+# ------------------------------------------------------------------------ processes
+
+
+def _current(st: SchedulerState, model: str, instance: int) -> ModelProc | None:
+    proc = st.models.get(model)
+    if proc is None or proc.instance != instance:
+        return None
+    return proc
+
+
+def _on_ready(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: ProcessReady = env.body  # type: ignore[assignment]
+    proc = _current(st, ev.model, ev.instance)
+    if proc is None or proc.state != STARTING:  # e.g. ready just before our stop reached it
+        return
+    mark_ready(st, proc, out)
+    swap = st.swaps.get(ev.model)
+    if swap is not None and swap.phase == LAUNCHING:
+        complete_swap(st, swap, None, out)
+
+
+def _on_start_failed(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: ProcessStartFailed = env.body  # type: ignore[assignment]
+    proc = _current(st, ev.model, ev.instance)
+    if proc is not None:
+        _went_down(st, proc, ev.error, out)
+
+
+def _on_stopped(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: ProcessStopped = env.body  # type: ignore[assignment]
+    proc = _current(st, ev.model, ev.instance)
+    if proc is not None:
+        _went_down(st, proc, "aborted", out)
+
+
+def _on_exited(st: SchedulerState, env: Envelope, out: Out) -> None:
+    """A crash of a ready process: the executor already killed its whole group (§9.5). No
+    restart: the next request for it goes through a normal swap. In-flight requests end with
+    their own RequestFinished."""
+    ev: ProcessExited = env.body  # type: ignore[assignment]
+    proc = _current(st, ev.model, ev.instance)
+    if proc is not None:
+        _went_down(st, proc, "upstream command exited prematurely", out)
+
+
+def _went_down(st: SchedulerState, proc: ModelProc, error: str, out: Out) -> None:
+    """The current instance is gone, whichever way; `error` answers a start that it ends."""
+    was = proc.state
+    if was == STARTING:
+        mark_down(st, proc, FAILED, out)
+    elif was in (READY, STOPPING):
+        mark_down(st, proc, STOPPED, out)
+    else:
+        return
+    advance_evicting_swaps(st, out)
+    swap = st.swaps.get(proc.model)
+    if was == STARTING and swap is not None and swap.phase == LAUNCHING:
+        complete_swap(st, swap, error, out)
+    else:
+        st.policy.wake(st, out)
+    forget_if_retired(st, proc)
+
+
+def _on_timer(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: TimerFired = env.body  # type: ignore[assignment]
+    timer_id = ev.timer_id
+    if timer_id not in st.timers:  # cancelled or replaced: stale
+        return
+    del st.timers[timer_id]
+    kind, _, rest = timer_id.partition(":")
+    model, _, instance = rest.rpartition(":")
+    proc = _current(st, model, int(instance)) if instance.isdigit() else None
+    if kind == "ttl" and proc is not None:
+        _on_ttl(st, proc, out)
+    elif kind == "resident":
+        st.policy.wake(st, out)
+
+
+def _on_ttl(st: SchedulerState, proc: ModelProc, out: Out) -> None:
+    """Unload after `ttl` of idleness (strictly more, as llama-swap compares). Ours: the idle
+    clock starts at ready and restarts at every finished request (ARCHITECTURE §9.3)."""
+    if proc.state != READY or proc.in_flight > 0:  # a finishing request re-arms it
+        return
+    if st.now_ms - proc.last_used_ms > proc.schedule.ttl_ms:
+        stop_process(st, proc, "ttl", proc.schedule.unload_timeout_ms, out)
+    else:
+        arm_ttl(st, proc, out)
+
+
+# ------------------------------------------------------------------------ operators, boot
+
+
+def _on_config(st: SchedulerState, env: Envelope, out: Out) -> None:
+    control.apply_config(st, env.body, out)  # type: ignore[arg-type]
+
+
+def _on_unload(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: UnloadRequested = env.body  # type: ignore[assignment]
+    control.unload(st, ev, out)
+
+
+def _on_shutdown(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: ShutdownRequested = env.body  # type: ignore[assignment]
+    control.shutdown(st, ev, out)
+
+
+def _on_boot(st: SchedulerState, env: Envelope, out: Out) -> None:
+    control.new_boot(st)
+
+
+def _on_adopted(st: SchedulerState, env: Envelope, out: Out) -> None:
+    """Recovery kept a live, healthy, unchanged process from the previous run: it is ready."""
+    ev: ProcessAdopted = env.body  # type: ignore[assignment]
+    proc = st.models.get(ev.model)
+    if proc is None or proc.retired or proc.state not in (STOPPED, FAILED):
+        return
+    proc.instance = ev.instance
+    mark_ready(st, proc, out)
+    st.policy.wake(st, out)
+
+
+_HANDLERS: dict[type, Callable[[SchedulerState, Envelope, Out], Any]] = {
+    RequestReceived: _on_request,
+    RequestFinished: _on_finished,
+    RequestCancelled: _on_cancel,
+    RequestAbandoned: _on_abandoned,
+    LoadRequested: _on_load,
+    ProcessReady: _on_ready,
+    ProcessStartFailed: _on_start_failed,
+    ProcessStopped: _on_stopped,
+    ProcessExited: _on_exited,
+    TimerFired: _on_timer,
+    ConfigApplied: _on_config,
+    UnloadRequested: _on_unload,
+    ShutdownRequested: _on_shutdown,
+    ServerStarted: _on_boot,
+    RecoveryStarted: _on_boot,
+    ProcessAdopted: _on_adopted,
+}

@@ -1,0 +1,265 @@
+"""The scheduler's state: plain mutable records that the reducer owns.
+
+Everything that decides anything lives here and is snapshotted (see `core.snapshot`); the
+planner, the policy and the caches are derived from the applied config and rebuilt on restore.
+Dict iteration order is never relied on for a decision: whatever the reducer walks in order is
+either a list kept in an explicit order (queue, waiters) or sorted on the spot (model ids,
+swaps by their creation seq), so a restored state decides exactly like the original.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llamaswap_es.config.schedule import ModelSchedule, SchedulerConfig
+
+if TYPE_CHECKING:
+    from llamaswap_es.core.eviction import EvictionPlan
+
+# Process states (ARCHITECTURE §5). `failed` is `stopped` after a start that did not succeed.
+STOPPED = "stopped"
+STARTING = "starting"
+READY = "ready"
+STOPPING = "stopping"
+FAILED = "failed"
+PROCESS_STATES = (STOPPED, STARTING, READY, STOPPING, FAILED)
+RUNNING_STATES = frozenset((STARTING, READY, STOPPING))
+"""States that occupy resources: what llama-swap's running set counts (#677)."""
+
+# Request phases.
+QUEUED = "queued"
+WAITING = "waiting"
+"""Joined an active swap; dispatched (or failed) when it completes."""
+DISPATCHED = "dispatched"
+
+# Swap phases.
+EVICTING = "evicting"
+"""Waiting for the evicted models (and the target, if it was stopping) to be stopped."""
+LAUNCHING = "launching"
+"""The target was started (or was already starting): waiting for ProcessReady/StartFailed."""
+
+
+class ModelProc:
+    """One model's process as the reducer knows it, with its request accounting."""
+
+    __slots__ = (
+        "in_flight",
+        "instance",
+        "last_used_ms",
+        "model",
+        "ready_at_ms",
+        "reserved",
+        "retired",
+        "schedule",
+        "state",
+    )
+
+    def __init__(self, schedule: ModelSchedule) -> None:
+        self.model = schedule.model_id
+        self.schedule = schedule
+        self.state = STOPPED
+        self.instance = 0
+        """The current (latest) instance; process events for another instance are stale."""
+        self.ready_at_ms = 0
+        self.last_used_ms = 0
+        """When the idle clock (TTL) last restarted: at ready, and at every finished request."""
+        self.in_flight = 0
+        self.reserved = 0
+        """Admitted and not yet ended: queued + swap waiters + in flight (llama-swap's reserved)."""
+        self.retired = False
+        """Removed from the config by a reload; kept until its process and requests are gone."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "schedule": self.schedule.to_dict(),
+            "state": self.state,
+            "instance": self.instance,
+            "ready_at_ms": self.ready_at_ms,
+            "last_used_ms": self.last_used_ms,
+            "in_flight": self.in_flight,
+            "reserved": self.reserved,
+            "retired": self.retired,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelProc:
+        proc = cls(ModelSchedule.from_dict(data["schedule"]))
+        for name in ("state", "instance", "ready_at_ms", "last_used_ms", "in_flight", "reserved"):
+            setattr(proc, name, data[name])
+        proc.retired = data["retired"]
+        return proc
+
+
+class Request:
+    """An admitted request (or a load without a client) until it ends."""
+
+    __slots__ = ("arrival", "is_load", "model", "phase", "priority", "received_ms", "request_id")
+
+    def __init__(
+        self,
+        request_id: str,
+        model: str,
+        arrival: int,
+        received_ms: int,
+        priority: int,
+        is_load: bool = False,
+    ) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.arrival = arrival
+        """The seq of the event that admitted it: arrival order for every tie."""
+        self.received_ms = received_ms
+        self.priority = priority
+        self.is_load = is_load
+        self.phase = QUEUED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "model": self.model,
+            "arrival": self.arrival,
+            "received_ms": self.received_ms,
+            "priority": self.priority,
+            "is_load": self.is_load,
+            "phase": self.phase,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Request:
+        req = cls(
+            data["request_id"],
+            data["model"],
+            data["arrival"],
+            data["received_ms"],
+            data["priority"],
+            data["is_load"],
+        )
+        req.phase = data["phase"]
+        return req
+
+
+class Swap:
+    """A swap in flight for one target: what it evicts and who waits for it (join order)."""
+
+    __slots__ = ("evict", "model", "phase", "request_id", "seq", "waiters")
+
+    def __init__(self, model: str, evict: tuple[str, ...], seq: int, request_id: str | None):
+        self.model = model
+        self.evict = evict
+        self.seq = seq
+        """The seq of the event that started it: swaps are always walked in this order."""
+        self.request_id = request_id
+        self.waiters: list[str] = []
+        self.phase = EVICTING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "evict": list(self.evict),
+            "seq": self.seq,
+            "request_id": self.request_id,
+            "waiters": list(self.waiters),
+            "phase": self.phase,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Swap:
+        swap = cls(data["model"], tuple(data["evict"]), data["seq"], data["request_id"])
+        swap.waiters = list(data["waiters"])
+        swap.phase = data["phase"]
+        return swap
+
+
+class SchedulerState:
+    """The whole reducer state. Create it with `new_state()`; mutate it only through `reduce`."""
+
+    __slots__ = (
+        "_draining",
+        "_evict_cache",
+        "_redrain",
+        "_running_cache",
+        "_running_for",
+        "config",
+        "config_error",
+        "config_hash",
+        "in_flight_total",
+        "models",
+        "now_ms",
+        "planner",
+        "policy",
+        "queue",
+        "queue_changes",
+        "requests",
+        "seq",
+        "shutting_down",
+        "swaps",
+        "timers",
+    )
+
+    def __init__(self) -> None:
+        self.config: SchedulerConfig | None = None
+        self.config_hash = ""
+        self.config_error = ""
+        """Why the last ConfigApplied could not be used (the previous config stays), or ""."""
+        self.models: dict[str, ModelProc] = {}
+        """Every configured model, plus retired ones that still hold a process or requests."""
+        self.requests: dict[str, Request] = {}
+        self.queue: list[str] = []
+        """Queued request ids, in the policy's order (fifo: priority then arrival)."""
+        self.swaps: dict[str, Swap] = {}
+        self.timers: dict[str, int] = {}
+        """Armed timers: id -> at_ms. A TimerFired for an id not here is stale and ignored."""
+        self.shutting_down = False
+        self.in_flight_total = 0
+        self.seq = 0
+        self.now_ms = 0
+        self.queue_changes = 0
+        """Bumped on every queue insert or removal, so one QueuePositions goes out per input."""
+        # Derived (not snapshotted): rebuilt from `config` by `core.reducer.install_config`.
+        self.planner: Any = None
+        self.policy: Any = None
+        self._running_cache: tuple[str, ...] | None = None
+        self._running_for: dict[str, tuple[str, ...]] = {}
+        self._evict_cache: dict[tuple[str, tuple[str, ...]], EvictionPlan] = {}
+        # Transient within one reduce step (always False between steps).
+        self._draining = False
+        self._redrain = False
+
+    # ---------------------------------------------------------------- derived helpers
+
+    @property
+    def router_name(self) -> str:
+        """llama-swap's router name, which appears in its error texts ("group: model unloaded")."""
+        if self.config is not None and self.config.planner.kind == "matrix":
+            return "matrix"
+        return "group"
+
+    def touch_processes(self) -> None:
+        """Forget the cached running sets: call after any process-state or swap change."""
+        self._running_cache = None
+        if self._running_for:
+            self._running_for.clear()
+
+    def running_models(self) -> tuple[str, ...]:
+        """Sorted ids of models whose process is starting, ready or stopping."""
+        cached = self._running_cache
+        if cached is None:
+            cached = tuple(sorted(m for m, p in self.models.items() if p.state in RUNNING_STATES))
+            self._running_cache = cached
+        return cached
+
+    def swaps_in_order(self) -> list[Swap]:
+        """Active swaps by creation order (never dict order)."""
+        if len(self.swaps) < 2:
+            return list(self.swaps.values())
+        return sorted(self.swaps.values(), key=_swap_seq)
+
+
+def _swap_seq(swap: Swap) -> int:
+    return swap.seq
+
+
+def new_state() -> SchedulerState:
+    """An empty state: no config yet (every request is a 404 until `ConfigApplied`)."""
+    return SchedulerState()

@@ -1,0 +1,107 @@
+"""Read-only views of the scheduler state for the HTTP layer, projections and the UI.
+
+Plain frozen records built on demand; they never expose the mutable state itself. Ordering is
+stable: models by id, queued requests by queue position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    model: str
+    state: str
+    """stopped, starting, ready, stopping or failed."""
+    instance: int
+    in_flight: int
+    queue_depth: int
+    """Requests for this model in the queue."""
+    waiting: int
+    """Requests waiting on this model's active swap."""
+    reserved: int
+    ready_at_ms: int | None
+    swapping: bool
+    """A swap for this model is in flight."""
+    retired: bool
+    """Removed by a reload, still winding down."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    request_id: str
+    model: str
+    phase: str
+    """queued, waiting (on a swap) or dispatched."""
+    position: int | None
+    """1-based queue position while queued."""
+    received_ms: int
+    is_load: bool
+
+
+def model_views(st: SchedulerState) -> list[ModelView]:
+    """Every model the scheduler knows, sorted by id."""
+    depth: dict[str, int] = {}
+    for rid in st.queue:
+        model = st.requests[rid].model
+        depth[model] = depth.get(model, 0) + 1
+    return [_model_view(st, m, depth.get(m, 0)) for m in sorted(st.models)]
+
+
+def model_view(st: SchedulerState, model: str) -> ModelView | None:
+    if model not in st.models:
+        return None
+    depth = sum(1 for rid in st.queue if st.requests[rid].model == model)
+    return _model_view(st, model, depth)
+
+
+def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
+    proc = st.models[model]
+    swap = st.swaps.get(model)
+    return ModelView(
+        model=model,
+        state=proc.state,
+        instance=proc.instance,
+        in_flight=proc.in_flight,
+        queue_depth=depth,
+        waiting=len(swap.waiters) if swap is not None else 0,
+        reserved=proc.reserved,
+        ready_at_ms=proc.ready_at_ms if proc.state == "ready" else None,
+        swapping=swap is not None,
+        retired=proc.retired,
+    )
+
+
+def request_view(st: SchedulerState, request_id: str) -> RequestView | None:
+    req = st.requests.get(request_id)
+    if req is None:
+        return None
+    position = st.queue.index(request_id) + 1 if req.phase == QUEUED else None
+    return RequestView(
+        request_id=req.request_id,
+        model=req.model,
+        phase=req.phase,
+        position=position,
+        received_ms=req.received_ms,
+        is_load=req.is_load,
+    )
+
+
+def queue_view(st: SchedulerState) -> list[RequestView]:
+    """Every request not yet dispatched: the queue in order, then swap waiters by swap age."""
+    views = [request_view(st, rid) for rid in st.queue]
+    for swap in st.swaps_in_order():
+        views.extend(request_view(st, rid) for rid in swap.waiters)
+    return [v for v in views if v is not None and v.phase in (QUEUED, WAITING)]
+
+
+def running_models(st: SchedulerState) -> tuple[str, ...]:
+    """Models whose process is starting, ready or stopping (sorted)."""
+    return st.running_models()
+
+
+def is_shutting_down(st: SchedulerState) -> bool:
+    return st.shutting_down

@@ -1,0 +1,36 @@
+"""From a loaded model entry to what the executor needs to run it.
+
+The config loader has already substituted every macro (`${PORT}` included) except `${PID}` in
+`cmdStop`, so this is a plain translation: llama-swap's `env` list of `NAME=value` strings becomes
+a mapping, and the global `healthCheckTimeout` (seconds) becomes the spec's milliseconds.
+"""
+
+from __future__ import annotations
+
+from llamaswap_es.config import LlamaSwapConfig, ModelConfig
+from llamaswap_es.errors import ProcessError
+from llamaswap_es.runtime.process_spec import ProcessSpec
+
+
+def env_mapping(model_id: str, entries: list[str]) -> dict[str, str]:
+    """llama-swap's `env: ["NAME=value", …]`; a later entry for the same name wins."""
+    env: dict[str, str] = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep or not name:
+            raise ProcessError(f"model {model_id!r}: env entry {entry!r} is not NAME=value")
+        env[name] = value
+    return env
+
+
+def process_spec(config: LlamaSwapConfig, model_id: str) -> ProcessSpec:
+    model: ModelConfig = config.models[model_id]
+    return ProcessSpec(
+        model_id=model_id,
+        cmd=model.cmd,
+        proxy=model.proxy,
+        cmd_stop=model.cmd_stop,
+        env=env_mapping(model_id, list(model.env)),
+        check_endpoint=model.check_endpoint,
+        health_check_timeout_ms=config.health_check_timeout * 1000,
+    )

@@ -1,0 +1,225 @@
+"""Rebuild the scheduler state from the log at start-up, and settle what a crash left behind.
+
+`rebuild` replays the recorded inputs through the reducer (from the newest usable snapshot, if
+any) up to the `ServerStarted` this run just appended, and notes what the previous run had going:
+processes that were starting, ready or stopping, and requests that never finished. Then it
+reduces the new `ServerStarted`, which empties the in-memory parts of the state.
+
+`settle` (run once the loop is running) decides for each recorded process: adopt it when its pid
+and start time still match, its model's fingerprint is unchanged and it answers its health check;
+otherwise kill its group. Tagged children whose pid never reached the log are reaped too.
+Everything it does is submitted as events (ARCHITECTURE §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llamaswap_es import core
+from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.types import (
+    Event,
+    OrphanReaped,
+    ProcessAdopted,
+    ProcessSpawned,
+    RecoveryStarted,
+    RequestAbandoned,
+    ServerStarted,
+)
+from llamaswap_es.runtime.executor import ProcessExecutor
+from llamaswap_es.runtime.health import probe_health
+from llamaswap_es.runtime.orphans import find_tagged_processes, kill_group, process_matches
+from llamaswap_es.runtime.process_spec import ProcessSpec
+
+log = logging.getLogger("llamaswap_es.runtime.recovery")
+
+_RUNNING = ("starting", "ready", "stopping")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedProcess:
+    model: str
+    instance: int
+    state: str
+    fingerprint: str
+    pid: int | None = None
+    pgid: int | None = None
+    started_at_ms: int | None = None
+
+
+@dataclass
+class Rebuilt:
+    state: SchedulerState
+    previous_boot: str | None = None
+    processes: list[RecordedProcess] = field(default_factory=list)
+    unfinished_requests: list[str] = field(default_factory=list)
+    replayed: int = 0
+    from_snapshot_seq: int = 0
+
+
+def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
+    """Replay the log into a fresh state (synchronous: run it in a thread)."""
+    with open_log(db_path) as reader:
+        state = core.new_state()
+        start = 1
+        snap = reader.latest_snapshot(core.REDUCER_VERSION)
+        if snap is not None:
+            try:
+                state = core.restore(snap.state)
+                start = snap.seq + 1
+            except core.SnapshotError as exc:
+                log.warning("ignoring snapshot at seq %d: %s", snap.seq, exc)
+        result = Rebuilt(state=state, from_snapshot_seq=start - 1)
+        spawned: dict[tuple[str, int], tuple[int, int, int]] = {}
+        previous_boot: str | None = None
+        for envelope in reader.iter_envelopes(from_seq=start):
+            body = envelope.body
+            if body.IS_DECISION:
+                continue
+            if isinstance(body, ServerStarted):
+                if body.boot_id == boot_id:
+                    _note_previous_run(result, state, spawned, reader)
+                    result.previous_boot = previous_boot
+                else:
+                    previous_boot = body.boot_id
+            elif isinstance(body, ProcessSpawned):
+                spawned[(body.model, body.instance)] = (body.pid, body.pgid, body.started_at_ms)
+            elif isinstance(body, ProcessAdopted):
+                started = body.started_at_ms or 0
+                spawned[(body.model, body.instance)] = (body.pid, body.pgid, started)
+            state, _ = core.reduce(state, envelope)
+            result.replayed += 1
+        result.state = state
+        return result
+
+
+def _note_previous_run(
+    result: Rebuilt,
+    state: SchedulerState,
+    spawned: dict[tuple[str, int], tuple[int, int, int]],
+    reader: object,
+) -> None:
+    for view in core.model_views(state):
+        if view.state not in _RUNNING:
+            continue
+        proc = state.models[view.model]
+        pid = pgid = started = None
+        found = spawned.get((view.model, view.instance)) or _spawn_from_log(
+            reader, view.model, view.instance
+        )
+        if found is not None:
+            pid, pgid, started = found
+        result.processes.append(
+            RecordedProcess(
+                model=view.model,
+                instance=view.instance,
+                state=view.state,
+                fingerprint=proc.schedule.fingerprint,
+                pid=pid,
+                pgid=pgid,
+                started_at_ms=started or None,
+            )
+        )
+    for request_id in sorted(state.requests):
+        if not request_id.startswith("load:"):
+            result.unfinished_requests.append(request_id)
+
+
+def _spawn_from_log(reader: object, model: str, instance: int) -> tuple[int, int, int] | None:
+    """The spawn of a process recorded before the snapshot we started from (indexed by key)."""
+    rows = reader.read(types=("ProcessSpawned", "ProcessAdopted"), key=model)  # type: ignore[attr-defined]
+    for envelope in reversed(rows):
+        body = envelope.body
+        if body.instance == instance:
+            return body.pid, body.pgid, body.started_at_ms or 0
+    return None
+
+
+async def settle(
+    rebuilt: Rebuilt,
+    *,
+    submit: Callable[[Event], None],
+    executor: ProcessExecutor,
+    spec_for: Callable[[str], ProcessSpec | None],
+    fingerprint_for: Callable[[str], str | None],
+    env_tag: str,
+    probe_timeout_ms: int = 2000,
+) -> list[str]:
+    """Adopt or reap what the previous run left; returns the adopted model ids."""
+    submit(RecoveryStarted(previous_boot=rebuilt.previous_boot))
+    for request_id in rebuilt.unfinished_requests:
+        submit(RequestAbandoned(request_id=request_id, reason="server_restarted"))
+    adopted: list[str] = []
+    kept_pids: set[int] = set()
+    for proc in rebuilt.processes:
+        reason = await _adoption_refusal(proc, spec_for, fingerprint_for, probe_timeout_ms)
+        if reason is None and proc.pid is not None and proc.pgid is not None:
+            spec = spec_for(proc.model)
+            assert spec is not None
+            executor.adopt(spec, proc.instance, proc.pid, proc.pgid, proc.started_at_ms)
+            submit(
+                ProcessAdopted(
+                    model=proc.model,
+                    instance=proc.instance,
+                    pid=proc.pid,
+                    pgid=proc.pgid,
+                    port=spec.port,
+                    started_at_ms=proc.started_at_ms,
+                )
+            )
+            kept_pids.add(proc.pid)
+            adopted.append(proc.model)
+            log.info("adopted %s (pid %d) from the previous run", proc.model, proc.pid)
+            continue
+        if proc.pid is not None and proc.pgid is not None and _alive_and_ours(proc):
+            await kill_group(proc.pgid, 2000)
+        submit(
+            OrphanReaped(
+                model=proc.model, pid=proc.pid or 0, pgid=proc.pgid, reason=reason or "unknown"
+            )
+        )
+    for orphan in await asyncio.to_thread(find_tagged_processes, env_tag):
+        if orphan.pid in kept_pids or orphan.pgid in kept_pids:
+            continue
+        await kill_group(orphan.pgid, 2000)
+        submit(
+            OrphanReaped(
+                model=orphan.model,
+                pid=orphan.pid,
+                pgid=orphan.pgid,
+                reason="a process of a previous run that the log does not account for",
+            )
+        )
+    return adopted
+
+
+def _alive_and_ours(proc: RecordedProcess) -> bool:
+    return proc.pid is not None and process_matches(proc.pid, proc.started_at_ms or 0)
+
+
+async def _adoption_refusal(
+    proc: RecordedProcess,
+    spec_for: Callable[[str], ProcessSpec | None],
+    fingerprint_for: Callable[[str], str | None],
+    probe_timeout_ms: int,
+) -> str | None:
+    """None when the process can be adopted, else why not (recorded in OrphanReaped)."""
+    if proc.state != "ready":
+        return f"it was {proc.state} when the previous run ended"
+    if proc.pid is None or proc.pgid is None or not proc.started_at_ms:
+        return "the log has no pid and start time for it"
+    if not process_matches(proc.pid, proc.started_at_ms):
+        return "it is no longer running"
+    if fingerprint_for(proc.model) != proc.fingerprint:
+        return "its configuration changed"
+    spec = spec_for(proc.model)
+    if spec is None:
+        return "it is no longer configured"
+    if not spec.skips_health_check and not await probe_health(spec.health_url, probe_timeout_ms):
+        return "it does not answer its health check"
+    return None

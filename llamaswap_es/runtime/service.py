@@ -1,0 +1,283 @@
+"""One running server's machinery: the log, the run loop, the executor, timers and recovery.
+
+`SwapService` is what the HTTP layer talks to. It opens the event log, rebuilds the scheduler
+state from it, settles what a previous crash left behind, applies the configuration and preloads,
+and from then on carries out the reducer's commands (it is the loop's actuator). Reloads and
+shutdown go through the log like everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from llamaswap_es import __version__, core
+from llamaswap_es.config import LlamaSwapConfig, build_schedule, config_hash
+from llamaswap_es.config.schedule import SchedulerConfig
+from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.errors import LlamaSwapError
+from llamaswap_es.events.store import EventStore
+from llamaswap_es.events.types import (
+    CancelTimer,
+    ConfigApplied,
+    Decision,
+    Envelope,
+    LoadRequested,
+    ProcessStartFailed,
+    SetTimer,
+    ShutdownRequested,
+    StartProcess,
+    StopProcess,
+    UnloadRequested,
+)
+from llamaswap_es.runtime.clock import Clock, SystemClock
+from llamaswap_es.runtime.executor import ProcessExecutor
+from llamaswap_es.runtime.logs import UpstreamLogs
+from llamaswap_es.runtime.loop import RunLoop
+from llamaswap_es.runtime.process_spec import ProcessSpec
+from llamaswap_es.runtime.process_specs import process_spec
+from llamaswap_es.runtime.recovery import rebuild, settle
+from llamaswap_es.runtime.timers import Timers
+
+log = logging.getLogger("llamaswap_es.runtime.service")
+
+StatePredicate = Callable[[SchedulerState], bool]
+
+
+TAG_OVERRIDE_VAR = "LLAMASWAP_ES_ENV_TAG"
+"""Sets the children's tag outright (the test suite uses it to find every leftover process).
+Recovery finds orphans by this tag, so keep it stable for a given event log."""
+
+
+def env_tag_for(db_path: Path, environ: Mapping[str, str] = os.environ) -> str:
+    """The tag every child carries: it names this server's log, so a restart finds its orphans."""
+    digest = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:16]
+    return environ.get(TAG_OVERRIDE_VAR) or f"les-{digest}"
+
+
+class SwapService:
+    def __init__(
+        self,
+        config: LlamaSwapConfig,
+        *,
+        db_path: Path,
+        logs: UpstreamLogs,
+        clock: Clock | None = None,
+        config_sources: Sequence[str] = (),
+        env_tag: str | None = None,
+    ) -> None:
+        self._config = config
+        self._schedule = build_schedule(config)
+        self._sources = tuple(config_sources)
+        self.db_path = db_path
+        self.logs = logs
+        self.clock = clock or SystemClock()
+        self.env_tag = env_tag or env_tag_for(db_path)
+        settings = config.llamaswap_es
+        self._synchronous = settings.synchronous
+        self._probe_interval_ms = settings.probe_interval_ms
+        self._shutdown_grace_ms = settings.shutdown_timeout_seconds * 1000
+        self.store: EventStore | None = None
+        self.loop: RunLoop | None = None
+        self.executor: ProcessExecutor | None = None
+        self.timers: Timers | None = None
+        self._changed = asyncio.Event()
+        self._shutdown_started = False
+        self.adopted: list[str] = []
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        self.store = await EventStore.open(
+            self.db_path, synchronous=self._synchronous, version=__version__
+        )
+        rebuilt = await asyncio.to_thread(rebuild, self.store.path, self.store.boot_id)
+        log.info(
+            "event log %s: replayed %d events (from seq %d)",
+            self.store.path,
+            rebuilt.replayed,
+            rebuilt.from_snapshot_seq,
+        )
+        self.loop = RunLoop(
+            self.store, reduce=core.reduce, state=rebuilt.state, clock=self.clock, actuator=self
+        )
+        self.loop.add_listener(self._on_committed)
+        self.executor = ProcessExecutor(
+            report=self.loop.submit,
+            logs=self.logs,
+            env_tag=self.env_tag,
+            probe_interval_ms=self._probe_interval_ms,
+        )
+        self.timers = Timers(self.clock, self.loop.submit)
+        await self.loop.start()
+        self.adopted = await settle(
+            rebuilt,
+            submit=self.loop.submit,
+            executor=self.executor,
+            spec_for=self.spec_for,
+            fingerprint_for=self._fingerprint_for,
+            env_tag=self.env_tag,
+        )
+        self.loop.submit(self._config_applied("startup"))
+        for model in self._preload_models():
+            self.loop.submit(LoadRequested(model=model, origin="preload"))
+        await self.loop.flush()
+
+    async def shutdown(self, reason: str = "signal") -> None:
+        """Answer every waiter, stop every process group, flush the log. Idempotent."""
+        if self._shutdown_started or self.loop is None:
+            return
+        self._shutdown_started = True
+        loop, store = self.loop, self.store
+        assert store is not None and self.executor is not None and self.timers is not None
+        loop.stop_accepting()
+        if loop.fatal_error is None:
+            loop.submit(ShutdownRequested(grace_ms=self._shutdown_grace_ms, reason=reason))
+            await self.wait_until(
+                lambda st: all(v.state in ("stopped", "failed") for v in core.model_views(st)),
+                timeout_s=self._shutdown_grace_ms / 1000 + 5,
+            )
+        await self.executor.close(1000)
+        self.timers.cancel_all()
+        await loop.stop()
+        if loop.fatal_error is None:
+            await self._save_snapshot()
+        await store.close()
+
+    async def _save_snapshot(self) -> None:
+        assert self.loop is not None and self.store is not None
+        state = self.loop.state
+        seq = await self.store.last_seq()
+        await self.store.save_snapshot(
+            reducer_version=core.REDUCER_VERSION,
+            seq=seq,
+            digest=core.digest(state),
+            state=core.snapshot(state),
+        )
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def config(self) -> LlamaSwapConfig:
+        return self._config
+
+    @property
+    def schedule(self) -> SchedulerConfig:
+        return self._schedule
+
+    async def reload(self, config: LlamaSwapConfig, sources: Sequence[str] = ()) -> None:
+        """Apply a new configuration: only models whose process settings changed restart."""
+        schedule = build_schedule(config)  # raises ConfigError before anything changes
+        self._config, self._schedule = config, schedule
+        self._sources = tuple(sources) or self._sources
+        assert self.loop is not None
+        self.loop.submit(self._config_applied("reload"))
+        for model in self._preload_models():
+            self.loop.submit(LoadRequested(model=model, origin="preload"))
+        await self.loop.flush()
+
+    def _config_applied(self, reason: str) -> ConfigApplied:
+        return ConfigApplied(
+            config_hash=config_hash(self._config),
+            schedule=self._schedule.to_dict(),
+            sources=self._sources,
+            reason=reason,
+        )
+
+    def _preload_models(self) -> list[str]:
+        return [m for m in self._config.hooks.on_startup.preload if m in self._schedule.models]
+
+    def spec_for(self, model: str) -> ProcessSpec | None:
+        if model not in self._config.models:
+            return None
+        return process_spec(self._config, model)
+
+    def _fingerprint_for(self, model: str) -> str | None:
+        schedule = self._schedule.models.get(model)
+        return schedule.fingerprint if schedule else None
+
+    # ------------------------------------------------------------------ the actuator
+
+    def apply(self, decision: Decision) -> None:
+        """Carry out a committed process or timer command (called by the run loop)."""
+        assert self.executor is not None and self.timers is not None and self.loop is not None
+        if isinstance(decision, StartProcess):
+            try:
+                spec = self.spec_for(decision.model)
+                if spec is None:
+                    raise LlamaSwapError(f"model {decision.model!r} is no longer configured")
+            except LlamaSwapError as exc:
+                self.loop.submit(
+                    ProcessStartFailed(
+                        model=decision.model, instance=decision.instance, error=str(exc)
+                    )
+                )
+                return
+            self.executor.start(spec, decision.instance)
+        elif isinstance(decision, StopProcess):
+            self.executor.stop(decision.model, decision.instance, decision.grace_ms)
+        elif isinstance(decision, SetTimer):
+            self.timers.set(decision.timer_id, decision.at_ms)
+        elif isinstance(decision, CancelTimer):
+            self.timers.cancel(decision.timer_id)
+
+    # ------------------------------------------------------------------ operations
+
+    def load(self, model: str, origin: str = "api") -> None:
+        assert self.loop is not None
+        self.loop.submit(LoadRequested(model=model, origin=origin))
+
+    async def unload(
+        self, models: Sequence[str] = (), *, wait: bool = True, timeout_s: float | None = None
+    ) -> bool:
+        """Stop these models (all when empty); with `wait`, return once they are stopped."""
+        assert self.loop is not None
+        targets = tuple(models)
+        self.loop.submit(UnloadRequested(models=targets, origin="api"))
+        if not wait:
+            return True
+        if timeout_s is None:
+            longest = max(
+                (m.unload_timeout_ms for m in self._schedule.models.values()), default=10_000
+            )
+            timeout_s = longest / 1000 + 10
+        return await self.wait_until(
+            lambda st: all(
+                v.state in ("stopped", "failed")
+                for v in core.model_views(st)
+                if not targets or v.model in targets
+            ),
+            timeout_s=timeout_s,
+        )
+
+    async def wait_until(self, predicate: StatePredicate, *, timeout_s: float) -> bool:
+        """Wait until the scheduler state satisfies `predicate` (checked after each commit)."""
+        assert self.loop is not None
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not predicate(self.loop.state):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or self.loop.fatal_error is not None:
+                return False
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return predicate(self.loop.state)
+        return True
+
+    def _on_committed(self, envelopes: Sequence[Envelope]) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    @property
+    def state(self) -> SchedulerState:
+        assert self.loop is not None
+        return self.loop.state
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()

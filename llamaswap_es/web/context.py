@@ -1,0 +1,87 @@
+"""What every HTTP handler shares: the service, the logs, the hubs, and per-server API state.
+
+One `AppContext` per running server, stored on the aiohttp app under `CTX`. The configuration
+is read through it (`ctx.config`), never cached by a handler, so a reload is seen at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from llamaswap_es import __version__
+from llamaswap_es.config import LlamaSwapConfig
+from llamaswap_es.config.namespace import NameResolver, name_resolver
+from llamaswap_es.projections.event_hub import EventHub
+from llamaswap_es.projections.inflight import InflightTracker
+from llamaswap_es.runtime.ids import IdProvider, UlidIds
+from llamaswap_es.runtime.logs import UpstreamLogs
+from llamaswap_es.runtime.service import SwapService
+
+
+@dataclass
+class SelectorLoad:
+    """Spillover bookkeeping of one selector: reservations per target, round-robin cursor."""
+
+    reserved: dict[str, int] = field(default_factory=dict)
+    cursor: int = 0
+
+
+@dataclass
+class AppContext:
+    service: SwapService
+    logs: UpstreamLogs
+    hub: EventHub
+    inflight: InflightTracker
+    session: aiohttp.ClientSession
+    ids: IdProvider
+    version: str = __version__
+    commit: str = "unknown"
+    build_date: str = "unknown"
+    started_at: float = field(default_factory=time.time)
+    active_profile: str | None = None
+    selectors: dict[str, SelectorLoad] = field(default_factory=dict)
+    _resolver: NameResolver | None = None
+    _resolver_for: int = 0
+
+    @property
+    def config(self) -> LlamaSwapConfig:
+        return self.service.config
+
+    @property
+    def resolver(self) -> NameResolver:
+        config = self.config
+        if self._resolver is None or self._resolver_for != id(config):
+            self._resolver = name_resolver(config)
+            self._resolver_for = id(config)
+        return self._resolver
+
+    @property
+    def body_limit(self) -> int:
+        return self.config.llamaswap_es.max_request_body_mb * 1024 * 1024
+
+    def model_state(self, model_id: str) -> str:
+        """The scheduler's state of a local model: stopped, starting, ready, stopping, failed."""
+        from llamaswap_es import core
+
+        view = core.model_view(self.service.state, model_id)
+        return view.state if view is not None else "stopped"
+
+
+CTX: web.AppKey[AppContext] = web.AppKey("llamaswap_es.context", AppContext)
+
+
+def new_context(
+    service: SwapService, logs: UpstreamLogs, session: aiohttp.ClientSession
+) -> AppContext:
+    return AppContext(
+        service=service,
+        logs=logs,
+        hub=EventHub(),
+        inflight=InflightTracker(),
+        session=session,
+        ids=UlidIds(service.clock.now_ms),
+    )

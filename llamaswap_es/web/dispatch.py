@@ -1,0 +1,333 @@
+"""Serving one model request: through the scheduler to a local upstream, or straight to a peer.
+
+The handler flow of ARCHITECTURE §6: make a request id, submit `RequestReceived`, wait for the
+scheduler's `Dispatch` or `Reject` (showing llama-swap's loading stream meanwhile, when asked
+for), forward with streaming, and report `RequestFinished` with what the upstream returned. A
+client that leaves before dispatch becomes `RequestCancelled`; one that leaves mid-stream ends the
+forward. Nothing here decides anything: the reducer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from llamaswap_es import core
+from llamaswap_es.errors import StoreOverloadedError
+from llamaswap_es.events.types import (
+    Dispatch,
+    Reject,
+    RequestCancelled,
+    RequestFinished,
+    RequestReceived,
+)
+from llamaswap_es.projections.inflight import InflightEntry
+from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
+from llamaswap_es.web.context import AppContext
+from llamaswap_es.web.errors import error_response, render_error, too_many_requests_response
+from llamaswap_es.web.filters import RequestFilters
+from llamaswap_es.web.forwarder import ForwardResult, ForwardTimeouts, forward, forward_headers
+from llamaswap_es.web.loading_stream import LoadingStream
+
+log = logging.getLogger("llamaswap_es.web.dispatch")
+
+PHASE_REFRESH_S = 1.0
+"""How often a waiting request's phase (queued / loading) is refreshed for the in-flight view."""
+
+
+@dataclass
+class LocalRequest:
+    """A request resolved to a local model, ready to be scheduled."""
+
+    model_id: str
+    requested: str
+    upstream_path_qs: str
+    body: bytes | None
+    stream: bool
+    loading_allowed: bool
+    metadata: dict[str, str] = field(default_factory=dict)
+    on_done: Callable[[], None] | None = None
+
+
+def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
+    model = ctx.config.models[model_id]
+    strip = model.filters.strip_params or model.filters.legacy_strip_params
+    return RequestFilters.from_plain(
+        use_model_name=model.use_model_name,
+        strip_params=strip,
+        set_params=model.filters.set_params,
+        set_params_by_id=model.filters.set_params_by_id,
+    )
+
+
+def is_json(request: web.BaseRequest) -> bool:
+    return "application/json" in request.headers.get("Content-Type", "")
+
+
+async def serve_local(
+    request: web.Request, ctx: AppContext, job: LocalRequest
+) -> web.StreamResponse:
+    service = ctx.service
+    loop = service.loop
+    assert loop is not None
+    request_id = ctx.ids.new_id()
+    entry = ctx.inflight.begin(
+        request_id=request_id,
+        model=job.model_id,
+        path=request.path,
+        method=request.method,
+        headers=request.headers,
+        remote_ip=_client_ip(request),
+        cancel=_cancel_task(asyncio.current_task()),
+    )
+    entry.metadata.update(job.metadata)
+    received = RequestReceived(
+        request_id=request_id,
+        model=job.model_id,
+        requested_model=job.requested,
+        path=urlsplit(job.upstream_path_qs).path,
+        method=request.method,
+        stream=job.stream,
+        metadata=dict(job.metadata),
+    )
+    try:
+        ticket = loop.submit_request(received)
+    except StoreOverloadedError as exc:
+        _done(ctx, entry, job)
+        return error_response(request, 503, f"server overloaded: {exc}")
+    except LoopStoppedError:
+        _done(ctx, entry, job)
+        return error_response(request, 500, f"unspecific error: {_router(ctx)} is shutting down")
+
+    loading: LoadingStream | None = None
+    try:
+        decision = await _await_admission(ticket)
+        if decision is None and job.loading_allowed and _wants_loading(ctx, job, request):
+            loading = LoadingStream(web.StreamResponse(), job.model_id)
+            await loading.start(request)
+        decision = await _await_decision(ctx, ticket, entry, loading)
+    except asyncio.CancelledError:
+        loop.abandon_ticket(ticket, RequestCancelled(request_id=request_id))
+        if loading is not None:
+            await loading.stop()
+        _done(ctx, entry, job)
+        raise
+    except LoopStoppedError:
+        decision = Reject(
+            request_id=request_id,
+            status=500,
+            code="shutting_down",
+            message=f"unspecific error: {_router(ctx)} is shutting down",
+        )
+    if loading is not None:
+        await loading.stop()
+
+    if isinstance(decision, Reject):
+        _done(ctx, entry, job)
+        return await _answer_reject(request, decision, loading)
+    return await _forward_dispatched(request, ctx, job, decision, entry, loading)
+
+
+async def _await_admission(ticket: RequestTicket) -> Dispatch | Reject | None:
+    """Wait until the scheduler has taken the request in; the decision if it already came."""
+    if not ticket.decision.done():
+        admitted = asyncio.ensure_future(ticket.admitted.wait())
+        try:
+            await asyncio.wait({admitted, ticket.decision}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            admitted.cancel()
+    return ticket.decision.result() if ticket.decision.done() else None
+
+
+async def _await_decision(
+    ctx: AppContext, ticket: RequestTicket, entry: InflightEntry, loading: LoadingStream | None
+) -> Dispatch | Reject:
+    while not ticket.decision.done():
+        changed = asyncio.ensure_future(ticket.position_changed.wait())
+        try:
+            await asyncio.wait(
+                {changed, ticket.decision},
+                timeout=PHASE_REFRESH_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            changed.cancel()
+        if ticket.position_changed.is_set():
+            ticket.position_changed.clear()
+            if loading is not None and ticket.position is not None:
+                loading.set_position(ticket.position)
+        view = core.request_view(ctx.service.state, ticket.request_id)
+        if view is not None:
+            phase = {"queued": "queued", "waiting": "loading"}.get(view.phase, entry.phase)
+            ctx.inflight.set_phase(entry, phase, view.position)
+    return ticket.decision.result()
+
+
+def _wants_loading(ctx: AppContext, job: LocalRequest, request: web.BaseRequest) -> bool:
+    """llama-swap's four conditions (spec/api.md §6.11); admission has already passed."""
+    if not job.stream or not job.upstream_path_qs.startswith("/v1/chat/completions"):
+        return False
+    model = ctx.config.models.get(job.model_id)
+    if model is None:
+        return False
+    enabled = model.send_loading_state
+    if enabled is None:
+        enabled = ctx.config.send_loading_state
+    return bool(enabled) and ctx.model_state(job.model_id) != "ready"
+
+
+async def _answer_reject(
+    request: web.Request, reject: Reject, loading: LoadingStream | None
+) -> web.StreamResponse:
+    if loading is not None:  # 200 SSE already went out: append the error raw, as llama-swap does
+        body, _ = render_error(request.headers.get("Accept", ""), reject.status, reject.message)
+        with contextlib.suppress(ConnectionError):
+            await loading.response.write(body)
+            await loading.response.write_eof()
+        return loading.response
+    if reject.status == 429:
+        return too_many_requests_response()
+    return error_response(request, reject.status, reject.message)
+
+
+async def _forward_dispatched(
+    request: web.Request,
+    ctx: AppContext,
+    job: LocalRequest,
+    dispatch: Dispatch,
+    entry: InflightEntry,
+    loading: LoadingStream | None,
+) -> web.StreamResponse:
+    loop = ctx.service.loop
+    executor = ctx.service.executor
+    assert loop is not None and executor is not None
+    address = executor.address(job.model_id)
+    path = urlsplit(job.upstream_path_qs).path
+    if address is None or address[0] != dispatch.instance:
+        message = f"[{job.model_id}] process is not ready"
+        loop.submit(
+            RequestFinished(
+                request_id=dispatch.request_id, model=job.model_id, status=503, error=message,
+                path=path,
+            )
+        )  # fmt: skip
+        _done(ctx, entry, job)
+        if loading is not None:
+            return await _answer_reject(
+                request,
+                Reject(request_id="", status=503, code="not_ready", message=message),
+                loading,
+            )
+        return error_response(request, 503, message)
+    ctx.inflight.set_phase(entry, "running")
+
+    def finished(result: ForwardResult) -> None:
+        loop.submit(
+            RequestFinished(
+                request_id=dispatch.request_id,
+                model=job.model_id,
+                status=result.status,
+                duration_ms=result.duration_ms,
+                bytes_out=result.bytes_out,
+                error=result.error,
+                metrics=result.metrics,
+                content_type=result.content_type,
+                ttfb_ms=result.ttfb_ms or 0,
+                path=path,
+            )
+        )
+        _done(ctx, entry, job)
+
+    headers = None
+    if job.body is not None:
+        headers = forward_headers(request.headers, client_ip=None, body_replaced=True)
+    forwarded = await forward(
+        request,
+        ctx.session,
+        address[1],
+        path_qs=job.upstream_path_qs,
+        body=job.body,
+        headers=headers,
+        response=loading.response if loading is not None else None,
+        metered_path=path,
+        on_finished=finished,
+    )
+    return forwarded.response
+
+
+def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
+    ctx.inflight.finish(entry)
+    if job.on_done is not None:
+        job.on_done()
+        job.on_done = None
+
+
+async def serve_peer(
+    request: web.Request,
+    ctx: AppContext,
+    fqn: str,
+    requested: str,
+    body: bytes | None,
+    path_qs: str,
+) -> web.StreamResponse:
+    """Forward to a peer: no scheduling, the peer's key injected, its model name restored."""
+    peer_id, _ = ctx.resolver.fqns[fqn]
+    peer = ctx.config.peers[peer_id]
+    headers = CIMultiDict(request.headers)
+    for name in ("X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Host"):
+        headers.popall(name, None)
+    if peer.api_key:
+        headers["Authorization"] = f"Bearer {peer.api_key}"
+        headers["x-api-key"] = peer.api_key
+    if body is not None:
+        headers.popall("Content-Length", None)
+    base = peer.proxy.rstrip("/")
+    timeouts = ForwardTimeouts(
+        connect_s=float(peer.timeouts.connect) or None,
+        response_header_s=float(peer.timeouts.response_header) or None,
+    )
+    forwarded = await forward(
+        request,
+        ctx.session,
+        base,
+        path_qs=path_qs,
+        body=body,
+        headers=headers,
+        timeouts=timeouts,
+        keep_host=False,
+        add_forwarded_for=False,
+    )
+    if (
+        forwarded.result.error
+        and forwarded.result.status == 502
+        and not forwarded.response.prepared
+    ):
+        return error_response(request, 502, f"peer proxy error: {forwarded.result.error}")
+    return forwarded.response
+
+
+def _router(ctx: AppContext) -> str:
+    return "matrix" if ctx.service.schedule.planner.kind == "matrix" else "group"
+
+
+def _client_ip(request: web.BaseRequest) -> str:
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    real = request.headers.get("X-Real-IP", "")
+    return real or (request.remote or "")
+
+
+def _cancel_task(task: asyncio.Task[object] | None) -> Callable[[], None] | None:
+    """`POST /api/inflight/{id}/cancel` cancels the handler's task: the request ends as if its
+    client had left (RequestCancelled before dispatch, the forward ended after it)."""
+    if task is None:
+        return None
+    return lambda: task.cancel()

@@ -1,0 +1,231 @@
+"""What the server says about its models: `/v1/models` (spec/api.md §8), `/running` (§9), and
+the `modelStatus` payload of `/api/events` (§12)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from llamaswap_es.config import ModelConfig
+from llamaswap_es.web.context import CTX, AppContext
+from llamaswap_es.web.cors import echo_origin
+
+_CAPABILITY_META_KEYS = ("architecture", "capabilities", "supported_parameters", "context_length")
+
+
+def register(router: web.UrlDispatcher) -> None:
+    router.add_get("/v1/models", list_models)
+    router.add_get("/models", list_models)
+    router.add_get("/running", running)
+
+
+def capability_fields(model: ModelConfig) -> dict[str, Any]:
+    """architecture / capabilities / supported_parameters / context_length, as llama-swap."""
+    caps = model.capabilities
+    ins, outs = list(caps.in_), list(caps.out)
+    out: dict[str, Any] = {}
+    architecture: dict[str, Any] = {}
+    if ins:
+        architecture["input_modalities"] = ins
+    if outs:
+        architecture["output_modalities"] = outs
+    if ins and outs:
+        architecture["modality"] = f"{'+'.join(ins)}->{'+'.join(outs)}"
+    if architecture:
+        out["architecture"] = architecture
+    flags = {
+        "vision": "image" in ins,
+        "audio_transcriptions": "audio" in ins and "text" in outs,
+        "audio_speech": "text" in ins and "audio" in outs,
+        "image_generation": "text" in ins and "image" in outs,
+        "image_to_image": "image" in ins and "image" in outs,
+        "function_calling": caps.tools,
+        "reranker": caps.reranker,
+    }
+    capabilities = {k: True for k, v in flags.items() if v}
+    if capabilities:
+        out["capabilities"] = capabilities
+    if caps.tools:
+        out["supported_parameters"] = ["tools", "tool_choice"]
+    if caps.context > 0:
+        out["context_length"] = caps.context
+    return out
+
+
+def _has_capabilities(model: ModelConfig) -> bool:
+    caps = model.capabilities
+    return bool(caps.in_ or caps.out or caps.tools or caps.reranker or caps.context > 0)
+
+
+def _aliases_of(ctx: AppContext, model_id: str) -> list[str]:
+    return sorted(a for a, m in ctx.config.alias_table.items() if m == model_id and a.strip())
+
+
+def _status(loaded: bool) -> dict[str, str]:
+    return {"value": "loaded" if loaded else "unloaded"}
+
+
+def _model_record(
+    ctx: AppContext, model_id: str, record_id: str, created: int, *, alias_of: str | None = None
+) -> dict[str, Any]:
+    model = ctx.config.models[model_id]
+    record: dict[str, Any] = {"id": record_id, "object": "model", "created": created}
+    record["owned_by"] = "llama-swap"
+    if model.name.strip():
+        record["name"] = model.name.strip()
+    if model.description.strip():
+        record["description"] = model.description.strip()
+    caps = capability_fields(model)
+    record.update(caps)
+    meta = dict(model.metadata)
+    if _has_capabilities(model):
+        for key in _CAPABILITY_META_KEYS:
+            meta.pop(key, None)
+    if alias_of is None:
+        meta["type"] = "model"
+        aliases = _aliases_of(ctx, model_id)
+        if aliases:
+            meta["aliases"] = aliases
+    else:
+        meta["type"] = "alias"
+        meta["modelID"] = alias_of
+    meta_block: dict[str, Any] = {"llamaswap": meta}
+    if model.capabilities.context > 0:
+        meta_block["n_ctx"] = model.capabilities.context
+    record["meta"] = meta_block
+    record["status"] = _status(ctx.model_state(model_id) not in ("stopped", "failed"))
+    return record
+
+
+def model_list(ctx: AppContext) -> list[dict[str, Any]]:
+    created = int(time.time())
+    config = ctx.config
+    records: list[dict[str, Any]] = []
+    for model_id, model in config.models.items():
+        if model.unlisted:
+            continue
+        records.append(_model_record(ctx, model_id, model_id, created))
+        if config.include_aliases_in_list:
+            for alias in _aliases_of(ctx, model_id):
+                records.append(_model_record(ctx, model_id, alias, created, alias_of=model_id))
+    for fqn, (peer_id, model) in sorted(ctx.resolver.fqns.items()):
+        records.append(
+            {
+                "id": fqn,
+                "object": "model",
+                "created": created,
+                "owned_by": "llama-swap",
+                "name": f"{peer_id}: {model}",
+                "meta": {"llamaswap": {"type": "peer", "peerID": peer_id}},
+                "status": _status(False),
+            }
+        )
+    for selector_id, selector in config.selectors.items():
+        if selector.unlisted:
+            continue
+        meta = dict(selector.metadata)
+        meta.update(type="selector", strategy=selector.strategy, targets=list(selector.targets))
+        if selector.strategy == "spillover":
+            meta["spillover"] = selector.settings.spillover
+        record: dict[str, Any] = {
+            "id": selector_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "llama-swap",
+        }
+        if selector.name.strip():
+            record["name"] = selector.name.strip()
+        if selector.description.strip():
+            record["description"] = selector.description.strip()
+        record["meta"] = {"llamaswap": meta}
+        targets = list(selector.targets)[:1] if selector.strategy == "pin" else selector.targets
+        loaded = any(
+            (local := ctx.resolver.local(t)) is not None
+            and ctx.model_state(local) in ("ready", "starting")
+            for t in targets
+        )
+        record["status"] = _status(loaded)
+        records.append(record)
+    known = {r["id"] for r in records} | set(config.models) | set(config.alias_table)
+    if ctx.active_profile and ctx.active_profile in config.profiles:
+        for pin, target in config.profiles[ctx.active_profile].pins.items():
+            if target and pin not in known and ctx.resolver.peer(pin) is None:
+                records.append(
+                    {
+                        "id": pin,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "llama-swap",
+                        "meta": {"llamaswap": {"type": "profile"}},
+                        "status": _status(False),
+                    }
+                )
+    records.sort(key=lambda r: r["id"])
+    return records
+
+
+async def list_models(request: web.Request) -> web.Response:
+    response = web.json_response({"data": model_list(request.app[CTX]), "object": "list"})
+    echo_origin(request, response)
+    return response
+
+
+async def running(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    entries = []
+    for model_id in sorted(ctx.config.models):
+        state = ctx.model_state(model_id)
+        if state in ("stopped", "failed"):
+            continue
+        model = ctx.config.models[model_id]
+        schedule = ctx.service.schedule.models.get(model_id)
+        entries.append(
+            {
+                "model": model_id,
+                "state": state,
+                "cmd": model.cmd,
+                "proxy": model.proxy,
+                "ttl": (schedule.ttl_ms // 1000) if schedule else 0,
+                "name": model.name,
+                "description": model.description,
+            }
+        )
+    return web.json_response({"running": entries})
+
+
+def model_status(ctx: AppContext) -> list[dict[str, Any]]:
+    """The `modelStatus` event payload: local models, then one entry per peer model."""
+    out: list[dict[str, Any]] = []
+    for model_id in sorted(ctx.config.models):
+        model = ctx.config.models[model_id]
+        entry: dict[str, Any] = {
+            "id": model_id,
+            "name": model.name,
+            "description": model.description,
+            "state": ctx.model_state(model_id),
+            "unlisted": model.unlisted,
+            "peerID": "",
+        }
+        aliases = _aliases_of(ctx, model_id)
+        if aliases:
+            entry["aliases"] = aliases
+        caps = capability_fields(model)
+        if "capabilities" in caps:
+            entry["capabilities"] = caps["capabilities"]
+        if "context_length" in caps:
+            entry["context_length"] = caps["context_length"]
+        out.append(entry)
+    for fqn, (peer_id, _model) in sorted(ctx.resolver.fqns.items()):
+        out.append(
+            {
+                "id": fqn,
+                "name": "",
+                "description": "",
+                "state": "",
+                "unlisted": False,
+                "peerID": peer_id,
+            }
+        )
+    return out

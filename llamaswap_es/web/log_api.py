@@ -1,0 +1,89 @@
+"""The event log over HTTP for the UI: a filterable tail, and one request's whole story.
+
+Envelopes are shown as plain JSON objects `{"seq","ts_ms","type","key","boot","cause","payload"}`,
+the same shape `/api/events` pushes live as `logEvent` messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from llamaswap_es.events.codec import to_payload
+from llamaswap_es.events.types import Envelope
+from llamaswap_es.web.context import CTX
+from llamaswap_es.web.errors import error_response
+
+MAX_LIMIT = 1000
+
+
+def register(router: web.UrlDispatcher) -> None:
+    router.add_get("/api/log/events", tail)
+    router.add_get("/api/requests/{request_id}/story", story)
+
+
+def envelope_json(envelope: Envelope) -> dict[str, Any]:
+    return {
+        "seq": envelope.seq,
+        "ts_ms": envelope.ts_ms,
+        "type": envelope.type,
+        "key": envelope.key,
+        "boot": envelope.boot,
+        "cause": envelope.cause,
+        "payload": to_payload(envelope.body),
+    }
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer, got {raw!r}") from None
+
+
+def _mentions(envelope: Envelope, model: str | None, request_id: str | None) -> bool:
+    payload = to_payload(envelope.body)
+    if model and envelope.key != model and payload.get("model") != model:
+        return False
+    return not (
+        request_id and envelope.key != request_id and payload.get("request_id") != request_id
+    )
+
+
+async def tail(request: web.Request) -> web.Response:
+    """`?since_seq=N&limit=M&model=&request=&type=` → events after N (newest M when N absent)."""
+    store = request.app[CTX].service.store
+    assert store is not None
+    limit = max(1, min(MAX_LIMIT, _int_param(request, "limit", 200)))
+    last = await store.last_seq()
+    since = _int_param(request, "since_seq", -1)
+    types = [t for t in request.query.getall("type", []) if t] or None
+    model = request.query.get("model") or None
+    request_id = request.query.get("request") or None
+    if since >= 0:
+        rows = await store.read(from_seq=since + 1, types=types, limit=limit * 20)
+    else:
+        rows = await store.read(from_seq=max(1, last - limit * 20), types=types)
+    rows = [r for r in rows if _mentions(r, model, request_id)]
+    rows = rows[:limit] if since >= 0 else rows[-limit:]
+    return web.json_response({"events": [envelope_json(r) for r in rows], "last_seq": last})
+
+
+async def story(request: web.Request) -> web.Response:
+    """Everything the log says about one request, with the swap that served it."""
+    store = request.app[CTX].service.store
+    assert store is not None
+    request_id = request.match_info["request_id"]
+    own = await store.read(key=request_id)
+    if not own:
+        return error_response(request, 404, f"no request {request_id} in the event log")
+    first, last = own[0].seq, own[-1].seq
+    model = to_payload(own[0].body).get("model")
+    window = await store.read(from_seq=first, to_seq=last, key=model) if model else []
+    merged = {e.seq: e for e in [*own, *window]}
+    events = [envelope_json(merged[s]) for s in sorted(merged)]
+    return web.json_response({"request_id": request_id, "model": model, "events": events})

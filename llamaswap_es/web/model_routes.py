@@ -1,0 +1,186 @@
+"""The model-dispatched routes (spec/api.md §3, §6) and `/upstream/<model>/…` passthrough (§21)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from aiohttp import web
+
+from llamaswap_es.web.context import CTX, AppContext
+from llamaswap_es.web.dispatch import (
+    LocalRequest,
+    is_json,
+    local_filters,
+    serve_local,
+    serve_peer,
+)
+from llamaswap_es.web.errors import error_response
+from llamaswap_es.web.filters import RequestFilters, apply_filters
+from llamaswap_es.web.model_selection import read_body, select_model, split_upstream_path
+from llamaswap_es.web.naming import (
+    choose_selector_target,
+    pinned_name,
+    release_selector,
+    reserve_selector,
+    rewrite_model_in_json,
+    rewrite_model_in_query,
+    strip_route_prefix,
+)
+
+JSON_ROUTES = (
+    "/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/messages",
+    "/v1/messages/count_tokens", "/v1/embeddings", "/reranking", "/rerank", "/v1/rerank",
+    "/v1/reranking", "/infill", "/completion", "/v1/audio/speech", "/v1/audio/voices",
+    "/v1/images/generations", "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/audioapi/v1/tasks/run",
+    "/v/chat/completions", "/v/responses", "/v/completions", "/v/messages",
+    "/v/messages/count_tokens", "/v/embeddings", "/v/rerank", "/v/reranking",
+)  # fmt: skip
+MULTIPART_ROUTES = ("/v1/audio/transcriptions", "/v1/images/edits")
+QUERY_ROUTES = ("/v1/audio/voices", "/sdapi/v1/loras", "/props")
+MODEL_DISPATCHED = frozenset(JSON_ROUTES + MULTIPART_ROUTES + QUERY_ROUTES)
+
+DEFAULT_IGNORE_PATHS = (r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$",)
+
+
+def register(router: web.UrlDispatcher) -> None:
+    for path in JSON_ROUTES + MULTIPART_ROUTES:
+        router.add_post(path, model_request)
+    for path in QUERY_ROUTES:
+        router.add_get(path, model_request)
+    router.add_route("*", "/upstream/{tail:.*}", upstream_request)
+
+
+def _metadata(ctx: AppContext, request: web.BaseRequest, model_id: str) -> dict[str, str]:
+    schedule = ctx.service.schedule.models.get(model_id)
+    metadata = {"fifo_priority": str(schedule.priority if schedule else 0)}
+    for header in ctx.config.ui.activity.session_id:
+        value = request.headers.get(header, "")
+        if value:
+            metadata["session_id"] = value
+            break
+    return metadata
+
+
+async def model_request(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    selection = await select_model(request, body_limit=ctx.body_limit)
+    body: bytes | None = selection.body if request.method != "GET" else None
+    query = dict(request.query)
+    raw_path, _, raw_query = request.raw_path.partition("?")
+
+    def renamed(name: str) -> None:
+        nonlocal body, raw_query
+        if request.method == "GET" or selection.source == "query":
+            raw_query = rewrite_model_in_query(query, name)
+        elif body is not None and is_json(request):
+            body = rewrite_model_in_json(body, name)
+
+    requested = pinned_name(ctx, selection.model) if selection.model else ""
+    if requested != selection.model:
+        renamed(requested)
+    if not requested:
+        return error_response(request, 404, "no model id could be identified")
+
+    selector_id = None
+    if requested in ctx.config.selectors:
+        selector_id, requested = requested, choose_selector_target(ctx, requested)
+        reserve_selector(ctx, selector_id, requested)
+        renamed(requested)
+    path_qs = strip_route_prefix(raw_path) + (f"?{raw_query}" if raw_query else "")
+
+    local = ctx.resolver.local(requested)
+    if local is not None and local in ctx.service.schedule.models:
+        if body is not None and is_json(request):
+            body = apply_filters(body, requested, local_filters(ctx, local))
+        metadata = _metadata(ctx, request, local)
+        if selector_id is not None:
+            metadata["selector"] = selector_id
+        target = requested
+        job = LocalRequest(
+            model_id=local,
+            requested=requested,
+            upstream_path_qs=path_qs,
+            body=body,
+            stream=selection.stream,
+            loading_allowed=not raw_path.startswith("/v/"),
+            metadata=metadata,
+            on_done=(lambda: release_selector(ctx, selector_id, target)) if selector_id else None,
+        )
+        return await serve_local(request, ctx, job)
+
+    try:
+        fqn = ctx.resolver.peer(requested)
+        if fqn is None:
+            return error_response(request, 404, "no router for requested model")
+        peer_id, peer_model = ctx.resolver.fqns[fqn]
+        if body is not None and is_json(request):
+            peer_filters = ctx.config.peers[peer_id].filters
+            filters = RequestFilters.from_plain(
+                strip_params=peer_filters.strip_params,
+                set_params=peer_filters.set_params,
+                set_params_by_id=peer_filters.set_params_by_id,
+            )
+            body = apply_filters(body, requested, filters)
+            if requested != peer_model:
+                body = rewrite_model_in_json(body, peer_model)
+        return await serve_peer(request, ctx, fqn, requested, body, path_qs)
+    finally:
+        if selector_id is not None:
+            release_selector(ctx, selector_id, requested)
+
+
+def _pinned_upstream_path(ctx: AppContext, rest: str) -> str:
+    """A profile pin rewrites the longest matching leading `<pin>` or `<pin>/` of the path."""
+    if ctx.active_profile is None:
+        return rest
+    profile = ctx.config.profiles.get(ctx.active_profile)
+    if profile is None:
+        return rest
+    for pin in sorted(profile.pins, key=len, reverse=True):
+        if rest == pin or rest.startswith(pin + "/"):
+            target = profile.pins[pin] or ""
+            return (quote(target, safe="/") + rest[len(pin) :]) if target else ""
+    return rest
+
+
+async def upstream_request(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    rest = _pinned_upstream_path(ctx, raw_path[len("/upstream/") :])
+    match = (
+        split_upstream_path(rest, lambda name: ctx.resolver.resolve(name) is not None)
+        if rest
+        else None
+    )
+    if match is None:
+        return error_response(request, 404, "model not found")
+    name, remainder = match
+    if remainder == "":
+        location = f"/upstream/{quote(name, safe='/')}/" + (f"?{raw_query}" if raw_query else "")
+        status = 301 if request.method in ("GET", "HEAD") else 308
+        return web.Response(status=status, headers={"Location": location})
+    path_qs = remainder + (f"?{raw_query}" if raw_query else "")
+    body = await read_body(request, ctx.body_limit) if request.can_read_body else None
+
+    local = ctx.resolver.local(name)
+    if local is not None and local in ctx.service.schedule.models:
+        patterns = ctx.config.upstream.ignore_paths or list(DEFAULT_IGNORE_PATHS)
+        if ctx.model_state(local) != "ready" and any(re.search(p, remainder) for p in patterns):
+            return error_response(
+                request, 409, f"model {local} is not loaded; path matches upstream.ignorePaths"
+            )
+        job = LocalRequest(
+            model_id=local,
+            requested=name,
+            upstream_path_qs=path_qs,
+            body=body,
+            stream=False,
+            loading_allowed=False,
+            metadata=_metadata(ctx, request, local),
+        )
+        return await serve_local(request, ctx, job)
+    fqn = ctx.resolver.peer(name)
+    if fqn is None:
+        return error_response(request, 404, f"no router for model {name}")
+    return await serve_peer(request, ctx, fqn, name, body, path_qs)

@@ -1,0 +1,208 @@
+"""Running the server: configuration (or the demo), the service, the HTTP listener, signals.
+
+SIGINT/SIGTERM shut down gracefully (stop accepting, end event streams, let requests being served
+finish within the shutdown budget, answer waiters, stop every process group, flush the log); a
+second signal exits at once. SIGHUP and `--watch-config` reload; an invalid new configuration is
+reported and the old one stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from llamaswap_es.cli import ServeOptions, effective_db_path, listen_warning
+from llamaswap_es.config import LlamaSwapConfig, load_config
+from llamaswap_es.demo import demo_config_yaml
+from llamaswap_es.errors import ConfigError, LlamaSwapError
+from llamaswap_es.runtime.config_watch import watch_config
+from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
+from llamaswap_es.runtime.service import SwapService
+from llamaswap_es.web.app import build_app, publish_committed
+from llamaswap_es.web.context import AppContext, new_context
+from llamaswap_es.web.forwarder import upstream_session
+from llamaswap_es.web.listing import model_status
+
+log = logging.getLogger("llamaswap_es.server")
+
+LOG_LEVELS = {"debug": logging.DEBUG, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def run_server(options: ServeOptions) -> int:
+    """Run until stopped; the exit status (0 after a clean shutdown)."""
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return runner(serve(options))
+    except LlamaSwapError as exc:
+        print(f"llamaswap-es: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(options: ServeOptions) -> tuple[LlamaSwapConfig, str | None, str | None, bool]:
+    """The configuration to serve, and the paths a reload re-reads (the demo when none given)."""
+    if options.config_file or options.config_dir:
+        config = load_config(options.config_file, options.config_dir)
+        return config, options.config_file, options.config_dir, False
+    db_dir = Path(effective_db_path(options, None)).expanduser().parent
+    db_dir.mkdir(parents=True, exist_ok=True)
+    demo = db_dir / "demo-config.yaml"
+    demo.write_text(demo_config_yaml())
+    return load_config(str(demo), None), str(demo), None, True
+
+
+def _setup_logging(config: LlamaSwapConfig, logs: UpstreamLogs) -> None:
+    level = LOG_LEVELS.get(config.log_level.strip().lower(), logging.INFO)
+    root = logging.getLogger("llamaswap_es")
+    for handler in list(root.handlers):
+        if isinstance(handler, ProxyLogHandler):
+            root.removeHandler(handler)
+    root.addHandler(ProxyLogHandler(logs, level))
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
+    if not options.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(options.tls_cert_file, options.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise LlamaSwapError(
+            f"cannot load TLS certificate {options.tls_cert_file} / key "
+            f"{options.tls_key_file}: {exc}"
+        ) from exc
+    return context
+
+
+async def serve(options: ServeOptions) -> int:
+    config, config_file, config_dir, is_demo = _load(options)
+    logs = UpstreamLogs(log_to_stdout=config.log_to_stdout, stdout=sys.stdout)  # type: ignore[arg-type]
+    _setup_logging(config, logs)
+    db_path = Path(effective_db_path(options, config)).expanduser()
+    service = SwapService(config, db_path=db_path, logs=logs, config_sources=tuple(config.sources))
+    await service.start()
+    session = upstream_session()
+    ctx = new_context(service, logs, session)
+    _wire_publishers(ctx)
+    app = build_app(ctx)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, options.listen_host or None, options.listen_port, ssl_context=_ssl_context(options)
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await service.shutdown("listen failed")
+        await session.close()
+        raise LlamaSwapError(
+            f"cannot listen on {options.listen_host}:{options.listen_port}: {exc.strerror}"
+        ) from exc
+    scheme = "https" if options.tls_cert_file else "http"
+    shown_host = options.listen_host or "0.0.0.0"
+    log.info("llamaswap-es listening on %s://%s:%d", scheme, shown_host, options.listen_port)
+    print(
+        f"llamaswap-es {ctx.version}: {scheme}://{shown_host}:{options.listen_port}/ui/  "
+        f"(event log {db_path}{', built-in demo models' if is_demo else ''})",
+        file=sys.stderr,
+        flush=True,
+    )
+    warning = listen_warning(options.listen_host, config)
+    if warning:
+        log.warning(warning)
+        print(warning, file=sys.stderr, flush=True)
+
+    stop = asyncio.Event()
+    reload_lock = asyncio.Lock()
+
+    async def reload() -> None:
+        if reload_lock.locked():
+            return
+        async with reload_lock:
+            try:
+                new = load_config(config_file, config_dir)
+                await service.reload(new, tuple(new.sources))
+            except ConfigError as exc:
+                log.error("configuration reload failed, keeping the old one: %s", exc)
+                return
+            _setup_logging(new, logs)
+            logs.set_log_to_stdout(new.log_to_stdout)  # type: ignore[arg-type]
+            ctx.active_profile = None
+            ctx.hub.publish("modelStatus", model_status(ctx))
+            log.info("configuration reloaded")
+
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_stop_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            os._exit(1)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_stop_signal)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    watcher = (
+        asyncio.create_task(watch_config(config_file, config_dir, reload))
+        if options.watch_config
+        else None
+    )
+    await stop.wait()
+    log.info("shutting down")
+    if watcher is not None:
+        watcher.cancel()
+    await _shutdown(ctx, runner, site, service)
+    return 0
+
+
+async def _shutdown(
+    ctx: AppContext, runner: web.AppRunner, site: web.TCPSite, service: SwapService
+) -> None:
+    ctx.hub.close()
+    await site.stop()
+    budget = service.config.llamaswap_es.shutdown_timeout_seconds
+    deadline = asyncio.get_running_loop().time() + budget
+    while ctx.inflight.entries() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    await service.shutdown()
+    with contextlib.suppress(Exception):
+        await runner.cleanup()
+    await ctx.session.close()
+    ctx.logs.close()
+
+
+def _wire_publishers(ctx: AppContext) -> None:
+    """Keep `/api/events` live: committed events, in-flight changes, new log text."""
+    assert ctx.service.loop is not None
+    ctx.service.loop.add_listener(lambda envelopes: publish_committed(ctx, envelopes))
+    ctx.inflight.add_listener(lambda message: ctx.hub.publish("inflight", message))
+
+    async def forward_logs(source: str) -> None:
+        async for text in ctx.logs.subscribe(source):
+            ctx.hub.publish("logData", {"source": source, "data": text})
+
+    for source in ("proxy", "upstream"):
+        task = asyncio.create_task(forward_logs(source), name=f"logData {source}")
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()

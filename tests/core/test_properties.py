@@ -1,0 +1,221 @@
+"""Hypothesis stateful tests: random but realistic input sequences over several configs.
+
+After every step the invariants hold (the harness checks `check_invariants` and the request
+ledger). At the end of each example, replaying the recorded inputs into a fresh state gives the
+identical decisions, and a snapshot taken halfway plus the tail gives the same decisions and the
+same final digest as the full run. Process events respect what an executor could report: ready
+or start-failed for a starting instance, stopped for a stopping one, a crash for a ready one,
+plus the odd stale event from an older instance; timers fire at or after their time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from llamaswap_es.core import digest, new_state, reduce, restore, snapshot
+from llamaswap_es.events.types import (
+    ProcessExited,
+    ProcessReady,
+    ProcessStartFailed,
+    ProcessStopped,
+    TimerFired,
+)
+from tests.core.harness import Run, classic, groups_config, matrix_config, models
+
+MODELS = ("A", "B", "C", "P")
+
+
+def _schedules(**extra):
+    return models(
+        *MODELS,
+        A={"ttl_ms": 4000, "concurrency_limit": 3, "fingerprint": "a1"},
+        B={"concurrency_limit": 2, "priority": 5, "unload_timeout_ms": 3000},
+        C={"ttl_ms": 1500},
+        **extra,
+    )
+
+
+CONFIGS = {
+    "classic": classic(*MODELS, schedules=_schedules()),
+    "groups": groups_config(
+        [
+            ("g1", ["A"], {}),
+            ("g2", ["B", "C"], {"swap": False, "exclusive": False}),
+            ("g3", ["P"], {"exclusive": False, "persistent": True}),
+        ],
+        _schedules(),
+    ),
+    "matrix": replace(
+        matrix_config(
+            [("ab", "A & B"), ("cp", "C | (C & P)"), ("big", "+ab & P")], MODELS, costs=[("A", 3)]
+        ),
+        models=_schedules(),
+    ),
+    "serial": classic(*MODELS, schedules=_schedules(), policy="serial"),
+    "bounded": classic(
+        *MODELS, schedules=_schedules(), starvation_bound_ms=3000, min_resident_ms=2000
+    ),
+}
+
+
+def _variants(base):
+    changed = dict(base.models)
+    changed["A"] = replace(changed["A"], fingerprint="a2")
+    del changed["C"]
+    other_policy = "serial" if base.policy == "fifo" else "fifo"
+    return {
+        "same": base,
+        "changed": replace(base, models=changed),
+        "policy": replace(base, policy=other_policy),
+    }
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.run: Run | None = None
+        self.next_id = 0
+
+    @initialize(name=st.sampled_from(sorted(CONFIGS)))
+    def configure(self, name: str) -> None:
+        base = CONFIGS[name]
+        self.run = Run(base, _variants(base))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _at(self, advance: int) -> int:
+        return self.run.ts - 1_000_000 + advance
+
+    def _procs(self, *states: str) -> list[str]:
+        return sorted(m for m, p in self.run.state.models.items() if p.state in states)
+
+    def _requests(self, dispatched: bool) -> list[str]:
+        return sorted(
+            r
+            for r, q in self.run.state.requests.items()
+            if not q.is_load and (q.phase == "dispatched") == dispatched
+        )
+
+    # ------------------------------------------------------------------ clients
+
+    @rule(model=st.sampled_from((*MODELS, "Q")), advance=st.integers(0, 1500))
+    def request(self, model: str, advance: int) -> None:
+        self.next_id += 1
+        self.run.step(f"@{self._at(advance)} req r{self.next_id} {model}")
+
+    @precondition(lambda self: self._requests(dispatched=True))
+    @rule(data=st.data(), advance=st.integers(0, 3000))
+    def finish(self, data, advance: int) -> None:
+        rid = data.draw(st.sampled_from(self._requests(dispatched=True)))
+        self.run.step(f"@{self._at(advance)} done {rid}")
+
+    @precondition(lambda self: self.run.state.requests)
+    @rule(data=st.data(), verb=st.sampled_from(("cancel", "cancel", "abandon")))
+    def leave(self, data, verb: str) -> None:
+        rid = data.draw(st.sampled_from(sorted(self.run.state.requests)))
+        self.run.step(f"{verb} {rid}")
+
+    @rule(model=st.sampled_from(MODELS))
+    def load(self, model: str) -> None:
+        self.run.step(f"load {model}")
+
+    # ------------------------------------------------------------------ executor
+
+    @precondition(lambda self: self._procs("starting"))
+    @rule(
+        data=st.data(), ok=st.sampled_from((True, True, True, False)), advance=st.integers(0, 4000)
+    )
+    def start_result(self, data, ok: bool, advance: int) -> None:
+        model = data.draw(st.sampled_from(self._procs("starting")))
+        verb = "ready" if ok else "fail"
+        self.run.step(f"@{self._at(advance)} {verb} {model}")
+
+    @precondition(lambda self: self._procs("stopping"))
+    @rule(data=st.data(), advance=st.integers(0, 2000))
+    def stop_done(self, data, advance: int) -> None:
+        model = data.draw(st.sampled_from(self._procs("stopping")))
+        self.run.step(f"@{self._at(advance)} stopped {model}")
+
+    @precondition(lambda self: self._procs("ready"))
+    @rule(data=st.data())
+    def crash(self, data) -> None:
+        model = data.draw(st.sampled_from(self._procs("ready")))
+        self.run.step(f"exit {model}")
+
+    @precondition(lambda self: any(p.instance > 1 for p in self.run.state.models.values()))
+    @rule(data=st.data(), kind=st.sampled_from((ProcessReady, ProcessStopped, ProcessExited)))
+    def stale_event(self, data, kind) -> None:
+        candidates = sorted(m for m, p in self.run.state.models.items() if p.instance > 1)
+        model = data.draw(st.sampled_from(candidates))
+        old = self.run.state.models[model].instance - 1
+        assert self.run.feed(kind(model=model, instance=old)) == []
+        assert self.run.feed(ProcessStartFailed(model=model, instance=old, error="x")) == []
+
+    @precondition(lambda self: self.run.state.timers)
+    @rule(data=st.data())
+    def fire_timer(self, data) -> None:
+        timer_id = data.draw(st.sampled_from(sorted(self.run.state.timers)))
+        at = max(self.run.ts, self.run.state.timers[timer_id])
+        self.run.feed(TimerFired(timer_id=timer_id), at=at - 1_000_000)
+
+    # ------------------------------------------------------------------ operators
+
+    @rule(names=st.lists(st.sampled_from(MODELS), max_size=2, unique=True))
+    def unload(self, names: list[str]) -> None:
+        self.run.step("unload " + " ".join(names))
+
+    @rule(variant=st.sampled_from(("same", "changed", "policy")))
+    def reload(self, variant: str) -> None:
+        self.run.step(f"reload {variant}")
+
+    @precondition(lambda self: len(self.run.inputs) > 30)
+    @rule(grace=st.sampled_from(("", " 500")))
+    def shutdown(self, grace: str) -> None:
+        self.run.step("shutdown" + grace)
+
+    @rule(adopt=st.lists(st.sampled_from(MODELS), max_size=2, unique=True))
+    def reboot(self, adopt: list[str]) -> None:
+        self.run.step("boot")
+        for model in adopt:
+            if model in self.run.state.models:
+                self.run.step(f"adopt {model} {self.run.state.models[model].instance}")
+
+    @invariant()
+    def snapshot_round_trips(self) -> None:
+        if self.run is not None and len(self.run.inputs) % 7 == 0:
+            state = self.run.state
+            assert digest(restore(snapshot(state))) == digest(state)
+
+    def teardown(self) -> None:
+        if self.run is None or len(self.run.inputs) != len(self.run.outputs):
+            return  # a step raised: that failure is the one to report
+        inputs, outputs = self.run.inputs, self.run.outputs
+        state = new_state()
+        for env, expected in zip(inputs, outputs, strict=True):
+            state, got = reduce(state, env)
+            assert got == expected, f"replay diverged at seq {env.seq} ({env.type})"
+        final = digest(state)
+        assert final == digest(self.run.state)
+        half = len(inputs) // 2
+        state = new_state()
+        for env in inputs[:half]:
+            state, _ = reduce(state, env)
+        state = restore(snapshot(state))
+        for env, expected in zip(inputs[half:], outputs[half:], strict=True):
+            state, got = reduce(state, env)
+            assert got == expected, f"snapshot + tail diverged at seq {env.seq} ({env.type})"
+        assert digest(state) == final
+
+
+SchedulerMachine.TestCase.settings = settings(
+    max_examples=300,
+    stateful_step_count=80,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestScheduler = SchedulerMachine.TestCase

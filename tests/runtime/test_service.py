@@ -1,0 +1,106 @@
+"""The service end to end below HTTP: real config, real log, real reducer, real processes.
+
+A request goes in as RequestReceived; the scheduler starts the model's process, the executor
+reports it ready, the request is dispatched to a live upstream; asking for another model in the
+same swap group stops the first. Shutdown leaves no process behind (the env_tag fixture checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from llamaswap_es import core
+from llamaswap_es.config import load_config
+from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.types import Dispatch, RequestFinished, RequestReceived
+from llamaswap_es.runtime.logs import UpstreamLogs
+from llamaswap_es.runtime.service import SwapService
+from tests.conftest import REPO_ROOT, free_port
+
+
+def write_config(tmp_path: Path, models: dict[str, str], extra: str = "") -> Path:
+    """A llama-swap config running the fake upstream for each model (model → extra flags)."""
+    lines = ["healthCheckTimeout: 20", extra, "models:"]
+    for model, flags in models.items():
+        port = free_port()
+        lines += [
+            f"  {model}:",
+            f"    cmd: {sys.executable} -m llamaswap_es.fake_upstream --port {port} "
+            f"--model-name {model} {flags}",
+            f"    proxy: http://127.0.0.1:{port}",
+            f"    env: [PYTHONPATH={REPO_ROOT}]",
+            "    unloadTimeout: 2",
+        ]
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def _serve_one(svc: SwapService, request_id: str, model: str) -> str:
+    """Send a request through the scheduler, call the upstream, report it finished."""
+    assert svc.loop is not None and svc.executor is not None
+    ticket = svc.loop.submit_request(RequestReceived(request_id=request_id, model=model))
+    decision = await asyncio.wait_for(ticket.decision, 30)
+    assert isinstance(decision, Dispatch), decision
+    address = svc.executor.address(model)
+    assert address is not None and address[0] == decision.instance
+    async with aiohttp.ClientSession() as http, http.get(f"{address[1]}/v1/models") as resp:
+        body = await resp.json()
+    svc.loop.submit(RequestFinished(request_id=request_id, model=model, status=200))
+    return body["data"][0]["id"]
+
+
+async def test_requests_start_models_and_a_second_model_swaps_out_the_first(
+    tmp_path: Path, db_path: Path, env_tag: str
+) -> None:
+    config = load_config(str(write_config(tmp_path, {"a": "", "b": ""})), None)
+    svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
+    await svc.start()
+    try:
+        assert await _serve_one(svc, "r1", "a") == "a"
+        assert await _serve_one(svc, "r2", "b") == "b"
+        states = {v.model: v.state for v in core.model_views(svc.state)}
+        assert states == {"a": "stopped", "b": "ready"}
+    finally:
+        await svc.shutdown()
+    with open_log(db_path) as reader:
+        types = [e.type for e in reader.iter_envelopes()]
+    assert types.count("StartProcess") == 2
+    assert "SwapPlanned" in types and "ShutdownRequested" in types
+    assert types.count("ProcessStopped") == 2
+
+
+async def test_unload_waits_until_the_model_is_stopped(
+    tmp_path: Path, db_path: Path, env_tag: str
+) -> None:
+    config = load_config(str(write_config(tmp_path, {"a": ""})), None)
+    svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
+    await svc.start()
+    try:
+        await _serve_one(svc, "r1", "a")
+        assert await svc.unload(["a"]) is True
+        assert core.model_view(svc.state, "a").state == "stopped"
+        assert svc.executor.address("a") is None
+    finally:
+        await svc.shutdown()
+
+
+async def test_preload_starts_the_listed_model_without_a_request(
+    tmp_path: Path, db_path: Path, env_tag: str
+) -> None:
+    path = write_config(tmp_path, {"a": ""}, extra="hooks:\n  on_startup:\n    preload: [a]")
+    svc = SwapService(
+        load_config(str(path), None), db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag
+    )
+    await svc.start()
+    try:
+        ready = await svc.wait_until(
+            lambda st: core.model_view(st, "a").state == "ready", timeout_s=30
+        )
+        assert ready
+    finally:
+        await svc.shutdown()
