@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 UI_DIR = Path(__file__).resolve().parents[2] / "ui"
+STOP = web.AppKey("stop", asyncio.Event)
 
 MODELS = [
     {"id": "alpha", "name": "Alpha 7B", "description": "A test model", "state": "ready",
@@ -62,7 +63,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     for kind, payload in burst:
         await resp.write(frame(kind, payload))
     # Hold the stream open until the client leaves or the server stops.
-    await request.app["stop"].wait()
+    await request.app[STOP].wait()
     return resp
 
 
@@ -76,14 +77,14 @@ async def index(_: web.Request) -> web.FileResponse:
 
 def make_app() -> web.Application:
     app = web.Application()
-    app["stop"] = asyncio.Event()
+    app[STOP] = asyncio.Event()
     app.router.add_get("/", root)
     app.router.add_get("/ui/", index)
     app.router.add_get("/api/events", events)
     app.router.add_static("/ui/", UI_DIR)
 
     async def stop(app: web.Application) -> None:
-        app["stop"].set()
+        app[STOP].set()
 
     app.on_shutdown.append(stop)
     return app

@@ -11,29 +11,16 @@ const PAGE = 500;
 const KEEP = 1000;
 const POLL_MS = 2000;
 
-/** Fetch the newest events matching `filter` (the API pages forward from since_seq). */
+/** Query parameters for a filter; `type` may list several types, sent as repeated keys. */
+export function filterParams(filter) {
+  const types = (filter.type || "").split(",").map((t) => t.trim()).filter(Boolean);
+  return { model: filter.model, request: filter.request, type: types };
+}
+
+/** The newest events matching `filter` (without since_seq the API answers the tail). */
 export async function fetchTail(filter) {
-  const base = { model: filter.model, request: filter.request, type: filter.type };
-  const first = await getJSON(`/api/log/events${query({ ...base, since_seq: 0, limit: PAGE })}`);
-  let events = first.events || [];
-  let head = first.last_seq ?? 0;
-  const lastReturned = events.length ? events[events.length - 1].seq : 0;
-  if (events.length === PAGE && head > lastReturned) {
-    // last_seq is the log's head: jump near it instead of paging through history.
-    const d = await getJSON(`/api/log/events${query({ ...base, since_seq: Math.max(0, head - KEEP), limit: KEEP })}`);
-    events = d.events || [];
-    head = d.last_seq ?? head;
-  } else {
-    for (let i = 0; i < 10 && events.length && events.length % PAGE === 0; i++) {
-      const since = events[events.length - 1].seq;
-      const d = await getJSON(`/api/log/events${query({ ...base, since_seq: since, limit: PAGE })}`);
-      if (!d.events?.length) break;
-      events = mergeEvents(events, d.events, KEEP);
-      head = d.last_seq ?? head;
-      if (d.events.length < PAGE) break;
-    }
-  }
-  return { events: mergeEvents([], events, KEEP), head };
+  const d = await getJSON(`/api/log/events${query({ ...filterParams(filter), limit: KEEP })}`);
+  return { events: mergeEvents([], d.events || [], KEEP), head: d.last_seq ?? 0 };
 }
 
 export function ExplainDialog({ seq, onClose }) {
@@ -109,15 +96,15 @@ export function EventsPage() {
     setEvents([]);
     setError(null);
     fetchTail(filter)
-      .then(({ events: evs }) => {
+      .then(({ events: evs, head }) => {
         if (stop) return;
         setEvents(evs);
-        headRef.current = evs.length ? evs[evs.length - 1].seq : 0;
+        headRef.current = Math.max(head, evs.length ? evs[evs.length - 1].seq : 0);
         const poll = async () => {
           if (stop) return;
           if (!document.hidden) {
             try {
-              const d = await getJSON(`/api/log/events${query({ ...filter, since_seq: headRef.current, limit: PAGE })}`);
+              const d = await getJSON(`/api/log/events${query({ ...filterParams(filter), since_seq: headRef.current, limit: PAGE })}`);
               if (d.events?.length) {
                 headRef.current = d.events[d.events.length - 1].seq;
                 setEvents((old) => mergeEvents(old, d.events, KEEP));

@@ -206,7 +206,7 @@ export function ChatTab() {
     <div class="composer">
       <label class="sr-only" for="chat-input">Message</label>
       <textarea id="chat-input" rows="2" placeholder="Message (Enter sends, Shift+Enter for a new line)" value=${input} onInput=${(e) => setInput(e.target.value)} onKeyDown=${onKey}></textarea>
-      <label class="btn small" title="Attach images">📎<span class="sr-only">Attach images</span>
+      <label class="btn small" title="Attach images">Attach<span class="sr-only"> images</span>
         <input type="file" accept="image/jpeg,image/png,image/gif,image/webp" multiple class="sr-only" onChange=${attach} />
       </label>
       ${streaming

@@ -1,0 +1,256 @@
+"""The UI against the real server: `llamaswap-es` with its built-in demo models, as a subprocess.
+
+A user's path through the app: load a model from Models and watch it turn ready; chat in the
+Playground and watch tokens stream; find the request in Activity and open its capture; see the
+swap decision (and why) in Events; follow a request's story; watch a slow load in Queue; unload
+everything. Screenshots of every page go to test-artifacts/ui/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llamaswap_es.demo import demo_config_yaml
+from tests.conftest import REPO_ROOT, free_port
+from tests.ui.browser import screenshot
+
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from playwright.sync_api import expect  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+START_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 20
+
+
+def http(base: str, path: str, method: str = "GET", body: object = None, timeout: float = 30):
+    """(status, text) of a plain HTTP call; errors come back as their status, not exceptions."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as res:
+            return res.status, res.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def require_endpoint(base: str, path: str, what: str) -> None:
+    status, _ = http(base, path)
+    if status == 404:
+        pytest.skip(f"{path} answers 404 on this server: {what} cannot be shown yet")
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65536 and all(_port_free(base + i) for i in range(1, count)):
+            return base
+    raise RuntimeError(f"no run of {count} free ports found")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The built-in demo config, with `startPort` moved off llama-swap's default 5800: another
+    server on the same machine (a developer's, another test run's) would otherwise own the demo
+    models' ports, and a health check would pass against the wrong process."""
+    tmp: Path = tmp_path_factory.mktemp("llamaswap-es")
+    port = free_port()
+    config = tmp / "config.yaml"
+    config.write_text(f"startPort: {free_port_run(3)}\n" + demo_config_yaml(sys.executable))
+    log = (tmp / "server.log").open("wb")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llamaswap_es", "--config", str(config),
+         "--listen", f"127.0.0.1:{port}", "--db", str(tmp / "events.db")],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"llamaswap-es exited with {proc.returncode}:\n{_tail(tmp)}")
+        try:
+            if http(base, "/health", timeout=1)[0] == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"llamaswap-es did not answer /health within {START_TIMEOUT_S}s")
+        time.sleep(0.05)  # polling interval for a readiness probe, not synchronisation
+    try:
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            pytest.fail(f"llamaswap-es did not stop within {STOP_TIMEOUT_S}s:\n{_tail(tmp)}")
+        finally:
+            log.close()
+
+
+def _tail(tmp: Path) -> str:
+    return (tmp / "server.log").read_text(errors="replace")[-4000:]
+
+
+def model_row(page, model: str):
+    return page.locator(f'li.model-row[data-model="{model}"]')
+
+
+def test_load_a_model_from_models_and_see_it_ready(page, server) -> None:
+    page.goto(f"{server}/ui/#/models")
+    row = model_row(page, "demo-fast")
+    expect(row).to_have_attribute("data-state", "stopped")
+    row.get_by_role("button", name="Load demo-fast").click()
+    expect(row).to_have_attribute("data-state", "ready", timeout=15_000)
+    expect(row.get_by_role("button", name="Unload demo-fast")).to_be_visible()
+    expect(page.get_by_text("1 ready")).to_be_visible()
+    screenshot(page, "models")
+    # The model's own page: header state, its live log from /logs/stream/<id>.
+    row.get_by_role("link").first.click()
+    expect(page.locator("h1.section-title")).to_have_text("Models / demo-fast")
+    page.get_by_role("tab", name="Logs").click()
+    expect(page.get_by_role("region", name="demo-fast logs log").locator("pre")).not_to_be_empty()
+    screenshot(page, "model-detail")
+    assert page.errors == [], page.errors
+
+
+def test_chat_in_the_playground_streams_tokens(page, server) -> None:
+    page.goto(f"{server}/ui/#/playground")
+    page.locator("#chat-model").select_option("demo-chatty")
+    page.locator("#chat-input").fill("Tell me a long story")
+    page.locator("#chat-input").press("Enter")
+    reply = page.locator("li.msg.assistant").last
+    # Mid-stream: the loading block and some text are on screen while Cancel is still offered.
+    expect(reply.locator(".loading-box")).to_contain_text("loading model: demo-chatty")
+    expect(reply.locator(".msg-text")).to_contain_text("alpha", timeout=15_000)
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    partial = len(reply.locator(".msg-text").inner_text())
+    expect(page.get_by_role("button", name="Send")).to_be_visible(timeout=20_000)
+    final = reply.locator(".msg-text").inner_text()
+    assert len(final) > partial, "the reply should have grown after the first tokens were seen"
+    expect(reply.get_by_role("button", name="Regenerate")).to_be_visible()
+    screenshot(page, "playground-chat")
+    assert page.errors == [], page.errors
+
+
+def test_activity_lists_the_request_and_opens_its_capture(page, server) -> None:
+    require_endpoint(server, "/api/metrics/activity", "the activity table")
+    http(server, "/v1/chat/completions", "POST",
+         {"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    page.goto(f"{server}/ui/#/activity")
+    row = page.locator("tr[data-activity-id]").first
+    expect(row).to_contain_text("demo-fast")
+    screenshot(page, "activity")
+    require_endpoint(server, "/api/captures/1", "the capture viewer")
+    row.get_by_role("button", name="View capture").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Request Body")
+    expect(dialog).to_contain_text("/v1/chat/completions")
+    screenshot(page, "capture")
+
+
+def test_events_show_the_swap_decision_and_its_story(page, server) -> None:
+    # Two models in one swap group: asking for the second forces a swap.
+    for model in ("demo-fast", "demo-slow"):
+        status, text = http(server, "/v1/chat/completions", "POST",
+                            {"model": model, "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        assert status == 200, text
+    page.goto(f"{server}/ui/#/events?type=SwapPlanned")
+    swap = page.locator('tr[data-type="SwapPlanned"]').last
+    expect(swap).to_contain_text("swap to demo-slow, evicting demo-fast")
+    screenshot(page, "events")
+    swap.get_by_role("button", name="Explain decision").click()
+    dialog = page.get_by_role("dialog")
+    status, _ = http(server, "/api/log/explain?seq=1")
+    if status == 404:
+        expect(dialog.get_by_role("alert")).to_contain_text("No explanation available")
+    else:
+        expect(dialog.get_by_test_id("explanation")).not_to_be_empty()
+    screenshot(page, "events-explain")
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    # From the full log, a request's key leads to its story.
+    page.get_by_role("button", name="Clear").click()
+    dispatch = page.locator('tr[data-type="Dispatch"]').last
+    dispatch.get_by_role("link").click()
+    expect(page.locator("h1.section-title")).to_have_text("Request story")
+    phases = page.get_by_role("list", name="Phases")
+    expect(phases.locator("[data-phase]").first).to_have_attribute("data-phase", "received")
+    expect(phases.locator('[data-phase="dispatched"]')).to_have_count(1)
+    expect(phases.locator('[data-phase="finished"]')).to_have_count(1)
+    screenshot(page, "story")
+    assert page.errors == [], page.errors
+
+
+def test_queue_shows_a_request_waiting_for_a_load(page, server) -> None:
+    assert http(server, "/api/models/unload", "POST")[0] == 200
+    page.goto(f"{server}/ui/#/queue")
+    expect(page.get_by_text("No request is waiting")).to_be_visible()
+    done = threading.Event()
+
+    def ask_slow() -> None:
+        try:
+            http(server, "/v1/chat/completions", "POST",
+                 {"model": "demo-slow", "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        finally:
+            done.set()
+
+    threading.Thread(target=ask_slow, daemon=True).start()
+    # demo-slow takes 2 s to load: the request waits in Queue meanwhile, then leaves it.
+    waiting = page.locator("tr[data-request]", has_text="demo-slow")
+    expect(waiting.locator(".tag")).to_have_text("loading", timeout=5_000)
+    expect(page.locator('tr[data-model="demo-slow"] [data-testid="queue-depth"]')).to_have_text("1")
+    screenshot(page, "queue")
+    assert done.wait(30), "the slow request did not finish"
+    expect(page.get_by_text("No request is waiting")).to_be_visible()
+
+
+def test_unload_all_stops_every_model(page, server) -> None:
+    assert http(server, "/upstream/demo-fast/", timeout=30)[0] < 500
+    page.goto(f"{server}/ui/#/models")
+    expect(model_row(page, "demo-fast")).to_have_attribute("data-state", "ready")
+    page.get_by_role("button", name="Unload All").click()
+    for model in ("demo-fast", "demo-slow", "demo-chatty"):
+        expect(model_row(page, model)).to_have_attribute("data-state", "stopped", timeout=15_000)
+    expect(page.get_by_text("0 ready")).to_be_visible()
+    expect(page.get_by_role("button", name="Unload All")).to_be_disabled()
+
+
+def test_screenshots_of_the_remaining_pages(page, server) -> None:
+    for route in ("logs", "settings", "hardware", "performance"):
+        page.goto(f"{server}/ui/#/{route}")
+        expect(page.locator("main")).not_to_be_empty()
+        screenshot(page, route)
+    page.goto(f"{server}/ui/#/playground")
+    page.get_by_role("tab", name="Load Test").click()
+    screenshot(page, "playground-loadtest")
+    assert page.errors == [], page.errors
