@@ -21,24 +21,60 @@ UI_DIR = Path(__file__).resolve().parents[2] / "ui"
 STOP = web.AppKey("stop", asyncio.Event)
 
 MODELS = [
-    {"id": "alpha", "name": "Alpha 7B", "description": "A test model", "state": "ready",
-     "unlisted": False, "peerID": "", "aliases": ["a"],
-     "capabilities": {"vision": True}, "context_length": 131072},
-    {"id": "beta", "name": "", "description": "", "state": "stopped", "unlisted": False,
-     "peerID": ""},
-    {"id": "hidden", "name": "", "description": "", "state": "stopped", "unlisted": True,
-     "peerID": ""},
-    {"id": "peer1/gamma", "name": "", "description": "", "state": "", "unlisted": False,
-     "peerID": "peer1"},
+    {
+        "id": "alpha",
+        "name": "Alpha 7B",
+        "description": "A test model",
+        "state": "ready",
+        "unlisted": False,
+        "peerID": "",
+        "aliases": ["a"],
+        "capabilities": {"vision": True},
+        "context_length": 131072,
+    },
+    {
+        "id": "beta",
+        "name": "",
+        "description": "",
+        "state": "stopped",
+        "unlisted": False,
+        "peerID": "",
+    },
+    {
+        "id": "hidden",
+        "name": "",
+        "description": "",
+        "state": "stopped",
+        "unlisted": True,
+        "peerID": "",
+    },
+    {
+        "id": "peer1/gamma",
+        "name": "",
+        "description": "",
+        "state": "",
+        "unlisted": False,
+        "peerID": "peer1",
+    },
 ]
 INFLIGHT = {
     "operation": "snapshot",
     "requests": [
-        {"id": "7", "request_id": "01JTESTREQUEST000000000007", "timestamp": "2026-01-01T00:00:00Z",
-         "model": "beta", "req_path": "/v1/chat/completions", "method": "POST",
-         "req_headers": {"User-Agent": "pytest", "X-Session-ID": "lspg-abcde"},
-         "remote_ip": "127.0.0.1", "resp_headers": {}, "resp_bytes": 0, "elapsed_ms": 1500,
-         "phase": "queued", "queue_position": 2},
+        {
+            "id": "7",
+            "request_id": "01JTESTREQUEST000000000007",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "model": "beta",
+            "req_path": "/v1/chat/completions",
+            "method": "POST",
+            "req_headers": {"User-Agent": "pytest", "X-Session-ID": "lspg-abcde"},
+            "remote_ip": "127.0.0.1",
+            "resp_headers": {},
+            "resp_bytes": 0,
+            "elapsed_ms": 1500,
+            "phase": "queued",
+            "queue_position": 2,
+        },
     ],
 }
 
@@ -49,8 +85,9 @@ def frame(kind: str, payload: object) -> bytes:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await resp.prepare(request)
     burst = [
         ("logData", {"source": "proxy", "data": "[INFO] \x1b[32mproxy started\x1b[0m\n"}),

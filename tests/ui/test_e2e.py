@@ -28,7 +28,7 @@ from tests.conftest import REPO_ROOT, free_port
 from tests.ui.browser import screenshot
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +47,12 @@ def http(base: str, path: str, method: str = "GET", body: object = None, timeout
             return res.status, res.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
+
+
+def chat(base: str, model: str) -> tuple[int, str]:
+    """A one-message, non-streaming chat completion."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hello"}]}
+    return http(base, "/v1/chat/completions", "POST", body)
 
 
 def require_endpoint(base: str, path: str, what: str) -> None:
@@ -164,8 +170,7 @@ def test_chat_in_the_playground_streams_tokens(page, server) -> None:
 
 def test_activity_lists_the_request_and_opens_its_capture(page, server) -> None:
     require_endpoint(server, "/api/metrics/activity", "the activity table")
-    http(server, "/v1/chat/completions", "POST",
-         {"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    chat(server, "demo-fast")
     page.goto(f"{server}/ui/#/activity")
     row = page.locator("tr[data-activity-id]").first
     expect(row).to_contain_text("demo-fast")
@@ -181,8 +186,7 @@ def test_activity_lists_the_request_and_opens_its_capture(page, server) -> None:
 def test_events_show_the_swap_decision_and_its_story(page, server) -> None:
     # Two models in one swap group: asking for the second forces a swap.
     for model in ("demo-fast", "demo-slow"):
-        status, text = http(server, "/v1/chat/completions", "POST",
-                            {"model": model, "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+        status, text = chat(server, model)
         assert status == 200, text
     page.goto(f"{server}/ui/#/events?type=SwapPlanned")
     swap = page.locator('tr[data-type="SwapPlanned"]').last
@@ -219,8 +223,7 @@ def test_queue_shows_a_request_waiting_for_a_load(page, server) -> None:
 
     def ask_slow() -> None:
         try:
-            http(server, "/v1/chat/completions", "POST",
-                 {"model": "demo-slow", "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+            chat(server, "demo-slow")
         finally:
             done.set()
 

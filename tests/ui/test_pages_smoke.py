@@ -12,7 +12,7 @@ import pytest
 from tests.ui.browser import screenshot
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import expect
 
 ROUTES = {
     "activity": "Activity",
@@ -71,7 +71,8 @@ def test_event_stream_burst_fills_models_inflight_and_connection(page, stub_url)
 def test_logs_are_coloured_and_escaped(page, stub_url) -> None:
     page.goto(f"{stub_url}/ui/#/logs")
     proxy = page.get_by_role("region", name="Proxy log")
-    expect(proxy.locator("span", has_text="proxy started")).to_have_attribute("style", "color:#15803d")
+    green = proxy.locator("span", has_text="proxy started")
+    expect(green).to_have_attribute("style", "color:#15803d")  # ANSI 32 in the light palette
     upstream = page.get_by_role("region", name="Upstream log")
     expect(upstream.locator("pre")).to_contain_text("<b>not bold</b>")
     expect(upstream.locator("pre b")).to_have_count(0)
@@ -94,7 +95,8 @@ def test_newer_endpoints_missing_degrade_to_notes(page, stub_url) -> None:
     page.goto(f"{stub_url}/ui/#/hardware")
     expect(page.get_by_role("alert")).to_have_text("Hardware detection unavailable")
     # Performance is hidden from the menu when /api/performance is not enabled.
-    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Performance")).to_have_count(0)
+    menu = page.get_by_role("navigation", name="Main")
+    expect(menu.get_by_role("link", name="Performance")).to_have_count(0)
 
 
 def test_phone_layout_opens_the_menu_from_the_header(page, stub_url) -> None:

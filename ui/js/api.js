@@ -22,6 +22,11 @@ async function errorText(res) {
   }
 }
 
+/** A 404 from the router itself ("404 page not found"): the endpoint does not exist here. */
+export function isMissingRoute(err) {
+  return err?.status === 404 && /page not found/i.test(err.detail || "");
+}
+
 /** fetch + JSON; throws ApiError on network failure or a non-2xx answer. */
 export async function getJSON(url, opts = {}) {
   let res;

@@ -1,7 +1,7 @@
 // Events: a live, filterable tail of the event log; a decision opens its explanation.
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
-import { getJSON, query } from "../api.js";
+import { getJSON, isMissingRoute, query } from "../api.js";
 import { describeEvent, isDecision, matchesFilter, mergeEvents } from "../lib/event-log.js";
 import { clockTime } from "../lib/format.js";
 import { useStore } from "../store.js";
@@ -29,7 +29,13 @@ export function ExplainDialog({ seq, onClose }) {
   useEffect(() => {
     getJSON(`/api/log/explain${query({ seq })}`)
       .then(setData)
-      .catch((e) => setError(e.status === 404 ? `No explanation available for #${seq} (${e.detail})` : e.message));
+      .catch((e) =>
+        setError(
+          isMissingRoute(e)
+            ? `No explanation available for #${seq}: this server has no /api/log/explain yet`
+            : e.message,
+        ),
+      );
   }, [seq]);
   return html`<${Dialog} title=${`Why #${seq}?`} onClose=${onClose} wide>
     ${error && html`<p class="note error" role="alert">${error}</p>`}

@@ -8,6 +8,17 @@ import { CopyButton, Dialog, usePersisted } from "../ui/common.js";
 import { onMarkdownClick, renderMarkdown } from "../ui/markdown.js";
 import { busy, ModelPicker, readImages, streamChat } from "./shared.js";
 
+/** The proxy's loading-status block: live while loading, then folded to one line. */
+function LoadingBlock({ m }) {
+  if (!m.loading) return null;
+  const done = /Done! \(([\d.]+s)\)/.exec(m.loading);
+  if (!done) return html`<pre class="loading-box" aria-label="Model loading status" aria-live="polite">${m.loading}</pre>`;
+  return html`<details class="loading-box">
+    <summary>Model loaded in ${done[1]}</summary>
+    <pre class="wrap">${m.loading}</pre>
+  </details>`;
+}
+
 function Reasoning({ m }) {
   if (!m.reasoning) return null;
   const secs = m.reasoningMs != null ? ` · ${(m.reasoningMs / 1000).toFixed(1)}s` : "";
@@ -25,7 +36,7 @@ function Message({ m, index, onEdit, onRegenerate, streaming }) {
   const isUser = m.role === "user";
   return html`<li class=${`msg ${m.role}`} data-role=${m.role}>
     <div class="msg-who">${isUser ? "You" : "Assistant"}</div>
-    ${m.loading && html`<pre class="loading-box" aria-label="Model loading status">${m.loading}</pre>`}
+    <${LoadingBlock} m=${m} />
     <${Reasoning} m=${m} />
     ${(m.images || []).map((src) => html`<img class="thumb" src=${src} alt="Attached image" />`)}
     ${editing
