@@ -6,7 +6,12 @@ fires due timers) records a realistic input log once; the timed part replays tha
 line. Hook for later: `replay_events(envelopes)` takes any iterable of input envelopes, so the
 1M-event SQLite replay only has to read the store's input rows and pass them in.
 
-    python bench/run.py reducer [--steps N]
+The second part writes a log of ~1M events (inputs and their decisions, `cause` set, as the
+run loop writes them) into a temp SQLite file with the store's writer in big batches, then times
+what `replay` and recovery do: open_log -> iter_envelopes -> reduce (target <= 10 s on 2 cores),
+and the tool's own path that skips decoding decision rows.
+
+    python bench/run.py reducer [--steps N] [--log-events N]
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import argparse
 import json
 import random
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable
 
 from llamaswap_es.config.schedule import GroupPlanner, GroupRule, ModelSchedule, SchedulerConfig
 from llamaswap_es.core import digest, new_state, reduce
+from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.rows import encode_envelopes
 from llamaswap_es.events.types import (
     ConfigApplied,
     Dispatch,
@@ -36,6 +44,7 @@ from llamaswap_es.events.types import (
     StopProcess,
     TimerFired,
 )
+from llamaswap_es.events.writer import LogWriter
 
 MODELS = ("chat", "coder", "embed", "vision")
 WEIGHTS = (0.80, 0.12, 0.05, 0.03)
@@ -130,10 +139,79 @@ def replay_events(envelopes: Iterable[Envelope]) -> tuple[int, float, str]:
     return count, elapsed, digest(state)
 
 
+def write_log(path: str, inputs: list[Envelope], events: int, batch: int = 50_000) -> int:
+    """Re-reduce `inputs` and write each with its decisions until `events` rows are written."""
+    writer = LogWriter.open(path)
+    state = new_state()
+    seq = 0
+    pending: list[Envelope] = []
+    try:
+        for env in inputs:
+            if seq >= events:
+                break
+            seq += 1
+            source = Envelope(body=env.body, ts_ms=env.ts_ms, boot="bench", seq=seq)
+            state, decisions = reduce(state, source)
+            pending.append(source)
+            for d in decisions:
+                seq += 1
+                pending.append(
+                    Envelope(body=d, ts_ms=env.ts_ms, boot="bench", seq=seq, cause=source.seq)
+                )
+            if len(pending) >= batch:
+                writer.append(encode_envelopes(pending, "bench"))
+                pending.clear()
+        if pending:
+            writer.append(encode_envelopes(pending, "bench"))
+    finally:
+        writer.close()
+    return seq
+
+
+def replay_log(path: str, *, inputs_only: bool) -> tuple[int, float, str]:
+    """open_log -> iter_envelopes (or input rows only) -> reduce, timed end to end."""
+    start = time.perf_counter()
+    reader = open_log(path)
+    try:
+        if inputs_only:
+            from tools.replay.source import iter_inputs
+
+            envelopes = iter_inputs(reader, 1, None)
+        else:
+            envelopes = (e for e in reader.iter_envelopes() if not e.body.IS_DECISION)
+        state = new_state()
+        for env in envelopes:
+            state, _ = reduce(state, env)
+        rows = reader.last_seq()
+    finally:
+        reader.close()
+    return rows, time.perf_counter() - start, digest(state)
+
+
+def bench_log_replay(events: int) -> dict[str, object]:
+    inputs = generate(int(events * 0.7))
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        path = f"{tmp}/events.db"
+        began = time.perf_counter()
+        written = write_log(path, inputs, events)
+        print(f"wrote {written} events in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+        rows, full_s, full_digest = replay_log(path, inputs_only=False)
+        _, inputs_s, inputs_digest = replay_log(path, inputs_only=True)
+    return {
+        "log_events": rows,
+        "replay_log_seconds": round(full_s, 2),
+        "replay_log_events_per_s": round(rows / full_s),
+        "replay_log_inputs_only_seconds": round(inputs_s, 2),
+        "replay_log_target_seconds": 10,
+        "replay_log_same_state": full_digest == inputs_digest,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench reducer")
     parser.add_argument("--steps", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--log-events", type=int, default=1_000_000)
     args = parser.parse_args(sys.argv[2:] if argv is None else argv)
     log = generate(args.steps)
     kinds: dict[str, int] = {}
@@ -146,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         digests.add(final)
         best = seconds if best is None else min(best, seconds)
     rate = steps / best
+    replayed = bench_log_replay(args.log_events) if args.log_events > 0 else {}
     print(f"inputs by type: {json.dumps(kinds, sort_keys=True)}", file=sys.stderr)
     print(
         json.dumps(
@@ -156,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 "steps_per_s": round(rate),
                 "target_steps_per_s": 150_000,
                 "deterministic": len(digests) == 1,
+                **replayed,
             }
         )
     )

@@ -22,6 +22,8 @@ from llamaswap_es import __version__
 from llamaswap_es.config import build_schedule, config_as_json, load_config
 from llamaswap_es.config.models import LlamaSwapConfig
 from llamaswap_es.errors import ConfigError
+from llamaswap_es.projections import rebuild as rebuild_projections
+from tools.replay import cli as replay_cli
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_TLS_LISTEN = "127.0.0.1:8443"
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_subcommand(
         subparsers, "check-config", "validate a configuration", _add_config_flags, check_config
+    )
+    add_subcommand(subparsers, "replay", replay_cli.HELP, replay_cli.configure, replay_cli.run)
+    add_subcommand(
+        subparsers, "rebuild-projections", "rebuild from the log", *rebuild_projections.SUBCOMMAND
     )
     return parser
 

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.net import free_port
 from tests.fixtures.processes import env_tag, no_leftover_processes, spawn_tagged  # noqa: F401
+from tests.fixtures.server import server_factory  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
 UPSTREAMS_DIR = SHARED_DIR / "upstreams"
 COMPAT_CONFIGS_DIR = SHARED_DIR / "compat" / "llama-swap-configs"
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

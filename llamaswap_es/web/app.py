@@ -23,6 +23,7 @@ from llamaswap_es.events.types import (
     StartProcess,
     StopProcess,
 )
+from llamaswap_es.projections import http_activity, http_metrics, http_queue
 from llamaswap_es.web import (
     events_route,
     listing,
@@ -81,6 +82,9 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
         *extra_routes,
     ):  # fmt: skip
         module.register(app.router)  # type: ignore[attr-defined]
+    if ctx.projections is not None:
+        for projection_routes in (http_activity, http_queue, http_metrics):
+            projection_routes.register_routes(app.router, ctx.projections)
     return app
 
 

@@ -17,6 +17,7 @@ from llamaswap_es.config import LlamaSwapConfig
 from llamaswap_es.config.namespace import NameResolver, name_resolver
 from llamaswap_es.projections.event_hub import EventHub
 from llamaswap_es.projections.inflight import InflightTracker
+from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.ids import IdProvider, UlidIds
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
@@ -42,6 +43,7 @@ class AppContext:
     commit: str = "unknown"
     build_date: str = "unknown"
     started_at: float = field(default_factory=time.time)
+    projections: Projections | None = None
     active_profile: str | None = None
     selectors: dict[str, SelectorLoad] = field(default_factory=dict)
     _resolver: NameResolver | None = None

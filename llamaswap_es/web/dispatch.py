@@ -228,7 +228,16 @@ async def _forward_dispatched(
         return error_response(request, 503, message)
     ctx.inflight.set_phase(entry, "running")
 
+    recorder = None
+    if ctx.projections is not None and request.method == "POST":
+        recorder = ctx.projections.captures.recorder(dispatch.request_id, path)
+        if recorder is not None:
+            recorder.request(request.headers, job.body)
+
     def finished(result: ForwardResult) -> None:
+        if recorder is not None:  # also when the handler was cancelled: no await possible here
+            recorder.response_headers(result.response_headers)
+            _keep(asyncio.ensure_future(recorder.finish(result.status)))
         loop.submit(
             RequestFinished(
                 request_id=dispatch.request_id,
@@ -248,6 +257,11 @@ async def _forward_dispatched(
     headers = None
     if job.body is not None:
         headers = forward_headers(request.headers, client_ip=None, body_replaced=True)
+    def tap(chunk: bytes) -> None:
+        ctx.inflight.add_bytes(entry, len(chunk))
+        if recorder is not None:
+            recorder.tap(chunk)
+
     forwarded = await forward(
         request,
         ctx.session,
@@ -258,8 +272,18 @@ async def _forward_dispatched(
         response=loading.response if loading is not None else None,
         metered_path=path,
         on_finished=finished,
+        tap=tap,
     )
     return forwarded.response
+
+
+_PENDING: set[asyncio.Future[bool]] = set()
+
+
+def _keep(future: asyncio.Future[bool]) -> None:
+    """Hold a reference to a background capture write until it completes."""
+    _PENDING.add(future)
+    future.add_done_callback(_PENDING.discard)
 
 
 def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from yarl import URL
 
 from llamaswap_es.web.errors import envelope_json, error_response
 from llamaswap_es.web.response_meter import ResponseMeter
+
+log = logging.getLogger("llamaswap_es.web.forwarder")
 
 HOP_BY_HOP = frozenset(
     {
@@ -70,6 +73,8 @@ class ForwardResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     content_type: str = ""
     client_disconnected: bool = False
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """The headers sent to the client (for captures); empty when no response started."""
 
 
 @dataclass
@@ -163,6 +168,7 @@ async def forward(
     keep_host: bool = True,
     add_forwarded_for: bool = True,
     on_finished: Callable[[ForwardResult], None] | None = None,
+    tap: Callable[[bytes], None] | None = None,
 ) -> Forwarded:
     """Forward `request` to `upstream_url` (a base such as `http://127.0.0.1:5800`).
 
@@ -175,10 +181,12 @@ async def forward(
     `on_finished` is called once with the result on every way out, including the handler being
     cancelled because the client left (servers run with `handler_cancellation=True`), where
     no value can be returned; use it to submit `RequestFinished`.
+    `tap`, when given, sees every response body chunk as it is sent (captures); it must not
+    block, and if it raises it is logged and not called again (forwarding goes on).
     """
     proxy = _Proxy(
         request, session, upstream_url.rstrip("/") + (path_qs or request.raw_path), body,
-        headers, response, timeouts, metered_path, keep_host, add_forwarded_for,
+        headers, response, timeouts, metered_path, keep_host, add_forwarded_for, tap,
     )  # fmt: skip
     return await proxy.run(on_finished)
 
@@ -198,6 +206,7 @@ class _Proxy:
         metered_path: str,
         keep_host: bool,
         add_forwarded_for: bool,
+        tap: Callable[[bytes], None] | None = None,
     ):
         self.request = request
         self.session = session
@@ -218,8 +227,10 @@ class _Proxy:
         self.bytes_out = 0
         self.first_byte_at: float | None = None
         self.error: str | None = None
+        self.complete = False
         self.meter: ResponseMeter | None = None
         self.content_type = ""
+        self.tap = tap
 
     async def run(self, on_finished: Callable[[ForwardResult], None] | None) -> Forwarded:
         pump = asyncio.create_task(self._pump())
@@ -227,15 +238,19 @@ class _Proxy:
         try:
             done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            # The server cancels handlers on disconnect (handler_cancellation=True).
+            # The server cancels handlers on disconnect (handler_cancellation=True). A client
+            # that closes right after the last byte, or after an upstream failure was already
+            # recorded, did not cut anything short: keep what happened.
             await _cancel_all(pump, watch)
-            self.error = f"client disconnected after {self.bytes_out} bytes"
+            client_left = not self.complete
+            if client_left and self.error is None:
+                self.error = f"client disconnected after {self.bytes_out} bytes"
             if on_finished is not None:
-                on_finished(self._result(True))
+                on_finished(self._result(client_left))
             raise
         await _cancel_all(pump, watch)
-        client_left = watch in done and pump not in done
-        if client_left:
+        client_left = watch in done and pump not in done and not self.complete
+        if client_left and self.error is None:
             self.error = f"client disconnected after {self.bytes_out} bytes"
         elif (failure := pump.exception()) is not None:
             raise failure
@@ -307,6 +322,8 @@ class _Proxy:
                 await response.write(chunk)
                 self.bytes_out += len(chunk)
                 self.meter.feed(chunk)
+                if self.tap is not None:
+                    self._tap(chunk)
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as err:
             await self._upstream_died(err)
             return
@@ -314,7 +331,15 @@ class _Proxy:
             self.error = f"client disconnected after {self.bytes_out} bytes"
             upstream.close()
             return
+        self.complete = True  # every upstream byte reached the client's socket
         await response.write_eof()
+
+    def _tap(self, chunk: bytes) -> None:
+        try:
+            self.tap(chunk)  # type: ignore[misc]
+        except Exception:
+            log.exception("a response tap failed for %s; it is not called again", self.url)
+            self.tap = None
 
     async def _upstream_died(self, err: BaseException) -> None:
         self.error = f"upstream connection lost after {self.bytes_out} bytes: {err}"
@@ -363,6 +388,7 @@ class _Proxy:
             else int((self.first_byte_at - self.started) * 1000),
             error=error,
             metrics=metrics,
+            response_headers=dict(self.response.headers) if self.response is not None else {},
             content_type=self.content_type,
             client_disconnected=client_left or (error or "").startswith("client disconnected"),
         )

@@ -6,6 +6,7 @@ the same shape `/api/events` pushes live as `logEvent` messages.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,8 @@ from llamaswap_es.events.codec import to_payload
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.web.context import CTX
 from llamaswap_es.web.errors import error_response
+from tools.replay.errors import ReplayError
+from tools.replay.explain import explain_log
 
 MAX_LIMIT = 1000
 
@@ -21,6 +24,7 @@ MAX_LIMIT = 1000
 def register(router: web.UrlDispatcher) -> None:
     router.add_get("/api/log/events", tail)
     router.add_get("/api/requests/{request_id}/story", story)
+    router.add_get("/api/log/explain", explain)
 
 
 def envelope_json(envelope: Envelope) -> dict[str, Any]:
@@ -87,3 +91,16 @@ async def story(request: web.Request) -> web.Response:
     merged = {e.seq: e for e in [*own, *window]}
     events = [envelope_json(merged[s]) for s in sorted(merged)]
     return web.json_response({"request_id": request_id, "model": model, "events": events})
+
+
+async def explain(request: web.Request) -> web.Response:
+    """`?seq=N` → why the decision at N was made (what `llamaswap-es replay explain` prints)."""
+    store = request.app[CTX].service.store
+    assert store is not None
+    seq = _int_param(request, "seq", 0)
+    if seq <= 0:
+        return error_response(request, 400, "seq must be a positive integer")
+    try:
+        return web.json_response(await asyncio.to_thread(explain_log, store.path, seq))
+    except ReplayError as exc:
+        return error_response(request, 404, str(exc))

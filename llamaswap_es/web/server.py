@@ -23,6 +23,7 @@ from llamaswap_es.cli import ServeOptions, effective_db_path, listen_warning
 from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import ConfigError, LlamaSwapError
+from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.config_watch import watch_config
 from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
@@ -99,6 +100,7 @@ async def serve(options: ServeOptions) -> int:
     await service.start()
     session = upstream_session()
     ctx = new_context(service, logs, session)
+    ctx.projections = await Projections.start(service, inflight=ctx.inflight, hub=ctx.hub)
     _wire_publishers(ctx)
     app = build_app(ctx)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -109,6 +111,7 @@ async def serve(options: ServeOptions) -> int:
     try:
         await site.start()
     except OSError as exc:
+        await ctx.projections.stop()
         await service.shutdown("listen failed")
         await session.close()
         raise LlamaSwapError(
@@ -182,6 +185,8 @@ async def _shutdown(
     deadline = asyncio.get_running_loop().time() + budget
     while ctx.inflight.entries() and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.1)
+    if ctx.projections is not None:
+        await ctx.projections.stop()
     await service.shutdown()
     with contextlib.suppress(Exception):
         await runner.cleanup()

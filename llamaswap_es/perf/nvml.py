@@ -1,0 +1,143 @@
+"""NVIDIA GPUs through NVML, behind a small interface so tests can hand in a fake module.
+
+`NvmlGpus(module)` takes anything with pynvml's function names (`nvmlInit`,
+`nvmlDeviceGetCount`, `nvmlDeviceGetHandleByIndex`, …); `load_nvml()` imports the real one. A host
+without an NVIDIA driver is normal: `NvmlGpus.open` then returns None and nothing is logged above
+debug. A figure a GPU cannot report (a passively cooled card has no fan speed) reads as 0, as
+llama-swap's sources report it, instead of dropping the whole sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llamaswap_es.perf.samples import GpuStat
+
+log = logging.getLogger("llamaswap_es.perf.nvml")
+
+_MB = 1024 * 1024
+NVML_TEMPERATURE_GPU = 0
+
+
+def load_nvml() -> Any | None:
+    """The pynvml module, or None when it is not installed."""
+    try:
+        with warnings.catch_warnings():  # pynvml warns that it is now packaged as nvidia-ml-py
+            warnings.simplefilter("ignore")
+            import pynvml
+    except ImportError:
+        return None
+    return pynvml
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    """What does not change while the server runs: for `/api/hardware`."""
+
+    index: int
+    name: str
+    uuid: str
+    memory_total_bytes: int
+    power_limit_watts: float | None
+    driver_version: str | None
+
+
+class NvmlGpus:
+    def __init__(self, nvml: Any, handles: list[Any]) -> None:
+        self._nvml = nvml
+        self._handles = handles
+
+    @classmethod
+    def open(cls, nvml: Any | None) -> NvmlGpus | None:
+        """Initialise NVML; None when there is no module, no driver or no GPU."""
+        if nvml is None:
+            return None
+        try:
+            nvml.nvmlInit()
+            count = int(nvml.nvmlDeviceGetCount())
+            handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, …
+            log.debug("no NVIDIA GPUs: %s", exc)
+            return None
+        if not handles:
+            cls._shutdown(nvml)
+            return None
+        return cls(nvml, handles)
+
+    @property
+    def count(self) -> int:
+        return len(self._handles)
+
+    def sample(self, now: float | None = None) -> list[GpuStat]:
+        ts = time.time() if now is None else now
+        nvml = self._nvml
+        out = []
+        for index, h in enumerate(self._handles):
+            util = self._call(nvml.nvmlDeviceGetUtilizationRates, h)
+            mem = self._call(nvml.nvmlDeviceGetMemoryInfo, h)
+            out.append(
+                GpuStat(
+                    timestamp=ts,
+                    id=index,
+                    name=_text(self._call(nvml.nvmlDeviceGetName, h, default="")),
+                    uuid=_text(self._call(nvml.nvmlDeviceGetUUID, h, default="")),
+                    temp_c=float(
+                        self._call(nvml.nvmlDeviceGetTemperature, h, NVML_TEMPERATURE_GPU) or 0
+                    ),
+                    vram_temp_c=0.0,
+                    gpu_util_pct=float(getattr(util, "gpu", 0) or 0),
+                    mem_util_pct=float(getattr(util, "memory", 0) or 0),
+                    mem_used_mb=float(getattr(mem, "used", 0) or 0) / _MB,
+                    mem_total_mb=float(getattr(mem, "total", 0) or 0) / _MB,
+                    fan_speed_pct=float(self._call(nvml.nvmlDeviceGetFanSpeed, h) or 0),
+                    power_draw_w=float(self._call(nvml.nvmlDeviceGetPowerUsage, h) or 0) / 1000,
+                )
+            )
+        return out
+
+    def info(self) -> list[GpuInfo]:
+        nvml = self._nvml
+        driver = self._call(getattr(nvml, "nvmlSystemGetDriverVersion", None), default=None)
+        out = []
+        for index, h in enumerate(self._handles):
+            mem = self._call(nvml.nvmlDeviceGetMemoryInfo, h)
+            limit_mw = self._call(getattr(nvml, "nvmlDeviceGetPowerManagementLimit", None), h)
+            out.append(
+                GpuInfo(
+                    index=index,
+                    name=_text(self._call(nvml.nvmlDeviceGetName, h, default="")),
+                    uuid=_text(self._call(nvml.nvmlDeviceGetUUID, h, default="")),
+                    memory_total_bytes=int(getattr(mem, "total", 0) or 0),
+                    power_limit_watts=None if not limit_mw else float(limit_mw) / 1000,
+                    driver_version=_text(driver) if driver else None,
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        self._shutdown(self._nvml)
+
+    @staticmethod
+    def _shutdown(nvml: Any) -> None:
+        try:
+            nvml.nvmlShutdown()
+        except Exception as exc:
+            log.debug("nvmlShutdown failed: %s", exc)
+
+    @staticmethod
+    def _call(fn: Callable[..., Any] | None, *args: Any, default: Any = None) -> Any:
+        if fn is None:
+            return default
+        try:
+            return fn(*args)
+        except Exception:  # one figure this GPU does not report
+            return default
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

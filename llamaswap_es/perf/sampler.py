@@ -1,0 +1,101 @@
+"""The performance sampler: host and GPU figures every `performance.every`, one hour kept.
+
+One background task (owned by whoever calls `start`, cancelled by `stop`) samples on a thread so a
+slow psutil or NVML call never stalls the event loop. Each ring buffer holds an hour of samples,
+as llama-swap's do (spec/api.md §17). `performance.disabled` means no task, no samples, and the
+HTTP layer answers 503 `{"enabled":false}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import psutil
+
+from llamaswap_es.perf.nvml import NvmlGpus
+from llamaswap_es.perf.samples import GpuStat, SysStat
+from llamaswap_es.perf.system import sample_system
+
+log = logging.getLogger("llamaswap_es.perf.sampler")
+
+MIN_EVERY_S = 5.0
+HISTORY_S = 3600.0
+
+
+class PerformanceSampler:
+    def __init__(
+        self,
+        *,
+        every_s: float = 5.0,
+        disabled: bool = False,
+        gpus: NvmlGpus | None = None,
+        ps: ModuleType = psutil,
+        clock: Callable[[], float] = time.time,
+        min_every_s: float = MIN_EVERY_S,
+    ) -> None:
+        self.every_s = max(float(every_s), min_every_s)
+        self.disabled = disabled
+        self.gpus = gpus
+        self._ps = ps
+        self._clock = clock
+        size = max(1, int(HISTORY_S // self.every_s))
+        self._sys: deque[SysStat] = deque(maxlen=size)
+        self._gpu: deque[list[GpuStat]] = deque(maxlen=size)
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_config(cls, performance: Any, gpus: NvmlGpus | None) -> PerformanceSampler:
+        """From the config's `performance` block (`every` is in nanoseconds, Go's duration)."""
+        return cls(every_s=performance.every / 1e9, disabled=performance.disabled, gpus=gpus)
+
+    @property
+    def enabled(self) -> bool:
+        return not self.disabled
+
+    def sample_once(self) -> None:
+        """Take one sample now (blocking; the task calls it on a thread)."""
+        now = self._clock()
+        self._sys.append(sample_system(self._ps, now))
+        if self.gpus is not None:
+            self._gpu.append(self.gpus.sample(now))
+
+    def start(self) -> None:
+        if self.disabled or self._task is not None:
+            return
+        self._task = asyncio.create_task(self._run(), name="performance sampler")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.sample_once)
+            except Exception:
+                log.exception("performance sampling failed; trying again next period")
+            await asyncio.sleep(self.every_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.gpus is not None:
+            self.gpus.close()
+
+    def sys_stats(self, after: float | None = None) -> list[SysStat]:
+        return [s for s in self._sys if after is None or s.timestamp > after]
+
+    def gpu_stats(self, after: float | None = None) -> list[GpuStat]:
+        return [g for batch in self._gpu for g in batch if after is None or g.timestamp > after]
+
+    def latest_sys(self) -> SysStat | None:
+        return self._sys[-1] if self._sys else None
+
+    def latest_gpus(self) -> list[GpuStat]:
+        return sorted(self._gpu[-1], key=lambda g: g.id) if self._gpu else []

@@ -1,0 +1,139 @@
+"""The `activity` table: one row per finished request, kept up to date from the event log.
+
+`ActivityProjection.apply(conn, envelopes)` runs on the projections' write thread: it skips what
+its checkpoint says it already applied, folds the rest (`ActivityFold`), and writes the new rows
+together with the checkpoint in one transaction, so a crash between the two is impossible and a
+restart never counts a request twice. `rebuild` empties the table and folds the whole log again;
+ids are assigned in log order, so a rebuilt table equals the live one row for row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llamaswap_es.events.types import Envelope
+from llamaswap_es.projections.activity_fold import ROW_COLUMNS, ActivityFold
+from llamaswap_es.projections.database import read_checkpoint, write_checkpoint, write_transaction
+
+NAME = "activity"
+IDLE_CHECKPOINT_EVERY = 5_000
+"""Batches that change nothing skip the write; the checkpoint still moves every this many seqs so
+a restart does not re-read a long quiet tail."""
+
+_INSERT = (
+    f"INSERT INTO activity ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRow:
+    """A row just written: its activity id and our request id (for the `activity` SSE event)."""
+
+    id: int
+    request_id: str
+    model: str
+
+
+class ActivityProjection:
+    name = NAME
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fold: ActivityFold | None = None
+        self.seq = 0
+        self._written_seq = 0
+
+    def load(self, conn: sqlite3.Connection) -> int:
+        """Read the checkpoint (once); returns the last seq applied."""
+        if self.fold is None:
+            checkpoint = read_checkpoint(conn, NAME)
+            self.fold = ActivityFold.from_state(checkpoint.state)
+            self.seq = self._written_seq = checkpoint.seq
+        return self.seq
+
+    def apply(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope]) -> list[AppliedRow]:
+        """Fold `envelopes` (any already applied are skipped) and write the new rows."""
+        self.load(conn)
+        assert self.fold is not None
+        snapshot = self.fold.to_state()
+        rows: list[dict[str, Any]] = []
+        last = self.seq
+        touched = False
+        for env in envelopes:
+            if env.seq <= last:
+                continue
+            last = env.seq
+            row = self.fold.step(env)
+            touched = touched or _matters(env)
+            if row is not None:
+                rows.append(row)
+        if last == self.seq:
+            return []
+        if not touched and last - self._written_seq < IDLE_CHECKPOINT_EVERY:
+            self.seq = last  # nothing changed: re-reading these after a restart is harmless
+            return []
+        try:
+            applied = self._write(conn, rows, last)
+        except BaseException:
+            self.fold = ActivityFold.from_state(snapshot)  # the transaction rolled back
+            raise
+        self.seq = self._written_seq = last
+        return applied
+
+    def _write(
+        self, conn: sqlite3.Connection, rows: list[dict[str, Any]], last: int
+    ) -> list[AppliedRow]:
+        assert self.fold is not None
+        applied: list[AppliedRow] = []
+        with write_transaction(conn, self.path):
+            for row in rows:
+                cursor = conn.execute(_INSERT, [row[c] for c in ROW_COLUMNS])
+                row_id = int(cursor.lastrowid or 0)
+                applied.append(AppliedRow(row_id, row["request_id"], row["model_id"]))
+            write_checkpoint(conn, NAME, last, self.fold.to_state())
+        return applied
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        """Empty the table and the checkpoint (ids start from 1 again)."""
+        with write_transaction(conn, self.path):
+            conn.execute("DELETE FROM activity")
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = 'activity'")
+            conn.execute("DELETE FROM projection_checkpoints WHERE name = ?", (NAME,))
+        self.fold = ActivityFold()
+        self.seq = self._written_seq = 0
+
+    def rebuild(
+        self, conn: sqlite3.Connection, envelopes: Iterable[Envelope], page: int = 5_000
+    ) -> int:
+        """Drop everything and fold `envelopes` (the whole log) again; returns rows written."""
+        self.reset(conn)
+        written = 0
+        batch: list[Envelope] = []
+        for env in envelopes:
+            batch.append(env)
+            if len(batch) >= page:
+                written += len(self.apply(conn, batch))
+                batch.clear()
+        written += len(self.apply(conn, batch))
+        if self.seq > self._written_seq:  # a quiet tail: record how far the rebuild read
+            with write_transaction(conn, self.path):
+                write_checkpoint(conn, NAME, self.seq, self.fold.to_state() if self.fold else {})
+            self._written_seq = self.seq
+        return written
+
+
+_RELEVANT = frozenset(
+    {
+        "RequestReceived", "RequestFinished", "RequestCancelled", "RequestAbandoned", "Reject",
+        "Dispatch", "SwapPlanned", "StartProcess", "ProcessReady", "ProcessStartFailed",
+        "ProcessStopped", "ProcessExited",
+    }
+)  # fmt: skip
+
+
+def _matters(env: Envelope) -> bool:
+    return env.type in _RELEVANT

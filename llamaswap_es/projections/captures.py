@@ -1,0 +1,257 @@
+"""Captures: the request and response of recent requests, as llama-swap keeps them (§15).
+
+A `CaptureRecorder` is fed by the request handler: the request headers and the body the upstream
+received (after filters), the response headers, every response chunk (through the forwarder's
+`tap`), and then `finish(status)`. What it keeps follows llama-swap's rules: per-path capture
+levels, no response body for a failed request, no capture at all for an empty or undecodable
+body, the stored body decompressed (so `Content-Encoding` is dropped). Credentials never enter a
+capture: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key` become
+`[REDACTED]`, and so does any header whose value contains a configured API key.
+
+`CaptureStore` keeps them in the `captures` table as CBOR compressed with zstd, within a byte
+budget (`captureBuffer` MiB, oldest evicted first, an item larger than the budget skipped) and
+an age limit. Unlike llama-swap's in-memory cache, captures survive a restart (ARCHITECTURE §9.8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import sqlite3
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cbor2
+import zstandard
+
+from llamaswap_es.projections.database import ProjectionDatabase, write_transaction
+from llamaswap_es.projections.inflight import REDACTED_HEADERS
+
+log = logging.getLogger("llamaswap_es.projections.captures")
+
+MIB = 1024 * 1024
+ZSTD_LEVEL = 9
+DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000
+
+# path → (request headers, request body, response headers, response body); default: all four.
+CAPTURE_LEVELS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "/v1/audio/speech": (True, True, True, False),
+    "/v1/audio/voices": (True, False, True, True),
+    "/v1/audio/transcriptions": (True, False, True, True),
+    "/v1/images/generations": (True, True, True, False),
+    "/v1/images/edits": (True, False, True, False),
+    "/sdapi/v1/txt2img": (True, True, True, False),
+    "/sdapi/v1/img2img": (True, False, True, False),
+}
+ALL_PARTS = (True, True, True, True)
+
+
+def capture_level(path: str) -> tuple[bool, bool, bool, bool]:
+    return CAPTURE_LEVELS.get(path.split("?", 1)[0], ALL_PARTS)
+
+
+def redact(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
+    """First value per header (canonical name); credentials and configured keys redacted."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        canonical = "-".join(part.capitalize() for part in name.split("-"))
+        if canonical in out:
+            continue
+        sensitive = name.lower() in REDACTED_HEADERS or any(s and s in value for s in secrets)
+        out[canonical] = "[REDACTED]" if sensitive else value
+    return out
+
+
+def encode_capture(capture: dict[str, Any]) -> bytes:
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(cbor2.dumps(capture))
+
+
+def decode_capture(data: bytes) -> dict[str, Any]:
+    return cbor2.loads(zstandard.ZstdDecompressor().decompress(data))
+
+
+def capture_json(activity_id: int, capture: dict[str, Any]) -> dict[str, Any]:
+    """llama-swap's JSON shape: byte fields base64, absent parts null."""
+
+    def b64(value: bytes | None) -> str | None:
+        return None if value is None else base64.b64encode(value).decode()
+
+    return {
+        "id": activity_id,
+        "req_path": capture.get("req_path", ""),
+        "req_headers": capture.get("req_headers"),
+        "req_body": b64(capture.get("req_body")),
+        "resp_headers": capture.get("resp_headers"),
+        "resp_body": b64(capture.get("resp_body")),
+    }
+
+
+class CaptureStore:
+    """Captures in the database, within `budget_bytes` (stored size) and `max_age_ms`."""
+
+    def __init__(
+        self,
+        db: ProjectionDatabase,
+        *,
+        budget_mib: float,
+        max_age_ms: int | None = DEFAULT_MAX_AGE_MS,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self._db = db
+        self.budget_bytes = int(budget_mib * MIB) if budget_mib > 0 else 0
+        self.max_age_ms = max_age_ms
+        self.secrets = tuple(secrets)
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget_bytes > 0
+
+    def recorder(self, request_id: str, path: str) -> CaptureRecorder | None:
+        """A recorder for one request, or None when captures are off (`captureBuffer` ≤ 0)."""
+        if not self.enabled:
+            return None
+        return CaptureRecorder(self, request_id, path)
+
+    async def save(self, request_id: str, capture: dict[str, Any]) -> bool:
+        """Compress (on a thread) and store; False when it alone exceeds the budget."""
+        data = await asyncio.to_thread(encode_capture, capture)
+        if len(data) > self.budget_bytes:
+            log.info("capture of %s skipped: %d bytes exceed the budget", request_id, len(data))
+            return False
+        await self._db.run(lambda conn: self._insert(conn, request_id, data))
+        return True
+
+    def _insert(self, conn: sqlite3.Connection, request_id: str, data: bytes) -> None:
+        now = time.time_ns() // 1_000_000
+        with write_transaction(conn, self._db.path):
+            conn.execute(
+                "INSERT OR REPLACE INTO captures (request_id, created_ms, size_bytes, data) "
+                "VALUES (?, ?, ?, ?)",
+                (request_id, now, len(data), data),
+            )
+            if self.max_age_ms is not None:
+                conn.execute("DELETE FROM captures WHERE created_ms < ?", (now - self.max_age_ms,))
+            total = conn.execute("SELECT coalesce(sum(size_bytes), 0) FROM captures").fetchone()[0]
+            if total > self.budget_bytes:
+                self._evict(conn, total - self.budget_bytes)
+
+    @staticmethod
+    def _evict(conn: sqlite3.Connection, excess: int) -> None:
+        doomed: list[str] = []
+        for request_id, size in conn.execute(
+            "SELECT request_id, size_bytes FROM captures ORDER BY created_ms, rowid"
+        ):
+            if excess <= 0:
+                break
+            doomed.append(request_id)
+            excess -= size
+        conn.executemany("DELETE FROM captures WHERE request_id = ?", [(r,) for r in doomed])
+
+    async def load(self, activity_id: int) -> dict[str, Any] | None:
+        """The capture of an activity row in llama-swap's JSON shape, or None."""
+        row = await self._db.query(
+            lambda conn: conn.execute(
+                "SELECT c.data FROM activity a JOIN captures c ON c.request_id = a.request_id "
+                "WHERE a.id = ?",
+                (activity_id,),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        capture = await asyncio.to_thread(decode_capture, bytes(row[0]))
+        return capture_json(activity_id, capture)
+
+
+class CaptureRecorder:
+    """One request's capture while it is served; bounded by the store's budget."""
+
+    def __init__(self, store: CaptureStore, request_id: str, path: str) -> None:
+        self._store = store
+        self.request_id = request_id
+        self.path = path
+        self._level = capture_level(path)
+        self._limit = store.budget_bytes
+        self._req_headers: dict[str, str] | None = None
+        self._req_body: bytes | None = None
+        self._resp_headers: dict[str, str] | None = None
+        self._encoding = ""
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.too_large = False
+
+    def request(self, headers: Mapping[str, str], body: bytes | None) -> None:
+        """The request as the upstream received it (body after filters)."""
+        if self._level[0]:
+            self._req_headers = redact(headers, self._store.secrets)
+        if self._level[1] and body is not None:
+            if len(body) > self._limit:
+                self.too_large = True
+            else:
+                self._req_body = bytes(body)
+
+    def response_headers(self, headers: Mapping[str, str]) -> None:
+        self._encoding = headers.get("Content-Encoding", headers.get("content-encoding", ""))
+        if self._level[2]:
+            kept = {k: v for k, v in headers.items() if k.lower() != "content-encoding"}
+            self._resp_headers = redact(kept, self._store.secrets)
+
+    def tap(self, chunk: bytes) -> None:
+        """Every response chunk (the forwarder's `tap`); stops keeping past the budget."""
+        if not self._level[3] or self.too_large or not chunk:
+            return
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self.too_large = True
+            self._chunks.clear()
+            return
+        self._chunks.append(bytes(chunk))
+
+    async def finish(self, status: int) -> bool:
+        """Store the capture (llama-swap's rules); True when one was stored."""
+        if self.too_large:
+            return False
+        raw = b"".join(self._chunks)
+        self._chunks.clear()
+        if status == 200:
+            if not raw and self._level[3]:
+                return False  # an empty body: no capture
+            try:
+                body = _decompress(raw, self._encoding, self._limit)
+            except (zlib.error, OverflowError) as exc:
+                log.info("capture of %s skipped: response decode failed: %s", self.request_id, exc)
+                return False
+            resp_body = body if self._level[3] else None
+        else:
+            resp_body = None  # failed requests never store the response body
+        capture = {
+            "req_path": self.path,
+            "req_headers": self._req_headers,
+            "req_body": self._req_body,
+            "resp_headers": self._resp_headers,
+            "resp_body": resp_body,
+        }
+        return await self._store.save(self.request_id, capture)
+
+
+def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+    """gzip/deflate decoded, at most `limit` bytes out (a larger body raises OverflowError)."""
+    encoding = encoding.strip().lower()
+    if encoding == "gzip":
+        return _inflate(raw, 16 + zlib.MAX_WBITS, limit)
+    if encoding == "deflate":
+        try:
+            return _inflate(raw, zlib.MAX_WBITS, limit)
+        except zlib.error:
+            return _inflate(raw, -zlib.MAX_WBITS, limit)
+    return raw
+
+
+def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(raw, limit + 1)
+    if len(out) > limit:
+        raise OverflowError(f"the decoded body exceeds {limit} bytes")
+    return out

@@ -1,0 +1,124 @@
+"""Everything the projections need at run time, started and stopped together with the server.
+
+`Projections.start(service, …)` opens the projections' connections to the event log's database,
+catches the activity table up from its checkpoint, follows the run loop live, starts the
+performance sampler and takes the hardware snapshot. The object is also the `deps` that every
+`register_routes(router, deps)` in this package takes, so wiring the routes is one line each.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+
+from llamaswap_es.config.models import LlamaSwapConfig
+from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.perf.hardware import detect_hardware
+from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
+from llamaswap_es.perf.sampler import PerformanceSampler
+from llamaswap_es.projections.activity import ActivityProjection
+from llamaswap_es.projections.captures import CaptureStore
+from llamaswap_es.projections.database import ProjectionDatabase
+from llamaswap_es.projections.event_hub import EventHub
+from llamaswap_es.projections.inflight import InflightTracker
+from llamaswap_es.projections.metrics import LogGauges, ModelMetrics, metrics_registry
+from llamaswap_es.projections.runner import LogSource, ProjectionRunner
+
+if TYPE_CHECKING:
+    from llamaswap_es.runtime.service import SwapService
+
+log = logging.getLogger("llamaswap_es.projections")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(eq=False)
+class Projections:
+    """The running projections and the handles the HTTP handlers use (their `deps`)."""
+
+    db: ProjectionDatabase
+    store: LogSource
+    runner: ProjectionRunner
+    captures: CaptureStore
+    registry: CollectorRegistry
+    model_metrics: ModelMetrics
+    log_gauges: LogGauges
+    sampler: PerformanceSampler
+    hardware: dict[str, Any] | None
+    inflight: InflightTracker
+    state: Callable[[], SchedulerState | None]
+    config: Callable[[], LlamaSwapConfig]
+    clock_ms: Callable[[], int] = wall_ms
+
+    @property
+    def db_path(self) -> Path:
+        return self.db.path
+
+    @classmethod
+    async def start(
+        cls,
+        service: SwapService,
+        *,
+        inflight: InflightTracker,
+        hub: EventHub | None = None,
+        nvml: Any | None = None,
+        use_nvml: bool = True,
+    ) -> Projections:
+        """Start after `service.start()`; `nvml` replaces pynvml (tests hand in a fake)."""
+        assert service.store is not None and service.loop is not None
+        config = service.config
+        db = ProjectionDatabase(service.store.path)
+        loop = service.loop
+        gpus = None
+        if not config.performance.disabled and use_nvml:
+            gpus = NvmlGpus.open(nvml if nvml is not None else load_nvml())
+        sampler = PerformanceSampler.from_config(config.performance, gpus)
+        try:
+            hardware: dict[str, Any] | None = detect_hardware(gpus)
+        except Exception as exc:  # /api/hardware answers 503 instead
+            log.warning("hardware detection failed: %s", exc)
+            hardware = None
+        registry, model_metrics, log_gauges = metrics_registry(
+            state=lambda: loop.state, sampler=sampler
+        )
+        model_metrics.seq = await service.store.last_seq()
+        runner = ProjectionRunner(
+            db, service.store, activity=ActivityProjection(db.path), memory=[model_metrics]
+        )
+        if hub is not None:
+            runner.add_row_listener(
+                lambda rows: [hub.publish("activity", {"id": row.id}) for row in rows]
+            )
+        loop.add_listener(runner.on_committed)
+        await runner.start()
+        sampler.start()
+        captures = CaptureStore(db, budget_mib=config.capture_buffer, secrets=config.api_keys)
+        return cls(
+            db=db,
+            store=service.store,
+            runner=runner,
+            captures=captures,
+            registry=registry,
+            model_metrics=model_metrics,
+            log_gauges=log_gauges,
+            sampler=sampler,
+            hardware=hardware,
+            inflight=inflight,
+            state=lambda: loop.state,
+            config=lambda: service.config,
+            clock_ms=service.clock.now_ms,
+        )
+
+    async def stop(self) -> None:
+        """Call before `service.shutdown()` (the runner reads the still-open log)."""
+        await self.runner.stop()
+        await self.sampler.stop()
+        self.db.close()

@@ -1,0 +1,88 @@
+"""What the UI and the API show of the scheduler right now: the queue view and `modelStatus`.
+
+Both are built on demand from the reducer's read-only views (`core.views`) and the config, so they
+can never drift from what the scheduler decides; there is nothing to checkpoint or rebuild.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llamaswap_es.config.models import LlamaSwapConfig
+from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.core.views import model_views, queue_view
+
+UI_STATES = {"failed": "stopped"}
+"""Our states the llama-swap UI does not know, shown as the nearest one it does."""
+
+
+def queue_payload(st: SchedulerState | None, now_ms: int) -> dict[str, Any]:
+    """`GET /api/queue`: every model's state, depth and in-flight count, and every waiter."""
+    if st is None:
+        return {"models": [], "requests": []}
+    models = [
+        {
+            "id": v.model,
+            "state": v.state,
+            "queue_depth": v.queue_depth + v.waiting,
+            "in_flight": v.in_flight,
+            "swapping": v.swapping,
+        }
+        for v in model_views(st)
+        if not v.retired or v.state != "stopped"
+    ]
+    requests = [
+        {
+            "request_id": r.request_id,
+            "model": r.model,
+            "phase": r.phase,
+            "position": r.position,
+            "waited_ms": max(0, now_ms - r.received_ms),
+            "is_load": r.is_load,
+        }
+        for r in queue_view(st)
+    ]
+    return {"models": models, "requests": requests}
+
+
+def model_status_payload(
+    config: LlamaSwapConfig, st: SchedulerState | None
+) -> list[dict[str, Any]]:
+    """The `modelStatus` SSE payload (spec/api.md §12): local models by id, then peer models."""
+    states = {v.model: v.state for v in model_views(st)} if st is not None else {}
+    shutting_down = st is not None and st.shutting_down
+    out: list[dict[str, Any]] = []
+    for model_id in sorted(config.models):
+        model = config.models[model_id]
+        state = UI_STATES.get(states.get(model_id, "stopped"), states.get(model_id, "stopped"))
+        if shutting_down and state == "stopped":
+            state = "shutdown"
+        entry: dict[str, Any] = {
+            "id": model_id,
+            "name": model.name,
+            "description": model.description,
+            "state": state,
+            "unlisted": model.unlisted,
+            "peerID": "",
+        }
+        if model.aliases:
+            entry["aliases"] = list(model.aliases)
+        caps = model.capabilities
+        if not caps.is_empty():
+            entry["capabilities"] = caps.model_dump(by_alias=True)
+            if caps.context > 0:
+                entry["context_length"] = caps.context
+        out.append(entry)
+    for peer_id in sorted(config.peers):
+        for name in config.peers[peer_id].models:
+            out.append(
+                {
+                    "id": f"{peer_id}/{name}",
+                    "name": "",
+                    "description": "",
+                    "state": "",
+                    "unlisted": False,
+                    "peerID": peer_id,
+                }
+            )
+    return out

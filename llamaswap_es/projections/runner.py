@@ -1,0 +1,175 @@
+"""Keeps the projections up to date with the log, live and after a restart.
+
+The run loop calls `ProjectionRunner.on_committed(envelopes)` after each committed batch (register
+it with `RunLoop.add_listener`); that only appends to a bounded buffer and wakes the runner's task,
+so the loop is never slowed. The task hands what is buffered to the projections: the activity
+table on the projections' write thread, in-memory projections (metrics) on the event loop. When
+it falls behind (the buffer overflowed, or it starts with a checkpoint older than the log's end)
+it reads the missing seqs from the store instead, a page at a time, so nothing is ever skipped
+and nothing is applied twice (every projection ignores seqs at or below its checkpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from llamaswap_es.events.types import Envelope
+from llamaswap_es.projections.activity import ActivityProjection, AppliedRow
+from llamaswap_es.projections.database import ProjectionDatabase
+
+log = logging.getLogger("llamaswap_es.projections.runner")
+
+RowListener = Callable[[list[AppliedRow]], None]
+
+
+class LogSource(Protocol):
+    """What the runner reads from the event store."""
+
+    async def last_seq(self) -> int: ...
+
+    async def read(self, *, from_seq: int = 1, limit: int | None = None) -> list[Envelope]: ...
+
+
+class MemoryProjection(Protocol):
+    """A projection held in memory (metrics): `seq` is the last seq it applied."""
+
+    name: str
+    seq: int
+
+    def apply(self, envelopes: Sequence[Envelope]) -> None: ...
+
+
+class ProjectionRunner:
+    def __init__(
+        self,
+        db: ProjectionDatabase,
+        store: LogSource,
+        *,
+        activity: ActivityProjection,
+        memory: Sequence[MemoryProjection] = (),
+        max_buffer: int = 20_000,
+        page: int = 2_000,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self.activity = activity
+        self.memory = list(memory)
+        self._max_buffer = max_buffer
+        self._page = page
+        self._buffer: deque[Envelope] = deque()
+        self._overflowed = False
+        self._wakeup = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._next = 1
+        self._task: asyncio.Task[None] | None = None
+        self._row_listeners: list[RowListener] = []
+        self.failure: BaseException | None = None
+
+    def add_row_listener(self, listener: RowListener) -> None:
+        """`listener(rows)` after activity rows are committed (e.g. the `activity` SSE event)."""
+        self._row_listeners.append(listener)
+
+    @property
+    def applied_seq(self) -> int:
+        """Every seq up to this one is in every projection."""
+        return self._next - 1
+
+    async def lag(self) -> int:
+        """How many committed events the projections have not applied yet."""
+        return max(0, await self._store.last_seq() - self.applied_seq)
+
+    async def start(self) -> None:
+        """Read the checkpoints and start following (catching up from the oldest one)."""
+        activity_seq = await self._db.run(self.activity.load)
+        self._next = min([activity_seq, *(m.seq for m in self.memory)]) + 1
+        self._task = asyncio.create_task(self._run(), name="projections")
+
+    def on_committed(self, envelopes: Sequence[Envelope]) -> None:
+        """The run loop's listener: buffer and wake (never blocks, never raises)."""
+        if self._overflowed:
+            self._wakeup.set()
+            return
+        if len(self._buffer) + len(envelopes) > self._max_buffer:
+            self._buffer.clear()
+            self._overflowed = True  # the runner re-reads the missing seqs from the log
+        else:
+            self._buffer.extend(envelopes)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                self._wakeup.clear()
+                if self._buffer or await self._store.last_seq() >= self._next:
+                    continue
+                await self._wakeup.wait()
+                continue
+            try:
+                await self._apply(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a projection must never take the server down
+                self.failure = exc
+                log.exception("projections stopped at seq %d: %s", self._next, exc)
+                self._progress.set()
+                return
+            self._next = batch[-1].seq + 1
+            self._progress.set()
+            self._progress = asyncio.Event()
+
+    async def _next_batch(self) -> list[Envelope]:
+        while self._buffer and self._buffer[0].seq < self._next:
+            self._buffer.popleft()
+        if not self._overflowed and self._buffer and self._buffer[0].seq == self._next:
+            batch = list(self._buffer)
+            self._buffer.clear()
+            return batch
+        if self._overflowed:
+            self._overflowed = False
+        if await self._store.last_seq() < self._next:
+            return []
+        return await self._store.read(from_seq=self._next, limit=self._page)
+
+    async def _apply(self, batch: list[Envelope]) -> None:
+        rows = await self._db.run(lambda conn: self.activity.apply(conn, batch))
+        for projection in self.memory:
+            projection.apply(batch)
+        if rows:
+            for listener in self._row_listeners:
+                try:
+                    listener(rows)
+                except Exception:
+                    log.exception("an activity row listener failed")
+
+    async def wait_for(self, seq: int, timeout_s: float = 10.0) -> None:
+        """Wait until every seq up to `seq` is applied (tests, the rebuild command)."""
+        async with asyncio.timeout(timeout_s):
+            while self.applied_seq < seq:
+                if self.failure is not None:
+                    raise RuntimeError("the projections stopped") from self.failure
+                await self._progress.wait()
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until everything committed so far is applied."""
+        await self.wait_for(await self._store.last_seq(), timeout_s)
+
+    async def stop(self) -> None:
+        """Apply what is committed, then stop the task (the database is closed by its owner)."""
+        if self._task is None:
+            return
+        if self.failure is None and not self._task.done():
+            try:
+                await self.flush()
+            except TimeoutError:
+                log.warning("projections did not catch up before shutdown; they will on restart")
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None

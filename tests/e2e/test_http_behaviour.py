@@ -1,0 +1,153 @@
+"""What a client sees over HTTP: collation, errors with llama-swap's codes, the loading stream,
+an upstream that dies mid-stream. Every check reads real responses and the real event log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from llamaswap_es.events.reader import open_log
+from tests.fixtures.server import config_text, fake_model
+
+CHAT = "/v1/chat/completions"
+
+
+def _chat(model: str, **extra: object) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+async def _count_events(http: aiohttp.ClientSession, url: str, event_type: str) -> int:
+    async with http.get(f"{url}/api/log/events", params={"type": event_type, "limit": "1000"}) as r:
+        return len((await r.json())["events"])
+
+
+async def _wait_for_events(
+    http: aiohttp.ClientSession, url: str, event_type: str, count: int, timeout_s: float = 20
+) -> None:
+    async with asyncio.timeout(timeout_s):
+        while await _count_events(http, url, event_type) < count:
+            await asyncio.sleep(0.02)
+
+
+async def test_abcabc_is_served_aabbcc_with_three_loads(server_factory) -> None:
+    models = [fake_model(m, "--load-delay-ms", "400", "--tokens", "3") for m in "abc"]
+    server = server_factory(config_text(models))
+    async with aiohttp.ClientSession() as http:
+        tasks = []
+        for i, model in enumerate("abcabc"):
+            tasks.append(asyncio.create_task(http.post(server.url + CHAT, json=_chat(model))))
+            await _wait_for_events(http, server.url, "RequestReceived", i + 1)
+        responses = await asyncio.gather(*tasks)
+        assert [r.status for r in responses] == [200] * 6
+        for r in responses:
+            r.release()
+    with open_log(server.db_path) as reader:
+        events = list(reader.iter_envelopes())
+    dispatched = [e.body.model for e in events if e.type == "Dispatch"]
+    loads = [e.body.model for e in events if e.type == "StartProcess"]
+    assert dispatched == list("aabbcc")
+    assert loads == list("abc")
+
+
+async def test_errors_carry_llama_swaps_status_and_message(server_factory) -> None:
+    header = "llamaswap-es:\n  maxRequestBodyMB: 1"
+    server = server_factory(config_text([fake_model("a")], header=header))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=_chat("nope")) as r:
+            assert r.status == 404
+            assert (await r.json())["error"]["message"] == "no router for requested model"
+        async with http.post(server.url + CHAT, json={"messages": []}) as r:
+            assert r.status == 404
+            assert "no model id could be identified" in (await r.text())
+        headers = {"Content-Type": "application/json"}
+        async with http.post(server.url + CHAT, data=b'{"model": "a",', headers=headers) as r:
+            assert r.status == 400
+        big = json.dumps(_chat("a", padding="x" * (2 * 1024 * 1024))).encode()
+        async with http.post(server.url + CHAT, data=big, headers=headers) as r:
+            assert r.status == 413
+            assert "1048576" in (await r.text())
+        async with http.post(
+            server.url + CHAT, json=_chat("nope"), headers={"Accept": "text/plain"}
+        ) as r:
+            assert await r.text() == "llama-swap: no router for requested model"
+
+
+async def test_a_request_over_the_concurrency_limit_gets_429(server_factory) -> None:
+    flags = ("--tokens", "200", "--token-delay-ms", "20")
+    model = fake_model("a", *flags, extra="concurrencyLimit: 1")
+    server = server_factory(config_text([model]))
+    async with aiohttp.ClientSession() as http:
+        first = await http.post(server.url + CHAT, json=_chat("a", stream=True))
+        assert first.status == 200
+        await first.content.readline()  # the first streamed line: it is being served
+        async with http.post(server.url + CHAT, json=_chat("a")) as second:
+            assert second.status == 429
+            assert second.headers["Retry-After"] == "1"
+            assert (await second.json())["error"]["type"] == "rate_limit_error"
+        first.close()
+
+
+async def test_api_keys_guard_every_route_but_health(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")], header="apiKeys: [sekret]"))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url + "/v1/models") as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"] == 'Basic realm="llama-swap"'
+        async with http.get(server.url + "/health") as r:
+            assert r.status == 200
+        auth = {"Authorization": "Bearer sekret"}
+        async with http.get(server.url + "/v1/models", headers=auth) as r:
+            assert r.status == 200
+        async with http.get(server.url + "/api/events", headers={"x-api-key": "nope"}) as r:
+            assert r.status == 401
+    assert "sekret" not in server.output()
+
+
+async def test_the_loading_stream_shows_progress_then_the_answer(server_factory) -> None:
+    model = fake_model("a", "--load-delay-ms", "1200", "--tokens", "5")
+    server = server_factory(config_text([model], header="sendLoadingState: true"))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.url + CHAT, json=_chat("a", stream=True)) as r,
+    ):
+        assert r.status == 200
+        body = (await r.read()).decode()
+    reasoning = ""
+    content = ""
+    for line in body.splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        delta = json.loads(line[6:])["choices"][0]["delta"]
+        reasoning += delta.get("reasoning_content") or ""
+        content += delta.get("content") or ""
+    assert "llama-swap loading model: a" in reasoning
+    assert "Done! (" in reasoning
+    assert content.startswith("alpha bravo")
+
+
+async def test_an_upstream_that_dies_mid_stream_gives_a_clear_error_and_is_reloaded(
+    server_factory,
+) -> None:
+    model = fake_model("a", "--exit-during-request", "--tokens", "20", "--token-delay-ms", "5")
+    server = server_factory(config_text([model]))
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    for _ in range(2):
+        stream = await client.chat.completions.create(**_chat("a", stream=True))
+        with pytest.raises(openai.APIError):
+            async for _chunk in stream:
+                pass
+    await client.close()
+    async with aiohttp.ClientSession() as http:
+        await _wait_for_events(http, server.url, "RequestFinished", 2)
+    with open_log(server.db_path) as reader:
+        events = list(reader.iter_envelopes())
+    starts = [e.body.instance for e in events if e.type == "StartProcess"]
+    assert starts == [1, 2]
+    assert any(e.type == "ProcessExited" for e in events)
+    finished = [e.body for e in events if e.type == "RequestFinished"]
+    assert len(finished) == 2
+    assert all("upstream connection lost" in (f.error or "") for f in finished), finished

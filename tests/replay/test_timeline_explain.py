@@ -1,0 +1,77 @@
+"""Timeline and explain show what a user needs: waits, load times, the rule, the queue."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from llamaswap_es.events.reader import open_log
+from tests.replay.conftest import run_replay
+from tools.replay.errors import ReplayError
+from tools.replay.explain import explain, explain_log
+
+
+def _seq(path: Path, type_name: str, nth: int = 0) -> int:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT seq FROM events WHERE type = ? ORDER BY seq", (type_name,))
+        return [r[0] for r in rows][nth]
+
+
+def test_timeline_lines_carry_local_time_and_the_waits(abc_log: Path) -> None:
+    result = run_replay("timeline", "--db", abc_log)
+    assert result.rc == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].startswith("2023-11-14 22:13:20.000         1  ServerStarted")
+    text = result.out
+    assert "A ready (instance 1) after 500 ms loading" in text
+    assert "request r1 dispatched to B (instance 1), queue wait 2030 ms" in text
+    assert "A stopped (instance 1) after 40 ms" in text
+    assert "request r1 finished on B: status 200 in 1000 ms" in text
+    assert "swap to B planned for r1: evict A (rule: group g: swap=true evicts A)" in text
+    assert "queue: r1 #1, r2 #2, r4 #3, r5 #4" in text
+
+
+def test_timeline_filters_by_model_and_window(abc_log: Path) -> None:
+    only_c = run_replay("timeline", "--db", abc_log, "--model", "C").out
+    assert "request r2 for C received" in only_c and "request r1" not in only_c
+    # a window after r2's arrival still knows when it arrived
+    late = run_replay("timeline", "--db", abc_log, "--from", "30").out.splitlines()
+    assert late[0].split()[2] == "30"
+    assert any("request r2 dispatched to C (instance 1), queue wait 3560 ms" in x for x in late)
+    since = run_replay("timeline", "--db", abc_log, "--since", "1s").out.splitlines()
+    assert since and all(x[11:23] >= "22:13:23.580" for x in since)  # the log's last second
+    assert len(since) < len(late)
+    bad = run_replay("timeline", "--db", abc_log, "--since", "soon")
+    assert bad.rc == 2 and "--since 'soon': expected a positive duration" in bad.err
+
+
+def test_explain_a_swap_names_the_rule_and_the_queue(abc_log: Path) -> None:
+    seq = _seq(abc_log, "SwapPlanned", 1)
+    with open_log(abc_log) as reader:
+        why = explain(reader, seq)
+    text = why.to_text()
+    assert "At 2023-11-14" in text and "request r3 on A finished with status 200" in text
+    assert 'By the rule "group g: swap=true evicts A", A cannot run beside B' in text
+    assert "queue #1: r1 for B" in text and "queue #4: r5 for C" in text
+    data = explain_log(abc_log, seq)
+    assert set(data) == {"seq", "decision", "cause", "explanation", "state_before"}
+    assert set(data["decision"]) == {"seq", "ts_ms", "type", "key", "boot", "cause", "payload"}
+    assert data["decision"]["payload"]["evict"] == ["A"]
+    assert data["cause"]["seq"] == data["decision"]["cause"]
+    assert [q["request_id"] for q in data["state_before"]["queue"]] == ["r1", "r2", "r4", "r5"]
+
+
+def test_explain_a_dispatch_gives_the_wait(abc_log: Path) -> None:
+    result = run_replay("explain", "--db", abc_log, "--seq", _seq(abc_log, "Dispatch", 2))
+    assert result.rc == 0, result.err
+    assert "Request r1 had waited 2030 ms" in result.out
+    assert "waiting on the swap to B" in result.out
+
+
+def test_explain_refuses_inputs_and_seqs_out_of_range(abc_log: Path) -> None:
+    with open_log(abc_log) as reader, pytest.raises(ReplayError, match="an input, not a decision"):
+        explain(reader, _seq(abc_log, "RequestReceived"))
+    result = run_replay("explain", "--db", abc_log, "--seq", "1000")
+    assert result.rc == 2 and "--seq 1000 is out of range" in result.err

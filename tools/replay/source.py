@@ -1,0 +1,147 @@
+"""Opening a log for the replay tool, and the facts about it every command needs.
+
+`open_source` takes an SQLite log or a `.cbor.zst` bundle (the reader layer tells them apart) and
+turns every way of failing to open one into a `ReplayError` that names the path. `LogFacts` holds
+the seq range and the versions that wrote it, so commands can check a `--seq` or `--from` against
+the real range and say when the log comes from another reducer version.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llamaswap_es.errors import StoreError
+from llamaswap_es.events import codec
+from llamaswap_es.events.reader import LogReader, connect_read_only, decode_checked, open_log
+from llamaswap_es.events.types import Envelope, event_class
+from tools.replay.errors import ReplayError
+
+
+def open_source(path: str | Path) -> LogReader:
+    """A reader over `path` (database or bundle); `ReplayError` when it is not a readable log."""
+    path = Path(path)
+    if not path.exists():
+        raise ReplayError(
+            f"{path}: no such file (give an event log database or a .cbor.zst bundle)"
+        )
+    if path.is_dir():
+        raise ReplayError(f"{path}: is a directory, not an event log")
+    try:
+        return open_log(path)
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class LogFacts:
+    """The seq range of a log and the reducer versions its snapshots were written by."""
+
+    path: Path
+    first_seq: int
+    last_seq: int
+    snapshot_versions: tuple[str, ...] = field(default=())
+    """Reducer versions of the snapshots stored beside the events (databases only)."""
+
+    @property
+    def empty(self) -> bool:
+        return self.last_seq == 0
+
+    def check_seq(self, seq: int, flag: str = "--seq") -> None:
+        if self.empty:
+            raise ReplayError(f"{self.path}: the log holds no events")
+        if not self.first_seq <= seq <= self.last_seq:
+            raise ReplayError(
+                f"{flag} {seq} is out of range: {self.path} holds seqs "
+                f"{self.first_seq}..{self.last_seq}"
+            )
+
+
+def log_facts(reader: LogReader) -> LogFacts:
+    """First and last seq (one cheap read each) and the snapshot versions of a database."""
+    try:
+        rows = reader.iter_rows(1, None)
+        first = next(rows, None)
+        rows.close()  # type: ignore[attr-defined]
+        last = reader.last_seq()
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+    return LogFacts(
+        path=reader.path,
+        first_seq=first[0] if first is not None else 0,
+        last_seq=last,
+        snapshot_versions=_snapshot_versions(reader.path),
+    )
+
+
+def _snapshot_versions(path: Path) -> tuple[str, ...]:
+    if path.name.endswith(".zst"):
+        return ()
+    try:
+        conn = connect_read_only(path)
+    except StoreError:
+        return ()
+    try:
+        rows = conn.execute(
+            "SELECT reducer_version FROM snapshots GROUP BY reducer_version ORDER BY max(seq)"
+        ).fetchall()
+    except sqlite3.Error:
+        return ()
+    finally:
+        conn.close()
+    return tuple(r[0] for r in rows)
+
+
+def is_decision_type(type_name: str) -> bool:
+    """Whether a stored `type` is a decision (unknown types count as inputs: decode says why)."""
+    try:
+        return event_class(type_name).IS_DECISION
+    except KeyError:
+        return False
+
+
+def iter_inputs(reader: LogReader, from_seq: int, to_seq: int | None) -> Iterator[Envelope]:
+    """The input events of a range, decoded; decision rows are skipped without being decoded."""
+    decision = _decision_types()
+    try:
+        for row in reader.iter_rows(from_seq, to_seq):
+            if row[2] not in decision:
+                yield decode_checked(row, reader.path, False)
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+
+
+def iter_all(reader: LogReader, from_seq: int, to_seq: int | None) -> Iterator[Envelope]:
+    """Every envelope of a range; a damaged row becomes a `ReplayError` naming its seq."""
+    try:
+        yield from reader.iter_envelopes(from_seq, to_seq)
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+
+
+def read_one(reader: LogReader, seq: int) -> Envelope | None:
+    for env in iter_all(reader, seq, seq):
+        return env
+    return None
+
+
+def _decision_types() -> frozenset[str]:
+    from llamaswap_es.events.types import all_event_classes
+
+    return frozenset(name for name, cls in all_event_classes().items() if cls.IS_DECISION)
+
+
+def envelope_json(env: Envelope) -> dict[str, Any]:
+    """`{"seq","ts_ms","type","key","boot","cause","payload"}`: one row as the API shows it."""
+    return {
+        "seq": env.seq,
+        "ts_ms": env.ts_ms,
+        "type": env.type,
+        "key": env.key,
+        "boot": env.boot,
+        "cause": env.cause,
+        "payload": codec.to_payload(env.body),
+    }

@@ -1,0 +1,182 @@
+"""What a what-if replays, read from a recorded log: arrivals, service, load and stop times.
+
+The log gives the traffic (when each request arrived, for which model, how long the upstream
+took to serve it once dispatched, whether its client gave up while waiting), the operators'
+inputs (configs, loads, unloads) and the machine's behaviour (how long each model took to load
+and to stop). It also gives the recorded figures (loads, swaps, waits), the left column of the
+what-if table.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from llamaswap_es.config.schedule import SchedulerConfig
+from llamaswap_es.events.types import (
+    ConfigApplied,
+    Dispatch,
+    Envelope,
+    Event,
+    LoadRequested,
+    ProcessReady,
+    ProcessStopped,
+    Reject,
+    RequestAbandoned,
+    RequestCancelled,
+    RequestFinished,
+    RequestReceived,
+    StartProcess,
+    StopProcess,
+    SwapPlanned,
+    UnloadRequested,
+)
+from tools.replay.errors import ReplayError
+
+DEFAULT_LOAD_MS = 1_000
+"""Load time assumed when the recording never saw any model load."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    request_id: str
+    model: str
+    arrived_ms: int
+    service_ms: int | None
+    """Recorded dispatch-to-finish time; None if it was never served."""
+    gave_up_after_ms: int | None
+    """Recorded wait before the client left (cancelled before dispatch), else None."""
+    status: int = 200
+
+
+@dataclass
+class Figures:
+    """Per-model outcome of one run, recorded or simulated."""
+
+    label: str
+    policy: str
+    loads: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    swaps: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Swaps to a model that had to stop at least one other model first."""
+    waits_ms: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    """Queue wait (dispatch - arrival) of each served request."""
+    rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def count_decision(
+        self, decision: object, ts_ms: int, arrivals: dict[str, tuple[int, str]]
+    ) -> None:
+        """Account one decision of this run (shared by the log reader and the simulator)."""
+        if isinstance(decision, StartProcess):
+            self.loads[decision.model] += 1
+        elif isinstance(decision, SwapPlanned):
+            if decision.evict:
+                self.swaps[decision.model] += 1
+        elif isinstance(decision, Dispatch):
+            arrived = arrivals.get(decision.request_id)
+            if arrived is not None:
+                self.waits_ms[decision.model].append(ts_ms - arrived[0])
+        elif isinstance(decision, Reject):
+            arrived = arrivals.get(decision.request_id)
+            self.rejected[arrived[1] if arrived else "?"] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """The recorded inputs a simulation replays, in time order, and the recorded figures."""
+
+    configs: tuple[tuple[int, ConfigApplied], ...]
+    requests: tuple[RecordedRequest, ...]
+    operations: tuple[tuple[int, Event], ...]
+    """Loads and unloads asked by operators or hooks, at their recorded times."""
+    load_ms: dict[str, int]
+    stop_ms: dict[str, int]
+    service_ms: dict[str, int]
+    """Median recorded service time per model, for requests the recording never served."""
+    recorded: Figures
+
+    @property
+    def schedule(self) -> SchedulerConfig:
+        """The first configuration in force (the recorded policy)."""
+        return SchedulerConfig.from_dict(self.configs[0][1].schedule)
+
+    def default_load_ms(self) -> int:
+        return int(statistics.median(self.load_ms.values())) if self.load_ms else DEFAULT_LOAD_MS
+
+
+def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
+    """Read arrivals, service times, load/stop durations and recorded figures from a log."""
+    configs: list[tuple[int, ConfigApplied]] = []
+    operations: list[tuple[int, Event]] = []
+    received: dict[str, tuple[int, str]] = {}
+    dispatched_at: dict[str, int] = {}
+    served: dict[str, tuple[int, int]] = {}
+    gave_up: dict[str, int] = {}
+    start_at: dict[tuple[str, int], int] = {}
+    stop_at: dict[tuple[str, int], int] = {}
+    loads: dict[str, list[int]] = defaultdict(list)
+    stops: dict[str, list[int]] = defaultdict(list)
+    recorded: Figures | None = None
+    for env in envelopes:
+        body, ts = env.body, env.ts_ms
+        if isinstance(body, ConfigApplied):
+            configs.append((ts, body))
+            if recorded is None:
+                policy = str(body.schedule.get("policy", "fifo"))
+                recorded = Figures(f"recorded ({policy})", policy)
+        elif isinstance(body, RequestReceived):
+            received.setdefault(body.request_id, (ts, body.model))
+        elif isinstance(body, LoadRequested | UnloadRequested):
+            operations.append((ts, body))
+        elif isinstance(body, Dispatch):
+            dispatched_at[body.request_id] = ts
+        elif isinstance(body, RequestFinished | RequestAbandoned):
+            began = dispatched_at.get(body.request_id)
+            if began is not None:
+                served[body.request_id] = (ts - began, getattr(body, "status", 200))
+            elif isinstance(body, RequestFinished):
+                gave_up.setdefault(body.request_id, ts)
+        elif isinstance(body, RequestCancelled):
+            if body.request_id not in dispatched_at:
+                gave_up.setdefault(body.request_id, ts)
+        elif isinstance(body, StartProcess):
+            start_at[(body.model, body.instance)] = ts
+        elif isinstance(body, ProcessReady):
+            began = start_at.pop((body.model, body.instance), None)
+            if began is not None:
+                loads[body.model].append(ts - began)
+        elif isinstance(body, StopProcess):
+            stop_at[(body.model, body.instance)] = ts
+        elif isinstance(body, ProcessStopped):
+            began = stop_at.pop((body.model, body.instance), None)
+            if began is not None:
+                stops[body.model].append(ts - began)
+        if recorded is not None and body.IS_DECISION:
+            recorded.count_decision(body, ts, received)
+    if recorded is None:
+        raise ReplayError(
+            "the log holds no ConfigApplied event: there is nothing to simulate against"
+        )
+    requests = []
+    service_by_model: dict[str, list[int]] = defaultdict(list)
+    for rid, (arrived, model) in received.items():
+        service, status = served.get(rid, (None, 200))
+        if service is not None:
+            service_by_model[model].append(service)
+        left = gave_up[rid] - arrived if rid in gave_up else None
+        requests.append(RecordedRequest(rid, model, arrived, service, left, status))
+    requests.sort(key=lambda r: (r.arrived_ms, r.request_id))
+    return Traffic(
+        configs=tuple(configs),
+        requests=tuple(requests),
+        operations=tuple(operations),
+        load_ms=_medians(loads),
+        stop_ms=_medians(stops),
+        service_ms=_medians(service_by_model),
+        recorded=recorded,
+    )
+
+
+def _medians(values: dict[str, list[int]]) -> dict[str, int]:
+    return {m: int(statistics.median(v)) for m, v in sorted(values.items()) if v}
