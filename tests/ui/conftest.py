@@ -36,9 +36,7 @@ def _is_expected_noise(text: str) -> bool:
 
 @pytest.fixture
 def page(browser) -> Iterator[object]:
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800}, reduced_motion="reduce"
-    )
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))

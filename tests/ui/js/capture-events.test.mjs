@@ -92,3 +92,10 @@ test("load-test timeline separates queue, load, wait, reasoning and generation",
   assert.deepEqual(timelineSegments({ start: 0, error: true, end: 50 }), [{ kind: "error", from: 0, to: 50 }]);
   assert.deepEqual(timelineSegments({ start: 0, firstContent: 30 }, 80).map((s) => s.kind), ["wait", "generate"]);
 });
+
+test("the scheduler's waiting phase reads as loading", async () => {
+  const { phaseLabel } = await import("../../../ui/js/lib/event-log.js");
+  assert.equal(phaseLabel("waiting"), "loading");
+  assert.equal(phaseLabel("queued"), "queued");
+  assert.equal(phaseLabel(undefined), "-");
+});

@@ -48,3 +48,12 @@ test("saved column lists are cleaned of unknown ids", () => {
   assert.deepEqual(sanitizeColumns("nope"), defaultColumns());
   assert.ok(!defaultColumns().includes("path"));
 });
+
+test("our wait columns show where the time went, '-' when nothing was waited", () => {
+  const md = activityToMarkdown(
+    [{ ...rows[0], queue_wait_ms: 1500, swap_wait_ms: 0, ttfb_ms: 2100 }],
+    ["id", "queue_wait", "swap_wait", "ttfb"],
+  );
+  assert.ok(md.includes("| ID | Queued | Swap | TTFB |"));
+  assert.ok(md.includes("| 2 | 1.50s | - | 2.10s |"));
+});

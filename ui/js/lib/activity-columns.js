@@ -57,6 +57,28 @@ export const ACTIVITY_COLUMNS = [
   { id: "prefill", label: "Prefill", sort: "prompt_speed", text: (r) => formatSpeed(tok(r).prompt_per_second) },
   { id: "decode", label: "Decode", sort: "gen_speed", text: (r) => formatSpeed(tok(r).tokens_per_second) },
   { id: "duration", label: "Duration", sort: "duration", text: (r) => formatSeconds(r.duration_ms) },
+  // Ours: where the duration went before the first byte (queue, then a swap, then the upstream).
+  {
+    id: "queue_wait",
+    label: "Queued",
+    sort: "queue_wait",
+    title: "Time waiting in the queue",
+    text: (r) => (r.queue_wait_ms ? formatSeconds(r.queue_wait_ms) : "-"),
+  },
+  {
+    id: "swap_wait",
+    label: "Swap",
+    sort: "swap_wait",
+    title: "Time waiting for a model to load",
+    text: (r) => (r.swap_wait_ms ? formatSeconds(r.swap_wait_ms) : "-"),
+  },
+  {
+    id: "ttfb",
+    label: "TTFB",
+    hidden: true,
+    title: "Time to the first response byte",
+    text: (r) => (r.ttfb_ms != null ? formatSeconds(r.ttfb_ms) : "-"),
+  },
   { id: "capture", label: "Capture", text: (r) => (r.has_capture ? "View" : "-") },
   {
     id: "meta",

@@ -166,3 +166,8 @@ export function queueFromInflight(inflight, now = Date.now()) {
   }
   return { models: [...models.values()], requests };
 }
+
+/** The scheduler's "waiting" (for a model to load) reads as the in-flight view's "loading". */
+export function phaseLabel(phase) {
+  return phase === "waiting" ? "loading" : phase || "-";
+}

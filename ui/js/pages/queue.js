@@ -2,7 +2,7 @@
 
 import { html, useEffect, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { getJSON } from "../api.js";
-import { queueFromInflight } from "../lib/event-log.js";
+import { phaseLabel, queueFromInflight } from "../lib/event-log.js";
 import { formatWait } from "../lib/format.js";
 import { useStore } from "../store.js";
 import { Card, Empty, ErrorNote, StatusDot, useInterval } from "../ui/common.js";
@@ -56,7 +56,7 @@ export function QueuePage() {
               ${modelRows.map(
                 (m) => html`<tr data-model=${m.id}>
                   <td><${StatusDot} state=${m.state} /> <a href=${`#/models/${encodeURIComponent(m.id)}`}>${m.id}</a></td>
-                  <td>${m.state || "-"}</td>
+                  <td>${m.state || "-"}${m.swapping ? html` <span class="tag phase-loading">swapping</span>` : ""}</td>
                   <td class="num" data-testid="queue-depth">${m.queue_depth}</td>
                   <td class="num">${m.in_flight}</td>
                 </tr>`,
@@ -74,7 +74,7 @@ export function QueuePage() {
                 (r) => html`<tr data-request=${r.request_id}>
                   <td class="mono"><a href=${`#/story/${encodeURIComponent(r.request_id)}`}>${r.request_id}</a></td>
                   <td>${r.model}</td>
-                  <td><span class=${`tag phase-${r.phase}`}>${r.phase}</span></td>
+                  <td><span class=${`tag phase-${phaseLabel(r.phase)}`} title=${r.phase === "waiting" ? "waiting for its model to load" : ""}>${phaseLabel(r.phase)}</span>${r.is_load ? html` <span class="tag">load</span>` : ""}</td>
                   <td class="num">${r.position != null ? `#${r.position}` : "-"}</td>
                   <td class="num">${formatWait(r.waited_ms)}</td>
                 </tr>`,
