@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -211,6 +213,12 @@ def test_activity_lists_the_request_and_opens_its_capture(page, server) -> None:
     row = page.locator("tr[data-activity-id]").first
     expect(row).to_contain_text("demo-fast")
     screenshot(page, "activity")
+    # The markdown export: a summary and the rows on screen, in the visible columns.
+    page.get_by_role("button", name="Export as markdown").click()
+    export = page.get_by_role("dialog", name="Export as markdown").locator("textarea")
+    expect(export).to_have_value(re.compile(r"## Summary[\s\S]*\| ID \| Time \| Model \|"))
+    expect(export).to_have_value(re.compile(r"\| demo-fast \| 200 \|"))
+    page.keyboard.press("Escape")
     require_endpoint(server, "/api/captures/1", "the capture viewer")
     row.get_by_role("button", name="View capture").click()
     dialog = page.get_by_role("dialog")
@@ -273,6 +281,33 @@ def test_queue_shows_a_request_waiting_for_a_load(page, server) -> None:
     screenshot(page, "queue")
     assert done.wait(30), "the slow request did not finish"
     expect(page.get_by_text("No request is waiting")).to_be_visible()
+
+
+def test_cancel_an_in_flight_request_from_activity(page, server) -> None:
+    require_endpoint(server, "/api/inflight", "in-flight cancel")
+    page.goto(f"{server}/ui/#/activity")
+    outcome: dict[str, object] = {}
+
+    def stream_long_answer() -> None:
+        body = {"model": "demo-chatty", "stream": True,
+                "messages": [{"role": "user", "content": "a long one"}]}  # fmt: skip
+        try:
+            outcome["result"] = http(server, "/v1/chat/completions", "POST", body)
+        except (OSError, HTTPException) as err:  # the stream is cut mid-way
+            outcome["result"] = err
+
+    worker = threading.Thread(target=stream_long_answer, daemon=True)
+    worker.start()
+    row = page.locator("tr[data-inflight-id]", has_text="demo-chatty")
+    expect(row).to_have_count(1, timeout=10_000)
+    screenshot(page, "activity-inflight")
+    row.get_by_role("button", name=re.compile(r"^Cancel request")).click()
+    expect(row).to_have_count(0, timeout=10_000)
+    worker.join(30)
+    assert not worker.is_alive(), "the cancelled request's client never saw its response end"
+    result = outcome["result"]
+    if isinstance(result, tuple):
+        assert "[DONE]" not in result[1], "the cancelled stream ran to completion"
 
 
 def test_unload_all_stops_every_model(page, server) -> None:

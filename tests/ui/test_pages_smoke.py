@@ -139,3 +139,21 @@ def test_app_title_is_editable_and_persisted(page, stub_url) -> None:
     expect(page).to_have_title("🟢 Home Lab")
     page.reload()
     expect(title).to_have_text("Home Lab")
+
+
+def test_model_output_markdown_is_sanitised_in_the_browser(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/playground")
+    html = page.evaluate(
+        """async () => {
+            const { renderMarkdown } = await import("/ui/js/ui/markdown.js");
+            return renderMarkdown(
+                "# Hi\\n\\n<img src=x onerror=alert(1)><script>alert(2)</script>" +
+                "[link](javascript:alert(3))\\n\\n```python\\nprint('x')\\n```"
+            );
+        }"""
+    )
+    assert "<h1" in html
+    assert "onerror" not in html
+    assert "<script" not in html
+    assert "javascript:" not in html
+    assert 'class="hljs"' in html and "hljs-built_in" in html  # highlighted code survives

@@ -53,14 +53,17 @@ function Chart({ title, series, unit, legend = true, caption }) {
       return col;
     });
     const width = Math.max(280, el.current.clientWidth);
+    // Canvas cannot resolve CSS variables: read the theme's colours now.
+    const css = getComputedStyle(document.documentElement);
+    const ink = css.getPropertyValue("--muted").trim() || "#6b7280";
     const opts = {
       width,
       height: 220,
       legend: { show: legend },
       scales: { x: { time: true } },
       axes: [
-        { stroke: "var(--muted)", grid: { stroke: "rgba(128,128,128,.15)" } },
-        { stroke: "var(--muted)", grid: { stroke: "rgba(128,128,128,.15)" }, values: (u, v) => v.map((x) => `${x}${unit}`) },
+        { stroke: ink, grid: { stroke: "rgba(128,128,128,.15)" } },
+        { stroke: ink, size: 64, grid: { stroke: "rgba(128,128,128,.15)" }, values: (u, v) => v.map((x) => `${x}${unit}`) },
       ],
       series: [{}, ...names.map((n, i) => ({ label: n, stroke: PALETTE[i % PALETTE.length], width: 1.5, points: { show: false } }))],
     };
@@ -160,7 +163,7 @@ export function PerformancePage() {
         <button type="button" class="btn small" disabled=${busy} onClick=${() => load(true)}>${busy ? "Refreshing…" : "Refresh"}</button>
       `}
     >
-      <${ErrorNote} error=${error} />
+      ${error && html`<${ErrorNote} error=${error} />`}
       ${disabled && html`<${Empty}>Performance monitoring is disabled on this server.<//>`}
     <//>
     ${!disabled &&

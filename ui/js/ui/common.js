@@ -25,7 +25,7 @@ export function Card({ title, actions, children, class: cls = "", id, headingLev
       ${title && html`<${Tag} class="card-title">${title}</${Tag}>`}
       <div class="card-actions">${actions}</div>
     </header>`}
-    <div class="card-body">${children}</div>
+    ${[].concat(children).some((c) => c != null && c !== false && c !== "") && html`<div class="card-body">${children}</div>`}
   </section>`;
 }
 

@@ -30,7 +30,7 @@ export function Histogram({ data, title, color }) {
         ${lines.map(([n, v, c]) => html`<span style=${`color:${c}`}>${n} ${fmt(v)} t/s</span>`)}
       </span>
     </figcaption>
-    <svg viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${`${title} histogram`} preserveAspectRatio="none">
+    <svg viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${`${title} histogram`}>
       ${[0, 0.5, 1].map(
         (f) => html`<g>
           <line x1=${PAD.l} x2=${W - PAD.r} y1=${PAD.t + ih * (1 - f)} y2=${PAD.t + ih * (1 - f)} class="grid" />
