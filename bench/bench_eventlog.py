@@ -120,6 +120,15 @@ def _machine() -> dict[str, object]:
     }
 
 
+def _run_loop(coro):  # type: ignore[no-untyped-def]
+    """The server's event loop: uvloop where installed (as `llamaswap-es` runs), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench/run.py eventlog")
     parser.add_argument("--events", type=int, default=40_000, help="events per append case")
@@ -148,7 +157,7 @@ def main(argv: list[str]) -> None:
                     figures = asyncio.run(_batched(fresh(), sync, batch, max(total, batch)))
                     appends[f"{sync}_batch{batch}"] = figures
                     print(f"{sync} batch={batch}: {figures}", flush=True)
-                figures = asyncio.run(_group(fresh(), sync, 64, args.events))
+                figures = _run_loop(_group(fresh(), sync, 64, args.events))
                 appends[f"{sync}_group64"] = figures
                 print(f"{sync} 64 producers, group commit: {figures}", flush=True)
             results["appends"] = appends

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llamaswap_es.config.go_url import go_url_parse_error
 from llamaswap_es.config.gotypes import format_go_duration
-from llamaswap_es.config.matrix import CompiledMatrix, MatrixError, compile_matrix
+from llamaswap_es.config.matrix import CompiledMatrix, expand_matrix
 from llamaswap_es.config.models import (
     DEFAULT_IGNORE_PATHS,
     GroupConfig,
@@ -20,6 +20,7 @@ from llamaswap_es.config.models import (
     MatrixConfig,
     ModelConfig,
 )
+from llamaswap_es.core.matrix_dsl import MatrixError
 
 MIN_HEALTH_CHECK_TIMEOUT_S = 15
 DEFAULT_UNLOAD_TIMEOUT_S = 10
@@ -223,7 +224,7 @@ def _routing(config: LlamaSwapConfig) -> CompiledMatrix | None:
     compiled = None
     if matrix is not None:
         try:
-            compiled = compile_matrix(matrix, set(config.models))
+            compiled = expand_matrix(matrix, set(config.models))
         except MatrixError as exc:
             raise ConfigIssue(f"matrix: {exc}", "matrix") from None
         router.use, router.settings.matrix, router.settings.groups = "matrix", matrix, {}

@@ -7,8 +7,9 @@
 An identifier is a var name or (failing that) a real model id; `+name` inlines another set.
 Errors are `MatrixError` (a `ValueError`) carrying llama-swap's own wording (spec/config.md
 §10.3), without the `matrix: ` prefix the config loader adds, so users can search for them.
-The config loader imports `compile_matrix` to validate a config; the reducer compiles the same
-way from `MatrixPlanner`. Pure: no I/O, no clock.
+This is the grammar's only implementation: the config loader validates through
+`compile_matrix` (config/matrix.py, which also expands sets for selector checks) and the
+reducer compiles the same way from `MatrixPlanner`. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ Node = tuple
 
 _TOK_IDENT, _TOK_REF, _TOK_AND, _TOK_OR, _TOK_LPAREN, _TOK_RPAREN, _TOK_EOF = range(7)
 _SINGLE = {"&": _TOK_AND, "|": _TOK_OR, "(": _TOK_LPAREN, ")": _TOK_RPAREN}
-_VAR_KEY = re.compile(r"^[A-Za-z0-9.-]{1,32}$")
+_VAR_KEY = re.compile(r"[A-Za-z0-9.-]{1,32}")
 
 
 class MatrixError(ValueError):
     """A matrix definition (DSL, vars or evict_costs) is invalid; the text is llama-swap's."""
 
 
-def _q(text: str) -> str:
+def go_quote(text: str) -> str:
     """Quote like Go's %q (double quotes, escapes), so messages match llama-swap's."""
     return json.dumps(text, ensure_ascii=False)
 
@@ -109,7 +110,7 @@ class _Parser:
                 raise MatrixError("missing closing parenthesis")
             self.pos += 1
             return inner
-        raise MatrixError(f"unexpected token {_q(text)}")
+        raise MatrixError(f"unexpected token {go_quote(text)}")
 
 
 def parse_expression(text: str) -> Node:
@@ -125,7 +126,7 @@ def parse_expression(text: str) -> Node:
         root = parser.parse_or()
         kind, rest = parser.peek()
         if kind != _TOK_EOF:
-            raise MatrixError(f"unexpected token {_q(rest)} after expression")
+            raise MatrixError(f"unexpected token {go_quote(rest)} after expression")
     except MatrixError as exc:
         raise MatrixError(f"parse: {exc}") from None
     return root
@@ -148,13 +149,13 @@ def validate_vars(vars_: Sequence[tuple[str, str]], model_ids: Iterable[str]) ->
     known = set(model_ids)
     out: dict[str, str] = {}
     for key, model in vars_:
-        if not _VAR_KEY.match(key):
+        if not _VAR_KEY.fullmatch(key):
             raise MatrixError(
-                f"var key {_q(key)} must contain only alphanumeric, '-' or '.' characters "
+                f"var key {go_quote(key)} must contain only alphanumeric, '-' or '.' characters "
                 "and be 1-32 characters long"
             )
         if model not in known:
-            raise MatrixError(f"var key {_q(key)} references unknown model {_q(model)}")
+            raise MatrixError(f"var key {go_quote(key)} references unknown model {go_quote(model)}")
         out[key] = model
     return out
 
@@ -167,13 +168,15 @@ def resolve_costs(
     out: dict[str, int] = {}
     for key, cost in evict_costs:
         if not isinstance(cost, int) or isinstance(cost, bool) or cost <= 0:
-            raise MatrixError(f"evict_cost for {_q(key)} must be a positive integer, got {cost}")
+            raise MatrixError(
+                f"evict_cost for {go_quote(key)} must be a positive integer, got {cost}"
+            )
         if key in variables:
             out[variables[key]] = cost
         elif key in known:
             out[key] = cost
         else:
-            raise MatrixError(f"evict_costs: unknown var or model {_q(key)}")
+            raise MatrixError(f"evict_costs: unknown var or model {go_quote(key)}")
     return out
 
 
@@ -187,10 +190,12 @@ def _resolve(
             return ("leaf", variables[name])
         if name in known:
             return node
-        raise MatrixError(f"set {_q(set_name)}: unknown var or model {_q(name)}")
+        raise MatrixError(f"set {go_quote(set_name)}: unknown var or model {go_quote(name)}")
     if kind == "ref":
         if node[1] not in sets:
-            raise MatrixError(f"set {_q(set_name)} references undefined set {_q(node[1])}")
+            raise MatrixError(
+                f"set {go_quote(set_name)} references undefined set {go_quote(node[1])}"
+            )
         return node
     return (kind, tuple(_resolve(c, set_name, variables, known, sets) for c in node[1]))
 
@@ -216,7 +221,7 @@ def _topological_order(sets: dict[str, Node], base_order: Sequence[str]) -> tupl
         if mark == 2:
             return
         if mark == 1:
-            raise MatrixError(f"circular reference detected involving set {_q(name)}")
+            raise MatrixError(f"circular reference detected involving set {go_quote(name)}")
         state[name] = 1
         for ref in _refs(sets[name]):
             visit(ref)
@@ -244,17 +249,15 @@ def compile_matrix(
         raise MatrixError("matrix must define at least one set")
     variables = validate_vars(vars_, known)
     costs = resolve_costs(evict_costs, variables, known)
-    parsed: dict[str, Node] = {}
-    for name, text in sets:
+    names = {name for name, _ in sets}
+    resolved: dict[str, Node] = {}
+    for name, text in sets:  # each set parsed, then its names resolved, before the next
         if not isinstance(text, str):
-            raise MatrixError(f"failed to decode DSL for set {_q(name)}: not a string")
+            raise MatrixError(f"failed to decode DSL for set {go_quote(name)}: not a string")
         try:
-            parsed[name] = parse_expression(text)
+            node = parse_expression(text)
         except MatrixError as exc:
-            raise MatrixError(f"set {_q(name)}: {exc}") from None
-    names = set(parsed)
-    resolved = {
-        name: _resolve(node, name, variables, known, names) for name, node in parsed.items()
-    }
+            raise MatrixError(f"set {go_quote(name)}: {exc}") from None
+        resolved[name] = _resolve(node, name, variables, known, names)
     order = _topological_order(resolved, [name for name, _ in sets])
     return MatrixProgram(sets=resolved, order=order, costs=costs)

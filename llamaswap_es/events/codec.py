@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from llamaswap_es.events.types import Decision, Event, event_class
+from llamaswap_es.events.types import Decision, Envelope, Event, event_class
 
 try:  # orjson is measurably faster on the append and replay paths; the stdlib is the fallback.
     import orjson
@@ -67,6 +67,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
+    """One log row as the API and the tools show it: `{seq, ts_ms, type, key, boot, cause,
+    payload}` with the payload as plain data."""
+    return {
+        "seq": envelope.seq,
+        "ts_ms": envelope.ts_ms,
+        "type": envelope.type,
+        "key": envelope.key,
+        "boot": envelope.boot,
+        "cause": envelope.cause,
+        "payload": to_payload(envelope.body),
+    }
 
 
 def encode_payload(body: Event | Decision) -> str:

@@ -14,6 +14,7 @@ import time
 import wave
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 
 from llamaswap_es.fake_upstream.generation import bad_request, read_json
@@ -204,6 +205,17 @@ async def images(request: web.Request) -> web.Response:
     return web.json_response(
         {"created": int(time.time()), "data": [{"b64_json": picture} for _ in range(count)]}
     )
+
+
+@routes.get("/ws")
+async def websocket_echo(request: web.Request) -> web.WebSocketResponse:
+    """Echoes each text frame back as `echo: <text>` (ComfyUI-style websocket for tests)."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for message in ws:
+        if message.type == aiohttp.WSMsgType.TEXT:
+            await ws.send_str(f"echo: {message.data}")
+    return ws
 
 
 def build_app(settings: FakeSettings) -> web.Application:

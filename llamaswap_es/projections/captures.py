@@ -89,6 +89,10 @@ def capture_json(activity_id: int, capture: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+EXPIRY_EVERY_MS = 60_000
+"""How often captures past their age are deleted (they are also counted against the budget)."""
+
+
 class CaptureStore:
     """Captures in the database, within `budget_bytes` (stored size) and `max_age_ms`."""
 
@@ -103,6 +107,8 @@ class CaptureStore:
         self._db = db
         self.budget_bytes = int(budget_mib * MIB) if budget_mib > 0 else 0
         self.max_age_ms = max_age_ms
+        self._stored: int | None = None
+        self._expired_at_ms = 0
         self.secrets = tuple(secrets)
 
     @property
@@ -125,30 +131,56 @@ class CaptureStore:
         return True
 
     def _insert(self, conn: sqlite3.Connection, request_id: str, data: bytes) -> None:
+        """Store one capture within the budget. Runs on the projections' write thread only.
+
+        The stored total is kept in memory (counted once, then adjusted), and expiry by age runs
+        at most every `EXPIRY_EVERY_MS`: a SUM over the whole table on every insert made
+        throughput fall as the table filled.
+        """
         now = time.time_ns() // 1_000_000
-        with write_transaction(conn, self._db.path):
-            conn.execute(
-                "INSERT OR REPLACE INTO captures (request_id, created_ms, size_bytes, data) "
-                "VALUES (?, ?, ?, ?)",
-                (request_id, now, len(data), data),
-            )
-            if self.max_age_ms is not None:
-                conn.execute("DELETE FROM captures WHERE created_ms < ?", (now - self.max_age_ms,))
-            total = conn.execute("SELECT coalesce(sum(size_bytes), 0) FROM captures").fetchone()[0]
-            if total > self.budget_bytes:
-                self._evict(conn, total - self.budget_bytes)
+        try:
+            with write_transaction(conn, self._db.path):
+                if self._stored is None:
+                    self._stored = self._count(conn)
+                old = conn.execute(
+                    "SELECT size_bytes FROM captures WHERE request_id = ?", (request_id,)
+                ).fetchone()
+                conn.execute(
+                    "INSERT OR REPLACE INTO captures (request_id, created_ms, size_bytes, data) "
+                    "VALUES (?, ?, ?, ?)",
+                    (request_id, now, len(data), data),
+                )
+                self._stored += len(data) - (old[0] if old else 0)
+                if self.max_age_ms is not None and now - self._expired_at_ms >= EXPIRY_EVERY_MS:
+                    conn.execute(
+                        "DELETE FROM captures WHERE created_ms < ?", (now - self.max_age_ms,)
+                    )
+                    self._expired_at_ms = now
+                    self._stored = self._count(conn)
+                if self._stored > self.budget_bytes:
+                    self._stored -= self._evict(conn, self._stored - self.budget_bytes)
+        except BaseException:
+            self._stored = None  # the transaction rolled back: count again next time
+            raise
 
     @staticmethod
-    def _evict(conn: sqlite3.Connection, excess: int) -> None:
+    def _count(conn: sqlite3.Connection) -> int:
+        return conn.execute("SELECT coalesce(sum(size_bytes), 0) FROM captures").fetchone()[0]
+
+    @staticmethod
+    def _evict(conn: sqlite3.Connection, excess: int) -> int:
+        """Delete the oldest captures until `excess` bytes are freed; returns the bytes freed."""
         doomed: list[str] = []
+        freed = 0
         for request_id, size in conn.execute(
             "SELECT request_id, size_bytes FROM captures ORDER BY created_ms, rowid"
         ):
-            if excess <= 0:
+            if freed >= excess:
                 break
             doomed.append(request_id)
-            excess -= size
+            freed += size
         conn.executemany("DELETE FROM captures WHERE request_id = ?", [(r,) for r in doomed])
+        return freed
 
     async def load(self, activity_id: int) -> dict[str, Any] | None:
         """The capture of an activity row in llama-swap's JSON shape, or None."""

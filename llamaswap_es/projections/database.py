@@ -43,6 +43,8 @@ def connect_writer(path: Path) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
+        # Projections are rebuildable from the log: no fsync per commit (the log is NORMAL too).
+        conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn, path)
     except sqlite3.Error as exc:
         raise translate_sqlite_error(exc, path) from exc

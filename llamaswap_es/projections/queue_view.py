@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llamaswap_es.config.capabilities import aliases_of, capability_fields
 from llamaswap_es.config.models import LlamaSwapConfig
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.core.views import model_views, queue_view
@@ -65,13 +66,13 @@ def model_status_payload(
             "unlisted": model.unlisted,
             "peerID": "",
         }
-        if model.aliases:
-            entry["aliases"] = list(model.aliases)
-        caps = model.capabilities
-        if not caps.is_empty():
-            entry["capabilities"] = caps.model_dump(by_alias=True)
-            if caps.context > 0:
-                entry["context_length"] = caps.context
+        aliases = aliases_of(config, model_id)
+        if aliases:
+            entry["aliases"] = aliases
+        fields = capability_fields(model)
+        for key in ("capabilities", "context_length"):
+            if key in fields:
+                entry[key] = fields[key]
         out.append(entry)
     for peer_id in sorted(config.peers):
         for name in config.peers[peer_id].models:

@@ -45,10 +45,15 @@ async def watch_config(
     config_dir: str | None,
     on_change: Callable[[], Awaitable[None]],
     *,
+    baseline: str | None = None,
     interval_s: float = POLL_INTERVAL_S,
 ) -> None:
-    """Run until cancelled, calling `on_change` after each change (never overlapping)."""
-    last = await asyncio.to_thread(signature, config_file, config_dir)
+    """Run until cancelled, calling `on_change` after each change (never overlapping).
+
+    `baseline` is the signature taken just *before* the running config was loaded, so an edit
+    made while the server was starting is not missed (at worst it reloads once more).
+    """
+    last = baseline or await asyncio.to_thread(signature, config_file, config_dir)
     while True:
         await asyncio.sleep(interval_s)
         current = await asyncio.to_thread(signature, config_file, config_dir)

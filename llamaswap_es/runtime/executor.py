@@ -13,7 +13,10 @@ touches a newer one. A stop for an instance that is not running is answered with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -23,7 +26,7 @@ from llamaswap_es.events.types import Event, ProcessStartFailed, ProcessStopped
 from llamaswap_es.runtime.health import probe_session
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import format_tag
-from llamaswap_es.runtime.process_group import KILL_WAIT_S
+from llamaswap_es.runtime.process_group import KILL_WAIT_S, is_safe_group
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.upstream_process import ProcessInfo, Tuning, UpstreamProcess
 
@@ -150,6 +153,21 @@ class ProcessExecutor:
         return [up.info() for _, up in sorted(self._processes.items())]
 
     # -- shutdown -----------------------------------------------------------------------------
+
+    def kill_all_now(self) -> int:
+        """SIGKILL every process group we own, synchronously; the number of groups signalled.
+
+        For an immediate exit (a second stop signal): nothing is left behind, and the next
+        start finds nothing to reap. The log records no stop; recovery settles that.
+        """
+        killed = 0
+        for info in self.instances():
+            if info.pgid is None or not is_safe_group(info.pgid):
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(info.pgid, signal.SIGKILL)
+                killed += 1
+        return killed
 
     async def close(self, grace_ms: int) -> None:
         """Stop everything with `grace_ms`, wait until every group is gone, release resources."""

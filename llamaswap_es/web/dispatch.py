@@ -35,6 +35,7 @@ from llamaswap_es.web.errors import error_response, render_error, too_many_reque
 from llamaswap_es.web.filters import RequestFilters
 from llamaswap_es.web.forwarder import ForwardResult, ForwardTimeouts, forward, forward_headers
 from llamaswap_es.web.loading_stream import LoadingStream
+from llamaswap_es.web.websocket_tunnel import tunnel
 
 log = logging.getLogger("llamaswap_es.web.dispatch")
 
@@ -54,6 +55,8 @@ class LocalRequest:
     loading_allowed: bool
     metadata: dict[str, str] = field(default_factory=dict)
     on_done: Callable[[], None] | None = None
+    websocket: bool = False
+    """Tunnel a websocket upgrade instead of forwarding an HTTP request."""
 
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
@@ -234,7 +237,13 @@ async def _forward_dispatched(
         if recorder is not None:
             recorder.request(request.headers, job.body)
 
+    reported = False
+
     def finished(result: ForwardResult) -> None:
+        nonlocal reported
+        if reported:
+            return
+        reported = True
         if recorder is not None:  # also when the handler was cancelled: no await possible here
             recorder.response_headers(result.response_headers)
             _keep(asyncio.ensure_future(recorder.finish(result.status)))
@@ -257,23 +266,47 @@ async def _forward_dispatched(
     headers = None
     if job.body is not None:
         headers = forward_headers(request.headers, client_ip=None, body_replaced=True)
+
+    if job.websocket:
+        started = asyncio.get_running_loop().time()
+        try:
+            return await tunnel(request, ctx.session, address[1], job.upstream_path_qs)
+        finally:
+            elapsed_ms = int((asyncio.get_running_loop().time() - started) * 1000)
+            finished(
+                ForwardResult(
+                    status=101, bytes_out=0, duration_ms=elapsed_ms, ttfb_ms=None, error=None
+                )
+            )
+
     def tap(chunk: bytes) -> None:
         ctx.inflight.add_bytes(entry, len(chunk))
         if recorder is not None:
             recorder.tap(chunk)
 
-    forwarded = await forward(
-        request,
-        ctx.session,
-        address[1],
-        path_qs=job.upstream_path_qs,
-        body=job.body,
-        headers=headers,
-        response=loading.response if loading is not None else None,
-        metered_path=path,
-        on_finished=finished,
-        tap=tap,
-    )
+    try:
+        forwarded = await forward(
+            request,
+            ctx.session,
+            address[1],
+            path_qs=job.upstream_path_qs,
+            body=job.body,
+            headers=headers,
+            response=loading.response if loading is not None else None,
+            metered_path=path,
+            on_finished=finished,
+            tap=tap,
+        )
+    finally:
+        # Every dispatch ends exactly once in the log, whatever happened above: otherwise its
+        # in-flight slot would never be released and the model could never be evicted.
+        if not reported:
+            finished(
+                ForwardResult(
+                    status=499, bytes_out=0, duration_ms=0, ttfb_ms=None,
+                    error="the request ended before its forward reported",
+                )
+            )  # fmt: skip
     return forwarded.response
 
 

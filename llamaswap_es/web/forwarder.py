@@ -235,29 +235,32 @@ class _Proxy:
     async def run(self, on_finished: Callable[[ForwardResult], None] | None) -> Forwarded:
         pump = asyncio.create_task(self._pump())
         watch = asyncio.create_task(self._watch_client())
+        result: ForwardResult | None = None
         try:
             done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            # The server cancels handlers on disconnect (handler_cancellation=True). A client
-            # that closes right after the last byte, or after an upstream failure was already
-            # recorded, did not cut anything short: keep what happened.
             await _cancel_all(pump, watch)
-            client_left = not self.complete
+            client_left = watch in done and pump not in done and not self.complete
             if client_left and self.error is None:
                 self.error = f"client disconnected after {self.bytes_out} bytes"
+            elif (failure := pump.exception()) is not None:
+                self.error = self.error or f"forwarding failed: {failure!r}"
+                raise failure
+            result = self._result(client_left)
+            return Forwarded(self._final_response(), result)
+        finally:
+            # Reached on every way out, including the handler being cancelled (the server
+            # cancels handlers when the client leaves) at any await above. A client that closes
+            # right after the last byte, or after an upstream failure was recorded, did not cut
+            # anything short: keep what happened. `on_finished` runs exactly once.
+            pump.cancel()
+            watch.cancel()
+            if result is None:
+                client_left = not self.complete
+                if client_left and self.error is None:
+                    self.error = f"client disconnected after {self.bytes_out} bytes"
+                result = self._result(client_left)
             if on_finished is not None:
-                on_finished(self._result(client_left))
-            raise
-        await _cancel_all(pump, watch)
-        client_left = watch in done and pump not in done and not self.complete
-        if client_left and self.error is None:
-            self.error = f"client disconnected after {self.bytes_out} bytes"
-        elif (failure := pump.exception()) is not None:
-            raise failure
-        result = self._result(client_left)
-        if on_finished is not None:
-            on_finished(result)
-        return Forwarded(self._final_response(), result)
+                on_finished(result)
 
     async def _watch_client(self) -> None:
         while not client_is_gone(self.request):

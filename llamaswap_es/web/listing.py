@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from llamaswap_es.config import ModelConfig
+from llamaswap_es.config.capabilities import aliases_of, capability_fields, has_capabilities
+from llamaswap_es.projections.queue_view import model_status_payload
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.cors import echo_origin
 
@@ -19,48 +20,6 @@ def register(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/models", list_models)
     router.add_get("/models", list_models)
     router.add_get("/running", running)
-
-
-def capability_fields(model: ModelConfig) -> dict[str, Any]:
-    """architecture / capabilities / supported_parameters / context_length, as llama-swap."""
-    caps = model.capabilities
-    ins, outs = list(caps.in_), list(caps.out)
-    out: dict[str, Any] = {}
-    architecture: dict[str, Any] = {}
-    if ins:
-        architecture["input_modalities"] = ins
-    if outs:
-        architecture["output_modalities"] = outs
-    if ins and outs:
-        architecture["modality"] = f"{'+'.join(ins)}->{'+'.join(outs)}"
-    if architecture:
-        out["architecture"] = architecture
-    flags = {
-        "vision": "image" in ins,
-        "audio_transcriptions": "audio" in ins and "text" in outs,
-        "audio_speech": "text" in ins and "audio" in outs,
-        "image_generation": "text" in ins and "image" in outs,
-        "image_to_image": "image" in ins and "image" in outs,
-        "function_calling": caps.tools,
-        "reranker": caps.reranker,
-    }
-    capabilities = {k: True for k, v in flags.items() if v}
-    if capabilities:
-        out["capabilities"] = capabilities
-    if caps.tools:
-        out["supported_parameters"] = ["tools", "tool_choice"]
-    if caps.context > 0:
-        out["context_length"] = caps.context
-    return out
-
-
-def _has_capabilities(model: ModelConfig) -> bool:
-    caps = model.capabilities
-    return bool(caps.in_ or caps.out or caps.tools or caps.reranker or caps.context > 0)
-
-
-def _aliases_of(ctx: AppContext, model_id: str) -> list[str]:
-    return sorted(a for a, m in ctx.config.alias_table.items() if m == model_id and a.strip())
 
 
 def _status(loaded: bool) -> dict[str, str]:
@@ -80,12 +39,12 @@ def _model_record(
     caps = capability_fields(model)
     record.update(caps)
     meta = dict(model.metadata)
-    if _has_capabilities(model):
+    if has_capabilities(model):
         for key in _CAPABILITY_META_KEYS:
             meta.pop(key, None)
     if alias_of is None:
         meta["type"] = "model"
-        aliases = _aliases_of(ctx, model_id)
+        aliases = aliases_of(ctx.config, model_id)
         if aliases:
             meta["aliases"] = aliases
     else:
@@ -108,7 +67,7 @@ def model_list(ctx: AppContext) -> list[dict[str, Any]]:
             continue
         records.append(_model_record(ctx, model_id, model_id, created))
         if config.include_aliases_in_list:
-            for alias in _aliases_of(ctx, model_id):
+            for alias in aliases_of(ctx.config, model_id):
                 records.append(_model_record(ctx, model_id, alias, created, alias_of=model_id))
     for fqn, (peer_id, model) in sorted(ctx.resolver.fqns.items()):
         records.append(
@@ -196,36 +155,5 @@ async def running(request: web.Request) -> web.Response:
 
 
 def model_status(ctx: AppContext) -> list[dict[str, Any]]:
-    """The `modelStatus` event payload: local models, then one entry per peer model."""
-    out: list[dict[str, Any]] = []
-    for model_id in sorted(ctx.config.models):
-        model = ctx.config.models[model_id]
-        entry: dict[str, Any] = {
-            "id": model_id,
-            "name": model.name,
-            "description": model.description,
-            "state": ctx.model_state(model_id),
-            "unlisted": model.unlisted,
-            "peerID": "",
-        }
-        aliases = _aliases_of(ctx, model_id)
-        if aliases:
-            entry["aliases"] = aliases
-        caps = capability_fields(model)
-        if "capabilities" in caps:
-            entry["capabilities"] = caps["capabilities"]
-        if "context_length" in caps:
-            entry["context_length"] = caps["context_length"]
-        out.append(entry)
-    for fqn, (peer_id, _model) in sorted(ctx.resolver.fqns.items()):
-        out.append(
-            {
-                "id": fqn,
-                "name": "",
-                "description": "",
-                "state": "",
-                "unlisted": False,
-                "peerID": peer_id,
-            }
-        )
-    return out
+    """The `modelStatus` event payload for this server right now."""
+    return model_status_payload(ctx.config, ctx.service.state)

@@ -7,11 +7,10 @@ the same shape `/api/events` pushes live as `logEvent` messages.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
-from llamaswap_es.events.codec import to_payload
+from llamaswap_es.events.codec import envelope_to_json, to_payload
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.web.context import CTX
 from llamaswap_es.web.errors import error_response
@@ -27,16 +26,7 @@ def register(router: web.UrlDispatcher) -> None:
     router.add_get("/api/log/explain", explain)
 
 
-def envelope_json(envelope: Envelope) -> dict[str, Any]:
-    return {
-        "seq": envelope.seq,
-        "ts_ms": envelope.ts_ms,
-        "type": envelope.type,
-        "key": envelope.key,
-        "boot": envelope.boot,
-        "cause": envelope.cause,
-        "payload": to_payload(envelope.body),
-    }
+envelope_json = envelope_to_json
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:

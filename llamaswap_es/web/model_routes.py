@@ -27,6 +27,7 @@ from llamaswap_es.web.naming import (
     rewrite_model_in_query,
     strip_route_prefix,
 )
+from llamaswap_es.web.websocket_tunnel import is_websocket_upgrade, tunnel
 
 JSON_ROUTES = (
     "/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/messages",
@@ -49,6 +50,8 @@ def register(router: web.UrlDispatcher) -> None:
     for path in QUERY_ROUTES:
         router.add_get(path, model_request)
     router.add_route("*", "/upstream/{tail:.*}", upstream_request)
+    router.add_route("*", "/comfyui", comfyui_redirect)
+    router.add_route("*", "/comfyui/{tail:.*}", comfyui_request)
 
 
 def _metadata(ctx: AppContext, request: web.BaseRequest, model_id: str) -> dict[str, str]:
@@ -165,6 +168,8 @@ async def upstream_request(request: web.Request) -> web.StreamResponse:
 
     local = ctx.resolver.local(name)
     if local is not None and local in ctx.service.schedule.models:
+        if is_websocket_upgrade(request) and ctx.config.models[local].compat.ignore_websockets:
+            return await _ignored_websocket(request, ctx, local, path_qs)
         patterns = ctx.config.upstream.ignore_paths or list(DEFAULT_IGNORE_PATHS)
         if ctx.model_state(local) != "ready" and any(re.search(p, remainder) for p in patterns):
             return error_response(
@@ -178,9 +183,63 @@ async def upstream_request(request: web.Request) -> web.StreamResponse:
             stream=False,
             loading_allowed=False,
             metadata=_metadata(ctx, request, local),
+            websocket=is_websocket_upgrade(request),
         )
         return await serve_local(request, ctx, job)
     fqn = ctx.resolver.peer(name)
     if fqn is None:
         return error_response(request, 404, f"no router for model {name}")
     return await serve_peer(request, ctx, fqn, name, body, path_qs)
+
+
+async def _ignored_websocket(
+    request: web.Request, ctx: AppContext, model_id: str, path_qs: str
+) -> web.StreamResponse:
+    """`compat.ignoreWebsockets`: no scheduling, no in-flight count; only while ready."""
+    executor = ctx.service.executor
+    address = executor.address(model_id) if executor is not None else None
+    if ctx.model_state(model_id) != "ready" or address is None:
+        return error_response(
+            request,
+            409,
+            f"model {model_id} is not loaded; ignored websocket requests cannot start it",
+        )
+    return await tunnel(request, ctx.session, address[1], path_qs)
+
+
+COMFYUI_MODEL = "comfyui_auto"
+
+
+async def comfyui_redirect(request: web.Request) -> web.Response:
+    query = request.raw_path.partition("?")[2]
+    location = "/comfyui/" + (f"?{query}" if query else "")
+    status = 301 if request.method in ("GET", "HEAD") else 308
+    return web.Response(status=status, headers={"Location": location})
+
+
+async def comfyui_request(request: web.Request) -> web.StreamResponse:
+    """ComfyUI behind `/comfyui/` (spec/api.md §7): only the root may start the model."""
+    ctx = request.app[CTX]
+    if COMFYUI_MODEL not in ctx.service.schedule.models:
+        return error_response(request, 404, f"local model {COMFYUI_MODEL} not found")
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    rest = raw_path[len("/comfyui") :] or "/"
+    path_qs = rest + (f"?{raw_query}" if raw_query else "")
+    websocket = is_websocket_upgrade(request)
+    if websocket and ctx.config.models[COMFYUI_MODEL].compat.ignore_websockets:
+        return await _ignored_websocket(request, ctx, COMFYUI_MODEL, path_qs)
+    if rest != "/" and ctx.model_state(COMFYUI_MODEL) != "ready":
+        return error_response(
+            request, 409, f"model {COMFYUI_MODEL} is not loaded; only /comfyui/ can start it"
+        )
+    body = await read_body(request, ctx.body_limit) if request.can_read_body else None
+    job = LocalRequest(
+        model_id=COMFYUI_MODEL,
+        requested=COMFYUI_MODEL,
+        upstream_path_qs=path_qs,
+        body=body,
+        stream=False,
+        loading_allowed=False,
+        websocket=websocket,
+    )
+    return await serve_local(request, ctx, job)

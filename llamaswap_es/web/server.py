@@ -24,7 +24,7 @@ from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import ConfigError, LlamaSwapError
 from llamaswap_es.projections.lifecycle import Projections
-from llamaswap_es.runtime.config_watch import watch_config
+from llamaswap_es.runtime.config_watch import signature, watch_config
 from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from llamaswap_es.web.app import build_app, publish_committed
@@ -92,6 +92,7 @@ def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
 
 
 async def serve(options: ServeOptions) -> int:
+    baseline = signature(options.config_file, options.config_dir)
     config, config_file, config_dir, is_demo = _load(options)
     logs = UpstreamLogs(log_to_stdout=config.log_to_stdout, stdout=sys.stdout)  # type: ignore[arg-type]
     _setup_logging(config, logs)
@@ -105,6 +106,41 @@ async def serve(options: ServeOptions) -> int:
     app = build_app(ctx)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
+    stop = asyncio.Event()
+    reload_lock = asyncio.Lock()
+
+    async def reload() -> None:
+        if reload_lock.locked():
+            return
+        async with reload_lock:
+            try:
+                new = load_config(config_file, config_dir)
+                await service.reload(new, tuple(new.sources))
+            except ConfigError as exc:
+                log.error("configuration reload failed, keeping the old one: %s", exc)
+                return
+            _setup_logging(new, logs)
+            logs.set_log_to_stdout(new.log_to_stdout)  # type: ignore[arg-type]
+            ctx.active_profile = None
+            ctx.hub.publish("modelStatus", model_status(ctx))
+            log.info("configuration reloaded")
+
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_stop_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:  # the user insists: leave now, but leave no model running
+            if service.executor is not None:
+                service.executor.kill_all_now()
+            print("llamaswap-es: second signal, exiting at once", file=sys.stderr, flush=True)
+            os._exit(1)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_stop_signal)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
     site = web.TCPSite(
         runner, options.listen_host or None, options.listen_port, ssl_context=_ssl_context(options)
     )
@@ -131,40 +167,8 @@ async def serve(options: ServeOptions) -> int:
         log.warning(warning)
         print(warning, file=sys.stderr, flush=True)
 
-    stop = asyncio.Event()
-    reload_lock = asyncio.Lock()
-
-    async def reload() -> None:
-        if reload_lock.locked():
-            return
-        async with reload_lock:
-            try:
-                new = load_config(config_file, config_dir)
-                await service.reload(new, tuple(new.sources))
-            except ConfigError as exc:
-                log.error("configuration reload failed, keeping the old one: %s", exc)
-                return
-            _setup_logging(new, logs)
-            logs.set_log_to_stdout(new.log_to_stdout)  # type: ignore[arg-type]
-            ctx.active_profile = None
-            ctx.hub.publish("modelStatus", model_status(ctx))
-            log.info("configuration reloaded")
-
-    loop = asyncio.get_running_loop()
-    signals_seen = 0
-
-    def on_stop_signal() -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen > 1:
-            os._exit(1)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_stop_signal)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
     watcher = (
-        asyncio.create_task(watch_config(config_file, config_dir, reload))
+        asyncio.create_task(watch_config(config_file, config_dir, reload, baseline=baseline))
         if options.watch_config
         else None
     )

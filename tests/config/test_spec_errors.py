@@ -381,6 +381,44 @@ CASES = [
         'unexpected token "m" after expression',
         None,
     ),
+    # The loader uses the scheduler's DSL compiler: positions count from the trimmed text and
+    # from the first character after '+', a `+ref` token shows without its '+', and every set is
+    # checked for unknown names before references are checked for cycles.
+    (
+        "dsl-plus-position",
+        M + "matrix:\n  sets:\n    a: '  + m'\n",
+        {},
+        "matrix: set \"a\": tokenize: expected set name after '+' at position 1",
+        None,
+    ),
+    (
+        "dsl-char-position",
+        M + "matrix:\n  sets:\n    a: '  m @ m'\n",
+        {},
+        "matrix: set \"a\": tokenize: unexpected character '@' at position 2",
+        None,
+    ),
+    (
+        "dsl-ref-after-expression",
+        M + "matrix:\n  sets:\n    a: 'm +b'\n    b: m\n",
+        {},
+        'matrix: set "a": parse: unexpected token "b" after expression',
+        None,
+    ),
+    (
+        "matrix-unknown-before-cycle",
+        M + 'matrix:\n  sets:\n    a: "+b"\n    b: "+a"\n    c: "zz"\n',
+        {},
+        'matrix: set "c": unknown var or model "zz"',
+        None,
+    ),
+    (
+        "matrix-var-trailing-newline",
+        M + 'matrix:\n  vars: {"v\\n": m}\n  sets: {s: m}\n',
+        {},
+        'matrix: var key "v\\n" must contain only alphanumeric',
+        None,
+    ),
     (
         "priority-unknown",
         M + "routing:\n  scheduler:\n    settings:\n      fifo:\n        priority: {nope: 5}\n",

@@ -55,7 +55,7 @@ def test_model_status_lists_local_models_by_id_then_peers(tmp_path: Path) -> Non
         "unlisted": True, "peerID": "",
     }  # fmt: skip
     assert zeta["aliases"] == ["z"] and zeta["context_length"] == 4096
-    assert zeta["capabilities"]["tools"] is True
+    assert zeta["capabilities"] == {"function_calling": True}  # llama-swap's booleans
     assert peer == {
         "id": "remote/m1", "name": "", "description": "", "state": "",
         "unlisted": False, "peerID": "remote",

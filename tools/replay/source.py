@@ -12,7 +12,6 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from llamaswap_es.errors import StoreError
 from llamaswap_es.events import codec
@@ -134,14 +133,4 @@ def _decision_types() -> frozenset[str]:
     return frozenset(name for name, cls in all_event_classes().items() if cls.IS_DECISION)
 
 
-def envelope_json(env: Envelope) -> dict[str, Any]:
-    """`{"seq","ts_ms","type","key","boot","cause","payload"}`: one row as the API shows it."""
-    return {
-        "seq": env.seq,
-        "ts_ms": env.ts_ms,
-        "type": env.type,
-        "key": env.key,
-        "boot": env.boot,
-        "cause": env.cause,
-        "payload": codec.to_payload(env.body),
-    }
+envelope_json = codec.envelope_to_json

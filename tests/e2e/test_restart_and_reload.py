@@ -1,0 +1,182 @@
+"""The server's life cycle with real processes: a crash of llamaswap-es does not lose loaded
+models (they are adopted, or reaped when their config changed), reloads restart only what
+changed, preload works, and a graceful stop leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aiohttp
+import psutil
+
+from llamaswap_es.events.reader import open_log
+from tests.fixtures.net import free_port
+from tests.fixtures.server import config_text, fake_model
+
+CHAT = "/v1/chat/completions"
+
+
+def _chat(model: str) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def _upstream_pid(http: aiohttp.ClientSession, url: str, model: str) -> int:
+    async with http.get(f"{url}/upstream/{model}/fake/info") as response:
+        assert response.status == 200
+        return (await response.json())["pid"]
+
+
+def _types(db_path) -> list[str]:
+    with open_log(db_path) as reader:
+        return [e.type for e in reader.iter_envelopes()]
+
+
+async def test_a_crashed_server_adopts_its_loaded_model_on_restart(server_factory) -> None:
+    config = config_text([fake_model("a", port=free_port())])
+    first = server_factory(config)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(first.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        pid = await _upstream_pid(http, first.url, "a")
+        first.stop(signal.SIGKILL)
+        assert psutil.pid_exists(pid), "the upstream must outlive the crashed server"
+
+        second = server_factory(config, db_path=first.db_path, name="config2.yaml")
+        async with http.post(second.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        assert await _upstream_pid(http, second.url, "a") == pid
+    second.stop()
+    types = _types(first.db_path)
+    assert types.count("StartProcess") == 1, "adopted, not reloaded"
+    assert "ProcessAdopted" in types and "RecoveryStarted" in types
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_changed_config_reaps_the_old_process_instead(server_factory) -> None:
+    port = free_port()
+    first = server_factory(config_text([fake_model("a", port=port)]))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(first.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        old_pid = await _upstream_pid(http, first.url, "a")
+        first.stop(signal.SIGKILL)
+
+        changed = config_text([fake_model("a", "--tokens", "3", port=port)])
+        second = server_factory(changed, db_path=first.db_path, name="config2.yaml")
+        assert not psutil.pid_exists(old_pid) or (
+            psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+        )
+        async with http.post(second.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        assert await _upstream_pid(http, second.url, "a") != old_pid
+    with open_log(first.db_path) as reader:
+        reaped = [e.body for e in reader.iter_envelopes() if e.type == "OrphanReaped"]
+    assert [r.reason for r in reaped] == ["its configuration changed"]
+
+
+async def test_a_reload_restarts_only_the_model_whose_config_changed(server_factory) -> None:
+    ports = {"a": free_port(), "b": free_port()}
+    together = "groups:\n  both:\n    swap: false\n    members: [a, b]"
+
+    def config(b_flags: tuple[str, ...]) -> str:
+        models = [fake_model("a", port=ports["a"]), fake_model("b", *b_flags, port=ports["b"])]
+        return config_text(models, header=together)
+
+    server = server_factory(config(()))
+    async with aiohttp.ClientSession() as http:
+        for model in "ab":
+            async with http.post(server.url + CHAT, json=_chat(model)) as r:
+                assert r.status == 200
+        pid_a = await _upstream_pid(http, server.url, "a")
+        pid_b = await _upstream_pid(http, server.url, "b")
+        assert server.config_path is not None
+        server.config_path.write_text(config(("--tokens", "4")))
+        server.process.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(20):
+            while "OrphanReaped" not in _types(server.db_path) and (
+                _types(server.db_path).count("StopProcess") < 1
+            ):
+                await asyncio.sleep(0.05)
+        async with http.post(server.url + CHAT, json=_chat("b")) as r:
+            assert r.status == 200
+            assert (await r.json())["usage"]["completion_tokens"] == 4
+        assert await _upstream_pid(http, server.url, "a") == pid_a
+        assert await _upstream_pid(http, server.url, "b") != pid_b
+
+
+async def test_an_invalid_reload_keeps_the_old_config(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")]))
+    assert server.config_path is not None
+    server.config_path.write_text("models:\n  a:\n    ttl: -7\n    cmd: x\n    proxy: http://x\n")
+    server.process.send_signal(signal.SIGHUP)
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(20):
+            while True:
+                async with http.get(server.url + "/logs") as r:
+                    logs = await r.text()
+                if "configuration reload failed" in logs:
+                    break
+                await asyncio.sleep(0.05)
+        assert "invalid TTL value -7" in logs
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+
+
+async def test_preload_starts_the_listed_models(server_factory) -> None:
+    header = "hooks:\n  on_startup:\n    preload: [a]"
+    server = server_factory(config_text([fake_model("a"), fake_model("b")], header=header))
+    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+        while True:
+            async with http.get(server.url + "/running") as r:
+                running = (await r.json())["running"]
+            if [m["model"] for m in running if m["state"] == "ready"] == ["a"]:
+                break
+            await asyncio.sleep(0.05)
+
+
+async def test_sigterm_stops_every_process_and_flushes_the_log(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a", "--fork-child")]))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        pid = await _upstream_pid(http, server.url, "a")
+    assert server.stop(signal.SIGTERM) == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    types = _types(server.db_path)
+    assert types[-2:] == ["StopProcess", "ProcessStopped"]
+    assert "ShutdownRequested" in types
+
+
+async def test_watch_config_reloads_when_the_file_changes(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")]), args=("--watch-config",))
+    assert server.config_path is not None
+    server.config_path.write_text(config_text([fake_model("a"), fake_model("b")]))
+    async with aiohttp.ClientSession() as http, asyncio.timeout(20):
+        while True:  # the watcher polls every 2 s, as llama-swap's does
+            async with http.get(server.url + "/v1/models") as r:
+                ids = [m["id"] for m in (await r.json())["data"]]
+            if ids == ["a", "b"]:
+                break
+            await asyncio.sleep(0.1)
+    reasons = []
+    with open_log(server.db_path) as reader:
+        reasons = [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
+    assert reasons == ["startup", "reload"]
+
+
+async def test_a_second_signal_exits_at_once_and_leaves_no_model_running(server_factory) -> None:
+    stubborn = fake_model("a", "--ignore-sigterm", extra="unloadTimeout: 60")
+    server = server_factory(config_text([stubborn]))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        pid = await _upstream_pid(http, server.url, "a")
+        server.process.send_signal(signal.SIGTERM)  # the stop now waits out a's long grace
+        async with asyncio.timeout(20):
+            while "StopProcess" not in _types(server.db_path):
+                await asyncio.sleep(0.05)
+    assert server.stop(signal.SIGTERM, timeout_s=10) == 1
+    async with asyncio.timeout(10):
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            await asyncio.sleep(0.05)
