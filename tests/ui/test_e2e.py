@@ -15,13 +15,10 @@ import random
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterator
 from http.client import HTTPException
 from pathlib import Path
@@ -29,17 +26,18 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.demo import demo_config_yaml
+from llamaswap_es.events.reader import open_log
 from llamaswap_es.runtime.orphans import find_tagged_processes
-from llamaswap_es.runtime.service import env_tag_for
-from tests.conftest import REPO_ROOT, free_port
+from tests.fixtures.processes import SESSION_TAG_PREFIX
+from tests.fixtures.server import start_server
 from tests.ui.browser import screenshot
+from tools.replay.verify import verify
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
-START_TIMEOUT_S = 30
 SHUTDOWN_BUDGET_S = 5
 STOP_TIMEOUT_S = SHUTDOWN_BUDGET_S + 15
 
@@ -95,74 +93,29 @@ def _port_free(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The built-in demo config, with `startPort` moved off llama-swap's default 5800 (another
-    server on the same machine would own the demo models' ports) and a 5 s shutdown budget."""
+    """One server for the module (the suite's `start_server`), on the built-in demo config with
+    `startPort` moved off llama-swap's default 5800 (another server on the machine would own the
+    demo models' ports) and a 5 s shutdown budget. Its log must replay at the end."""
     tmp: Path = tmp_path_factory.mktemp("llamaswap-es")
-    port = free_port()
-    db = tmp / "events.db"
-    config = tmp / "config.yaml"
-    config.write_text(
+    config = (
         f"startPort: {free_port_run(3)}\n"
         + demo_config_yaml(sys.executable)
         + f"llamaswap-es:\n  shutdownTimeoutSeconds: {SHUTDOWN_BUDGET_S}\n"
     )
-    log = (tmp / "server.log").open("wb")
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llamaswap_es", "--config", str(config),
-         "--listen", f"127.0.0.1:{port}", "--db", str(db)],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    tag = f"{SESSION_TAG_PREFIX}.ui-e2e-{os.getpid()}"
+    running = start_server(tmp, tag, config)
     try:
-        _wait_healthy(proc, base, tmp)
-        yield base
+        yield running.url
     finally:
-        _stop(proc, base, db, tmp)
-        log.close()
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], base: str, tmp: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"llamaswap-es exited with {proc.returncode}:\n{_tail(tmp)}")
-        try:
-            if http(base, "/health", timeout=1)[0] == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"llamaswap-es did not answer /health within {START_TIMEOUT_S}s")
-        time.sleep(0.05)  # polling interval of a readiness probe, not synchronisation
-
-
-def _stop(proc: subprocess.Popen[bytes], base: str, db: Path, tmp: Path) -> None:
-    """SIGTERM and wait; a server that does not stop is killed with its upstreams, loudly."""
-    if proc.poll() is None:
-        try:
-            leftover = http(base, "/api/inflight", timeout=2)[1][:2000]
-        except OSError:
-            leftover = "?"
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            warnings.warn(
-                f"llamaswap-es did not stop within {STOP_TIMEOUT_S}s of SIGTERM and was killed; "
-                f"in flight before stopping: {leftover}\n{_tail(tmp)}",
-                stacklevel=1,
-            )
-    for child in find_tagged_processes(env_tag_for(db)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(os.getpgid(child.pid), signal.SIGKILL)
-        warnings.warn(f"upstream pid {child.pid} outlived llamaswap-es (killed)", stacklevel=1)
-
-
-def _tail(tmp: Path) -> str:
-    return (tmp / "server.log").read_text(errors="replace")[-4000:]
+        running.stop(timeout_s=STOP_TIMEOUT_S)
+        leftovers = find_tagged_processes(tag)
+        for child in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(child.pid), signal.SIGKILL)
+        assert not leftovers, f"upstreams outlived llamaswap-es: {leftovers}"
+        with open_log(running.db_path) as reader:
+            report = verify(reader)
+        assert report.ok, report.to_text()
 
 
 def model_row(page, model: str):
