@@ -274,12 +274,28 @@ def test_unload_all_stops_every_model(page, server) -> None:
     expect(page.get_by_role("button", name="Unload All")).to_be_disabled()
 
 
+def test_load_test_timeline_separates_load_from_generation(page, server) -> None:
+    assert http(server, "/api/models/unload", "POST")[0] == 200
+    page.goto(f"{server}/ui/#/playground")
+    page.get_by_role("tab", name="Load Test").click()
+    panel = page.get_by_role("tabpanel", name="Load Test")
+    for model in ("demo-fast", "demo-slow", "demo-fast"):
+        panel.get_by_role("button", name=f"+ {model}").click()
+    panel.get_by_role("button", name="Go").click()
+    rows = panel.locator(".gantt-row")
+    expect(rows).to_have_count(3)
+    for i in range(3):
+        expect(rows.nth(i)).to_have_attribute("data-status", "done", timeout=20_000)
+        expect(rows.nth(i).locator('[data-kind="generate"]')).to_have_count(1)
+    # Every request had to wait for a model to load, and that wait is drawn apart.
+    expect(panel.locator('.gantt-row [data-kind="load"]')).not_to_have_count(0)
+    screenshot(page, "playground-loadtest")
+    assert page.errors == [], page.errors
+
+
 def test_screenshots_of_the_remaining_pages(page, server) -> None:
     for route in ("logs", "settings", "hardware", "performance"):
         page.goto(f"{server}/ui/#/{route}")
         expect(page.locator("main")).not_to_be_empty()
         screenshot(page, route)
-    page.goto(f"{server}/ui/#/playground")
-    page.get_by_role("tab", name="Load Test").click()
-    screenshot(page, "playground-loadtest")
     assert page.errors == [], page.errors
