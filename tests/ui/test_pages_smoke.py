@@ -111,6 +111,12 @@ def test_phone_layout_opens_the_menu_from_the_header(page, stub_url) -> None:
     expect(page.locator("h1.section-title")).to_have_text("Logs")
     expect(nav_link).not_to_be_in_viewport()
     screenshot(page, "stub-phone-logs")
+    for route in ("activity", "playground", "events"):
+        page.goto(f"{stub_url}/ui/#/{route}")
+        expect(page.locator("main")).not_to_be_empty()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"#/{route} scrolls sideways on a phone ({width}px wide)"
+        screenshot(page, f"stub-phone-{route}")
 
 
 def test_theme_button_cycles_and_persists(page, stub_url) -> None:

@@ -163,7 +163,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
         </thead>
         <tbody>
           ${rows.length === 0
-            ? html`<tr><td colspan=${cols.length} class="empty">${data ? "No activity yet" : "Loading…"}</td></tr>`
+            ? html`<tr><td colspan=${cols.length} class="empty">${data ? "No activity yet" : error ? "Could not load the activity" : "Loading…"}</td></tr>`
             : rows.map((r) => html`<tr data-activity-id=${r.id}>${cols.map((c) => html`<td>${cell(c, r)}</td>`)}</tr>`)}
         </tbody>
       </table>
