@@ -178,6 +178,11 @@ def test_activity_lists_the_request_and_opens_its_capture(page, server) -> None:
     expect(dialog).to_contain_text("Request Body")
     expect(dialog).to_contain_text("/v1/chat/completions")
     screenshot(page, "capture")
+    page.keyboard.press("Escape")
+    # The row's ID opens that request's story.
+    row.get_by_role("link", name=re.compile(r"^\d+$")).click()
+    expect(page.locator("h1.section-title")).to_have_text("Request story")
+    expect(page.locator('[data-phase="finished"]')).to_have_count(1)
 
 
 def test_events_show_the_swap_decision_and_its_story(page, server) -> None:
@@ -267,6 +272,11 @@ def test_unload_all_stops_every_model(page, server) -> None:
     assert http(server, "/upstream/demo-fast/", timeout=30)[0] < 500
     page.goto(f"{server}/ui/#/models")
     expect(model_row(page, "demo-fast")).to_have_attribute("data-state", "ready")
+    # A pending load can be called off from the same button.
+    slow = model_row(page, "demo-slow")
+    slow.get_by_role("button", name="Load demo-slow").click()
+    slow.get_by_role("button", name="Cancel loading demo-slow").click()
+    expect(slow.get_by_role("button", name="Cancel loading demo-slow")).to_have_count(0)
     page.get_by_role("button", name="Unload All").click()
     for model in ("demo-fast", "demo-slow", "demo-chatty"):
         expect(model_row(page, model)).to_have_attribute("data-state", "stopped", timeout=15_000)
