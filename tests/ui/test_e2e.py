@@ -304,6 +304,10 @@ def test_load_test_timeline_separates_load_from_generation(page, server) -> None
 
 
 def test_screenshots_of_the_remaining_pages(page, server) -> None:
+    # llama-swap's /upstream redirects to /ui/models: the path route lands on the Models page.
+    page.goto(f"{server}/upstream")
+    expect(page.locator("h1.section-title")).to_have_text("Models")
+    assert page.url.endswith("/ui/#/models"), page.url
     for route in ("logs", "settings", "hardware", "performance"):
         page.goto(f"{server}/ui/#/{route}")
         expect(page.locator("main")).not_to_be_empty()
