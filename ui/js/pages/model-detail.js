@@ -55,14 +55,14 @@ export function ModelDetailPage({ id }) {
   }
   return html`<div class="page">
     <${Card}
-      title=${html`${!m.peerID && html`<${StatusDot} state=${m.state} />`} ${m.name || m.id} <span class="muted">(${m.id})</span>`}
+      title=${html`${!m.peerID && html`<${StatusDot} state=${m.state} />`} ${m.name || m.id}${m.name && m.name !== m.id ? html` <span class="muted">(${m.id})</span>` : ""}`}
       actions=${!m.peerID &&
       html`<span class="state" data-testid="model-state">${m.state}</span>
         <a class="btn small ghost" href=${`/upstream/${enc(m.id)}/`} target="_blank" rel="noopener">Open server ↗</a>
         <${LoadButton} model=${m} onError=${setError} small />`}
     >
       <${ErrorNote}>${error}<//>
-      ${m.description && html`<p class="muted"><em>${m.description}</em></p>`}
+      ${m.description && html`<p class="muted" style="margin-top:0"><em>${m.description}</em></p>`}
       ${m.aliases?.length ? html`<p class="small">Aliases: ${m.aliases.join(", ")}</p>` : ""}
     <//>
     <${Tabs}
