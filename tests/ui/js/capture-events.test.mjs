@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { base64ToText, bodyKind, headerValue, prettyJson, stitchSseChat } from "../../../ui/js/lib/capture.js";
+import { describeEvent, isDecision, matchesFilter, mergeEvents, queueFromInflight, storyPhases } from "../../../ui/js/lib/event-log.js";
+import { phaseTotals, timelineSegments, trackLoading } from "../../../ui/js/lib/loadtest.js";
+
+const b64 = (s) => Buffer.from(s, "utf8").toString("base64");
+
+test("capture bodies decode as UTF-8 and are classified for display", () => {
+  assert.equal(base64ToText(b64("héllo")), "héllo");
+  assert.equal(base64ToText(null), null);
+  assert.equal(bodyKind("text/event-stream", b64("data: x")), "sse");
+  assert.equal(bodyKind("application/json", b64("{}")), "json");
+  assert.equal(bodyKind("image/png", "AAAA"), "image");
+  assert.equal(bodyKind("audio/mpeg", "AAAA"), "binary");
+  assert.equal(bodyKind("", null), "empty");
+  assert.equal(prettyJson('{"a":1}'), '{\n  "a": 1\n}');
+  assert.equal(prettyJson("nope"), null);
+  assert.equal(headerValue({ "Content-Type": "x" }, "content-type"), "x");
+});
+
+test("the chat view stitches content and reasoning deltas of a captured stream", () => {
+  const stream = [
+    'data: {"choices":[{"delta":{"reasoning_content":"think "}}]}',
+    'data: {"choices":[{"delta":{"reasoning":"more"}}]}',
+    'data: {"choices":[{"delta":{"content":"Hel"}}]}',
+    'data: {"choices":[{"delta":{"content":"lo"}}]}',
+    "data: [DONE]",
+    "",
+  ].join("\n\n");
+  assert.deepEqual(stitchSseChat(stream), { reasoning: "think more", content: "Hello" });
+  const anth = 'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"A"}}\n\n';
+  assert.equal(stitchSseChat(anth).content, "A");
+});
+
+const ev = (seq, type, payload, extra = {}) => ({ seq, ts_ms: 1000 + seq * 100, type, key: payload.request_id || payload.model, payload, ...extra });
+
+test("events: decisions, one-line summaries and filters", () => {
+  const swap = ev(3, "SwapPlanned", { model: "b", evict: ["a"], rule: "group" });
+  assert.equal(isDecision(swap), true);
+  assert.equal(isDecision(ev(1, "ProcessReady", { model: "a" })), false);
+  assert.equal(describeEvent(swap), "swap to b, evicting a (group)");
+  assert.ok(matchesFilter(swap, { model: "a" }), "an evicted model counts as mentioned");
+  assert.ok(!matchesFilter(swap, { model: "c" }));
+  assert.ok(matchesFilter(swap, { type: "Dispatch, SwapPlanned" }));
+  assert.ok(!matchesFilter(swap, { type: "Dispatch" }));
+  assert.ok(matchesFilter(ev(4, "QueuePositions", { positions: { r1: 1 } }), { request: "r1" }));
+  assert.deepEqual(mergeEvents([ev(2, "X", {}), ev(1, "X", {})], [ev(2, "X", {}), ev(3, "X", {})], 2).map((e) => e.seq), [2, 3]);
+});
+
+test("a request's story lays out phases with the time spent in each", () => {
+  const events = [
+    ev(5, "Dispatch", { request_id: "r", model: "b" }),
+    ev(1, "RequestReceived", { request_id: "r", model: "b" }),
+    ev(2, "QueuePositions", { positions: { r: 1 } }),
+    ev(3, "SwapPlanned", { model: "b", evict: ["a"] }),
+    ev(4, "StartProcess", { model: "b" }),
+    ev(6, "RequestFinished", { request_id: "r", model: "b", status: 200 }),
+  ];
+  const phases = storyPhases(events);
+  assert.deepEqual(phases.map((p) => p.phase), ["received", "queued", "swap", "dispatched", "finished"]);
+  assert.deepEqual(phases.map((p) => p.ms), [100, 100, 200, 100, null]);
+});
+
+test("the queue view can be derived from in-flight entries", () => {
+  const q = queueFromInflight(
+    [
+      { id: "1", request_id: "r1", model: "a", phase: "running", elapsed_ms: 10, receivedAt: 0 },
+      { id: "2", request_id: "r2", model: "a", phase: "queued", queue_position: 1, elapsed_ms: 500, receivedAt: 1000 },
+    ],
+    1500,
+  );
+  assert.deepEqual(q.models, [{ id: "a", state: "", queue_depth: 1, in_flight: 1 }]);
+  assert.deepEqual(q.requests, [{ request_id: "r2", model: "a", phase: "queued", position: 1, waited_ms: 1000 }]);
+});
+
+test("load-test timeline separates queue, load, wait, reasoning and generation", () => {
+  let m = { start: 0 };
+  m = trackLoading(m, "━━━━━\nloading\nQueue position: #1 ", false, 100);
+  m = trackLoading(m, "━━━━━\nloading\nQueue position: #1 \nWarming up...", false, 400);
+  m = trackLoading(m, "━━━━━\n...\nDone!\n━━━━━\n \n", true, 900);
+  assert.deepEqual([m.loadStart, m.queueUntil, m.loadDone], [100, 400, 900]);
+  const segs = timelineSegments({ ...m, firstReasoning: 1000, firstContent: 1200, end: 2000 });
+  assert.deepEqual(segs.map((s) => [s.kind, s.from, s.to]), [
+    ["queue", 0, 400],
+    ["load", 400, 900],
+    ["wait", 900, 1000],
+    ["reasoning", 1000, 1200],
+    ["generate", 1200, 2000],
+  ]);
+  assert.deepEqual(phaseTotals(segs), { queue: 400, load: 500, wait: 100, reasoning: 200, generate: 800 });
+  assert.deepEqual(timelineSegments({ start: 0, error: true, end: 50 }), [{ kind: "error", from: 0, to: 50 }]);
+  assert.deepEqual(timelineSegments({ start: 0, firstContent: 30 }, 80).map((s) => s.kind), ["wait", "generate"]);
+});
+
+test("the scheduler's waiting phase reads as loading", async () => {
+  const { phaseLabel } = await import("../../../ui/js/lib/event-log.js");
+  assert.equal(phaseLabel("waiting"), "loading");
+  assert.equal(phaseLabel("queued"), "queued");
+  assert.equal(phaseLabel(undefined), "-");
+});

@@ -1,0 +1,165 @@
+"""Page-shape smoke tests against the static files (tests/ui/stub_server.py), no real server.
+
+They check what the UI does on its own: every route renders without a script error, the
+double-encoded `/api/events` burst reaches the pages, log text is escaped and coloured, the
+missing newer endpoints degrade to a note, the phone layout and the theme switch work.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.browser import screenshot
+
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from playwright.sync_api import expect
+
+ROUTES = {
+    "activity": "Activity",
+    "models": "Models",
+    "models/alpha": "Models / alpha",
+    "logs": "Logs",
+    "playground": "Playground / Chat",
+    "performance": "Performance",
+    "hardware": "Hardware",
+    "settings": "Settings",
+    "events": "Events",
+    "queue": "Queue",
+    "story/01JTESTREQUEST000000000007": "Request story",
+}
+
+
+def test_every_route_renders_without_script_errors(page, stub_url) -> None:
+    for route, title in ROUTES.items():
+        page.goto(f"{stub_url}/ui/#/{route}")
+        expect(page.locator("h1.section-title")).to_have_text(title)
+        expect(page.locator("main")).not_to_be_empty()
+        screenshot(page, f"stub-{route.split('/')[0]}")
+    assert page.errors == [], page.errors
+
+
+def test_root_redirects_and_unknown_routes_fall_back_to_activity(page, stub_url) -> None:
+    page.goto(f"{stub_url}/")
+    assert page.url.endswith("/ui/")
+    expect(page.locator("h1.section-title")).to_have_text("Activity")
+    page.goto(f"{stub_url}/ui/#/no-such-page")
+    expect(page.locator("h1.section-title")).to_have_text("Activity")
+
+
+def test_event_stream_burst_fills_models_inflight_and_connection(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/models")
+    expect(page.get_by_test_id("connection")).to_have_text("connected")
+    expect(page).to_have_title("🟢 llamaswap-es")
+    alpha = page.locator('li.model-row[data-model="alpha"]')
+    expect(alpha).to_contain_text("Alpha 7B")
+    expect(alpha.get_by_role("button", name="Unload Alpha 7B")).to_be_visible()
+    beta = page.locator('li.model-row[data-model="beta"]')
+    expect(beta.get_by_role("button", name="Load beta")).to_be_visible()
+    expect(page.locator('li.model-row[data-model="hidden"]')).to_have_count(0)
+    page.get_by_role("switch", name="Show unlisted models (1)").check(force=True)
+    expect(page.locator('li.model-row[data-model="hidden"]')).to_contain_text("unlisted")
+    expect(page.locator('li.model-row[data-model="peer1/gamma"]')).to_be_visible()
+    # The in-flight snapshot: our phase and queue position, a cancel button, the session id.
+    page.goto(f"{stub_url}/ui/#/activity")
+    row = page.locator('tr[data-inflight-id="7"]')
+    expect(row).to_contain_text("queued #2")
+    expect(row).to_contain_text("lspg-abcde")
+    expect(row.get_by_role("button", name="Cancel request 7")).to_be_enabled()
+    expect(page.get_by_text("1 active")).to_be_visible()
+
+
+def test_logs_are_coloured_and_escaped(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/logs")
+    proxy = page.get_by_role("region", name="Proxy log")
+    green = proxy.locator("span", has_text="proxy started")
+    expect(green).to_have_attribute("style", "color:#15803d")  # ANSI 32 in the light palette
+    upstream = page.get_by_role("region", name="Upstream log")
+    expect(upstream.locator("pre")).to_contain_text("<b>not bold</b>")
+    expect(upstream.locator("pre b")).to_have_count(0)
+    # Regex filter: an invalid pattern filters nothing; a valid one hides other lines.
+    upstream.get_by_role("button", name="Filter").click()
+    box = upstream.get_by_role("searchbox")
+    box.fill("(")
+    expect(upstream.locator("pre")).to_contain_text("upstream line")
+    box.fill("^nothing-matches$")
+    expect(upstream.locator("pre")).to_have_text("")
+
+
+def test_newer_endpoints_missing_degrade_to_notes(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/queue")
+    expect(page.get_by_text("showing the queue derived from in-flight requests")).to_be_visible()
+    expect(page.locator('tr[data-model="beta"] [data-testid="queue-depth"]')).to_have_text("1")
+    expect(page.locator('tr[data-request="01JTESTREQUEST000000000007"]')).to_contain_text("#2")
+    page.goto(f"{stub_url}/ui/#/events")
+    expect(page.get_by_text("does not expose the event log")).to_be_visible()
+    page.goto(f"{stub_url}/ui/#/hardware")
+    expect(page.get_by_role("alert")).to_have_text("Hardware detection unavailable")
+    # Performance is hidden from the menu when /api/performance is not enabled.
+    menu = page.get_by_role("navigation", name="Main")
+    expect(menu.get_by_role("link", name="Performance")).to_have_count(0)
+
+
+def test_phone_layout_opens_the_menu_from_the_header(page, stub_url) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{stub_url}/ui/#/models")
+    nav_link = page.get_by_role("navigation", name="Main").get_by_role("link", name="Logs")
+    expect(nav_link).not_to_be_in_viewport()
+    page.get_by_role("button", name="Toggle sidebar").click()
+    expect(nav_link).to_be_in_viewport()
+    screenshot(page, "stub-phone-menu")
+    nav_link.click()
+    expect(page.locator("h1.section-title")).to_have_text("Logs")
+    expect(nav_link).not_to_be_in_viewport()
+    screenshot(page, "stub-phone-logs")
+    for route in ("activity", "playground", "events"):
+        page.goto(f"{stub_url}/ui/#/{route}")
+        expect(page.locator("main")).not_to_be_empty()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"#/{route} scrolls sideways on a phone ({width}px wide)"
+        screenshot(page, f"stub-phone-{route}")
+
+
+def test_theme_button_cycles_and_persists(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/settings")
+    html = page.locator("html")
+    button = page.get_by_role("button", name="Theme: system (click to change)")
+    button.click()
+    expect(html).to_have_attribute("data-mode", "light")
+    page.get_by_role("button", name="Theme: light (click to change)").click()
+    expect(html).to_have_attribute("data-mode", "dark")
+    assert page.evaluate("localStorage.getItem('theme-mode')") == '"dark"'
+    page.reload()
+    expect(html).to_have_attribute("data-mode", "dark")
+    screenshot(page, "stub-settings-dark")
+    page.get_by_role("button", name="Theme: dark (click to change)").click()
+    expect(html).to_have_attribute("data-mode", "light")  # system, and the browser prefers light
+
+
+def test_app_title_is_editable_and_persisted(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/activity")
+    title = page.get_by_role("textbox", name="App title (editable)")
+    title.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Home Lab")
+    page.keyboard.press("Enter")
+    expect(page).to_have_title("🟢 Home Lab")
+    page.reload()
+    expect(title).to_have_text("Home Lab")
+
+
+def test_model_output_markdown_is_sanitised_in_the_browser(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/playground")
+    html = page.evaluate(
+        """async () => {
+            const { renderMarkdown } = await import("/ui/js/ui/markdown.js");
+            return renderMarkdown(
+                "# Hi\\n\\n<img src=x onerror=alert(1)><script>alert(2)</script>" +
+                "[link](javascript:alert(3))\\n\\n```python\\nprint('x')\\n```"
+            );
+        }"""
+    )
+    assert "<h1" in html
+    assert "onerror" not in html
+    assert "<script" not in html
+    assert "javascript:" not in html
+    assert 'class="hljs"' in html and "hljs-built_in" in html  # highlighted code survives

@@ -1,0 +1,173 @@
+// The event log as the UI shows it: one-line summaries, which events are decisions, client-side
+// filters for the live tail, and a request's story laid out as phases.
+
+export const DECISION_TYPES = new Set([
+  "Dispatch",
+  "Reject",
+  "SwapPlanned",
+  "StartProcess",
+  "StopProcess",
+  "QueuePositions",
+  "SetTimer",
+  "CancelTimer",
+]);
+
+export function isDecision(ev) {
+  return DECISION_TYPES.has(ev?.type);
+}
+
+const short = (id) => (id && id.length > 10 ? `…${id.slice(-8)}` : id || "");
+
+/** A one-line human summary of an event object `{type, key, payload}`. */
+export function describeEvent(ev) {
+  const p = ev?.payload || {};
+  switch (ev?.type) {
+    case "RequestReceived":
+      return `${p.method || "POST"} ${p.path || ""} for ${p.model}${
+        p.requested_model && p.requested_model !== p.model ? ` (asked ${p.requested_model})` : ""
+      }${p.stream ? ", streaming" : ""}`;
+    case "RequestFinished":
+      return `${p.model}: ${p.status}${p.error ? ` ${p.error}` : ""} in ${p.duration_ms ?? "?"} ms`;
+    case "RequestCancelled":
+      return `request ${short(p.request_id)} cancelled (${p.reason || "client gone"})`;
+    case "RequestAbandoned":
+      return `request ${short(p.request_id)} abandoned (${p.reason || ""})`;
+    case "Dispatch":
+      return `dispatch ${short(p.request_id)} → ${p.model}#${p.instance ?? 0}`;
+    case "Reject":
+      return `reject ${short(p.request_id)}: ${p.status} ${p.code || ""} ${p.message || ""}`.trim();
+    case "SwapPlanned":
+      return `swap to ${p.model}${p.evict?.length ? `, evicting ${p.evict.join(", ")}` : ""}${
+        p.rule ? ` (${p.rule})` : ""
+      }`;
+    case "StartProcess":
+      return `start ${p.model}${p.reason ? ` (${p.reason})` : ""}`;
+    case "StopProcess":
+      return `stop ${p.model} (${p.reason || ""})`;
+    case "QueuePositions":
+      return `queue: ${Object.entries(p.positions || {})
+        .map(([r, n]) => `${short(r)}=#${n}`)
+        .join(", ")}`;
+    case "SetTimer":
+      return `timer ${p.timer_id}${p.purpose ? ` (${p.purpose})` : ""}`;
+    case "CancelTimer":
+      return `cancel timer ${p.timer_id}`;
+    case "ProcessSpawned":
+      return `${p.model} spawned pid ${p.pid}${p.port ? ` on port ${p.port}` : ""}`;
+    case "ProcessReady":
+      return `${p.model} ready`;
+    case "ProcessStartFailed":
+      return `${p.model} failed to start: ${p.error || ""}`;
+    case "ProcessExited":
+      return `${p.model} exited (code ${p.exit_code ?? "?"}${p.signal ? `, signal ${p.signal}` : ""})`;
+    case "ProcessStopped":
+      return `${p.model} stopped${p.forced ? " (forced)" : ""}`;
+    case "LoadRequested":
+      return `load ${p.model} asked (${p.origin || "api"})`;
+    case "UnloadRequested":
+      return `unload ${p.models?.length ? p.models.join(", ") : "all"} asked (${p.origin || "api"})`;
+    case "ConfigApplied":
+      return `config applied (${p.reason || ""})`;
+    case "ServerStarted":
+      return `server started (pid ${p.pid}, ${p.version || ""})`;
+    default: {
+      const text = JSON.stringify(p);
+      return text.length > 120 ? `${text.slice(0, 119)}…` : text;
+    }
+  }
+}
+
+/** The model and request an event concerns (for filtering the live tail as the server does). */
+export function eventSubjects(ev) {
+  const p = ev?.payload || {};
+  const models = new Set();
+  if (p.model) models.add(p.model);
+  for (const m of p.evict || []) models.add(m);
+  for (const m of p.models || []) models.add(m);
+  const requests = new Set();
+  if (p.request_id) requests.add(p.request_id);
+  for (const r of Object.keys(p.positions || {})) requests.add(r);
+  if (ev?.key) {
+    if (!models.size) models.add(ev.key);
+    requests.add(ev.key);
+  }
+  return { models, requests };
+}
+
+/** Does `ev` pass the filter `{model, request, type}` (empty fields match everything)? */
+export function matchesFilter(ev, filter) {
+  if (!filter) return true;
+  const { models, requests } = eventSubjects(ev);
+  if (filter.model && !models.has(filter.model)) return false;
+  if (filter.request && !requests.has(filter.request)) return false;
+  if (filter.type) {
+    const types = filter.type.split(",").map((t) => t.trim()).filter(Boolean);
+    if (types.length && !types.includes(ev.type)) return false;
+  }
+  return true;
+}
+
+/** Merge new events into a seq-ordered list without duplicates, keeping the newest `cap`. */
+export function mergeEvents(list, incoming, cap = 2000) {
+  const bySeq = new Map(list.map((e) => [e.seq, e]));
+  for (const e of incoming) if (e && e.seq != null) bySeq.set(e.seq, e);
+  const out = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
+  return out.length > cap ? out.slice(out.length - cap) : out;
+}
+
+/**
+ * A request's story as phases with durations: received → queued → (swap) → dispatched →
+ * finished. Returns `[{phase, ts_ms, ms, event}]` where `ms` is the time until the next phase.
+ */
+export function storyPhases(events) {
+  const phases = [];
+  const add = (phase, e) => phases.push({ phase, ts_ms: e.ts_ms, event: e });
+  for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
+    if (e.type === "RequestReceived") add("received", e);
+    else if (e.type === "QueuePositions") {
+      if (!phases.some((p) => p.phase === "queued")) add("queued", e);
+    } else if (e.type === "SwapPlanned" || e.type === "StartProcess") {
+      if (!phases.some((p) => p.phase === "swap")) add("swap", e);
+    } else if (e.type === "ProcessReady") add("ready", e);
+    else if (e.type === "Dispatch") add("dispatched", e);
+    else if (e.type === "Reject") add("rejected", e);
+    else if (e.type === "RequestCancelled") add("cancelled", e);
+    else if (e.type === "RequestAbandoned") add("abandoned", e);
+    else if (e.type === "RequestFinished") add("finished", e);
+  }
+  for (let i = 0; i < phases.length; i++) {
+    phases[i].ms = i + 1 < phases.length ? phases[i + 1].ts_ms - phases[i].ts_ms : null;
+  }
+  return phases;
+}
+
+/**
+ * The queue view derived from in-flight entries, for servers without `/api/queue`: per model the
+ * number waiting and running, and each waiting request with its phase and wait.
+ */
+export function queueFromInflight(inflight, now = Date.now()) {
+  const models = new Map();
+  const requests = [];
+  for (const r of inflight) {
+    const m = models.get(r.model) || { id: r.model, state: "", queue_depth: 0, in_flight: 0 };
+    const waiting = r.phase === "queued" || r.phase === "loading" || r.phase === "received";
+    if (waiting) m.queue_depth++;
+    else m.in_flight++;
+    models.set(r.model, m);
+    if (waiting) {
+      requests.push({
+        request_id: r.request_id || r.id,
+        model: r.model,
+        phase: r.phase || "received",
+        position: r.queue_position ?? null,
+        waited_ms: (r.elapsed_ms || 0) + (now - (r.receivedAt || now)),
+      });
+    }
+  }
+  return { models: [...models.values()], requests };
+}
+
+/** The scheduler's "waiting" (for a model to load) reads as the in-flight view's "loading". */
+export function phaseLabel(phase) {
+  return phase === "waiting" ? "loading" : phase || "-";
+}

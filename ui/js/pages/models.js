@@ -1,0 +1,221 @@
+// Models: every model with its state and load/unload, profiles, selectors and peers.
+
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { enc, getJSON, postJSON } from "../api.js";
+import { formatContext } from "../lib/format.js";
+import { useStore } from "../store.js";
+import { Card, Empty, ErrorNote, Spinner, StatusDot, Switch, usePersisted } from "../ui/common.js";
+
+const CAPABILITY_LABELS = {
+  vision: "Vision",
+  audio_transcriptions: "Transcription",
+  audio_speech: "Speech",
+  image_generation: "Image Gen",
+  image_to_image: "Img→Img",
+  function_calling: "Function Calling",
+  reranker: "Reranker",
+};
+
+export function CapabilityTags({ model }) {
+  const caps = Object.entries(model.capabilities || {}).filter(([, v]) => v);
+  const ctx = formatContext(model.context_length);
+  if (!caps.length && !ctx) return null;
+  return html`<span class="caps">
+    ${caps.map(([k]) => html`<span class="tag cap">${CAPABILITY_LABELS[k] || k}</span>`)}
+    ${ctx && html`<span class="tag cap">${ctx}</span>`}
+  </span>`;
+}
+
+// Pending loads live outside components so navigating away and back keeps the spinner and the
+// ability to cancel.
+const pendingLoads = new Map();
+const loadListeners = new Set();
+const notify = () => {
+  for (const fn of loadListeners) fn();
+};
+
+export function startLoad(id, onError) {
+  if (pendingLoads.has(id)) return;
+  const ctrl = new AbortController();
+  pendingLoads.set(id, ctrl);
+  notify();
+  fetch(`/upstream/${enc(id)}/?_=${Date.now()}`, { signal: ctrl.signal })
+    .then(async (r) => {
+      if (!r.ok && r.status >= 500) onError?.(`Loading ${id} failed: ${r.status} ${(await r.text()).slice(0, 200)}`);
+    })
+    .catch((e) => {
+      if (e.name !== "AbortError") onError?.(`Loading ${id} failed: ${e.message}`);
+    })
+    .finally(() => {
+      pendingLoads.delete(id);
+      notify();
+    });
+}
+
+export function cancelLoad(id) {
+  pendingLoads.get(id)?.abort();
+}
+
+function usePendingLoads() {
+  const [, setT] = useState(0);
+  useEffect(() => {
+    const fn = () => setT((t) => t + 1);
+    loadListeners.add(fn);
+    return () => loadListeners.delete(fn);
+  }, []);
+  return pendingLoads;
+}
+
+/** The per-model load/unload button (stopped → load, pending → cancel, ready → unload). */
+export function LoadButton({ model, onError, small = false }) {
+  const pending = usePendingLoads();
+  const [unloading, setUnloading] = useState(false);
+  const cls = small ? "btn small" : "btn";
+  const name = model.name || model.id;
+  if (model.state === "ready") {
+    return html`<button
+      type="button"
+      class=${`${cls} danger`}
+      disabled=${unloading}
+      aria-label=${`Unload ${name}`}
+      onClick=${async () => {
+        setUnloading(true);
+        try {
+          await postJSON(`/api/models/unload/${enc(model.id)}`);
+        } catch (e) {
+          onError?.(e.message);
+        } finally {
+          setUnloading(false);
+        }
+      }}
+    >
+      ${unloading ? html`<${Spinner} label="Unloading" />` : "Unload"}
+    </button>`;
+  }
+  if (pending.has(model.id)) {
+    return html`<button type="button" class=${cls} aria-label=${`Cancel loading ${name}`} onClick=${() => cancelLoad(model.id)}>
+      <${Spinner} label="Loading" /> Cancel
+    </button>`;
+  }
+  if (model.state === "starting" || model.state === "stopping") {
+    return html`<button type="button" class=${cls} disabled aria-label=${`${name} is ${model.state}`}><${Spinner} label=${model.state} /></button>`;
+  }
+  return html`<button type="button" class=${`${cls} primary`} aria-label=${`Load ${name}`} onClick=${() => startLoad(model.id, onError)}>
+    Load
+  </button>`;
+}
+
+function ModelRow({ m, showCaps, onError }) {
+  const isPeer = Boolean(m.peerID);
+  return html`<li class="model-row" data-model=${m.id} data-state=${m.state || "peer"}>
+    ${!isPeer && html`<${StatusDot} state=${m.state} />`}
+    <a class="model-name" href=${`#/models/${enc(m.id)}`}>
+      <strong>${m.name || m.id}</strong>
+      ${m.name && m.name !== m.id && html`<span class="muted"> ${m.id}</span>`}
+      ${m.aliases?.length ? html`<span class="muted small"> · ${m.aliases.join(", ")}</span>` : ""}
+    </a>
+    ${m.description && html`<span class="muted small desc">${m.description}</span>`}
+    ${showCaps && html`<${CapabilityTags} model=${m} />`}
+    <span class="spacer"></span>
+    ${!isPeer && html`<span class="state" data-testid="model-state">${m.state}</span>`}
+    ${m.unlisted && html`<span class="tag">unlisted</span>`}
+    ${!isPeer &&
+    html`<a class="btn small ghost" href=${`/upstream/${enc(m.id)}/`} target="_blank" rel="noopener" aria-label=${`Open ${m.id} server`}>↗</a>
+      <${LoadButton} model=${m} onError=${onError} small />`}
+  </li>`;
+}
+
+function ProfilesCard() {
+  const { active, profiles } = useStore((s) => s.profiles);
+  if (!profiles?.length) return null;
+  const p = profiles.find((x) => x.id === active);
+  return html`<${Card} title="Profile">
+    ${p
+      ? html`<p><strong>${p.id}</strong> <span class="tag ok">Active</span></p>
+          ${p.description && html`<p class="muted">${p.description}</p>`}
+          <p class="muted small">${Object.keys(p.pins || {}).length} mappings</p>
+          <ul class="pins">
+            ${Object.entries(p.pins || {}).map(
+              ([k, v]) => html`<li class="mono">${k} → ${v ? v : html`<span class="tag bad">disabled</span>`}</li>`,
+            )}
+          </ul>`
+      : html`<p class="muted">No active profile</p>`}
+  <//>`;
+}
+
+function SelectorsCard({ selectors }) {
+  if (!selectors.length) return null;
+  return html`<${Card} title="Selectors">
+    <ul class="list">
+      ${selectors.map((s) => {
+        const meta = s.meta?.llamaswap || {};
+        return html`<li class="model-row">
+          <strong>${s.name || s.id}</strong>${s.name && html`<span class="muted"> ${s.id}</span>`}
+          ${s.description && html`<span class="muted small desc">${s.description}</span>`}
+          <span class="spacer"></span>
+          ${(meta.targets || []).map((t) => html`<a class="tag" href=${`#/models/${enc(t)}`}>${t}</a>`)}
+          ${meta.strategy && html`<span class="tag">${meta.strategy}</span>`}
+          ${meta.spillover != null && html`<span class="tag">spillover ${meta.spillover}</span>`}
+        </li>`;
+      })}
+    </ul>
+  <//>`;
+}
+
+export function ModelsPage() {
+  const models = useStore((s) => s.models);
+  const [showUnlisted, setShowUnlisted] = usePersisted("models-dash-show-unlisted", false);
+  const [showCaps] = usePersisted("models-dash-show-capability-tags", false);
+  const [selectors, setSelectors] = useState([]);
+  const [error, setError] = useState("");
+  const [unloadingAll, setUnloadingAll] = useState(false);
+  const errTimer = useRef(null);
+  const onError = (msg) => {
+    setError(msg);
+    clearTimeout(errTimer.current);
+    errTimer.current = setTimeout(() => setError(""), 8000);
+  };
+  useEffect(() => {
+    getJSON("/v1/models")
+      .then((d) => setSelectors((d.data || []).filter((m) => m.meta?.llamaswap?.type === "selector")))
+      .catch(() => setSelectors([]));
+  }, [models]);
+  const local = models.filter((m) => !m.peerID);
+  const peers = models.filter((m) => m.peerID);
+  const unlistedCount = local.filter((m) => m.unlisted).length;
+  const shown = local.filter((m) => showUnlisted || !m.unlisted);
+  const ready = local.filter((m) => m.state === "ready").length;
+  const unloadAll = async () => {
+    setUnloadingAll(true);
+    try {
+      await postJSON("/api/models/unload");
+    } catch (e) {
+      onError(e.message);
+    } finally {
+      setUnloadingAll(false);
+    }
+  };
+  return html`<div class="page">
+    <${Card}
+      title=${`Models (${shown.length} of ${local.length})`}
+      actions=${html`<span class="count">${ready} ready</span>
+        <button type="button" class="btn danger" disabled=${unloadingAll || ready === 0} onClick=${unloadAll}>
+          ${unloadingAll ? html`<${Spinner} label="Unloading all" />` : ""} Unload All
+        </button>`}
+    >
+      <div aria-live="polite"><${ErrorNote}>${error}<//></div>
+      <div class="section-head">
+        <h3>Local models</h3>
+        <${Switch} checked=${showUnlisted} onChange=${setShowUnlisted} label=${`Show unlisted models (${unlistedCount})`} />
+      </div>
+      ${shown.length
+        ? html`<ul class="list">${shown.map((m) => html`<${ModelRow} key=${m.id} m=${m} showCaps=${showCaps} onError=${onError} />`)}</ul>`
+        : html`<${Empty}>No models${models.length ? "" : " (waiting for the event stream)"}<//>`}
+      ${peers.length > 0 &&
+      html`<div class="section-head"><h3>Peer models</h3></div>
+        <ul class="list">${peers.map((m) => html`<${ModelRow} key=${m.id} m=${m} showCaps=${showCaps} onError=${onError} />`)}</ul>`}
+    <//>
+    <${ProfilesCard} />
+    <${SelectorsCard} selectors=${selectors} />
+  </div>`;
+}

@@ -1,0 +1,196 @@
+// The server-paged, sortable activity table with column chooser, ID filter, page size, markdown
+// export, capture viewer and a link from each row to its request's story.
+
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { getJSON, query } from "../api.js";
+import { ACTIVITY_COLUMNS, COLUMN_BY_ID, sanitizeColumns } from "../lib/activity-columns.js";
+import { activityToMarkdown } from "../lib/export-md.js";
+import { useStore } from "../store.js";
+import { CaptureDialog } from "./capture-dialog.js";
+import { Card, ColumnChooser, CopyButton, Dialog, ErrorNote, useInterval, usePersisted } from "./common.js";
+
+const PAGE_SIZES = [10, 25, 50, 100, 250, 500];
+
+/** Page numbers to show: at most 7 around the current page. */
+export function pageWindow(page, total) {
+  const n = Math.min(7, total);
+  let start = Math.max(1, page - 3);
+  start = Math.min(start, Math.max(1, total - n + 1));
+  return Array.from({ length: n }, (_, i) => start + i);
+}
+
+function requestIdOf(r) {
+  return r.request_id || r.metadata?.request_id || "";
+}
+
+export function ActivityTable({ prefix = "activity", model, compact = false }) {
+  const pageKey = prefix === "activity" ? "activity-page-size" : `${prefix}-activity-page-size`;
+  const filterKey = prefix === "activity" ? "activity-filters" : `${prefix}-activity-filters`;
+  const [pageSize, setPageSize] = usePersisted(pageKey, 25);
+  const [filters, setFilters] = usePersisted(filterKey, { min_id: "", max_id: "" });
+  const [filterOpen, setFilterOpen] = usePersisted(`${prefix}-filter-open`, false);
+  const [visibleRaw, setVisible] = usePersisted(`${prefix}-columns`, null);
+  const [orderRaw, setOrder] = usePersisted(`${prefix}-column-order`, null);
+  const visible = sanitizeColumns(visibleRaw);
+  const order = Array.isArray(orderRaw) ? orderRaw.filter((id) => COLUMN_BY_ID[id]) : ACTIVITY_COLUMNS.map((c) => c.id);
+  const [page, setPage] = useState(1);
+  const [sort, setSort] = useState({ key: "id", order: "desc" });
+  const [data, setData] = useState(null);
+  const [error, setError] = useState(null);
+  const [capture, setCapture] = useState(null);
+  const [exporting, setExporting] = useState(false);
+  const rev = useStore((s) => s.activityRev);
+  const lastFetch = useRef(0);
+  const throttle = useRef(null);
+  useInterval(15000); // relative times stay honest
+
+  const fetchPage = async () => {
+    lastFetch.current = Date.now();
+    try {
+      const q = query({
+        page,
+        limit: pageSize,
+        sort: sort.key,
+        order: sort.order,
+        model: model ? [model] : undefined,
+        min_id: filters.min_id,
+        max_id: filters.max_id,
+      });
+      const d = await getJSON(`/api/metrics/activity${q}`);
+      setData(d);
+      setError(null);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  useEffect(() => {
+    fetchPage();
+  }, [page, pageSize, sort.key, sort.order, filters.min_id, filters.max_id, model]);
+  // New activity refreshes at most once a second, and only on page 1 (later pages stay put).
+  useEffect(() => {
+    if (page !== 1 || !rev) return;
+    const wait = Math.max(0, 1000 - (Date.now() - lastFetch.current));
+    clearTimeout(throttle.current);
+    throttle.current = setTimeout(fetchPage, wait);
+    return () => clearTimeout(throttle.current);
+  }, [rev]);
+
+  const ids = [...order, ...ACTIVITY_COLUMNS.map((c) => c.id).filter((id) => !order.includes(id))];
+  const cols = ids.filter((id) => visible.includes(id)).map((id) => COLUMN_BY_ID[id]);
+  const rows = data?.data || [];
+  const totalPages = data?.total_pages || 0;
+  const filterActive = Boolean(filters.min_id || filters.max_id);
+  const now = Date.now();
+  const toggleSort = (c) => {
+    if (!c.sort) return;
+    setPage(1);
+    setSort((s) => (s.key === c.sort ? { key: c.sort, order: s.order === "desc" ? "asc" : "desc" } : { key: c.sort, order: "desc" }));
+  };
+  const cell = (c, r) => {
+    if (c.id === "model") return html`<a href=${`#/models/${encodeURIComponent(r.model)}`}>${r.model}</a>`;
+    if (c.id === "capture") {
+      return r.has_capture
+        ? html`<button type="button" class="btn small" onClick=${() => setCapture(r)} aria-label=${`View capture ${r.id}`}>View</button>`
+        : "-";
+    }
+    if (c.id === "id") {
+      const rid = requestIdOf(r);
+      return rid
+        ? html`<a href=${`#/story/${encodeURIComponent(rid)}`} title="This request's story">${r.id}</a>`
+        : String(r.id);
+    }
+    if (c.id === "status") {
+      const bad = r.resp_status_code >= 400;
+      return html`<span class=${bad ? "tag bad" : "tag ok"} title=${r.error_msg || ""}>${r.resp_status_code}</span>`;
+    }
+    if (c.id === "meta") {
+      const entries = Object.entries(r.metadata || {});
+      return entries.length ? html`<span title=${entries.map(([k, v]) => `${k}: ${v}`).join("\n")}>…</span>` : "-";
+    }
+    if (c.id === "time") return html`<time datetime=${r.timestamp}>${c.text(r, now)}</time>`;
+    return c.text(r, now);
+  };
+  const title = compact ? `Recent Activity (${data?.total ?? 0})` : "Activity";
+  return html`<${Card}
+    title=${title}
+    actions=${html`
+      <button type="button" class="btn small" onClick=${() => setExporting(true)} disabled=${!rows.length}>Export as markdown</button>
+      <button
+        type="button"
+        class="btn small"
+        aria-expanded=${filterOpen ? "true" : "false"}
+        onClick=${() => setFilterOpen(!filterOpen)}
+      >
+        Filters${filterActive && html`<span class="filter-dot" aria-label="(active)"></span>`}
+      </button>
+      <${ColumnChooser}
+        columns=${ACTIVITY_COLUMNS}
+        visible=${visible}
+        order=${ids}
+        onChange=${(v, o) => {
+          setVisible(v);
+          setOrder(o);
+        }}
+      />
+    `}
+  >
+    ${filterOpen &&
+    html`<div class="filter-drawer" role="group" aria-label="Activity filters">
+      <label>ID from <input type="number" min="1" value=${filters.min_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, min_id: e.target.value }); }} /></label>
+      <label>ID to <input type="number" min="1" value=${filters.max_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, max_id: e.target.value }); }} /></label>
+      <button type="button" class="btn small" disabled=${!filterActive} onClick=${() => setFilters({ min_id: "", max_id: "" })}>Clear filters</button>
+      <label>Rows
+        <select value=${pageSize} onChange=${(e) => { setPage(1); setPageSize(Number(e.target.value)); }}>
+          ${PAGE_SIZES.map((n) => html`<option value=${n}>${n}</option>`)}
+        </select>
+      </label>
+    </div>`}
+    <${ErrorNote} error=${error} />
+    <div class="table-wrap scroll-60">
+      <table class="table sticky" aria-label="Activity">
+        <thead>
+          <tr>
+            ${cols.map(
+              (c) => html`<th scope="col" title=${c.title} aria-sort=${sort.key === c.sort ? (sort.order === "asc" ? "ascending" : "descending") : undefined}>
+                ${c.sort
+                  ? html`<button type="button" class="th-sort" onClick=${() => toggleSort(c)}>
+                      ${c.label}${sort.key === c.sort ? (sort.order === "asc" ? " ▲" : " ▼") : ""}
+                    </button>`
+                  : c.label}
+              </th>`,
+            )}
+          </tr>
+        </thead>
+        <tbody>
+          ${rows.length === 0
+            ? html`<tr><td colspan=${cols.length} class="empty">${data ? "No activity yet" : error ? "Could not load the activity" : "Loading…"}</td></tr>`
+            : rows.map((r) => html`<tr data-activity-id=${r.id}>${cols.map((c) => html`<td>${cell(c, r)}</td>`)}</tr>`)}
+        </tbody>
+      </table>
+    </div>
+    <nav class="pager" aria-label="Activity pages">
+      <span>Page ${totalPages ? page : 0} of ${totalPages} · ${data?.total ?? 0} total</span>
+      <span class="pager-buttons">
+        <button type="button" class="btn small" disabled=${page <= 1} onClick=${() => setPage(1)} aria-label="First page">«</button>
+        <button type="button" class="btn small" disabled=${page <= 1} onClick=${() => setPage(page - 1)} aria-label="Previous page">‹</button>
+        ${pageWindow(page, totalPages).map(
+          (p) => html`<button type="button" class=${p === page ? "btn small active" : "btn small"} aria-current=${p === page ? "page" : undefined} onClick=${() => setPage(p)}>${p}</button>`,
+        )}
+        <button type="button" class="btn small" disabled=${page >= totalPages} onClick=${() => setPage(page + 1)} aria-label="Next page">›</button>
+        <button type="button" class="btn small" disabled=${page >= totalPages} onClick=${() => setPage(totalPages)} aria-label="Last page">»</button>
+      </span>
+    </nav>
+    ${capture && html`<${CaptureDialog} row=${capture} onClose=${() => setCapture(null)} />`}
+    ${exporting && html`<${ExportDialog} rows=${rows} columns=${ids.filter((id) => visible.includes(id))} onClose=${() => setExporting(false)} />`}
+  <//>`;
+}
+
+function ExportDialog({ rows, columns, onClose }) {
+  const title = useStore((s) => s.title);
+  const [text] = useState(() => activityToMarkdown(rows, columns, new Date(), title));
+  return html`<${Dialog} title="Export as markdown" onClose=${onClose} wide>
+    <div class="row-actions"><${CopyButton} text=${text} /></div>
+    <label class="sr-only" for="export-md">Markdown</label>
+    <textarea id="export-md" class="mono export" readonly value=${text} rows="18"></textarea>
+  <//>`;
+}
