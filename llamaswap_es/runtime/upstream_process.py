@@ -38,6 +38,7 @@ from llamaswap_es.runtime.exit_watch import open_pidfd, wait_exit
 from llamaswap_es.runtime.health import probe_once
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.output_pipe import OutputPipe
+from llamaswap_es.runtime.port_guard import port_taken
 from llamaswap_es.runtime.process_group import (
     KILL_WAIT_S,
     group_alive,
@@ -300,6 +301,12 @@ class UpstreamProcess:
             argv = self.spec.argv()
         except ProcessError as exc:
             self._emit(self._start_failed(str(exc)))
+            return False
+        taken = None
+        if not self.spec.skips_health_check:
+            taken = await asyncio.to_thread(port_taken, self.spec.proxy)
+        if taken:
+            self._emit(self._start_failed(taken))
             return False
         try:
             popen = spawn(argv, self.spec, spawn_env(self.spec, self._tag))
