@@ -310,6 +310,8 @@ async def _forward_dispatched(
     headers = None
     if job.body is not None:
         headers = forward_headers(request.headers, client_ip=None, body_replaced=True)
+        if request.method == "POST" and "Accept-Encoding" in headers:
+            headers["Accept-Encoding"] = meterable_encodings(headers["Accept-Encoding"])
 
     if job.websocket:
         started = asyncio.get_running_loop().time()
@@ -361,6 +363,17 @@ def _keep(future: asyncio.Future[bool]) -> None:
     """Hold a reference to a background capture write until it completes."""
     _PENDING.add(future)
     future.add_done_callback(_PENDING.discard)
+
+
+def meterable_encodings(accept_encoding: str) -> str:
+    """Keep only gzip/deflate (with their q-values) so a metered response stays parseable, as
+    llama-swap does on metered POSTs; the result may be empty."""
+    kept = [
+        item.strip()
+        for item in accept_encoding.split(",")
+        if item.split(";")[0].strip().lower() in ("gzip", "deflate")
+    ]
+    return ", ".join(kept)
 
 
 def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
