@@ -23,6 +23,7 @@ from llamaswap_es.web.naming import (
     release_selector,
     reserve_selector,
     rewrite_model_in_json,
+    rewrite_model_in_multipart,
     rewrite_model_in_query,
     strip_route_prefix,
 )
@@ -78,6 +79,8 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             raw_query = rewrite_model_in_query(query, name)
         elif body is not None and is_json(request):
             body = rewrite_model_in_json(body, name)
+        elif body is not None and selection.source == "multipart":
+            body = rewrite_model_in_multipart(body, request.headers.get("Content-Type", ""), name)
 
     requested = pinned_name(ctx, selection.model) if selection.model else ""
     if requested != selection.model:
@@ -96,6 +99,12 @@ async def model_request(request: web.Request) -> web.StreamResponse:
     if local is not None and local in ctx.service.schedule.models:
         if body is not None and is_json(request):
             body = apply_filters(body, requested, local_filters(ctx, local))
+        elif body is not None and selection.source == "multipart":
+            use_name = ctx.config.models[local].use_model_name
+            if use_name:  # llama-swap's form filter: only useModelName applies to forms
+                body = rewrite_model_in_multipart(
+                    body, request.headers.get("Content-Type", ""), use_name
+                )
         metadata = _metadata(ctx, request, local)
         if selector_id is not None:
             metadata["selector"] = selector_id

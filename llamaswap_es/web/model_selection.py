@@ -144,7 +144,7 @@ def multipart_text_fields(
     Only small text fields are wanted (the model name), so the body is scanned in place rather
     than parsed into temp files; the first occurrence of a name wins, as in Go's form parsing.
     """
-    boundary = _boundary(content_type)
+    boundary = multipart_boundary(content_type)
     if boundary is None:
         raise RequestError(400, "multipart request without a boundary in its Content-Type")
     delimiter = b"--" + boundary.encode("latin-1")
@@ -164,7 +164,7 @@ def multipart_text_fields(
     return found
 
 
-def _boundary(content_type: str) -> str | None:
+def multipart_boundary(content_type: str) -> str | None:
     for param in content_type.split(";")[1:]:
         key, _, value = param.strip().partition("=")
         if key.lower() == "boundary" and value:

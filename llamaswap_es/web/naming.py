@@ -9,10 +9,12 @@ or the `model` query parameter), so the upstream sees the name it expects.
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import urlencode
 
 from llamaswap_es.web.context import AppContext, SelectorLoad
 from llamaswap_es.web.errors import RequestError
+from llamaswap_es.web.model_selection import multipart_boundary
 
 
 def pinned_name(ctx: AppContext, requested: str) -> str:
@@ -90,6 +92,27 @@ def rewrite_model_in_json(body: bytes, name: str) -> bytes:
         return body
     doc["model"] = name
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_MODEL_PART = re.compile(rb'(?im)^content-disposition:[^\r\n]*;\s*name="?model"?(;|\s*$)')
+
+
+def rewrite_model_in_multipart(body: bytes, content_type: str, name: str) -> bytes:
+    """Replace the value of the form field `model`; every other part stays byte for byte.
+
+    (llama-swap rebuilds the whole form with a new boundary and re-types file parts as
+    application/octet-stream; keeping the other parts untouched is simpler and loses nothing.)
+    """
+    boundary = multipart_boundary(content_type)
+    if not boundary:
+        return body
+    delimiter = b"--" + boundary.encode()
+    parts = body.split(delimiter)
+    for index in range(1, len(parts) - 1):
+        head, separator, _content = parts[index].partition(b"\r\n\r\n")
+        if separator and _MODEL_PART.search(head):
+            parts[index] = head + separator + name.encode() + b"\r\n"
+    return delimiter.join(parts)
 
 
 def rewrite_model_in_query(query: dict[str, str], name: str) -> str:

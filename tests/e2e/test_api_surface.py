@@ -183,3 +183,18 @@ async def test_an_ignored_websocket_cannot_start_its_model(server_factory) -> No
         async with http.ws_connect(server.url + "/upstream/a/ws") as ws:
             await ws.send_str("x")
             assert (await ws.receive_str()) == "echo: x"
+
+
+async def test_a_multipart_request_gets_the_models_use_model_name(server_factory) -> None:
+    model = fake_model("whisper", extra="useModelName: upstream-name\naliases: [asr]")
+    server = server_factory(config_text([model]))
+    form = aiohttp.FormData()
+    form.add_field("model", "asr")
+    form.add_field("file", b"\x00\x01audio-bytes", filename="a.wav", content_type="audio/wav")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.url + "/v1/audio/transcriptions", data=form) as response,
+    ):
+        assert response.status == 200
+        reply = await response.json()
+    assert reply == {"text": "The length of the file is 13 bytes", "model": "upstream-name"}
