@@ -7,6 +7,9 @@ a start past its deadline.
 
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import urlsplit
+
 import aiohttp
 
 PROBE_TIMEOUT_MS = 2_000
@@ -20,8 +23,33 @@ def probe_session() -> aiohttp.ClientSession:
     )
 
 
+async def _listening_elsewhere(url: str, timeout_ms: int) -> bool:
+    """False when nothing listens yet, or when the connection met itself.
+
+    A connection to a loopback port nobody listens on can be given that same port as its source
+    (TCP simultaneous open: it connects to itself) when the port lies in the ephemeral range. It
+    would then hold the very port the upstream is about to bind, and the upstream would fail to
+    start. So a loopback probe first checks with a plain connection and drops a self-connection.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port
+    if host not in ("127.0.0.1", "localhost", "::1") or port is None:
+        return True
+    try:
+        async with asyncio.timeout(max(timeout_ms, 1) / 1000):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except (TimeoutError, OSError):
+        return False
+    try:
+        return writer.get_extra_info("sockname")[1] != port
+    finally:
+        writer.close()
+
+
 async def probe_once(session: aiohttp.ClientSession, url: str, timeout_ms: int) -> bool:
     """True if `url` answered 200 within `timeout_ms`; False for any other outcome."""
+    if not await _listening_elsewhere(url, timeout_ms):
+        return False
     try:
         timeout = aiohttp.ClientTimeout(total=max(timeout_ms, 1) / 1000)
         async with session.get(url, timeout=timeout, allow_redirects=False) as resp:
