@@ -28,6 +28,7 @@ from llamaswap_es.events.types import (
     Event,
     QueuePositions,
     Reject,
+    RequestCancelled,
     RequestFinished,
     RequestReceived,
 )
@@ -146,6 +147,11 @@ class RunLoop:
     def state(self) -> Any:
         """The scheduler state, read-only for callers (views for /running, the queue …)."""
         return self._state
+
+    @property
+    def waiting_requests(self) -> int:
+        """Requests registered and not yet answered (their handlers wait on a decision)."""
+        return len(self._tickets)
 
     @property
     def fatal_error(self) -> BaseException | None:
@@ -269,6 +275,12 @@ class RunLoop:
                     ticket.admitted.set()
             elif isinstance(body, Dispatch | Reject):
                 self._answer(body)
+            elif isinstance(body, RequestCancelled):
+                # Acted on in log order: a Dispatch decided before the cancel has already taken
+                # the ticket; otherwise no decision will ever come for it.
+                ticket = self._tickets.get(body.request_id)
+                if ticket is not None and ticket.client_gone:
+                    del self._tickets[body.request_id]
             elif isinstance(body, QueuePositions):
                 self._tell_positions(body.positions)
             elif isinstance(body, Decision):

@@ -43,6 +43,8 @@ def _reducer(state: dict, envelope: Envelope) -> tuple[dict, list[Decision]]:
     """Dispatch each request at once, except model 'nope' (404); count finished requests."""
     body = envelope.body
     if isinstance(body, RequestReceived):
+        if body.model == "hold":  # waits for ever, as a queued request does
+            return state, []
         if body.model == "nope":
             return state, [Reject(request_id=body.request_id, status=404, code="x", message="no")]
         state["in_flight"] = state.get("in_flight", 0) + 1
@@ -165,4 +167,18 @@ async def test_requests_are_refused_once_the_loop_stops(db_path: Path) -> None:
     await loop.stop()
     with pytest.raises(LoopStoppedError):
         loop.submit_request(RequestReceived(request_id="r1", model="a"))
+    await store.close()
+
+
+async def test_a_request_cancelled_before_any_decision_leaves_nothing_behind(
+    db_path: Path,
+) -> None:
+    loop, store, _ = await _loop(db_path)
+    ticket = loop.submit_request(RequestReceived(request_id="r1", model="hold"))
+    await loop.flush()
+    assert loop.waiting_requests == 1
+    loop.abandon_ticket(ticket, RequestCancelled(request_id="r1"))
+    await loop.flush()
+    assert loop.waiting_requests == 0
+    await loop.stop()
     await store.close()
