@@ -21,7 +21,7 @@ from pathlib import Path
 
 from llamaswap_es import core
 from llamaswap_es.core.state import SchedulerState
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.reader import LogReader, open_log
 from llamaswap_es.events.types import (
     Event,
     OrphanReaped,
@@ -102,7 +102,7 @@ def _note_previous_run(
     result: Rebuilt,
     state: SchedulerState,
     spawned: dict[tuple[str, int], tuple[int, int, int]],
-    reader: object,
+    reader: LogReader,
 ) -> None:
     for view in core.model_views(state):
         if view.state not in _RUNNING:
@@ -126,13 +126,14 @@ def _note_previous_run(
             )
         )
     for request_id in sorted(state.requests):
-        if not request_id.startswith("load:"):
+        view = core.request_view(state, request_id)
+        if view is not None and not view.is_load:
             result.unfinished_requests.append(request_id)
 
 
-def _spawn_from_log(reader: object, model: str, instance: int) -> tuple[int, int, int] | None:
+def _spawn_from_log(reader: LogReader, model: str, instance: int) -> tuple[int, int, int] | None:
     """The spawn of a process recorded before the snapshot we started from (indexed by key)."""
-    rows = reader.read(types=("ProcessSpawned", "ProcessAdopted"), key=model)  # type: ignore[attr-defined]
+    rows = reader.read(types=("ProcessSpawned", "ProcessAdopted"), key=model)
     for envelope in reversed(rows):
         body = envelope.body
         if body.instance == instance:
