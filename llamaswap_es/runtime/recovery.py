@@ -21,7 +21,7 @@ from pathlib import Path
 
 from llamaswap_es import core
 from llamaswap_es.core.state import SchedulerState
-from llamaswap_es.events.reader import LogReader, open_log
+from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.types import (
     Event,
     OrphanReaped,
@@ -64,7 +64,7 @@ class Rebuilt:
 
 def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
     """Replay the log into a fresh state (synchronous: run it in a thread)."""
-    with open_log(db_path) as reader:
+    with DatabaseReader(db_path) as reader:
         state = core.new_state()
         start = 1
         snap = reader.latest_snapshot(core.REDUCER_VERSION)
@@ -102,7 +102,7 @@ def _note_previous_run(
     result: Rebuilt,
     state: SchedulerState,
     spawned: dict[tuple[str, int], tuple[int, int, int]],
-    reader: LogReader,
+    reader: DatabaseReader,
 ) -> None:
     for view in core.model_views(state):
         if view.state not in _RUNNING:
@@ -131,7 +131,9 @@ def _note_previous_run(
             result.unfinished_requests.append(request_id)
 
 
-def _spawn_from_log(reader: LogReader, model: str, instance: int) -> tuple[int, int, int] | None:
+def _spawn_from_log(
+    reader: DatabaseReader, model: str, instance: int
+) -> tuple[int, int, int] | None:
     """The spawn of a process recorded before the snapshot we started from (indexed by key)."""
     rows = reader.read(types=("ProcessSpawned", "ProcessAdopted"), key=model)
     for envelope in reversed(rows):
