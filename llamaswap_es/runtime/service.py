@@ -93,7 +93,6 @@ class SwapService:
         self._shutdown_started = False
         self._events_since_snapshot = 0
         self._background: set[asyncio.Task[None]] = set()
-        self.adopted: list[str] = []
 
     # ------------------------------------------------------------------ life cycle
 
@@ -120,7 +119,7 @@ class SwapService:
         )
         self.timers = Timers(self.clock, self.loop.submit)
         await self.loop.start()
-        self.adopted = await settle(
+        await settle(
             rebuilt,
             submit=self.loop.submit,
             executor=self.executor,
@@ -129,8 +128,7 @@ class SwapService:
             env_tag=self.env_tag,
         )
         self.loop.submit(self._config_applied("startup"))
-        for model in self._preload_models():
-            self.loop.submit(LoadRequested(model=model, origin="preload"))
+        self._preload()
         await self.loop.flush()
 
     async def shutdown(self, reason: str = "signal") -> None:
@@ -184,8 +182,7 @@ class SwapService:
         self._sources = tuple(sources) or self._sources
         assert self.loop is not None
         self.loop.submit(self._config_applied("reload"))
-        for model in self._preload_models():
-            self.loop.submit(LoadRequested(model=model, origin="preload"))
+        self._preload()
         await self.loop.flush()
 
     def _config_applied(self, reason: str) -> ConfigApplied:
@@ -196,8 +193,12 @@ class SwapService:
             reason=reason,
         )
 
-    def _preload_models(self) -> list[str]:
-        return [m for m in self._config.hooks.on_startup.preload if m in self._schedule.models]
+    def _preload(self) -> None:
+        """`hooks.on_startup.preload`: load each listed model (at start and after each reload)."""
+        assert self.loop is not None
+        for model in self._config.hooks.on_startup.preload:
+            if model in self._schedule.models:
+                self.loop.submit(LoadRequested(model=model, origin="preload"))
 
     def spec_for(self, model: str) -> ProcessSpec | None:
         if model not in self._config.models:
@@ -234,10 +235,6 @@ class SwapService:
             self.timers.cancel(decision.timer_id)
 
     # ------------------------------------------------------------------ operations
-
-    def load(self, model: str, origin: str = "api") -> None:
-        assert self.loop is not None
-        self.loop.submit(LoadRequested(model=model, origin=origin))
 
     async def unload(
         self, models: Sequence[str] = (), *, wait: bool = True, timeout_s: float | None = None
@@ -308,7 +305,3 @@ class SwapService:
     def state(self) -> SchedulerState:
         assert self.loop is not None
         return self.loop.state
-
-    @property
-    def pid(self) -> int:
-        return os.getpid()
