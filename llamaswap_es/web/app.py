@@ -34,6 +34,7 @@ from llamaswap_es.web import (
     static_routes,
 )
 from llamaswap_es.web.auth import api_key_middleware, is_public_route
+from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.cors import cors_middleware
 from llamaswap_es.web.errors import go_mux_errors_middleware
@@ -52,9 +53,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
     started = time.monotonic()
     response = await handler(request)
     if not request.path.startswith(UNLOGGED_PREFIXES):
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        client = forwarded.split(",")[0].strip() or request.headers.get("X-Real-IP", "")
-        client = client or request.remote or ""
+        client = reported_client_ip(request)
         size = response.body_length or response.content_length or 0
         access_log.info(
             'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',

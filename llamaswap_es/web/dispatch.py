@@ -29,6 +29,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.projections.inflight import InflightEntry
 from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
+from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.errors import error_response, render_error, too_many_requests_response
 from llamaswap_es.web.filters import RequestFilters
@@ -124,7 +125,7 @@ async def _serve_once(
         path=request.path,
         method=request.method,
         headers=request.headers,
-        remote_ip=_client_ip(request),
+        remote_ip=reported_client_ip(request),
         cancel=_cancel_task(asyncio.current_task()),
     )
     entry.metadata.update(job.metadata)
@@ -385,14 +386,6 @@ def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
 
 def _router(ctx: AppContext) -> str:
     return "matrix" if ctx.service.schedule.planner.kind == "matrix" else "group"
-
-
-def _client_ip(request: web.BaseRequest) -> str:
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    real = request.headers.get("X-Real-IP", "")
-    return real or (request.remote or "")
 
 
 def _cancel_task(task: asyncio.Task[object] | None) -> Callable[[], None] | None:
