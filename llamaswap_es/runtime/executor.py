@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from llamaswap_es.events.types import Event, ProcessStartFailed, ProcessStopped
 from llamaswap_es.runtime.health import probe_session
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import format_tag
-from llamaswap_es.runtime.process_group import KILL_WAIT_S, is_safe_group
+from llamaswap_es.runtime.process_group import KILL_WAIT_S, signal_group
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.upstream_process import ProcessInfo, Tuning, UpstreamProcess
 
@@ -162,11 +161,9 @@ class ProcessExecutor:
         """
         killed = 0
         for info in self.instances():
-            if info.pgid is None or not is_safe_group(info.pgid):
-                continue
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(info.pgid, signal.SIGKILL)
-                killed += 1
+            if info.pgid is not None:
+                with contextlib.suppress(ValueError, PermissionError):  # unsafe or foreign group
+                    killed += signal_group(info.pgid, signal.SIGKILL)
         return killed
 
     async def close(self, grace_ms: int) -> None:

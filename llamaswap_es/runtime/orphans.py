@@ -81,7 +81,7 @@ def process_started_at_ms(pid: int) -> int | None:
     """The OS creation time of `pid` in ms since the epoch, None if it does not exist."""
     try:
         return int(psutil.Process(pid).create_time() * 1000)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+    except psutil.Error:
         return None
 
 

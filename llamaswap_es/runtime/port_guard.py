@@ -41,12 +41,10 @@ def _holder(port: int) -> str:
     return ""
 
 
-def port_taken(proxy: str) -> str | None:
-    """None when the proxy's loopback port is free; else an error message for the start."""
-    parts = urlsplit(proxy)
-    if (parts.hostname or "") not in LOOPBACK_HOSTS:
+def port_taken(proxy: str, port: int | None) -> str | None:
+    """None when the proxy's loopback `port` is free; else an error message for the start."""
+    if port is None or (urlsplit(proxy).hostname or "") not in LOOPBACK_HOSTS:
         return None  # a remote upstream (or a container's published port) is not ours to check
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     if not _listening(port):
         return None
     return (

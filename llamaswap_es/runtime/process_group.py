@@ -66,7 +66,7 @@ async def wait_group_gone(pgid: int, timeout_s: float) -> bool:
     """Wait until the group is empty; False if members are still alive after `timeout_s`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while group_alive(pgid):
+    while await asyncio.to_thread(group_alive, pgid):  # a process-table scan: off the loop
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(GROUP_POLL_S)

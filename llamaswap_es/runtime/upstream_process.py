@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
-import psutil
 
 from llamaswap_es.errors import ProcessError
 from llamaswap_es.events.types import (
@@ -37,9 +36,11 @@ from llamaswap_es.events.types import (
 from llamaswap_es.runtime.exit_watch import open_pidfd, wait_exit
 from llamaswap_es.runtime.health import probe_once
 from llamaswap_es.runtime.logs import UpstreamLogs
+from llamaswap_es.runtime.orphans import process_started_at_ms
 from llamaswap_es.runtime.output_pipe import OutputPipe
 from llamaswap_es.runtime.port_guard import port_taken
 from llamaswap_es.runtime.process_group import (
+    GROUP_POLL_S,
     KILL_WAIT_S,
     group_alive,
     signal_group,
@@ -304,7 +305,7 @@ class UpstreamProcess:
             return False
         taken = None
         if not self.spec.skips_health_check:
-            taken = await asyncio.to_thread(port_taken, self.spec.proxy)
+            taken = await asyncio.to_thread(port_taken, self.spec.proxy, self.spec.port)
         if taken:
             self._emit(self._start_failed(taken))
             return False
@@ -316,7 +317,7 @@ class UpstreamProcess:
         self._popen = popen
         self.pid = self.pgid = popen.pid
         pidfd = open_pidfd(popen.pid)
-        self.started_at_ms = _creation_ms(popen.pid) or self._clock_ms()
+        self.started_at_ms = process_started_at_ms(popen.pid) or self._clock_ms()
         assert popen.stdout is not None
         await self._pipe.attach(popen.stdout, self._write_output)
         self._spawn_helper(self._watch_child_exit(popen, pidfd))
@@ -415,11 +416,14 @@ class UpstreamProcess:
             self._stop_deadline = loop.time() + grace_ms / 1000
         pgid = self.pgid
         forced = False
-        if pgid is not None and self._alive(pgid):
+        if pgid is not None and await self._alive(pgid):
             self._graceful_stop(pgid, cmd_stop)
-            while self._alive(pgid) and loop.time() < self._stop_deadline:
-                await self._first(self._exited, timeout_s=0.02)
-            if self._alive(pgid):
+            while await self._alive(pgid) and loop.time() < self._stop_deadline:
+                if self._exited.is_set():  # the leader is gone, other members linger: poll
+                    await asyncio.sleep(GROUP_POLL_S)
+                else:
+                    await self._first(self._exited, timeout_s=GROUP_POLL_S)
+            if await self._alive(pgid):
                 forced = True
                 log.warning(
                     "grace ran out, killing model=%s instance=%s pgid=%s",
@@ -432,10 +436,11 @@ class UpstreamProcess:
         await self._finish_output()
         return forced
 
-    def _alive(self, pgid: int) -> bool:
+    async def _alive(self, pgid: int) -> bool:
+        """While our leader runs the group is alive; after, scan for members off the loop."""
         if self._popen is not None and not self._exited.is_set():
             return True
-        return group_alive(pgid)
+        return await asyncio.to_thread(group_alive, pgid)
 
     def _graceful_stop(self, pgid: int, cmd_stop: str | None) -> None:
         argv = None
@@ -458,8 +463,12 @@ class UpstreamProcess:
         log.info("running cmdStop model=%s argv=%s", self.model, argv)
         try:
             popen = spawn(argv, self.spec, spawn_env(self.spec, self._tag, role="stop"))
-        except (OSError, subprocess.SubprocessError) as exc:
-            log.warning("cmdStop failed to start model=%s error=%s", self.model, exc)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            log.warning(
+                "cmdStop failed to start, sending SIGTERM model=%s error=%s", self.model, exc
+            )
+            if self.pgid is not None:
+                signal_group(self.pgid, signal.SIGTERM)
             return
         pipe = OutputPipe()
         assert popen.stdout is not None
@@ -477,7 +486,7 @@ class UpstreamProcess:
 
     async def _reap_group_after_exit(self) -> None:
         """The leader exited on its own: kill what is left of its group, collect the output."""
-        if self.pgid is not None and group_alive(self.pgid):
+        if self.pgid is not None and await asyncio.to_thread(group_alive, self.pgid):
             signal_group(self.pgid, signal.SIGKILL)
             await wait_group_gone(self.pgid, KILL_WAIT_S)
         await self._finish_output()
@@ -521,13 +530,6 @@ class UpstreamProcess:
             self._report(event)
         except Exception:
             log.exception("report failed for %s", event.type_name)
-
-
-def _creation_ms(pid: int) -> int | None:
-    try:
-        return int(psutil.Process(pid).create_time() * 1000)
-    except psutil.Error:
-        return None
 
 
 __all__ = ["ProcessInfo", "Tuning", "UpstreamProcess"]

@@ -107,3 +107,31 @@ async def test_output_pipe_held_by_an_escaped_grandchild_does_not_hang_the_stop(
     assert len(escaped) == 1 and escaped[0].pgid != spawned.pgid
     os.kill(escaped[0].pid, signal.SIGKILL)
     await wait_until(lambda: pid_gone(escaped[0].pid), what="the escapee to die")
+
+
+async def test_a_lingering_group_member_never_freezes_the_event_loop(harness: Harness) -> None:
+    """The shell (the leader) dies on SIGTERM, its child ignores it: while the stop waits out
+    the grace for that child, everything else the server does must keep running."""
+    import asyncio
+
+    port = free_port()
+    cmd = f"sh -c '{fake_upstream_cmd(port, '--ignore-sigterm')} & wait'"
+    spawned = await start_ready(harness, fake_spec("stubborn", port, cmd=cmd))
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    harness.executor.stop("stubborn", 1, grace_ms=2_000)
+    stopped = await harness.events.expect(ProcessStopped)
+    ticking.cancel()
+    assert stopped.forced, "the child ignored SIGTERM: the grace ran out"
+    assert max(gaps) < 1.0, f"the event loop stalled for {max(gaps):.2f}s during the stop"
+    assert not group_alive(spawned.pgid)

@@ -31,8 +31,9 @@ async def test_a_taken_port_fails_the_start_and_names_the_holder(harness: Harnes
 
 
 def test_free_remote_and_unnamed_ports_are_not_refused() -> None:
-    assert port_taken(f"http://127.0.0.1:{free_port()}") is None
-    assert port_taken("http://10.1.2.3:8080") is None, "remote upstreams are not checked"
+    free = free_port()
+    assert port_taken(f"http://127.0.0.1:{free}", free) is None
+    assert port_taken("http://10.1.2.3:8080", 8080) is None, "remote upstreams are not checked"
     port = free_port()
     with _listener(port):
-        assert port_taken(f"http://localhost:{port}/v1") is not None
+        assert port_taken(f"http://localhost:{port}/v1", port) is not None
