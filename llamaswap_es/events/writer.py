@@ -9,10 +9,11 @@ tailing `seq > last` can never skip a row (EVENT-LOG.md §1.8).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from llamaswap_es.events.errors import (
@@ -92,10 +93,24 @@ class LogWriter:
         self.next_seq = self._read_next_seq()
 
     def _write(self, rows: Iterable[Sequence[object]]) -> None:
+        with self._transaction():
+            self._conn.executemany(_INSERT, rows)
+
+    def save_snapshot(self, *, reducer_version: str, seq: int, digest: str, state: bytes) -> None:
+        with self._transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO snapshots "
+                "(reducer_version, seq, digest, state, created_ms) VALUES (?, ?, ?, ?, ?)",
+                (reducer_version, seq, digest, state, int(time.time() * 1000)),
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT; any failure rolls back, SQLite's errors name the file."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT, rows)
+            yield
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -103,20 +118,6 @@ class LogWriter:
         except BaseException:
             self._rollback()
             raise
-
-    def save_snapshot(self, *, reducer_version: str, seq: int, digest: str, state: bytes) -> None:
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "INSERT OR REPLACE INTO snapshots "
-                "(reducer_version, seq, digest, state, created_ms) VALUES (?, ?, ?, ?, ?)",
-                (reducer_version, seq, digest, state, int(time.time() * 1000)),
-            )
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise translate_sqlite_error(exc, self.path) from exc
 
     def count_rows(self, table: str) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

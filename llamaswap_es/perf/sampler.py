@@ -60,11 +60,18 @@ class PerformanceSampler:
         return not self.disabled
 
     def sample_once(self) -> None:
-        """Take one sample now (blocking; the task calls it on a thread)."""
+        """Take one sample now and keep it (blocking; for tests and one-off use)."""
+        self._keep(*self._take())
+
+    def _take(self) -> tuple[SysStat, list[GpuStat] | None]:
+        """Measure (blocking: psutil and NVML calls); touches no shared state."""
         now = self._clock()
-        self._sys.append(sample_system(self._ps, now))
-        if self.gpus is not None:
-            self._gpu.append(self.gpus.sample(now))
+        return sample_system(self._ps, now), self.gpus.sample(now) if self.gpus else None
+
+    def _keep(self, system: SysStat, gpus: list[GpuStat] | None) -> None:
+        self._sys.append(system)
+        if gpus is not None:
+            self._gpu.append(gpus)
 
     def start(self) -> None:
         if self.disabled or self._task is not None:
@@ -74,7 +81,8 @@ class PerformanceSampler:
     async def _run(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.sample_once)
+                # Measure on a thread, keep on the loop: the API reads the buffers on the loop.
+                self._keep(*await asyncio.to_thread(self._take))
             except Exception:
                 log.exception("performance sampling failed; trying again next period")
             await asyncio.sleep(self.every_s)

@@ -361,9 +361,15 @@ _PENDING: set[asyncio.Future[bool]] = set()
 
 
 def _keep(future: asyncio.Future[bool]) -> None:
-    """Hold a reference to a background capture write until it completes."""
+    """Hold a reference to a background capture write until it completes; log a failure."""
     _PENDING.add(future)
-    future.add_done_callback(_PENDING.discard)
+    future.add_done_callback(_capture_written)
+
+
+def _capture_written(future: asyncio.Future[bool]) -> None:
+    _PENDING.discard(future)
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.warning("could not store a capture: %s", exc)
 
 
 def meterable_encodings(accept_encoding: str) -> str:

@@ -114,7 +114,7 @@ async def serve(options: ServeOptions) -> int:
             return
         async with reload_lock:
             try:
-                new = load_config(config_file, config_dir)
+                new = await asyncio.to_thread(load_config, config_file, config_dir)
                 await service.reload(new, tuple(new.sources))
             except ConfigError as exc:
                 log.error("configuration reload failed, keeping the old one: %s", exc)
