@@ -13,8 +13,8 @@ from llamaswap_es.core.state import (
     DISPATCHED,
     EVICTING,
     READY,
+    RUNNING_STATES,
     STARTING,
-    STOPPED,
     STOPPING,
     ModelProc,
     Request,
@@ -202,7 +202,7 @@ def forget_if_retired(st: SchedulerState, proc: ModelProc) -> None:
         proc.retired
         and proc.reserved == 0
         and proc.in_flight == 0
-        and proc.state not in (STARTING, READY, STOPPING)
+        and proc.state not in RUNNING_STATES
         and proc.model not in st.swaps
     ):
         del st.models[proc.model]
@@ -276,8 +276,3 @@ def cancel_timer(st: SchedulerState, timer_id: str, out: Out) -> None:
     if timer_id in st.timers:
         del st.timers[timer_id]
         out.append(CancelTimer(timer_id=timer_id))
-
-
-def is_down(state: str) -> bool:
-    """Stopped or failed: holds no resources."""
-    return state == STOPPED or state not in (STARTING, READY, STOPPING)
