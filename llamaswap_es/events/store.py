@@ -73,7 +73,6 @@ class EventStore:
         self._wakeup = asyncio.Event()
         self._committed_seq = writer.next_seq - 1
         self._commit_event = asyncio.Event()
-        self._in_flight: asyncio.Future[None] | None = None
         self._closing = False
         self._closed = False
         self._writer_task = asyncio.get_running_loop().create_task(
@@ -155,7 +154,6 @@ class EventStore:
                 group = list(self._queue)
                 self._queue.clear()
                 rows = [row for item in group for row in item.rows]
-                self._in_flight = loop.create_future()
                 try:
                     first = await loop.run_in_executor(
                         self._write_thread, self._writer.append, rows
@@ -176,8 +174,8 @@ class EventStore:
                     self._commit_event = asyncio.Event()
                 finally:
                     self._pending -= len(rows)
-                    self._in_flight.set_result(None)
-                    self._in_flight = None
+            if self._closing:  # everything queued before close() is written: done
+                return
 
     async def save_snapshot(
         self, *, reducer_version: str, seq: int, digest: str, state: bytes
@@ -273,18 +271,17 @@ class EventStore:
         if self._closing:
             return
         self._closing = True
-        while self._queue or self._in_flight is not None:
-            if self._in_flight is not None:
-                await asyncio.shield(self._in_flight)
-            else:  # queued, and the writer task is already woken: let it take the group
-                await asyncio.sleep(0)
+        self._wakeup.set()
+        if not self._writer_task.done():
+            await asyncio.shield(self._writer_task)  # it drains the queue, then ends itself
+        for pending in self._queue:  # only if the writer task died (cancelled from outside)
+            if not pending.future.done():
+                pending.future.set_exception(
+                    StoreError(f"{self.path}: the event log closed before this batch was written")
+                )
+        self._queue.clear()
         self._closed = True
         self._commit_event.set()
-        self._writer_task.cancel()
-        try:
-            await self._writer_task
-        except asyncio.CancelledError:
-            pass
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._read_thread, self._close_reader)
         self._read_thread.shutdown(wait=True)

@@ -224,3 +224,27 @@ def test_sync_reader_scans_in_order(db_path: Path) -> None:
         assert seqs == list(range(2, 30_002))
         tail = list(reader.iter_envelopes(from_seq=29_999, to_seq=30_000, validate=True))
         assert [e.body.request_id for e in tail] == ["r9997", "r9998"]
+
+
+async def test_close_never_hangs_when_the_writer_task_is_gone(tmp_path) -> None:
+    """Cancelled from outside (e.g. a loop tearing down), the writer leaves close() to fail
+    what is still queued with a clear error instead of spinning for ever."""
+    import asyncio
+
+    import pytest
+
+    from llamaswap_es.errors import StoreError
+    from llamaswap_es.events.store import EventStore
+    from llamaswap_es.events.types import Envelope, TimerFired
+
+    store = await EventStore.open(tmp_path / "events.db")
+    store._writer_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await store._writer_task
+    append = asyncio.ensure_future(
+        store.append_batch([Envelope(body=TimerFired(timer_id="t"), ts_ms=1)])
+    )
+    await asyncio.sleep(0)  # the append is queued
+    await asyncio.wait_for(store.close(), 5)
+    with pytest.raises(StoreError, match="closed before this batch was written"):
+        await append
