@@ -28,7 +28,7 @@ import cbor2
 import zstandard
 
 from llamaswap_es.projections.database import ProjectionDatabase, write_transaction
-from llamaswap_es.projections.inflight import REDACTED_HEADERS
+from llamaswap_es.projections.inflight import redact_headers
 
 log = logging.getLogger("llamaswap_es.projections.captures")
 
@@ -51,18 +51,6 @@ ALL_PARTS = (True, True, True, True)
 
 def capture_level(path: str) -> tuple[bool, bool, bool, bool]:
     return CAPTURE_LEVELS.get(path.split("?", 1)[0], ALL_PARTS)
-
-
-def redact(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
-    """First value per header (canonical name); credentials and configured keys redacted."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        canonical = "-".join(part.capitalize() for part in name.split("-"))
-        if canonical in out:
-            continue
-        sensitive = name.lower() in REDACTED_HEADERS or any(s and s in value for s in secrets)
-        out[canonical] = "[REDACTED]" if sensitive else value
-    return out
 
 
 def encode_capture(capture: dict[str, Any]) -> bytes:
@@ -217,7 +205,7 @@ class CaptureRecorder:
     def request(self, headers: Mapping[str, str], body: bytes | None) -> None:
         """The request as the upstream received it (body after filters)."""
         if self._level[0]:
-            self._req_headers = redact(headers, self._store.secrets)
+            self._req_headers = redact_headers(headers, self._store.secrets)
         if self._level[1] and body is not None:
             if len(body) > self._limit:
                 self.too_large = True
@@ -228,7 +216,7 @@ class CaptureRecorder:
         self._encoding = headers.get("Content-Encoding", headers.get("content-encoding", ""))
         if self._level[2]:
             kept = {k: v for k, v in headers.items() if k.lower() != "content-encoding"}
-            self._resp_headers = redact(kept, self._store.secrets)
+            self._resp_headers = redact_headers(kept, self._store.secrets)
 
     def tap(self, chunk: bytes) -> None:
         """Every response chunk (the forwarder's `tap`); stops keeping past the budget."""

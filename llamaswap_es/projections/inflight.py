@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,14 +25,16 @@ REDACTED_HEADERS = frozenset(
 InflightListener = Callable[[dict[str, Any]], None]
 
 
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """First value of each header; credentials replaced by `[REDACTED]` (never stored or sent)."""
+def redact_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
+    """First value per header (canonical name); credentials, and any value holding one of the
+    configured keys, replaced by `[REDACTED]` (never stored or sent)."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         canonical = "-".join(part.capitalize() for part in name.split("-"))
         if canonical in out:
             continue
-        out[canonical] = "[REDACTED]" if name.lower() in REDACTED_HEADERS else value
+        sensitive = name.lower() in REDACTED_HEADERS or any(s and s in value for s in secrets)
+        out[canonical] = "[REDACTED]" if sensitive else value
     return out
 
 
