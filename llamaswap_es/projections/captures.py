@@ -239,7 +239,9 @@ class CaptureRecorder:
             if not raw and self._level[3]:
                 return False  # an empty body: no capture
             try:
-                body = _decompress(raw, self._encoding, self._limit)
+                body = raw
+                if self._encoding.strip():  # inflating up to the budget: off the event loop
+                    body = await asyncio.to_thread(_decompress, raw, self._encoding, self._limit)
             except (zlib.error, OverflowError) as exc:
                 log.info("capture of %s skipped: response decode failed: %s", self.request_id, exc)
                 return False
