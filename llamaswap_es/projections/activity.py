@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class AppliedRow:
     id: int
     request_id: str
     model: str
+    row: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Every column of the row (what `/metrics` counts)."""
 
 
 class ActivityProjection:
@@ -93,7 +95,7 @@ class ActivityProjection:
             for row in rows:
                 cursor = conn.execute(_INSERT, [row[c] for c in ROW_COLUMNS])
                 row_id = int(cursor.lastrowid or 0)
-                applied.append(AppliedRow(row_id, row["request_id"], row["model_id"]))
+                applied.append(AppliedRow(row_id, row["request_id"], row["model_id"], row))
             write_checkpoint(conn, NAME, last, self.fold.to_state())
         return applied
 

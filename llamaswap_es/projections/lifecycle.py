@@ -89,10 +89,11 @@ class Projections:
         registry, model_metrics, log_gauges = metrics_registry(
             state=lambda: loop.state, sampler=sampler
         )
-        model_metrics.seq = await service.store.last_seq()
+        counted_from = model_metrics.seq = await service.store.last_seq()
         runner = ProjectionRunner(
             db, service.store, activity=ActivityProjection(db.path), memory=[model_metrics]
         )
+        runner.add_row_listener(lambda rows: model_metrics.count_rows(rows, counted_from))
         if hub is not None:
             runner.add_row_listener(
                 lambda rows: [hub.publish("activity", {"id": row.id}) for row in rows]

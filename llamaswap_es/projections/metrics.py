@@ -36,7 +36,7 @@ from llamaswap_es.events.types import (
     SwapPlanned,
 )
 from llamaswap_es.perf.sampler import PerformanceSampler
-from llamaswap_es.projections.activity_fold import ActivityFold
+from llamaswap_es.projections.activity import AppliedRow
 
 WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 SWAP_BUCKETS_S = (0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600)
@@ -50,7 +50,7 @@ class ModelMetrics:
 
     def __init__(self, registry: CollectorRegistry, seq: int = 0) -> None:
         self.seq = seq
-        self._fold = ActivityFold()
+        """Last seq applied; counters start at server start (Prometheus reset semantics)."""
         self._swap_started: dict[str, int] = {}
         self.requests = Counter(
             "llamaswap_es_requests", "Finished requests by model and HTTP status.",
@@ -82,14 +82,19 @@ class ModelMetrics:
         )  # fmt: skip
 
     def apply(self, envelopes: Sequence[Envelope]) -> None:
+        """Process events (loads, crashes, swap durations), straight from the log."""
         for env in envelopes:
             if env.seq <= self.seq:
                 continue
             self.seq = env.seq
             self._swaps(env)
-            row = self._fold.step(env)
-            if row is not None:
-                self._count(row)
+
+    def count_rows(self, rows: Sequence[AppliedRow], since_seq: int) -> None:
+        """Requests, tokens and queue waits from the activity rows the projection just wrote
+        (one fold of the log serves both); rows at or before `since_seq` predate this server."""
+        for applied in rows:
+            if int(applied.row.get("seq", 0)) > since_seq:
+                self._count(applied.row)
 
     def _count(self, row: dict[str, object]) -> None:
         model = str(row["model_id"])
