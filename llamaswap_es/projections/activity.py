@@ -61,7 +61,6 @@ class ActivityProjection:
         """Fold `envelopes` (any already applied are skipped) and write the new rows."""
         self.load(conn)
         assert self.fold is not None
-        snapshot = self.fold.to_state()
         rows: list[dict[str, Any]] = []
         last = self.seq
         touched = False
@@ -81,7 +80,7 @@ class ActivityProjection:
         try:
             applied = self._write(conn, rows, last)
         except BaseException:
-            self.fold = ActivityFold.from_state(snapshot)  # the transaction rolled back
+            self.fold = None  # the transaction rolled back: the next apply re-reads the checkpoint
             raise
         self.seq = self._written_seq = last
         return applied
