@@ -151,12 +151,7 @@ def _export(args: argparse.Namespace) -> int:
         facts = log_facts(reader)
     if facts.empty:
         raise ReplayError(f"{source}: the log holds no events, there is nothing to export")
-    lo = facts.first_seq if args.from_seq is None else args.from_seq
-    hi = facts.last_seq if args.to_seq is None else args.to_seq
-    facts.check_seq(lo, "--from")
-    facts.check_seq(hi, "--to")
-    if lo > hi:
-        raise ReplayError(f"--from {lo} is after --to {hi}")
+    lo, hi = facts.window(args.from_seq, args.to_seq)
     if source.name.endswith(".zst"):  # a bundle: cut the range out through a scratch database
         with tempfile.TemporaryDirectory(prefix="llamaswap-es-export-") as scratch:
             db = Path(scratch) / "events.db"

@@ -58,6 +58,16 @@ class LogFacts:
                 f"{self.first_seq}..{self.last_seq}"
             )
 
+    def window(self, from_seq: int | None, to_seq: int | None) -> tuple[int, int]:
+        """`--from`/`--to` defaulted to the whole log, checked against it and each other."""
+        lo = self.first_seq if from_seq is None else from_seq
+        hi = self.last_seq if to_seq is None else to_seq
+        self.check_seq(lo, "--from")
+        self.check_seq(hi, "--to")
+        if lo > hi:
+            raise ReplayError(f"--from {lo} is after --to {hi}")
+        return lo, hi
+
 
 def log_facts(reader: LogReader) -> LogFacts:
     """First and last seq (one cheap read each) and the snapshot versions of a database."""

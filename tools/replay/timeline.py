@@ -88,12 +88,7 @@ def timeline(
     facts = log_facts(reader)
     if facts.empty:
         return
-    lo = facts.first_seq if from_seq is None else from_seq
-    hi = facts.last_seq if to_seq is None else to_seq
-    facts.check_seq(lo, "--from")
-    facts.check_seq(hi, "--to")
-    if lo > hi:
-        raise ReplayError(f"--from {lo} is after --to {hi}")
+    lo, hi = facts.window(from_seq, to_seq)
     cutoff = None
     if since_ms is not None:
         last = read_one(reader, facts.last_seq)

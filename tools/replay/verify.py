@@ -80,12 +80,7 @@ def verify(
     facts = log_facts(reader)
     if facts.empty:
         raise ReplayError(f"{facts.path}: the log holds no events, there is nothing to verify")
-    lo = facts.first_seq if from_seq is None else from_seq
-    hi = facts.last_seq if to_seq is None else to_seq
-    facts.check_seq(lo, "--from")
-    facts.check_seq(hi, "--to")
-    if lo > hi:
-        raise ReplayError(f"--from {lo} is after --to {hi}")
+    lo, hi = facts.window(from_seq, to_seq)
     origin = origin_before(reader, facts, lo)
     report = VerifyReport(str(facts.path), lo, hi, origin.note)
     report.notes += _version_notes(facts)
