@@ -1,6 +1,6 @@
 // Images, speech, transcription and rerank tabs.
 
-import { html, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { query } from "../api.js";
 import { CopyButton, Segmented, usePersisted } from "../ui/common.js";
 import { busy, ModelPicker, SESSION_HEADERS } from "./shared.js";
@@ -95,6 +95,9 @@ export function ImagesTab() {
   </div>`;
 }
 
+/** Speech clips kept in the list; the object URLs of older ones are revoked. */
+const KEEP_CLIPS = 10;
+
 const DEFAULT_VOICES = ["coral", "alloy", "echo", "fable", "onyx", "nova", "shimmer"];
 
 /** Accept a bare list, `{voices: [...]}` of strings or `{id}` objects; else the defaults. */
@@ -111,6 +114,9 @@ export function SpeechTab() {
   const [cache, setCache] = usePersisted("playground-speech-voices-cache", {});
   const [text, setText] = useState("");
   const [clips, setClips] = useState([]);
+  const clipsRef = useRef(clips);
+  clipsRef.current = clips;
+  useEffect(() => () => clipsRef.current.forEach((c) => URL.revokeObjectURL(c.url)), []);
   const r = useRunner();
   const voices = cache[model] || DEFAULT_VOICES;
   const refreshVoices = async () => {
@@ -125,7 +131,10 @@ export function SpeechTab() {
     r.run(async (signal) => {
       const res = await postRaw("/v1/audio/speech", { model, input: text, voice }, signal);
       const url = URL.createObjectURL(await res.blob());
-      setClips((c) => [{ url, voice, at: new Date().toLocaleTimeString() }, ...c]);
+      const next = [{ url, voice, at: new Date().toLocaleTimeString() }, ...clipsRef.current];
+      next.slice(KEEP_CLIPS).forEach((c) => URL.revokeObjectURL(c.url));
+      clipsRef.current = next.slice(0, KEEP_CLIPS);
+      setClips(clipsRef.current);
     });
   return html`<div class="tool">
     <div class="toolbar">
