@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import signal
-import socket
 import sys
 import threading
 import urllib.error
@@ -28,6 +26,7 @@ import pytest
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.events.reader import open_log
 from llamaswap_es.runtime.orphans import find_tagged_processes
+from tests.fixtures.net import free_port_run
 from tests.fixtures.processes import SESSION_TAG_PREFIX
 from tests.fixtures.server import start_server
 from tests.ui.browser import screenshot
@@ -65,30 +64,6 @@ def require_endpoint(base: str, path: str, what: str) -> None:
     status, _ = http(base, path)
     if status == 404:
         pytest.skip(f"{path} answers 404 on this server: {what} cannot be shown yet")
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free loopback ports, below the ephemeral range.
-
-    Upstream ports must not be ephemeral: while an upstream is still starting, a connection to
-    its port can be handed that same port as its source and connect to itself (TCP self-connect),
-    and the forwarder would then wait for an answer that never comes.
-    """
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError(f"no run of {count} free ports found in 20000-32000")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @pytest.fixture(scope="module")
