@@ -29,7 +29,7 @@ from llamaswap_es.runtime.orphans import find_tagged_processes
 from tests.fixtures.net import free_port_run
 from tests.fixtures.processes import SESSION_TAG_PREFIX
 from tests.fixtures.server import start_server
-from tests.ui.browser import screenshot
+from tests.ui.browser import expect_page_shown, screenshot
 from tools.replay.verify import verify
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -249,9 +249,18 @@ def test_unload_all_stops_every_model(page, server) -> None:
     expect(model_row(page, "demo-fast")).to_have_attribute("data-state", "ready")
     # A pending load can be called off from the same button.
     slow = model_row(page, "demo-slow")
+    # demo-slow takes 2 s to load: without a working cancel the button would stay that long, and
+    # the load's request would end normally instead of being aborted.
     slow.get_by_role("button", name="Load demo-slow").click()
-    slow.get_by_role("button", name="Cancel loading demo-slow").click()
-    expect(slow.get_by_role("button", name="Cancel loading demo-slow")).to_have_count(0)
+    cancel = slow.get_by_role("button", name="Cancel loading demo-slow")
+
+    def is_load(request) -> bool:
+        return "/upstream/demo-slow/" in request.url
+
+    with page.expect_event("requestfailed", is_load, timeout=1_500) as failed:
+        cancel.click()
+    assert "ABORTED" in (failed.value.failure or ""), failed.value.failure
+    expect(cancel).to_have_count(0, timeout=500)
     page.get_by_role("button", name="Unload All").click()
     for model in ("demo-fast", "demo-slow", "demo-chatty"):
         expect(model_row(page, model)).to_have_attribute("data-state", "stopped", timeout=15_000)
@@ -285,6 +294,6 @@ def test_screenshots_of_the_remaining_pages(page, server) -> None:
     assert page.url.endswith("/ui/#/models"), page.url
     for route in ("logs", "settings", "hardware", "performance"):
         page.goto(f"{server}/ui/#/{route}")
-        expect(page.locator("main")).not_to_be_empty()
+        expect_page_shown(page, route)
         screenshot(page, route)
     assert page.errors == [], page.errors
