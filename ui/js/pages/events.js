@@ -38,7 +38,7 @@ export function ExplainDialog({ seq, onClose }) {
       );
   }, [seq]);
   return html`<${Dialog} title=${`Why #${seq}?`} onClose=${onClose} wide>
-    ${error && html`<p class="note error" role="alert">${error}</p>`}
+    <${ErrorNote} error=${error} />
     ${!data && !error && html`<p class="empty">Loading…</p>`}
     ${data &&
     html`<pre class="explanation" data-testid="explanation">${data.explanation}</pre>

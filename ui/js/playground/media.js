@@ -2,7 +2,7 @@
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { query } from "../api.js";
-import { CopyButton, Segmented, usePersisted } from "../ui/common.js";
+import { CopyButton, ErrorNote, Segmented, usePersisted } from "../ui/common.js";
 import { busy, ModelPicker, SESSION_HEADERS } from "./shared.js";
 
 async function postRaw(url, body, signal, json = true) {
@@ -88,7 +88,7 @@ export function ImagesTab() {
         : html`<button type="button" class="btn primary" disabled=${!prompt.trim() || !model} onClick=${generate}>Generate</button>`}
       <button type="button" class="btn" disabled=${!images.length} onClick=${() => setImages([])}>Clear</button>
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     <div class=${images.length > 1 ? "grid two" : ""}>
       ${images.map((src, i) => html`<figure><img class="generated" src=${src} alt=${`Generated image ${i + 1}`} /><a class="btn small" href=${src} download=${`image-${i + 1}.png`}>Download PNG</a></figure>`)}
     </div>
@@ -150,7 +150,7 @@ export function SpeechTab() {
         ? html`<button type="button" class="btn danger" onClick=${r.cancel}>Cancel</button>`
         : html`<button type="button" class="btn primary" disabled=${!text.trim() || !model} onClick=${speak}>Speak</button>`}
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     <ul class="list">
       ${clips.map(
         (c, i) => html`<li class="model-row">${c.voice} · ${c.at}
@@ -193,7 +193,7 @@ export function TranscriptionTab() {
         : html`<button type="button" class="btn primary" disabled=${!file || !model} onClick=${transcribe}>Transcribe</button>`}
       <button type="button" class="btn" onClick=${() => { setFile(null); setResult(""); }}>Clear</button>
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     ${result && html`<div><div class="row-actions"><${CopyButton} text=${result} /></div><pre class="wrap">${result}</pre></div>`}
   </div>`;
 }
@@ -242,7 +242,7 @@ export function RerankTab() {
         : html`<button type="button" class="btn primary" disabled=${!model || !real.length} onClick=${rerank}>Rerank</button>`}
       <button type="button" class="btn" onClick=${() => { setDocs(SAMPLE_DOCS); setResults(null); }}>Clear</button>
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     ${results &&
     html`<table class="table"><thead><tr><th scope="col">Document</th><th scope="col">
         <button type="button" class="th-sort" onClick=${() => setSort(sort === "none" ? "desc" : sort === "desc" ? "asc" : "none")}>Score ${sort === "desc" ? "▼" : sort === "asc" ? "▲" : ""}</button></th></tr></thead>
