@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import signal
-import socket
 import sys
 import threading
 import urllib.error
@@ -28,9 +26,10 @@ import pytest
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.events.reader import open_log
 from llamaswap_es.runtime.orphans import find_tagged_processes
+from tests.fixtures.net import free_port_run
 from tests.fixtures.processes import SESSION_TAG_PREFIX
 from tests.fixtures.server import start_server
-from tests.ui.browser import screenshot
+from tests.ui.browser import expect_page_shown, screenshot
 from tools.replay.verify import verify
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -65,30 +64,6 @@ def require_endpoint(base: str, path: str, what: str) -> None:
     status, _ = http(base, path)
     if status == 404:
         pytest.skip(f"{path} answers 404 on this server: {what} cannot be shown yet")
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free loopback ports, below the ephemeral range.
-
-    Upstream ports must not be ephemeral: while an upstream is still starting, a connection to
-    its port can be handed that same port as its source and connect to itself (TCP self-connect),
-    and the forwarder would then wait for an answer that never comes.
-    """
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError(f"no run of {count} free ports found in 20000-32000")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 @pytest.fixture(scope="module")
@@ -274,9 +249,18 @@ def test_unload_all_stops_every_model(page, server) -> None:
     expect(model_row(page, "demo-fast")).to_have_attribute("data-state", "ready")
     # A pending load can be called off from the same button.
     slow = model_row(page, "demo-slow")
+    # demo-slow takes 2 s to load: without a working cancel the button would stay that long, and
+    # the load's request would end normally instead of being aborted.
     slow.get_by_role("button", name="Load demo-slow").click()
-    slow.get_by_role("button", name="Cancel loading demo-slow").click()
-    expect(slow.get_by_role("button", name="Cancel loading demo-slow")).to_have_count(0)
+    cancel = slow.get_by_role("button", name="Cancel loading demo-slow")
+
+    def is_load(request) -> bool:
+        return "/upstream/demo-slow/" in request.url
+
+    with page.expect_event("requestfailed", is_load, timeout=1_500) as failed:
+        cancel.click()
+    assert "ABORTED" in (failed.value.failure or ""), failed.value.failure
+    expect(cancel).to_have_count(0, timeout=500)
     page.get_by_role("button", name="Unload All").click()
     for model in ("demo-fast", "demo-slow", "demo-chatty"):
         expect(model_row(page, model)).to_have_attribute("data-state", "stopped", timeout=15_000)
@@ -310,6 +294,6 @@ def test_screenshots_of_the_remaining_pages(page, server) -> None:
     assert page.url.endswith("/ui/#/models"), page.url
     for route in ("logs", "settings", "hardware", "performance"):
         page.goto(f"{server}/ui/#/{route}")
-        expect(page.locator("main")).not_to_be_empty()
+        expect_page_shown(page, route)
         screenshot(page, route)
     assert page.errors == [], page.errors

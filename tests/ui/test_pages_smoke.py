@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.browser import screenshot
+from tests.ui.browser import expect_page_shown, screenshot
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect
@@ -33,7 +33,7 @@ def test_every_route_renders_without_script_errors(page, stub_url) -> None:
     for route, title in ROUTES.items():
         page.goto(f"{stub_url}/ui/#/{route}")
         expect(page.locator("h1.section-title")).to_have_text(title)
-        expect(page.locator("main")).not_to_be_empty()
+        expect_page_shown(page, route)
         screenshot(page, f"stub-{route.split('/')[0]}")
     assert page.errors == [], page.errors
 
@@ -113,7 +113,7 @@ def test_phone_layout_opens_the_menu_from_the_header(page, stub_url) -> None:
     screenshot(page, "stub-phone-logs")
     for route in ("activity", "playground", "events"):
         page.goto(f"{stub_url}/ui/#/{route}")
-        expect(page.locator("main")).not_to_be_empty()
+        expect_page_shown(page, route)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"#/{route} scrolls sideways on a phone ({width}px wide)"
         screenshot(page, f"stub-phone-{route}")

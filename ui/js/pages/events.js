@@ -38,7 +38,7 @@ export function ExplainDialog({ seq, onClose }) {
       );
   }, [seq]);
   return html`<${Dialog} title=${`Why #${seq}?`} onClose=${onClose} wide>
-    ${error && html`<p class="note error" role="alert">${error}</p>`}
+    <${ErrorNote} error=${error} />
     ${!data && !error && html`<p class="empty">Loading…</p>`}
     ${data &&
     html`<pre class="explanation" data-testid="explanation">${data.explanation}</pre>
@@ -134,12 +134,11 @@ export function EventsPage() {
     };
   }, [filter.model, filter.request, filter.type]);
   // Live tail from /api/events (logEvent), filtered here as the server would.
+  // Only the poll moves headRef: an SSE message lost to a drop or a reconnect
+  // is then still fetched by the next poll (mergeEvents dedups by seq).
   useEffect(() => {
     const fresh = live.filter((e) => e.seq > headRef.current && matchesFilter(e, filter));
-    if (fresh.length) {
-      headRef.current = fresh[fresh.length - 1].seq;
-      setEvents((old) => mergeEvents(old, fresh, KEEP));
-    }
+    if (fresh.length) setEvents((old) => mergeEvents(old, fresh, KEEP));
   }, [live]);
   const box = useRef(null);
   useEffect(() => {

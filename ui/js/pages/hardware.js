@@ -3,7 +3,7 @@
 import { html, useEffect, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { getJSON } from "../api.js";
 import { formatBytes } from "../lib/format.js";
-import { Card, CopyButton, Tabs } from "../ui/common.js";
+import { Card, CopyButton, ErrorNote, Tabs } from "../ui/common.js";
 
 export function hardwareText(h) {
   const lines = [];
@@ -40,7 +40,7 @@ export function HardwarePage() {
   useEffect(() => {
     getJSON("/api/hardware").then(setHw).catch(() => setError("Hardware detection unavailable"));
   }, []);
-  if (error) return html`<div class="page"><${Card} title="Hardware"><p class="note error" role="alert">${error}</p><//></div>`;
+  if (error) return html`<div class="page"><${Card} title="Hardware"><${ErrorNote} error=${error} /><//></div>`;
   if (!hw) return html`<div class="page"><p class="empty">Loading…</p></div>`;
   const os = hw.operating_system || {};
   const cpu = hw.cpu || {};

@@ -10,6 +10,12 @@ const WINDOWS = [
   { value: 900, label: "15 min" },
   { value: 3600, label: "1 hr" },
 ];
+/** Samples older than the largest window are dropped, so polling cannot grow them forever. */
+const KEEP_MS = Math.max(...WINDOWS.map((w) => w.value)) * 1000;
+const trimSamples = (list) => {
+  const cutoff = Date.now() - KEEP_MS;
+  return list.filter((x) => Date.parse(x.timestamp) >= cutoff);
+};
 const REFRESH = [
   { value: 0, label: "Off" },
   { value: 5, label: "5s" },
@@ -100,8 +106,8 @@ export function PerformancePage() {
       const d = await getJSON(`/api/performance${query({ after })}`);
       const s = d.sys_stats || [];
       const g = d.gpu_stats || [];
-      setSys((old) => (full ? s : [...old, ...s]));
-      setGpu((old) => (full ? g : [...old, ...g]));
+      setSys((old) => trimSamples(full ? s : [...old, ...s]));
+      setGpu((old) => trimSamples(full ? g : [...old, ...g]));
       const stamps = [...s, ...g].map((x) => x.timestamp).sort();
       if (stamps.length) last.current = stamps[stamps.length - 1];
       setError(null);

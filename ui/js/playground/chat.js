@@ -2,9 +2,9 @@
 // reasoning shown apart (and the proxy's loading block apart from that), image attachments,
 // edit & resend, regenerate, copy.
 
-import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { html, useEffect, useMemo, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { save } from "../lib/storage.js";
-import { CopyButton, Dialog, usePersisted } from "../ui/common.js";
+import { CopyButton, Dialog, ErrorNote, usePersisted } from "../ui/common.js";
 import { onMarkdownClick, renderMarkdown } from "../ui/markdown.js";
 import { busy, ModelPicker, readImages, streamChat } from "./shared.js";
 
@@ -34,6 +34,9 @@ function Message({ m, index, onEdit, onRegenerate, streaming }) {
   const [editing, setEditing] = useState(false);
   const [draft, setDraft] = useState(m.content);
   const isUser = m.role === "user";
+  const plain = isUser || raw;
+  // Rendered once per content change: a streaming token re-renders every Message, not just its own.
+  const markdown = useMemo(() => (plain ? "" : renderMarkdown(m.content)), [m.content, plain]);
   return html`<li class=${`msg ${m.role}`} data-role=${m.role}>
     <div class="msg-who">${isUser ? "You" : "Assistant"}</div>
     <${LoadingBlock} m=${m} />
@@ -48,10 +51,10 @@ function Message({ m, index, onEdit, onRegenerate, streaming }) {
             <button type="button" class="btn small" onClick=${() => setEditing(false)}>Cancel</button>
           </div>
         </div>`
-      : isUser || raw
+      : plain
         ? html`<pre class="wrap msg-text">${m.content}</pre>`
-        : html`<div class="markdown msg-text" onClick=${onMarkdownClick} dangerouslySetInnerHTML=${{ __html: renderMarkdown(m.content) }}></div>`}
-    ${m.error && html`<p class="note error" role="alert">${m.error}</p>`}
+        : html`<div class="markdown msg-text" onClick=${onMarkdownClick} dangerouslySetInnerHTML=${{ __html: markdown }}></div>`}
+    <${ErrorNote} error=${m.error} />
     ${!streaming &&
     html`<div class="msg-actions">
       <${CopyButton} text=${m.content} />
@@ -206,7 +209,7 @@ export function ChatTab() {
         (m, i) => html`<${Message} key=${i} m=${m} index=${i} onEdit=${onEdit} onRegenerate=${onRegenerate} streaming=${streaming} />`,
       )}
     </ul>
-    ${error && html`<p class="note error" role="alert">${error}</p>`}
+    <${ErrorNote} error=${error} />
     ${images.length > 0 &&
     html`<div class="attachments">
       ${images.map(

@@ -1,8 +1,8 @@
 // Images, speech, transcription and rerank tabs.
 
-import { html, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { query } from "../api.js";
-import { CopyButton, Segmented, usePersisted } from "../ui/common.js";
+import { CopyButton, ErrorNote, Segmented, usePersisted } from "../ui/common.js";
 import { busy, ModelPicker, SESSION_HEADERS } from "./shared.js";
 
 async function postRaw(url, body, signal, json = true) {
@@ -88,12 +88,15 @@ export function ImagesTab() {
         : html`<button type="button" class="btn primary" disabled=${!prompt.trim() || !model} onClick=${generate}>Generate</button>`}
       <button type="button" class="btn" disabled=${!images.length} onClick=${() => setImages([])}>Clear</button>
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     <div class=${images.length > 1 ? "grid two" : ""}>
       ${images.map((src, i) => html`<figure><img class="generated" src=${src} alt=${`Generated image ${i + 1}`} /><a class="btn small" href=${src} download=${`image-${i + 1}.png`}>Download PNG</a></figure>`)}
     </div>
   </div>`;
 }
+
+/** Speech clips kept in the list; the object URLs of older ones are revoked. */
+const KEEP_CLIPS = 10;
 
 const DEFAULT_VOICES = ["coral", "alloy", "echo", "fable", "onyx", "nova", "shimmer"];
 
@@ -111,6 +114,9 @@ export function SpeechTab() {
   const [cache, setCache] = usePersisted("playground-speech-voices-cache", {});
   const [text, setText] = useState("");
   const [clips, setClips] = useState([]);
+  const clipsRef = useRef(clips);
+  clipsRef.current = clips;
+  useEffect(() => () => clipsRef.current.forEach((c) => URL.revokeObjectURL(c.url)), []);
   const r = useRunner();
   const voices = cache[model] || DEFAULT_VOICES;
   const refreshVoices = async () => {
@@ -125,7 +131,10 @@ export function SpeechTab() {
     r.run(async (signal) => {
       const res = await postRaw("/v1/audio/speech", { model, input: text, voice }, signal);
       const url = URL.createObjectURL(await res.blob());
-      setClips((c) => [{ url, voice, at: new Date().toLocaleTimeString() }, ...c]);
+      const next = [{ url, voice, at: new Date().toLocaleTimeString() }, ...clipsRef.current];
+      next.slice(KEEP_CLIPS).forEach((c) => URL.revokeObjectURL(c.url));
+      clipsRef.current = next.slice(0, KEEP_CLIPS);
+      setClips(clipsRef.current);
     });
   return html`<div class="tool">
     <div class="toolbar">
@@ -141,7 +150,7 @@ export function SpeechTab() {
         ? html`<button type="button" class="btn danger" onClick=${r.cancel}>Cancel</button>`
         : html`<button type="button" class="btn primary" disabled=${!text.trim() || !model} onClick=${speak}>Speak</button>`}
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     <ul class="list">
       ${clips.map(
         (c, i) => html`<li class="model-row">${c.voice} · ${c.at}
@@ -184,7 +193,7 @@ export function TranscriptionTab() {
         : html`<button type="button" class="btn primary" disabled=${!file || !model} onClick=${transcribe}>Transcribe</button>`}
       <button type="button" class="btn" onClick=${() => { setFile(null); setResult(""); }}>Clear</button>
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     ${result && html`<div><div class="row-actions"><${CopyButton} text=${result} /></div><pre class="wrap">${result}</pre></div>`}
   </div>`;
 }
@@ -233,7 +242,7 @@ export function RerankTab() {
         : html`<button type="button" class="btn primary" disabled=${!model || !real.length} onClick=${rerank}>Rerank</button>`}
       <button type="button" class="btn" onClick=${() => { setDocs(SAMPLE_DOCS); setResults(null); }}>Clear</button>
     </div>
-    ${r.error && html`<p class="note error" role="alert">${r.error}</p>`}
+    <${ErrorNote} error=${r.error} />
     ${results &&
     html`<table class="table"><thead><tr><th scope="col">Document</th><th scope="col">
         <button type="button" class="th-sort" onClick=${() => setSort(sort === "none" ? "desc" : sort === "desc" ? "asc" : "none")}>Score ${sort === "desc" ? "▼" : sort === "asc" ? "▲" : ""}</button></th></tr></thead>

@@ -42,10 +42,13 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
   const rev = useStore((s) => s.activityRev);
   const lastFetch = useRef(0);
   const throttle = useRef(null);
+  const seq = useRef(0); // only the newest request's answer is shown
+  const fetchRef = useRef(null); // the throttled timer calls the latest fetchPage
   useInterval(15000); // relative times stay honest
 
   const fetchPage = async () => {
     lastFetch.current = Date.now();
+    const mine = ++seq.current;
     try {
       const q = query({
         page,
@@ -57,12 +60,15 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
         max_id: filters.max_id,
       });
       const d = await getJSON(`/api/metrics/activity${q}`);
+      if (mine !== seq.current) return;
       setData(d);
       setError(null);
     } catch (e) {
+      if (mine !== seq.current) return;
       setError(e);
     }
   };
+  fetchRef.current = fetchPage;
   useEffect(() => {
     fetchPage();
   }, [page, pageSize, sort.key, sort.order, filters.min_id, filters.max_id, model]);
@@ -71,7 +77,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
     if (page !== 1 || !rev) return;
     const wait = Math.max(0, 1000 - (Date.now() - lastFetch.current));
     clearTimeout(throttle.current);
-    throttle.current = setTimeout(fetchPage, wait);
+    throttle.current = setTimeout(() => fetchRef.current(), wait);
     return () => clearTimeout(throttle.current);
   }, [rev]);
 

@@ -3,7 +3,7 @@
 import { html, useEffect, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { enc, getJSON } from "../api.js";
 import { base64ToText, bodyKind, headerValue, prettyJson, stitchSseChat } from "../lib/capture.js";
-import { CopyButton, Dialog, Segmented } from "./common.js";
+import { CopyButton, Dialog, ErrorNote, Segmented } from "./common.js";
 import { renderMarkdown } from "./markdown.js";
 
 function HeaderTable({ headers }) {
@@ -64,7 +64,7 @@ export function CaptureDialog({ row, onClose }) {
   }, [row.id]);
   return html`<${Dialog} title=${`Capture #${row.id}`} onClose=${onClose} wide>
     <p class="mono muted">${cap?.req_path || row.req_path}</p>
-    ${error && html`<p class="note error" role="alert">${error}</p>`}
+    <${ErrorNote} error=${error} />
     ${!cap && !error && html`<p class="empty">Loading…</p>`}
     ${cap &&
     html`

@@ -6,7 +6,7 @@ import { enc, postJSON } from "../api.js";
 import { formatBytes, middleEllipsis } from "../lib/format.js";
 import { sessionIdOf } from "../lib/sse.js";
 import { useStore } from "../store.js";
-import { Card, ColumnChooser, Empty, useFrameTick, usePersisted } from "./common.js";
+import { Card, ColumnChooser, Empty, ErrorNote, useFrameTick, usePersisted } from "./common.js";
 
 const COLUMNS = [
   { id: "cancel", label: "Cancel" },
@@ -106,7 +106,7 @@ export function InflightCard({ prefix = "activity", model }) {
       </button>
     `}
   >
-    ${error && html`<p class="note error" role="alert">${error}</p>`}
+    <${ErrorNote} error=${error} />
     ${open &&
     html`<div class="table-wrap">
       <table class="table" aria-label="In-flight requests">

@@ -2,7 +2,7 @@
 
 import { html, useEffect, useLayoutEffect, useMemo, useRef } from "../../vendor/htm-preact-standalone.mjs";
 import { ansiToHtml, filterLines } from "../lib/ansi.js";
-import { usePersisted } from "./common.js";
+import { ErrorNote, usePersisted } from "./common.js";
 
 const FONT_SIZES = ["xxs", "xs", "small", "normal"];
 
@@ -67,7 +67,7 @@ export function LogPanel({ id, title, text, error }) {
       />
       ${pattern && html`<button type="button" class="btn small" onClick=${() => setPattern("")}>Clear</button>`}
     </div>`}
-    ${error && html`<p class="note error" role="alert">${error}</p>`}
+    <${ErrorNote} error=${error} />
     <pre
       ref=${box}
       class=${`log-text font-${fontSize} ${wrap ? "wrap" : ""}`}
