@@ -21,10 +21,9 @@ import cbor2
 import zstandard
 
 from llamaswap_es.events.errors import BundleError
-from llamaswap_es.events.reader import DatabaseReader, Snapshot, decode_checked
+from llamaswap_es.events.reader import DatabaseReader, RowsAsEnvelopes, Snapshot
 from llamaswap_es.events.rows import Row
-from llamaswap_es.events.schema import code_schema_version, schema_version
-from llamaswap_es.events.types import Envelope
+from llamaswap_es.events.schema import code_schema_version
 from llamaswap_es.events.writer import LogWriter
 
 FORMAT = "llamaswap-es-eventlog"
@@ -45,14 +44,13 @@ def export_bundle(
     """
     db_path, bundle_path = Path(db_path), Path(bundle_path)
     with DatabaseReader(db_path) as reader:
-        conn = reader._conn
         last = reader.last_seq()
         upper = last if to_seq is None else min(to_seq, last)
-        count, boots = _range_facts(conn, from_seq, upper)
+        count, boots = reader.range_facts(from_seq, upper)
         header = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "schema_version": schema_version(conn),
+            "schema_version": reader.schema_version(),
             "from_seq": from_seq,
             "to_seq": upper,
             "count": count,
@@ -84,16 +82,7 @@ def export_bundle(
     return header
 
 
-def _range_facts(conn: Any, lo: int, hi: int) -> tuple[int, list[str]]:
-    count = conn.execute("SELECT count(*) FROM events WHERE seq BETWEEN ? AND ?", (lo, hi))
-    boots = conn.execute(
-        "SELECT boot FROM events WHERE seq BETWEEN ? AND ? GROUP BY boot ORDER BY min(seq)",
-        (lo, hi),
-    )
-    return int(count.fetchone()[0]), [b[0] for b in boots.fetchall()]
-
-
-class BundleReader:
+class BundleReader(RowsAsEnvelopes):
     """A `LogReader` over a bundle file (streamed; nothing is held in memory)."""
 
     def __init__(self, path: Path):
@@ -134,12 +123,6 @@ class BundleReader:
                 if seq >= from_seq:
                     yield tuple(item)  # type: ignore[misc]
         raise BundleError(f"{self.path}: the bundle is truncated after {seen} rows")
-
-    def iter_envelopes(
-        self, from_seq: int = 1, to_seq: int | None = None, validate: bool = False
-    ) -> Iterator[Envelope]:
-        for row in self.iter_rows(from_seq, to_seq):
-            yield decode_checked(row, self.path, validate)
 
     def last_seq(self) -> int:
         return int(self.header["to_seq"]) if self.header["count"] else 0

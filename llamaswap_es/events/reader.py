@@ -19,6 +19,7 @@ from typing import Protocol
 from llamaswap_es.events.codec import PayloadError
 from llamaswap_es.events.errors import StoreError, translate_sqlite_error
 from llamaswap_es.events.rows import COLUMNS, Row, decode_row
+from llamaswap_es.events.schema import schema_version
 from llamaswap_es.events.types import Envelope
 
 SCAN_PAGE = 20_000
@@ -101,7 +102,22 @@ def _connect(path: Path, query: str) -> sqlite3.Connection:
     return conn
 
 
-class DatabaseReader:
+class RowsAsEnvelopes:
+    """`iter_envelopes` for any reader that has `iter_rows`: decoded, failures named by file."""
+
+    path: Path
+
+    def iter_rows(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Row]:
+        raise NotImplementedError
+
+    def iter_envelopes(
+        self, from_seq: int = 1, to_seq: int | None = None, validate: bool = False
+    ) -> Iterator[Envelope]:
+        for row in self.iter_rows(from_seq, to_seq):
+            yield decode_checked(row, self.path, validate)
+
+
+class DatabaseReader(RowsAsEnvelopes):
     """A `LogReader` over an SQLite database, on one read-only connection."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection | None = None):
@@ -131,12 +147,6 @@ class DatabaseReader:
             if len(page) < SCAN_PAGE:
                 return
             next_seq = page[-1][0] + 1
-
-    def iter_envelopes(
-        self, from_seq: int = 1, to_seq: int | None = None, validate: bool = False
-    ) -> Iterator[Envelope]:
-        for row in self.iter_rows(from_seq, to_seq):
-            yield decode_checked(row, self.path, validate)
 
     def read(
         self,
@@ -179,6 +189,24 @@ class DatabaseReader:
         except sqlite3.Error as exc:
             raise translate_sqlite_error(exc, self.path) from exc
         return int(row[0] or 0)
+
+    def range_facts(self, from_seq: int, to_seq: int) -> tuple[int, list[str]]:
+        """How many rows lie in `from_seq..to_seq`, and their boot ids in order of appearance."""
+        try:
+            count = self._conn.execute(
+                "SELECT count(*) FROM events WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)
+            ).fetchone()[0]
+            boots = self._conn.execute(
+                "SELECT boot FROM events WHERE seq BETWEEN ? AND ? GROUP BY boot ORDER BY min(seq)",
+                (from_seq, to_seq),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, self.path) from exc
+        return int(count), [b[0] for b in boots]
+
+    def schema_version(self) -> int:
+        """The highest migration applied to this database."""
+        return schema_version(self._conn)
 
     def latest_snapshot(
         self, reducer_version: str, *, max_seq: int | None = None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 import uuid
 from collections import deque
@@ -64,7 +63,7 @@ class EventStore:
         self._writer = writer
         self._write_thread = write_thread
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
-        self._read_local = threading.local()
+        self._db_reader: DatabaseReader | None = None  # opened and used on the read thread only
         self._boot_id = boot_id
         self._clock_ms = clock_ms
         self._max_pending = max_pending
@@ -194,11 +193,9 @@ class EventStore:
     # Reading
 
     def _reader(self) -> DatabaseReader:
-        reader = getattr(self._read_local, "reader", None)
-        if reader is None:
-            reader = DatabaseReader(self.path, connect_read_only(self.path))
-            self._read_local.reader = reader
-        return reader
+        if self._db_reader is None:
+            self._db_reader = DatabaseReader(self.path, connect_read_only(self.path))
+        return self._db_reader
 
     async def _on_read_thread(self, fn: Callable[[DatabaseReader], object]) -> object:
         if self._closed:
@@ -289,10 +286,9 @@ class EventStore:
         self._write_thread.shutdown(wait=True)
 
     def _close_reader(self) -> None:
-        reader = getattr(self._read_local, "reader", None)
-        if reader is not None:
-            reader.close()
-            self._read_local.reader = None
+        if self._db_reader is not None:
+            self._db_reader.close()
+            self._db_reader = None
 
     async def __aenter__(self) -> EventStore:
         return self
