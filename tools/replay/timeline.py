@@ -39,6 +39,7 @@ from llamaswap_es.events.types import (
     UnloadRequested,
 )
 from tools.replay.errors import ReplayError
+from tools.replay.process_times import ProcessTimes
 from tools.replay.render import local_time, summary
 from tools.replay.source import iter_all, log_facts, read_one
 
@@ -63,8 +64,7 @@ class _Context:
     def __init__(self) -> None:
         self.received: dict[str, tuple[int, str]] = {}
         self.dispatched: dict[str, int] = {}
-        self.starting: dict[tuple[str, int], int] = {}
-        self.stopping: dict[tuple[str, int], int] = {}
+        self.process_times = ProcessTimes()
 
     def model_of(self, request_id: str) -> str | None:
         seen = self.received.get(request_id)
@@ -168,27 +168,22 @@ def _line(env: Envelope, ctx: _Context) -> str | None:
         evict = ", ".join(b.evict) or "nothing"
         who = f" for {b.request_id}" if b.request_id else ""
         return f"swap to {b.model} planned{who}: evict {evict} (rule: {b.rule})"
+    took_ms = ctx.process_times.elapsed(b, ts)
     if isinstance(b, StartProcess):
-        ctx.starting[(b.model, b.instance)] = ts
         return f"{b.model} starting (instance {b.instance}{', ' + b.reason if b.reason else ''})"
     if isinstance(b, ProcessSpawned):
         port = f", port {b.port}" if b.port else ""
         return f"{b.model} spawned (instance {b.instance}, pid {b.pid}{port})"
     if isinstance(b, ProcessReady):
-        began = ctx.starting.pop((b.model, b.instance), None)
-        took = f" after {ts - began} ms loading" if began is not None else ""
+        took = f" after {took_ms} ms loading" if took_ms is not None else ""
         return f"{b.model} ready (instance {b.instance}){took}"
     if isinstance(b, ProcessStartFailed):
-        began = ctx.starting.pop((b.model, b.instance), None)
-        took = f" after {ts - began} ms" if began is not None else ""
+        took = f" after {took_ms} ms" if took_ms is not None else ""
         return f"{b.model} failed to start (instance {b.instance}){took}: {b.error}"
     if isinstance(b, StopProcess):
-        ctx.stopping[(b.model, b.instance)] = ts
         return f"{b.model} stopping (instance {b.instance}, {b.reason}, grace {b.grace_ms} ms)"
     if isinstance(b, ProcessStopped):
-        began = ctx.stopping.pop((b.model, b.instance), None)
-        ctx.starting.pop((b.model, b.instance), None)
-        took = f" after {ts - began} ms" if began is not None else ""
+        took = f" after {took_ms} ms" if took_ms is not None else ""
         forced = " (killed: the grace ran out)" if b.forced else ""
         return f"{b.model} stopped (instance {b.instance}){took}{forced}"
     if isinstance(b, ProcessExited):

@@ -29,11 +29,11 @@ from llamaswap_es.events.types import (
     RequestFinished,
     RequestReceived,
     StartProcess,
-    StopProcess,
     SwapPlanned,
     UnloadRequested,
 )
 from tools.replay.errors import ReplayError
+from tools.replay.process_times import ProcessTimes
 
 DEFAULT_LOAD_MS = 1_000
 """Load time assumed when the recording never saw any model load."""
@@ -113,8 +113,7 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
     dispatched_at: dict[str, int] = {}
     served: dict[str, tuple[int, int]] = {}
     gave_up: dict[str, int] = {}
-    start_at: dict[tuple[str, int], int] = {}
-    stop_at: dict[tuple[str, int], int] = {}
+    process_times = ProcessTimes()
     loads: dict[str, list[int]] = defaultdict(list)
     stops: dict[str, list[int]] = defaultdict(list)
     recorded: Figures | None = None
@@ -140,18 +139,11 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
         elif isinstance(body, RequestCancelled):
             if body.request_id not in dispatched_at:
                 gave_up.setdefault(body.request_id, ts)
-        elif isinstance(body, StartProcess):
-            start_at[(body.model, body.instance)] = ts
-        elif isinstance(body, ProcessReady):
-            began = start_at.pop((body.model, body.instance), None)
-            if began is not None:
-                loads[body.model].append(ts - began)
-        elif isinstance(body, StopProcess):
-            stop_at[(body.model, body.instance)] = ts
-        elif isinstance(body, ProcessStopped):
-            began = stop_at.pop((body.model, body.instance), None)
-            if began is not None:
-                stops[body.model].append(ts - began)
+        elif (took := process_times.elapsed(body, ts)) is not None:
+            if isinstance(body, ProcessReady):
+                loads[body.model].append(took)
+            elif isinstance(body, ProcessStopped):
+                stops[body.model].append(took)
         if recorded is not None and body.IS_DECISION:
             recorded.count_decision(body, ts, received)
     if recorded is None:
