@@ -74,7 +74,8 @@ def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, l
     """Apply one input to the state; return the state and the decisions it produced."""
     out: list[Decision] = []
     handler = _HANDLERS.get(type(envelope.body))
-    if handler is None:  # a decision, or an input the scheduler has no use for
+    if handler is None:  # a decision, or a fact for the history only (ProcessSpawned,
+        # PeerRequestFinished …): no state change, no decision, not even the clock moves
         return state, out
     state.seq = envelope.seq
     state.now_ms = envelope.ts_ms

@@ -153,6 +153,41 @@ class RequestFinished(Event):
 
 
 @_frozen
+class PeerRequestFinished(Event):
+    """A request served by a peer (spec/api.md §6.12) ended: a record for the history only.
+
+    Peer requests never pass through the scheduler, so the reducer ignores this event (no state
+    change, no decision). One event per request, written when it ends, carries everything the
+    activity history, captures and metrics need (llama-swap records peer requests too, §14):
+    a crash while a peer request runs leaves nothing open in the log to clean up.
+    """
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    model: str
+    """The name the client asked for (after profile pins and selectors): llama-swap's activity
+    `model` for a peer request, and the metrics label."""
+    peer: str
+    """The peer id (`peers.<id>`) that served it."""
+    path: str = ""
+    """The path forwarded to the peer, below its proxy prefix."""
+    method: str = "POST"
+    stream: bool = False
+    status: int = 0
+    received_ms: int = 0
+    """When the request arrived (same clock as the envelope's `ts_ms`)."""
+    duration_ms: int = 0
+    ttfb_ms: int = 0
+    bytes_out: int = 0
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """What the peer's response reported (tokens, speeds), parsed as for local requests."""
+    content_type: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    """Request metadata for the activity history (a selector, a session id); never secrets."""
+
+
+@_frozen
 class RequestAbandoned(Event):
     """Recovery found a request that was received and never finished (the server died)."""
 

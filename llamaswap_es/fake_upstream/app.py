@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from llamaswap_es.fake_upstream.generation import bad_request, read_json
+from llamaswap_es.fake_upstream.generation import STATE, bad_request, read_json
 from llamaswap_es.fake_upstream.generation import routes as generation_routes
 from llamaswap_es.fake_upstream.settings import FakeSettings, FakeState
 from llamaswap_es.fake_upstream.text import count_tokens, embedding, relevance
@@ -33,7 +33,7 @@ _PNG_1X1 = base64.b64decode(
 
 
 def state_of(request: web.Request) -> FakeState:
-    return request.app["state"]
+    return request.app[STATE]
 
 
 @web.middleware
@@ -220,7 +220,7 @@ async def websocket_echo(request: web.Request) -> web.WebSocketResponse:
 
 def build_app(settings: FakeSettings) -> web.Application:
     app = web.Application(middlewares=[loading_and_access_log], client_max_size=MAX_BODY_BYTES)
-    app["state"] = FakeState(settings)
+    app[STATE] = FakeState(settings)
     app.add_routes(routes)
     app.add_routes(generation_routes)
     return app

@@ -16,6 +16,7 @@ import sys
 from aiohttp import web
 
 from llamaswap_es.fake_upstream.app import build_app
+from llamaswap_es.fake_upstream.generation import STATE
 from llamaswap_es.fake_upstream.settings import FAIL_AT_START_CODE, FakeSettings
 
 
@@ -90,12 +91,12 @@ async def serve(settings: FakeSettings, *, ignore_sigterm: bool) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
-    app["state"].log(
+    app[STATE].log(
         f"main: server is listening on http://{settings.host}:{settings.port}"
         f" - loading for {settings.load_delay_ms} ms"
     )
     try:
         await stop.wait()
-        app["state"].log("main: shutting down")
+        app[STATE].log("main: shutting down")
     finally:
         await runner.cleanup()

@@ -23,6 +23,7 @@ from llamaswap_es.fake_upstream.text import (
 )
 
 routes = web.RouteTableDef()
+STATE: web.AppKey[FakeState] = web.AppKey("llamaswap_es.fake_upstream.state", FakeState)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -45,7 +46,7 @@ class Generation:
     """One request's answer: how many tokens, their pacing, and the crash switch."""
 
     def __init__(self, request: web.Request, body: dict[str, Any], prompt: Any) -> None:
-        self.state: FakeState = request.app["state"]
+        self.state: FakeState = request.app[STATE]
         settings = self.state.settings
         limit = next(
             (

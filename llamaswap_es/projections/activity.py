@@ -130,6 +130,7 @@ class ActivityProjection:
 _RELEVANT = frozenset(
     {
         "RequestReceived", "RequestFinished", "RequestCancelled", "RequestAbandoned", "Reject",
+        "PeerRequestFinished",
         "Dispatch", "SwapPlanned", "StartProcess", "ProcessReady", "ProcessStartFailed",
         "ProcessStopped", "ProcessExited",
     }

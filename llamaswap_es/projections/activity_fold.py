@@ -10,6 +10,9 @@ the request's model was under way: from the model's `SwapPlanned` (or a `StartPr
 one) until the model is ready (`ProcessReady`, or its first `Dispatch`) or its start failed or it
 went down. Which requests are recorded follows llama-swap (spec/api.md §14.1): POSTs only, and a
 scheduler `Reject` is recorded (a 429, a failed swap) except "model not found".
+
+A request served by a peer is one `PeerRequestFinished` (it never meets the scheduler): its row has
+the requested name as `model_id` (llama-swap's §14.2), and no dispatch, queue wait or swap wait.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
+    PeerRequestFinished,
     ProcessExited,
     ProcessReady,
     ProcessStartFailed,
@@ -111,6 +115,8 @@ class ActivityFold:
             self._swap_over(body.model, now)
         elif isinstance(body, RequestFinished):
             return self._finished(env, body)
+        elif isinstance(body, PeerRequestFinished):
+            return _peer_row(env, body)
         elif isinstance(body, Reject):
             return self._rejected(env, body)
         elif isinstance(body, RequestCancelled | RequestAbandoned):
@@ -152,10 +158,7 @@ class ActivityFold:
             bytes_out=body.bytes_out,
             error_msg=body.error or "",
         )
-        for name in TOKEN_FIELDS:
-            row[name] = int(metrics.get(name, 0) or 0)
-        for name in SPEED_FIELDS:
-            row[name] = float(metrics.get(name, 0) or 0)
+        _copy_usage(row, metrics)
         return row
 
     def _rejected(self, env: Envelope, body: Reject) -> dict[str, Any] | None:
@@ -174,6 +177,40 @@ class ActivityFold:
             error_msg=body.message,
         )
         return row
+
+
+def _peer_row(env: Envelope, body: PeerRequestFinished) -> dict[str, Any] | None:
+    if body.method.upper() != "POST":
+        return None
+    req = OpenRequest(
+        model=body.model,
+        requested_model=body.model,
+        path=body.path,
+        method="POST",
+        stream=body.stream,
+        metadata=dict(body.metadata),
+        received_ms=body.received_ms,
+    )
+    row = _base_row(env, body.request_id, body.model, req)
+    metrics = body.metrics or {}
+    row.update(
+        req_path=body.path,
+        resp_content_type=body.content_type,
+        resp_status_code=body.status,
+        duration_ms=max(int(metrics.get("duration_ms", 0) or 0), body.duration_ms),
+        ttfb_ms=body.ttfb_ms or None,
+        bytes_out=body.bytes_out,
+        error_msg=body.error or "",
+    )
+    _copy_usage(row, metrics)
+    return row
+
+
+def _copy_usage(row: dict[str, Any], metrics: dict[str, Any]) -> None:
+    for name in TOKEN_FIELDS:
+        row[name] = int(metrics.get(name, 0) or 0)
+    for name in SPEED_FIELDS:
+        row[name] = float(metrics.get(name, 0) or 0)
 
 
 def _queue_wait(req: OpenRequest | None) -> int | None:

@@ -101,7 +101,8 @@ class Projections:
         loop.add_listener(runner.on_committed)
         await runner.start()
         sampler.start()
-        captures = CaptureStore(db, budget_mib=config.capture_buffer, secrets=config.api_keys)
+        secrets = [*config.api_keys, *(p.api_key for p in config.peers.values() if p.api_key)]
+        captures = CaptureStore(db, budget_mib=config.capture_buffer, secrets=secrets)
         return cls(
             db=db,
             store=service.store,

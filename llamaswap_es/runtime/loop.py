@@ -177,18 +177,23 @@ class RunLoop:
         Raises StoreOverloadedError when too many inputs are waiting (the caller answers 503),
         and LoopStoppedError when the server no longer accepts requests.
         """
-        if not self._accepting:
-            raise LoopStoppedError("the server is shutting down")
-        if len(self._inbox) >= self._max_pending_requests:
-            raise StoreOverloadedError(
-                f"{len(self._inbox)} events are waiting to be written; request "
-                f"{received.request_id} for model {received.model!r} was refused"
-            )
+        self.check_capacity(f"request {received.request_id} for model {received.model!r}")
         future: asyncio.Future[Dispatch | Reject] = asyncio.get_running_loop().create_future()
         ticket = RequestTicket(received.request_id, received.model, future)
         self._tickets[received.request_id] = ticket
         self.submit(received)
         return ticket
+
+    def check_capacity(self, what: str) -> None:
+        """Refuse new client work as `submit_request` does, for work that needs no decision but
+        will be recorded (a peer request): LoopStoppedError while shutting down,
+        StoreOverloadedError when too many inputs are waiting (`what` names the refused work)."""
+        if not self._accepting:
+            raise LoopStoppedError("the server is shutting down")
+        if len(self._inbox) >= self._max_pending_requests:
+            raise StoreOverloadedError(
+                f"{len(self._inbox)} events are waiting to be written; {what} was refused"
+            )
 
     def stop_accepting(self) -> None:
         self._accepting = False

@@ -27,6 +27,7 @@ from llamaswap_es.events.types import (
     RequestFinished,
     RequestReceived,
 )
+from llamaswap_es.projections.captures import CaptureRecorder
 from llamaswap_es.projections.inflight import InflightEntry
 from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
 from llamaswap_es.web.client_address import reported_client_ip
@@ -126,7 +127,7 @@ async def _serve_once(
         method=request.method,
         headers=request.headers,
         remote_ip=reported_client_ip(request),
-        cancel=_cancel_task(asyncio.current_task()),
+        cancel=cancel_callback(asyncio.current_task()),
     )
     entry.metadata.update(job.metadata)
     received = RequestReceived(
@@ -145,7 +146,9 @@ async def _serve_once(
         return error_response(request, 503, f"server overloaded: {exc}")
     except LoopStoppedError:
         _done(ctx, entry, job)
-        return error_response(request, 500, f"unspecific error: {_router(ctx)} is shutting down")
+        return error_response(
+            request, 500, f"unspecific error: {router_name(ctx)} is shutting down"
+        )
 
     loading: LoadingStream | None = None
     try:
@@ -165,7 +168,7 @@ async def _serve_once(
             request_id=request_id,
             status=500,
             code="shutting_down",
-            message=f"unspecific error: {_router(ctx)} is shutting down",
+            message=f"unspecific error: {router_name(ctx)} is shutting down",
         )
     if loading is not None:
         await loading.stop()
@@ -289,9 +292,8 @@ async def _forward_dispatched(
         if reported:
             return
         reported = True
-        if recorder is not None:  # also when the handler was cancelled: no await possible here
-            recorder.response_headers(result.response_headers)
-            _keep(asyncio.ensure_future(recorder.finish(result.status)))
+        if recorder is not None:
+            finish_capture(recorder, result)
         loop.submit(
             RequestFinished(
                 request_id=dispatch.request_id,
@@ -360,6 +362,13 @@ async def _forward_dispatched(
 _PENDING: set[asyncio.Future[bool]] = set()
 
 
+def finish_capture(recorder: CaptureRecorder, result: ForwardResult) -> None:
+    """Give the recorder the response headers and store the capture in the background: this
+    runs in `forward`'s `on_finished`, also when the handler was cancelled (no await there)."""
+    recorder.response_headers(result.response_headers)
+    _keep(asyncio.ensure_future(recorder.finish(result.status)))
+
+
 def _keep(future: asyncio.Future[bool]) -> None:
     """Hold a reference to a background capture write until it completes; log a failure."""
     _PENDING.add(future)
@@ -390,11 +399,12 @@ def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
         job.on_done = None
 
 
-def _router(ctx: AppContext) -> str:
+def router_name(ctx: AppContext) -> str:
+    """The router's name in llama-swap's shutdown message ("group" or "matrix")."""
     return "matrix" if ctx.service.schedule.planner.kind == "matrix" else "group"
 
 
-def _cancel_task(task: asyncio.Task[object] | None) -> Callable[[], None] | None:
+def cancel_callback(task: asyncio.Task[object] | None) -> Callable[[], None] | None:
     """`POST /api/inflight/{id}/cancel` cancels the handler's task: the request ends as if its
     client had left (RequestCancelled before dispatch, the forward ended after it)."""
     if task is None:

@@ -58,12 +58,17 @@ def register(router: web.UrlDispatcher) -> None:
 def _metadata(ctx: AppContext, request: web.BaseRequest, model_id: str) -> dict[str, str]:
     schedule = ctx.service.schedule.models.get(model_id)
     metadata = {"fifo_priority": str(schedule.priority if schedule else 0)}
+    metadata.update(_session(ctx, request))
+    return metadata
+
+
+def _session(ctx: AppContext, request: web.BaseRequest) -> dict[str, str]:
+    """The client's session id from the first configured header it sent (none: empty)."""
     for header in ctx.config.ui.activity.session_id:
         value = request.headers.get(header, "")
         if value:
-            metadata["session_id"] = value
-            break
-    return metadata
+            return {"session_id": value}
+    return {}
 
 
 async def model_request(request: web.Request) -> web.StreamResponse:
@@ -136,7 +141,13 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             body = apply_filters(body, requested, filters)
             if requested != peer_model:
                 body = rewrite_model_in_json(body, peer_model)
-        return await serve_peer(request, ctx, fqn, requested, body, path_qs)
+        metadata = _session(ctx, request)
+        if selector_id is not None:
+            metadata["selector"] = selector_id
+        return await serve_peer(
+            request, ctx, fqn, requested, body, path_qs,
+            stream=selection.stream, metadata=metadata,
+        )  # fmt: skip
     finally:
         if selector_id is not None:
             release_selector(ctx, selector_id, requested)
@@ -198,7 +209,7 @@ async def upstream_request(request: web.Request) -> web.StreamResponse:
     fqn = ctx.resolver.peer(name)
     if fqn is None:
         return error_response(request, 404, f"no router for model {name}")
-    return await serve_peer(request, ctx, fqn, name, body, path_qs)
+    return await serve_peer(request, ctx, fqn, name, body, path_qs, metadata=_session(ctx, request))
 
 
 async def _ignored_websocket(

@@ -2,16 +2,41 @@
 
 The peer's `apiKey` replaces the client's credentials, its own model name is restored in the
 body by the caller, and forwarding errors become llama-swap's 502 "peer proxy error".
+
+The scheduler never sees a peer request, but the history does (llama-swap records them, §14):
+the request is in the in-flight table while it runs, its capture is kept like a local one, and
+when it ends one `PeerRequestFinished` goes to the run loop's inbox with the other inputs (same
+group commit, no transaction of its own), so the activity table and the per-model metrics count
+it under the name the client asked for. The reducer ignores that event.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
 from aiohttp import web
 from multidict import CIMultiDict
 
+from llamaswap_es.config.models import PeerConfig
+from llamaswap_es.errors import StoreOverloadedError
+from llamaswap_es.events.types import PeerRequestFinished
+from llamaswap_es.runtime.loop import LoopStoppedError
+from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
+from llamaswap_es.web.dispatch import (
+    cancel_callback,
+    finish_capture,
+    meterable_encodings,
+    router_name,
+)
 from llamaswap_es.web.errors import error_response
-from llamaswap_es.web.forwarder import ForwardTimeouts, forward
+from llamaswap_es.web.forwarder import ForwardResult, ForwardTimeouts, forward
+
+log = logging.getLogger("llamaswap_es.web.peer_dispatch")
+
+PEER_PROXY_ERROR = "peer proxy error"
 
 
 async def serve_peer(
@@ -21,10 +46,131 @@ async def serve_peer(
     requested: str,
     body: bytes | None,
     path_qs: str,
+    *,
+    stream: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Forward to a peer: no scheduling, the peer's key injected, its model name restored."""
+    """Forward to a peer: no scheduling, the peer's key injected, its model name restored.
+
+    `requested` is the name the client asked for (the activity row's model); `stream` is whether
+    the client asked for a stream; `metadata` goes to the activity row as for a local request
+    (a selector, a session id).
+    """
     peer_id, _ = ctx.resolver.fqns[fqn]
     peer = ctx.config.peers[peer_id]
+    loop = ctx.service.loop
+    assert loop is not None
+    request_id = ctx.ids.new_id()
+    try:  # the record must fit in the log's inbox, as a local request's events must
+        loop.check_capacity(f"peer request {request_id} for model {requested!r}")
+    except StoreOverloadedError as exc:
+        return error_response(request, 503, f"server overloaded: {exc}")
+    except LoopStoppedError:
+        return error_response(
+            request, 500, f"unspecific error: {router_name(ctx)} is shutting down"
+        )
+    received_ms = ctx.service.clock.now_ms()
+    path = urlsplit(path_qs).path
+    metered = request.method == "POST"
+    headers = _peer_headers(request, peer, body)
+    if metered and "Accept-Encoding" in headers:  # as llama-swap does on every metered POST
+        headers["Accept-Encoding"] = meterable_encodings(headers["Accept-Encoding"])
+
+    entry = ctx.inflight.begin(
+        request_id=request_id,
+        model=requested,
+        path=request.path,
+        method=request.method,
+        headers=request.headers,
+        remote_ip=reported_client_ip(request),
+        cancel=cancel_callback(asyncio.current_task()),
+    )
+    entry.metadata.update(metadata or {})
+    ctx.inflight.set_phase(entry, "running")
+    recorder = None
+    if ctx.projections is not None and metered:
+        recorder = ctx.projections.captures.recorder(request_id, path)
+        if recorder is not None:  # the headers the peer received: credentials are redacted
+            recorder.request(headers, body)
+
+    reported = False
+
+    def finished(result: ForwardResult) -> None:
+        nonlocal reported
+        if reported:
+            return
+        reported = True
+        if recorder is not None:
+            finish_capture(recorder, result)
+        error = result.error
+        if error and result.status == 502 and not result.response_headers:
+            error = f"{PEER_PROXY_ERROR}: {error}"
+        record = PeerRequestFinished(
+            request_id=request_id,
+            model=requested,
+            peer=peer_id,
+            path=path,
+            method=request.method,
+            stream=stream,
+            status=result.status,
+            received_ms=received_ms,
+            duration_ms=result.duration_ms,
+            ttfb_ms=result.ttfb_ms or 0,
+            bytes_out=result.bytes_out,
+            error=error,
+            metrics=result.metrics,
+            content_type=result.content_type,
+            metadata=dict(metadata or {}),
+        )
+        try:
+            loop.submit(record)
+        except LoopStoppedError:  # the response went out; only its record is lost
+            log.warning("peer request %s for %s not recorded: the run loop stopped", request_id,
+                        requested)  # fmt: skip
+        ctx.inflight.finish(entry)
+
+    def tap(chunk: bytes) -> None:
+        ctx.inflight.add_bytes(entry, len(chunk))
+        if recorder is not None:
+            recorder.tap(chunk)
+
+    try:
+        forwarded = await forward(
+            request,
+            ctx.session,
+            peer.proxy.rstrip("/"),
+            path_qs=path_qs,
+            body=body,
+            headers=headers,
+            timeouts=ForwardTimeouts(
+                connect_s=float(peer.timeouts.connect) or None,
+                response_header_s=float(peer.timeouts.response_header) or None,
+            ),
+            metered_path=path,
+            keep_host=False,
+            add_forwarded_for=False,
+            on_finished=finished,
+            tap=tap,
+        )
+    finally:
+        if not reported:  # every peer request is recorded once, whatever happened above
+            finished(
+                ForwardResult(
+                    status=499, bytes_out=0, duration_ms=0, ttfb_ms=None,
+                    error="the request ended before its forward reported",
+                )
+            )  # fmt: skip
+    if (
+        forwarded.result.error
+        and forwarded.result.status == 502
+        and not forwarded.response.prepared
+    ):
+        return error_response(request, 502, f"{PEER_PROXY_ERROR}: {forwarded.result.error}")
+    return forwarded.response
+
+
+def _peer_headers(request: web.Request, peer: PeerConfig, body: bytes | None) -> CIMultiDict[str]:
+    """The client's headers minus forwarding ones, with the peer's key when it has one."""
     headers = CIMultiDict(request.headers)
     for name in ("X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Host"):
         headers.popall(name, None)
@@ -33,26 +179,4 @@ async def serve_peer(
         headers["x-api-key"] = peer.api_key
     if body is not None:
         headers.popall("Content-Length", None)
-    base = peer.proxy.rstrip("/")
-    timeouts = ForwardTimeouts(
-        connect_s=float(peer.timeouts.connect) or None,
-        response_header_s=float(peer.timeouts.response_header) or None,
-    )
-    forwarded = await forward(
-        request,
-        ctx.session,
-        base,
-        path_qs=path_qs,
-        body=body,
-        headers=headers,
-        timeouts=timeouts,
-        keep_host=False,
-        add_forwarded_for=False,
-    )
-    if (
-        forwarded.result.error
-        and forwarded.result.status == 502
-        and not forwarded.response.prepared
-    ):
-        return error_response(request, 502, f"peer proxy error: {forwarded.result.error}")
-    return forwarded.response
+    return headers

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import ProjectionDatabase, connect_writer
 from llamaswap_es.projections.rebuild import rebuild_projections
-from tests.projections.logs import EXPECTED_WAITS, write_story
+from tests.projections.logs import EXPECTED_WAITS, STORY, write_story
 
 
 def rows(db_path: Path) -> list[tuple]:
@@ -126,3 +127,42 @@ async def test_the_projection_database_writes_off_the_event_loop(db_path: Path) 
         assert await db.run(lambda conn: projection.apply(conn, envelopes)) == []  # all seen
     finally:
         db.close()
+
+
+def _peer(rid: str, status: int = 200, method: str = "POST", **fields) -> PeerRequestFinished:
+    return PeerRequestFinished(
+        request_id=rid, model="p1/remote", peer="p1", path="/v1/chat/completions",
+        method=method, stream=True, status=status, received_ms=9_000, duration_ms=450,
+        ttfb_ms=30, bytes_out=800, content_type="text/event-stream", **fields,
+    )  # fmt: skip
+
+
+async def test_peer_requests_are_rows_under_the_requested_name_without_scheduler_waits(
+    db_path: Path,
+) -> None:
+    metrics = {"input_tokens": 5, "output_tokens": 9, "cache_tokens": -1, "duration_ms": 400}
+    story = [
+        *STORY[:12],  # r1..r3 served locally
+        (9_450, _peer("p-ok", metrics=metrics, metadata={"selector": "s"})),
+        (9_500, _peer("p-down", status=502, error="peer proxy error: unreachable")),
+        (9_600, _peer("p-get", method="GET")),
+    ]
+    await write_story(db_path, story)
+    apply_all(db_path, chunk=2)
+    found = by_request(db_path)
+    assert sorted(found) == ["p-down", "p-ok", "r1", "r2", "r3"]  # a GET is not recorded
+    ok = found["p-ok"]
+    assert (ok["model_id"], ok["requested_model"], ok["req_path"]) == (
+        "p1/remote", "p1/remote", "/v1/chat/completions",
+    )  # fmt: skip
+    assert (ok["input_tokens"], ok["output_tokens"], ok["cache_tokens"]) == (5, 9, -1)
+    assert (ok["duration_ms"], ok["ttfb_ms"], ok["bytes_out"], ok["stream"]) == (450, 30, 800, 1)
+    assert (ok["received_ms"], ok["ts_ms"], ok["resp_status_code"]) == (9_000, 9_450, 200)
+    assert (ok["dispatched_ms"], ok["queue_wait_ms"], ok["swap_wait_ms"]) == (None, None, None)
+    assert ok["metadata_json"] == '{"selector": "s"}'
+    down = found["p-down"]
+    assert (down["resp_status_code"], down["error_msg"]) == (502, "peer proxy error: unreachable")
+    assert (down["input_tokens"], down["output_tokens"]) == (0, 0)
+    live = rows(db_path)
+    rebuild_projections(db_path)
+    assert rows(db_path) == live

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap_es.events.types import ProcessExited, RequestAbandoned, RequestReceived
+from llamaswap_es.events.types import (
+    PeerRequestFinished,
+    ProcessExited,
+    RequestAbandoned,
+    RequestReceived,
+)
 from llamaswap_es.projections.rebuild import rebuild_projections
 from tests.conftest import REPO_ROOT
 from tests.projections.logs import STORY, write_story
@@ -39,6 +44,14 @@ def renamed(body):
     return dataclasses.replace(body, **changes)
 
 
+def _peer(rid: str, status: int, metrics: dict | None = None, **fields) -> PeerRequestFinished:
+    return PeerRequestFinished(
+        request_id=rid, model="openrouter/gpt-4o-mini", peer="openrouter", status=status,
+        path="/v1/chat/completions", received_ms=BASE_MS + 12_500, duration_ms=300,
+        metrics=metrics or {}, **fields,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import asyncio
@@ -49,6 +62,8 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (BASE_MS + 10_000, ProcessExited(model="qwen-7b", instance=1, exit_code=139)),
         (BASE_MS + 11_000, RequestReceived(request_id="r9", model="qwen-7b")),
         (BASE_MS + 12_000, RequestAbandoned(request_id="r9")),
+        (BASE_MS + 13_000, _peer("p1", 200, {"input_tokens": 4, "output_tokens": 6})),
+        (BASE_MS + 14_000, _peer("p2", 502, error="peer proxy error: unreachable")),
     ]
     asyncio.run(write_story(path, story))
     rebuild_projections(path)
@@ -82,3 +97,10 @@ def test_question_four_explains_the_eviction(populated: Path) -> None:
         row = dict(conn.execute(query).fetchone())
     assert row["reason"] == "evict" and row["to_make_room_for"] == "qwen-7b"
     assert row["for_request"] == "r4" and row["stopped_at"] == "2025-06-01 12:00:07"
+
+
+def test_the_peer_query_counts_peer_requests_per_peer_and_model(populated: Path) -> None:
+    query = doc_queries()[12]
+    with sqlite3.connect(populated) as conn:
+        rows = conn.execute(query).fetchall()
+    assert rows == [("openrouter", "openrouter/gpt-4o-mini", 2, 1, 4, 6, 300)]

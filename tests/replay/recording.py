@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,11 @@ def record(
     stop_ms: int = 40,
     snapshot_every: int = 0,
     batch: int = 500,
+    extra: Sequence[tuple[int, Event]] = (),
 ) -> int:
-    """Record the arrivals into `db_path`; returns the last seq written."""
+    """Record the arrivals into `db_path`; returns the last seq written.
+
+    `extra` are more inputs at their offsets (ms from the start), e.g. peer request records."""
     heap: list[tuple[int, int, Event]] = []
     order = itertools.count()
     armed: dict[str, int] = {}
@@ -87,6 +91,9 @@ def record(
         at(BASE_TS + a.at_ms, RequestReceived(request_id=a.request_id, model=a.model))
         if a.cancel_after_ms is not None:
             at(BASE_TS + a.at_ms + a.cancel_after_ms, RequestCancelled(request_id=a.request_id))
+
+    for offset, event in extra:
+        at(BASE_TS + offset, event)
 
     writer = LogWriter.open(db_path)
     state = core.new_state()

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.events.reader import open_log
-from tests.replay.conftest import run_replay
+from llamaswap_es.events.types import PeerRequestFinished
+from tests.replay.conftest import ABC_ABC, run_replay
+from tests.replay.recording import group_config
+from tests.replay.recording import record as record_log
 from tools.replay.errors import ReplayError
 from tools.replay.explain import explain, explain_log
 
@@ -75,3 +78,23 @@ def test_explain_refuses_inputs_and_seqs_out_of_range(abc_log: Path) -> None:
         explain(reader, _seq(abc_log, "RequestReceived"))
     result = run_replay("explain", "--db", abc_log, "--seq", "1000")
     assert result.rc == 2 and "--seq 1000 is out of range" in result.err
+
+
+def test_timeline_shows_a_peer_request_and_filters_it_by_its_requested_name(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "peer.db"
+    record = PeerRequestFinished(
+        request_id="p1", model="openrouter/m", peer="openrouter", path="/v1/chat/completions",
+        status=502, duration_ms=12, error="peer proxy error: unreachable",
+    )  # fmt: skip
+    record_log(path, group_config(("A", "B", "C")), ABC_ABC, load_ms=500, extra=[(5, record)])
+    only_peer = run_replay("timeline", "--db", path, "--model", "openrouter/m")
+    assert only_peer.rc == 0, only_peer.err
+    lines = only_peer.out.splitlines()
+    assert not [line for line in lines if "request r" in line], "local requests are filtered out"
+    [line] = [line for line in lines if "peer request" in line]
+    assert line.endswith(
+        "peer request p1 for openrouter/m finished on peer openrouter: "
+        "POST /v1/chat/completions status 502 in 12 ms, error: peer proxy error: unreachable"
+    )

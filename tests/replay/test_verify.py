@@ -6,9 +6,12 @@ import sqlite3
 from pathlib import Path
 
 from llamaswap_es import core
+from llamaswap_es.events import codec
 from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.events.writer import LogWriter
-from tests.replay.conftest import run_replay
+from tests.replay.conftest import ABC_ABC, run_replay
+from tests.replay.recording import group_config, record
 from tools.replay.verify import verify
 
 
@@ -100,3 +103,33 @@ def test_a_range_outside_the_log_is_a_clear_error(abc_log: Path) -> None:
     assert "--to 500 is out of range" in result.err and "holds seqs 1..38" in result.err
     missing = run_replay("verify", "--db", abc_log.parent / "nope.db")
     assert missing.rc == 2 and "no such file" in missing.err
+
+
+def test_a_log_with_peer_request_records_verifies_with_the_same_decisions(tmp_path: Path) -> None:
+    """Peer records between the scheduler's inputs change no decision, and verify accepts them."""
+    records = [
+        (offset, PeerRequestFinished(request_id=f"p{offset}", model="peer/m", peer="peer",
+                                     status=200 if offset % 2 else 502))
+        for offset in range(0, 3_000, 7)
+    ]  # fmt: skip
+    plain, mixed = tmp_path / "plain.db", tmp_path / "mixed.db"
+    config = group_config(("A", "B", "C"))
+    record(plain, config, ABC_ABC, load_ms=500)
+    record(mixed, config, ABC_ABC, load_ms=500, extra=records)
+    with open_log(mixed) as reader:
+        report = verify(reader)
+    assert report.ok, report.to_text()
+    assert _decisions(mixed) == _decisions(plain)
+    with sqlite3.connect(mixed) as conn:
+        stored = conn.execute("SELECT count(*) FROM events WHERE type = 'PeerRequestFinished'")
+        assert stored.fetchone()[0] == len(records)
+
+
+def _decisions(path: Path) -> list[tuple[str, str]]:
+    """Every decision in log order: its type and payload."""
+    with open_log(path) as reader:
+        return [
+            (env.type, codec.encode_payload(env.body))
+            for env in reader.iter_envelopes()
+            if env.body.IS_DECISION
+        ]

@@ -19,6 +19,7 @@ from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
     LoadRequested,
+    PeerRequestFinished,
     ProcessAdopted,
     ProcessExited,
     ProcessReady,
@@ -159,6 +160,13 @@ def _line(env: Envelope, ctx: _Context) -> str | None:
         error = f", error: {b.error}" if b.error else ""
         return (
             f"request {b.request_id} finished on {b.model}: status {b.status} in {took} ms{error}"
+        )
+    if isinstance(b, PeerRequestFinished):
+        error = f", error: {b.error}" if b.error else ""
+        what = f"{b.method} {b.path}" if b.path else b.method
+        return (
+            f"peer request {b.request_id} for {b.model} finished on peer {b.peer}: "
+            f"{what} status {b.status} in {b.duration_ms} ms{error}"
         )
     if isinstance(b, RequestAbandoned):
         ctx.dispatched.pop(b.request_id, None)

@@ -28,6 +28,10 @@ export function describeEvent(ev) {
       }${p.stream ? ", streaming" : ""}`;
     case "RequestFinished":
       return `${p.model}: ${p.status}${p.error ? ` ${p.error}` : ""} in ${p.duration_ms ?? "?"} ms`;
+    case "PeerRequestFinished":
+      return `${p.method || "POST"} ${p.path || ""} for ${p.model} via peer ${p.peer}: ${p.status}${
+        p.error ? ` ${p.error}` : ""
+      } in ${p.duration_ms ?? "?"} ms`;
     case "RequestCancelled":
       return `request ${short(p.request_id)} cancelled (${p.reason || "client gone"})`;
     case "RequestAbandoned":
