@@ -135,6 +135,40 @@ def test_theme_button_cycles_and_persists(page, stub_url) -> None:
     expect(html).to_have_attribute("data-mode", "light")  # system, and the browser prefers light
 
 
+PALETTE_BACKGROUNDS = {  # (light, dark) page background of the whole-scheme palettes
+    "Sunset": ("rgb(255, 247, 237)", "rgb(26, 15, 18)"),
+    "Green Terminal": ("rgb(240, 253, 244)", "rgb(0, 0, 0)"),
+    "Midnight Commander": ("rgb(230, 235, 255)", "rgb(0, 0, 96)"),
+    "Solarized": ("rgb(238, 232, 213)", "rgb(0, 43, 54)"),
+}
+
+
+def test_all_eleven_palettes_are_offered_and_the_scheme_ones_recolour_the_page(
+    page, stub_url
+) -> None:
+    page.goto(f"{stub_url}/ui/#/settings")
+    palette = page.get_by_label("Theme", exact=True)
+    labels = palette.locator("option").all_inner_texts()
+    assert len(labels) == 11, labels
+    body_bg = "getComputedStyle(document.body).backgroundColor"
+    for label, (light, dark) in PALETTE_BACKGROUNDS.items():
+        palette.select_option(label=label)
+        page.get_by_role("radio", name="Light").click()
+        assert page.evaluate(body_bg) == light, label
+        page.get_by_role("radio", name="Dark").click()
+        assert page.evaluate(body_bg) == dark, label
+        slug = label.lower().replace(" ", "-")
+        expect(page.locator("html")).to_have_attribute("data-theme", slug)
+        page.goto(f"{stub_url}/ui/#/models")
+        screenshot(page, f"stub-palette-{slug}-dark")
+        page.goto(f"{stub_url}/ui/#/settings")
+    # The choice survives a reload (llama-swap's `theme-name` key).
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "solarized")
+    assert page.evaluate(body_bg) == PALETTE_BACKGROUNDS["Solarized"][1]
+    assert page.errors == [], page.errors
+
+
 def test_app_title_is_editable_and_persisted(page, stub_url) -> None:
     page.goto(f"{stub_url}/ui/#/activity")
     title = page.get_by_role("textbox", name="App title (editable)")
