@@ -189,7 +189,7 @@ def test_model_output_markdown_is_sanitised_in_the_browser(page, stub_url) -> No
             return renderMarkdown(
                 "# Hi\\n\\n<img src=x onerror=alert(1)><script>alert(2)</script>" +
                 "[link](javascript:alert(3))\\n\\n```python\\nprint('x')\\n```"
-            );
+            ).html;
         }"""
     )
     assert "<h1" in html
@@ -197,3 +197,57 @@ def test_model_output_markdown_is_sanitised_in_the_browser(page, stub_url) -> No
     assert "<script" not in html
     assert "javascript:" not in html
     assert 'class="hljs"' in html and "hljs-built_in" in html  # highlighted code survives
+
+
+def test_math_is_typeset_without_opening_a_way_in(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/playground")
+    out = page.evaluate(
+        """async () => {
+            const { loadMath, renderMarkdown } = await import("/ui/js/ui/markdown.js");
+            await loadMath();
+            return renderMarkdown(
+                "$x^2$ <a href='#' title='<span data-math-slot=\\"0\\"></span>'>t</a> " +
+                "$\\\\href{javascript:alert(1)}{y}$ <img src=x onerror=alert(2)>"
+            );
+        }"""
+    )
+    html = out["html"]
+    assert out["needsMath"] is False
+    assert html.count('class="katex"') == 2, html
+    assert "href=" not in html.replace("href='#'", "").replace('href="#"', "")  # trust is off
+    assert "onerror" not in html
+    # A slot written into an attribute by the model stays text: the attribute is not broken open.
+    assert 'title="&lt;span data-math-slot=&quot;0&quot;&gt;&lt;/span&gt;"' in html, html
+
+
+def test_load_test_cards_reorder_by_drag_and_by_keyboard(page, stub_url) -> None:
+    page.add_init_script(
+        "if (!localStorage.getItem('concurrency-test-list'))"
+        ' localStorage.setItem(\'concurrency-test-list\', \'["alpha","beta","gamma"]\')'
+    )
+    page.goto(f"{stub_url}/ui/#/playground")
+    page.get_by_role("tab", name="Load Test").click()
+    panel = page.get_by_role("tabpanel", name="Load Test")
+    titles = panel.locator("article.result .card-title")
+    expect(titles).to_have_text(["1. alpha", "2. beta", "3. gamma"])
+    cards = panel.locator("article.result")
+    cards.nth(2).drag_to(cards.nth(0))
+    expect(titles).to_have_text(["1. gamma", "2. alpha", "3. beta"])
+    # The keyboard way: the arrow buttons, reachable with Tab and pressed with Enter.
+    down = panel.get_by_role("button", name="Move 1. gamma down")
+    down.focus()
+    page.keyboard.press("Enter")
+    expect(titles).to_have_text(["1. alpha", "2. gamma", "3. beta"])
+    expect(panel.get_by_role("button", name="Move 1. alpha up")).to_be_disabled()
+    # Focus went with the card, so Enter again moves gamma once more.
+    expect(panel.get_by_role("button", name="Move 2. gamma down")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(titles).to_have_text(["1. alpha", "2. beta", "3. gamma"])
+    expect(panel.get_by_role("button", name="Move 3. gamma up")).to_be_focused()
+    page.keyboard.press("Enter")
+    screenshot(page, "stub-playground-loadtest-order")
+    # The order is the persisted request list (llama-swap's `concurrency-test-list`).
+    page.reload()
+    page.get_by_role("tab", name="Load Test").click()
+    expect(titles).to_have_text(["1. alpha", "2. gamma", "3. beta"])
+    assert page.errors == [], page.errors
