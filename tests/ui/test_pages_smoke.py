@@ -7,12 +7,19 @@ missing newer endpoints degrade to a note, the phone layout and the theme switch
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.ui.browser import expect_page_shown, screenshot
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect
+
+# A 1x1 transparent PNG, for a generated image.
+PNG_1PX = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
 
 ROUTES = {
     "activity": "Activity",
@@ -250,4 +257,57 @@ def test_load_test_cards_reorder_by_drag_and_by_keyboard(page, stub_url) -> None
     page.reload()
     page.get_by_role("tab", name="Load Test").click()
     expect(titles).to_have_text(["1. alpha", "2. gamma", "3. beta"])
+    assert page.errors == [], page.errors
+
+
+def test_sdapi_lora_loader_lists_picks_and_sends_loras(page, stub_url) -> None:
+    """No SDAPI upstream runs here (the fake upstream has no /sdapi routes), so the browser's own
+    requests for the model list, the LoRA list and txt2img are answered in the page."""
+    models = {
+        "data": [{"id": "sd", "capabilities": {"image_generation": True},
+                  "meta": {"llamaswap": {"type": "model"}}}]
+    }  # fmt: skip
+    loras = [{"name": "detail", "path": "loras/detail.safetensors"}, {"name": "ink", "path": "ink"}]
+    sent: list[dict] = []
+    asked: list[str] = []
+
+    def answer(route, body) -> None:
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    def txt2img(route) -> None:
+        sent.append(route.request.post_data_json)
+        answer(route, {"images": [PNG_1PX]})
+
+    def lora_list(route) -> None:
+        asked.append(route.request.url)
+        answer(route, loras)
+
+    page.route("**/v1/models", lambda route: answer(route, models))
+    page.route("**/sdapi/v1/loras?*", lora_list)
+    page.route("**/sdapi/v1/txt2img", txt2img)
+    page.goto(f"{stub_url}/ui/#/playground")
+    page.get_by_role("tab", name="Images").click()
+    panel = page.get_by_role("tabpanel", name="Images")
+    panel.get_by_role("radio", name="SDAPI").click()
+    # The selects show their (persisted or default) choice instead of a blank.
+    expect(panel.get_by_label("Size")).to_have_value("1024x1024")
+    expect(panel.get_by_label("Sampler")).to_have_value("euler_a")
+    panel.get_by_role("button", name="Fetch LoRAs").click()
+    panel.get_by_label("LoRA", exact=True).select_option(label="ink")
+    panel.get_by_label("Multiplier", exact=True).fill("0.6")
+    panel.get_by_role("button", name="Add LoRA").click()
+    panel.get_by_label("LoRA", exact=True).select_option(label="detail")
+    panel.get_by_role("button", name="Add LoRA").click()
+    picked = panel.get_by_role("list", name="Picked LoRAs")
+    expect(picked.locator("li")).to_have_count(2)
+    panel.get_by_role("button", name="Remove LoRA detail").click()
+    expect(picked.locator("li")).to_have_count(1)
+    panel.get_by_label("Image prompt").fill("a llama in ink")
+    screenshot(page, "stub-playground-images-lora")
+    panel.get_by_role("button", name="Generate").click()
+    expect(panel.get_by_role("img", name="Generated image 1")).to_be_visible()
+    assert asked and asked[0].endswith("/sdapi/v1/loras?model=sd"), asked
+    assert len(sent) == 1
+    assert sent[0]["lora"] == [{"path": "ink", "multiplier": 0.6}]
+    assert sent[0]["prompt"] == "a llama in ink"  # the LoRAs travel beside the prompt, not in it
     assert page.errors == [], page.errors
