@@ -311,3 +311,25 @@ def test_sdapi_lora_loader_lists_picks_and_sends_loras(page, stub_url) -> None:
     assert sent[0]["lora"] == [{"path": "ink", "multiplier": 0.6}]
     assert sent[0]["prompt"] == "a llama in ink"  # the LoRAs travel beside the prompt, not in it
     assert page.errors == [], page.errors
+
+
+def test_a_saved_column_order_is_merged_with_the_columns_and_reordered(page, stub_url) -> None:
+    # A saved order from another version: an unknown id, and most columns missing.
+    page.add_init_script(
+        "if (!localStorage.getItem('activity-inflight-column-order'))"
+        ' localStorage.setItem(\'activity-inflight-column-order\', \'["gone","model","cancel"]\')'
+    )
+    page.goto(f"{stub_url}/ui/#/activity")
+    table = page.get_by_role("table", name="In-flight requests")
+    heads = table.locator("thead th")
+    expect(heads).to_have_text(
+        ["Model", "Cancel", "Elapsed", "Phase", "Request", "Address", "User Agent", "Session ID",
+         "Bytes Received"]
+    )  # fmt: skip
+    card = page.locator("section.card", has=table)
+    card.get_by_role("button", name="Columns").click()
+    card.get_by_role("button", name="Move Model down").click()
+    expect(heads.nth(0)).to_have_text("Cancel")
+    expect(heads.nth(1)).to_have_text("Model")
+    saved = page.evaluate("JSON.parse(localStorage.getItem('activity-inflight-column-order'))")
+    assert saved[:3] == ["cancel", "model", "elapsed"] and "gone" not in saved, saved

@@ -5,7 +5,8 @@ import { formatWait } from "../lib/format.js";
 import { phaseTotals, timelineSegments, trackLoading } from "../lib/loadtest.js";
 import { moveItem } from "../lib/order.js";
 import { Empty, useFrameTick, usePersisted } from "../ui/common.js";
-import { busy, pickerGroups, streamChat, useModelList } from "./shared.js";
+import { useModelList } from "../store.js";
+import { busy, pickerGroups, streamChat } from "./shared.js";
 
 const DEFAULT_PROMPT = "Write a short paragraph about llamas.";
 const KINDS = ["queue", "load", "wait", "reasoning", "generate", "error"];

@@ -1,7 +1,7 @@
 // Images, speech, transcription and rerank tabs.
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
-import { getJSON, query } from "../api.js";
+import { ApiError, errorText, getJSON, query } from "../api.js";
 import { addLora, loraMultiplier, parseLoras, removeLora, txt2imgBody } from "../lib/sdapi.js";
 import { CopyButton, ErrorNote, Segmented, usePersisted } from "../ui/common.js";
 import { busy, ModelPicker, SESSION_HEADERS } from "./shared.js";
@@ -13,7 +13,7 @@ async function postRaw(url, body, signal, json = true) {
     body: json ? JSON.stringify(body) : body,
     signal,
   });
-  if (!res.ok) throw new Error(`${url}: ${res.status} ${(await res.text()).slice(0, 300)}`);
+  if (!res.ok) throw new ApiError(url, res.status, await errorText(res));
   return res;
 }
 
