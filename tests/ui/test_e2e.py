@@ -134,6 +134,31 @@ def test_chat_in_the_playground_streams_tokens(page, server) -> None:
     assert page.errors == [], page.errors
 
 
+def test_a_saved_conversation_shows_its_math_typeset(page, server) -> None:
+    answer = (
+        "Energy: $E=mc^2$, and in code `$HOME` stays as typed.\n\n"
+        "$$\n\\int_0^1 x^2\\,dx = \\frac{1}{3}\n$$\n"
+    )
+    saved = [{"role": "user", "content": "Physics?"}, {"role": "assistant", "content": answer}]
+    page.add_init_script(
+        f"localStorage.setItem('playground-messages', {json.dumps(json.dumps(saved))})"
+    )
+    page.goto(f"{server}/ui/#/playground")
+    reply = page.locator("li.msg.assistant .msg-text")
+    # KaTeX is loaded on first use: the formulas turn from source into typeset math.
+    expect(reply.locator(".katex")).to_have_count(2)
+    expect(reply.locator(".katex-display")).to_have_count(1)
+    expect(reply.locator(".katex annotation").first).to_have_text("E=mc^2")
+    expect(reply.locator("code").first).to_have_text("$HOME")
+    fonts = (
+        "document.fonts.ready.then(() => [...document.fonts]"
+        ".filter((f) => f.family.includes('KaTeX') && f.status === 'loaded').length)"
+    )
+    assert page.evaluate(fonts) > 0, "KaTeX's woff2 fonts did not load"
+    screenshot(page, "playground-math")
+    assert page.errors == [], page.errors
+
+
 def test_activity_lists_the_request_and_opens_its_capture(page, server) -> None:
     require_endpoint(server, "/api/metrics/activity", "the activity table")
     chat(server, "demo-fast")

@@ -7,12 +7,19 @@ missing newer endpoints degrade to a note, the phone layout and the theme switch
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.ui.browser import expect_page_shown, screenshot
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect
+
+# A 1x1 transparent PNG, for a generated image.
+PNG_1PX = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+)
 
 ROUTES = {
     "activity": "Activity",
@@ -135,6 +142,40 @@ def test_theme_button_cycles_and_persists(page, stub_url) -> None:
     expect(html).to_have_attribute("data-mode", "light")  # system, and the browser prefers light
 
 
+PALETTE_BACKGROUNDS = {  # (light, dark) page background of the whole-scheme palettes
+    "Sunset": ("rgb(255, 247, 237)", "rgb(26, 15, 18)"),
+    "Green Terminal": ("rgb(240, 253, 244)", "rgb(0, 0, 0)"),
+    "Midnight Commander": ("rgb(230, 235, 255)", "rgb(0, 0, 96)"),
+    "Solarized": ("rgb(238, 232, 213)", "rgb(0, 43, 54)"),
+}
+
+
+def test_all_eleven_palettes_are_offered_and_the_scheme_ones_recolour_the_page(
+    page, stub_url
+) -> None:
+    page.goto(f"{stub_url}/ui/#/settings")
+    palette = page.get_by_label("Theme", exact=True)
+    labels = palette.locator("option").all_inner_texts()
+    assert len(labels) == 11, labels
+    body_bg = "getComputedStyle(document.body).backgroundColor"
+    for label, (light, dark) in PALETTE_BACKGROUNDS.items():
+        palette.select_option(label=label)
+        page.get_by_role("radio", name="Light").click()
+        assert page.evaluate(body_bg) == light, label
+        page.get_by_role("radio", name="Dark").click()
+        assert page.evaluate(body_bg) == dark, label
+        slug = label.lower().replace(" ", "-")
+        expect(page.locator("html")).to_have_attribute("data-theme", slug)
+        page.goto(f"{stub_url}/ui/#/models")
+        screenshot(page, f"stub-palette-{slug}-dark")
+        page.goto(f"{stub_url}/ui/#/settings")
+    # The choice survives a reload (llama-swap's `theme-name` key).
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "solarized")
+    assert page.evaluate(body_bg) == PALETTE_BACKGROUNDS["Solarized"][1]
+    assert page.errors == [], page.errors
+
+
 def test_app_title_is_editable_and_persisted(page, stub_url) -> None:
     page.goto(f"{stub_url}/ui/#/activity")
     title = page.get_by_role("textbox", name="App title (editable)")
@@ -155,7 +196,7 @@ def test_model_output_markdown_is_sanitised_in_the_browser(page, stub_url) -> No
             return renderMarkdown(
                 "# Hi\\n\\n<img src=x onerror=alert(1)><script>alert(2)</script>" +
                 "[link](javascript:alert(3))\\n\\n```python\\nprint('x')\\n```"
-            );
+            ).html;
         }"""
     )
     assert "<h1" in html
@@ -163,3 +204,132 @@ def test_model_output_markdown_is_sanitised_in_the_browser(page, stub_url) -> No
     assert "<script" not in html
     assert "javascript:" not in html
     assert 'class="hljs"' in html and "hljs-built_in" in html  # highlighted code survives
+
+
+def test_math_is_typeset_without_opening_a_way_in(page, stub_url) -> None:
+    page.goto(f"{stub_url}/ui/#/playground")
+    out = page.evaluate(
+        """async () => {
+            const { loadMath, renderMarkdown } = await import("/ui/js/ui/markdown.js");
+            await loadMath();
+            return renderMarkdown(
+                "$x^2$ <a href='#' title='<span data-math-slot=\\"0\\"></span>'>t</a> " +
+                "$\\\\href{javascript:alert(1)}{y}$ <img src=x onerror=alert(2)>"
+            );
+        }"""
+    )
+    html = out["html"]
+    assert out["needsMath"] is False
+    assert html.count('class="katex"') == 2, html
+    assert "href=" not in html.replace("href='#'", "").replace('href="#"', "")  # trust is off
+    assert "onerror" not in html
+    # A slot written into an attribute by the model stays text: the attribute is not broken open.
+    assert 'title="&lt;span data-math-slot=&quot;0&quot;&gt;&lt;/span&gt;"' in html, html
+
+
+def test_load_test_cards_reorder_by_drag_and_by_keyboard(page, stub_url) -> None:
+    page.add_init_script(
+        "if (!localStorage.getItem('concurrency-test-list'))"
+        ' localStorage.setItem(\'concurrency-test-list\', \'["alpha","beta","gamma"]\')'
+    )
+    page.goto(f"{stub_url}/ui/#/playground")
+    page.get_by_role("tab", name="Load Test").click()
+    panel = page.get_by_role("tabpanel", name="Load Test")
+    titles = panel.locator("article.result .card-title")
+    expect(titles).to_have_text(["1. alpha", "2. beta", "3. gamma"])
+    cards = panel.locator("article.result")
+    cards.nth(2).drag_to(cards.nth(0))
+    expect(titles).to_have_text(["1. gamma", "2. alpha", "3. beta"])
+    # The keyboard way: the arrow buttons, reachable with Tab and pressed with Enter.
+    down = panel.get_by_role("button", name="Move 1. gamma down")
+    down.focus()
+    page.keyboard.press("Enter")
+    expect(titles).to_have_text(["1. alpha", "2. gamma", "3. beta"])
+    expect(panel.get_by_role("button", name="Move 1. alpha up")).to_be_disabled()
+    # Focus went with the card, so Enter again moves gamma once more.
+    expect(panel.get_by_role("button", name="Move 2. gamma down")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(titles).to_have_text(["1. alpha", "2. beta", "3. gamma"])
+    expect(panel.get_by_role("button", name="Move 3. gamma up")).to_be_focused()
+    page.keyboard.press("Enter")
+    screenshot(page, "stub-playground-loadtest-order")
+    # The order is the persisted request list (llama-swap's `concurrency-test-list`).
+    page.reload()
+    page.get_by_role("tab", name="Load Test").click()
+    expect(titles).to_have_text(["1. alpha", "2. gamma", "3. beta"])
+    assert page.errors == [], page.errors
+
+
+def test_sdapi_lora_loader_lists_picks_and_sends_loras(page, stub_url) -> None:
+    """No SDAPI upstream runs here (the fake upstream has no /sdapi routes), so the browser's own
+    requests for the model list, the LoRA list and txt2img are answered in the page."""
+    models = {
+        "data": [{"id": "sd", "capabilities": {"image_generation": True},
+                  "meta": {"llamaswap": {"type": "model"}}}]
+    }  # fmt: skip
+    loras = [{"name": "detail", "path": "loras/detail.safetensors"}, {"name": "ink", "path": "ink"}]
+    sent: list[dict] = []
+    asked: list[str] = []
+
+    def answer(route, body) -> None:
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    def txt2img(route) -> None:
+        sent.append(route.request.post_data_json)
+        answer(route, {"images": [PNG_1PX]})
+
+    def lora_list(route) -> None:
+        asked.append(route.request.url)
+        answer(route, loras)
+
+    page.route("**/v1/models", lambda route: answer(route, models))
+    page.route("**/sdapi/v1/loras?*", lora_list)
+    page.route("**/sdapi/v1/txt2img", txt2img)
+    page.goto(f"{stub_url}/ui/#/playground")
+    page.get_by_role("tab", name="Images").click()
+    panel = page.get_by_role("tabpanel", name="Images")
+    panel.get_by_role("radio", name="SDAPI").click()
+    # The selects show their (persisted or default) choice instead of a blank.
+    expect(panel.get_by_label("Size")).to_have_value("1024x1024")
+    expect(panel.get_by_label("Sampler")).to_have_value("euler_a")
+    panel.get_by_role("button", name="Fetch LoRAs").click()
+    panel.get_by_label("LoRA", exact=True).select_option(label="ink")
+    panel.get_by_label("Multiplier", exact=True).fill("0.6")
+    panel.get_by_role("button", name="Add LoRA").click()
+    panel.get_by_label("LoRA", exact=True).select_option(label="detail")
+    panel.get_by_role("button", name="Add LoRA").click()
+    picked = panel.get_by_role("list", name="Picked LoRAs")
+    expect(picked.locator("li")).to_have_count(2)
+    panel.get_by_role("button", name="Remove LoRA detail").click()
+    expect(picked.locator("li")).to_have_count(1)
+    panel.get_by_label("Image prompt").fill("a llama in ink")
+    screenshot(page, "stub-playground-images-lora")
+    panel.get_by_role("button", name="Generate").click()
+    expect(panel.get_by_role("img", name="Generated image 1")).to_be_visible()
+    assert asked and asked[0].endswith("/sdapi/v1/loras?model=sd"), asked
+    assert len(sent) == 1
+    assert sent[0]["lora"] == [{"path": "ink", "multiplier": 0.6}]
+    assert sent[0]["prompt"] == "a llama in ink"  # the LoRAs travel beside the prompt, not in it
+    assert page.errors == [], page.errors
+
+
+def test_a_saved_column_order_is_merged_with_the_columns_and_reordered(page, stub_url) -> None:
+    # A saved order from another version: an unknown id, and most columns missing.
+    page.add_init_script(
+        "if (!localStorage.getItem('activity-inflight-column-order'))"
+        ' localStorage.setItem(\'activity-inflight-column-order\', \'["gone","model","cancel"]\')'
+    )
+    page.goto(f"{stub_url}/ui/#/activity")
+    table = page.get_by_role("table", name="In-flight requests")
+    heads = table.locator("thead th")
+    expect(heads).to_have_text(
+        ["Model", "Cancel", "Elapsed", "Phase", "Request", "Address", "User Agent", "Session ID",
+         "Bytes Received"]
+    )  # fmt: skip
+    card = page.locator("section.card", has=table)
+    card.get_by_role("button", name="Columns").click()
+    card.get_by_role("button", name="Move Model down").click()
+    expect(heads.nth(0)).to_have_text("Cancel")
+    expect(heads.nth(1)).to_have_text("Model")
+    saved = page.evaluate("JSON.parse(localStorage.getItem('activity-inflight-column-order'))")
+    assert saved[:3] == ["cancel", "model", "elapsed"] and "gone" not in saved, saved

@@ -12,14 +12,23 @@ export class ApiError extends Error {
   }
 }
 
-async function errorText(res) {
+const ERROR_TEXT_MAX = 500; // an HTML error page must not flood the note that shows it
+
+/**
+ * The message of a failed response: OpenAI's `{error: {message}}`, `{error: "…"}` or
+ * `{message}`, else the body as text (cut to 500 characters), else the status text.
+ */
+export async function errorText(res) {
   const text = await res.text().catch(() => "");
+  let msg = text;
   try {
     const obj = JSON.parse(text);
-    return obj?.error?.message || obj?.error || obj?.message || text;
+    const err = obj?.error;
+    msg = (typeof err === "string" ? err : err?.message) || obj?.message || text;
   } catch {
-    return text || res.statusText;
+    /* not JSON: the text itself */
   }
+  return String(msg || res.statusText || "").slice(0, ERROR_TEXT_MAX);
 }
 
 /** A 404 from the router itself ("404 page not found"): the endpoint does not exist here. */

@@ -134,3 +134,30 @@ export function connect() {
     retryTimer = setTimeout(connect, backoffDelay(attempt++));
   };
 }
+
+/**
+ * The /v1/models list, refetched when the model set changes (connect, reload, profile). One
+ * fetch per change, shared by every caller: the Playground's pickers and the Models page.
+ */
+let listCache = { key: null, promise: null };
+
+export function useModelList() {
+  const models = useStore((s) => s.models);
+  const [list, setList] = useState([]);
+  useEffect(() => {
+    if (listCache.key !== models) {
+      listCache = {
+        key: models,
+        promise: getJSON("/v1/models")
+          .then((d) => d.data || [])
+          .catch(() => []),
+      };
+    }
+    let live = true;
+    listCache.promise.then((l) => live && setList(l));
+    return () => {
+      live = false;
+    };
+  }, [models]);
+  return list;
+}

@@ -10,6 +10,10 @@ export const PALETTES = [
   { id: "rose", label: "Rose" },
   { id: "amber", label: "Amber" },
   { id: "slate", label: "Slate" },
+  { id: "sunset", label: "Sunset" },
+  { id: "green-terminal", label: "Green Terminal" },
+  { id: "midnight-commander", label: "Midnight Commander" },
+  { id: "solarized", label: "Solarized" },
 ];
 
 const media = globalThis.matchMedia?.("(prefers-color-scheme: dark)");

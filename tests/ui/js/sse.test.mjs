@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { applyInflight, backoffDelay, decodeEnvelope, SSEParser, sessionIdOf } from "../../../ui/js/lib/sse.js";
+import { applyInflight, backoffDelay, decodeEnvelope, elapsedMs, SSEParser, sessionIdOf } from "../../../ui/js/lib/sse.js";
 
 test("the double-encoded /api/events envelope decodes to the payload", () => {
   const raw = JSON.stringify({ type: "modelStatus", data: JSON.stringify([{ id: "m", state: "ready" }]) });
@@ -46,4 +46,10 @@ test("session id comes from the first configured header with a value", () => {
   assert.equal(sessionIdOf(h), "lite");
   assert.equal(sessionIdOf({ "X-Session-ID": "pg" }, ["X-Session-ID"]), "pg");
   assert.equal(sessionIdOf(null), "");
+});
+
+test("an in-flight request's elapsed time ticks on locally from the server's figure", () => {
+  assert.equal(elapsedMs({ elapsed_ms: 1500, receivedAt: 10_000 }, 12_000), 3500);
+  assert.equal(elapsedMs({ elapsed_ms: 1500, receivedAt: 10_000 }, 9_000), 1500); // clock skew
+  assert.equal(elapsedMs({}, 5), 0);
 });

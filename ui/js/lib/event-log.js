@@ -1,6 +1,8 @@
 // The event log as the UI shows it: one-line summaries, which events are decisions, client-side
 // filters for the live tail, and a request's story laid out as phases.
 
+import { elapsedMs } from "./sse.js";
+
 export const DECISION_TYPES = new Set([
   "Dispatch",
   "Reject",
@@ -164,7 +166,7 @@ export function queueFromInflight(inflight, now = Date.now()) {
         model: r.model,
         phase: r.phase || "received",
         position: r.queue_position ?? null,
-        waited_ms: (r.elapsed_ms || 0) + (now - (r.receivedAt || now)),
+        waited_ms: elapsedMs(r, now),
       });
     }
   }

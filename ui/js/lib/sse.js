@@ -111,6 +111,14 @@ export function applyInflight(list, msg, now = Date.now()) {
   });
 }
 
+/**
+ * How long an in-flight request has run: the server's `elapsed_ms` when the entry arrived plus
+ * the local time since (`receivedAt`, stamped by applyInflight), so it ticks between messages.
+ */
+export function elapsedMs(r, now = Date.now()) {
+  return (r.elapsed_ms || 0) + Math.max(0, now - (r.receivedAt || now));
+}
+
 /** The session id of an in-flight request: the first configured header that has a value. */
 export function sessionIdOf(headers, names = ["X-Session-ID", "X-Litellm-Session-Id"]) {
   if (!headers) return "";

@@ -1,9 +1,9 @@
 // Models: every model with its state and load/unload, profiles, selectors and peers.
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
-import { enc, getJSON, postJSON } from "../api.js";
+import { enc, postJSON } from "../api.js";
 import { formatContext } from "../lib/format.js";
-import { useStore } from "../store.js";
+import { useModelList, useStore } from "../store.js";
 import { Card, Empty, ErrorNote, Spinner, StatusDot, Switch, usePersisted } from "../ui/common.js";
 
 const CAPABILITY_LABELS = {
@@ -166,7 +166,6 @@ export function ModelsPage() {
   const models = useStore((s) => s.models);
   const [showUnlisted, setShowUnlisted] = usePersisted("models-dash-show-unlisted", false);
   const [showCaps] = usePersisted("models-dash-show-capability-tags", false);
-  const [selectors, setSelectors] = useState([]);
   const [error, setError] = useState("");
   const [unloadingAll, setUnloadingAll] = useState(false);
   const errTimer = useRef(null);
@@ -175,11 +174,7 @@ export function ModelsPage() {
     clearTimeout(errTimer.current);
     errTimer.current = setTimeout(() => setError(""), 8000);
   };
-  useEffect(() => {
-    getJSON("/v1/models")
-      .then((d) => setSelectors((d.data || []).filter((m) => m.meta?.llamaswap?.type === "selector")))
-      .catch(() => setSelectors([]));
-  }, [models]);
+  const selectors = useModelList().filter((m) => m.meta?.llamaswap?.type === "selector");
   const local = models.filter((m) => !m.peerID);
   const peers = models.filter((m) => m.peerID);
   const unlistedCount = local.filter((m) => m.unlisted).length;

@@ -2,10 +2,10 @@
 // reasoning shown apart (and the proxy's loading block apart from that), image attachments,
 // edit & resend, regenerate, copy.
 
-import { html, useEffect, useMemo, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { save } from "../lib/storage.js";
 import { CopyButton, Dialog, ErrorNote, usePersisted } from "../ui/common.js";
-import { onMarkdownClick, renderMarkdown } from "../ui/markdown.js";
+import { onMarkdownClick, useMarkdown } from "../ui/markdown.js";
 import { busy, ModelPicker, readImages, streamChat } from "./shared.js";
 
 /** The proxy's loading-status block: live while loading, then folded to one line. */
@@ -36,7 +36,7 @@ function Message({ m, index, onEdit, onRegenerate, streaming }) {
   const isUser = m.role === "user";
   const plain = isUser || raw;
   // Rendered once per content change: a streaming token re-renders every Message, not just its own.
-  const markdown = useMemo(() => (plain ? "" : renderMarkdown(m.content)), [m.content, plain]);
+  const markdown = useMarkdown(m.content, !plain);
   return html`<li class=${`msg ${m.role}`} data-role=${m.role}>
     <div class="msg-who">${isUser ? "You" : "Assistant"}</div>
     <${LoadingBlock} m=${m} />

@@ -1,10 +1,12 @@
 // Load test: fire many streaming chats at once and watch each one's queue, load and generation.
 
-import { html, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { formatWait } from "../lib/format.js";
 import { phaseTotals, timelineSegments, trackLoading } from "../lib/loadtest.js";
+import { moveItem } from "../lib/order.js";
 import { Empty, useFrameTick, usePersisted } from "../ui/common.js";
-import { busy, pickerGroups, streamChat, useModelList } from "./shared.js";
+import { useModelList } from "../store.js";
+import { busy, pickerGroups, streamChat } from "./shared.js";
 
 const DEFAULT_PROMPT = "Write a short paragraph about llamas.";
 const KINDS = ["queue", "load", "wait", "reasoning", "generate", "error"];
@@ -85,6 +87,32 @@ export function LoadTestTab() {
       ),
     );
   };
+  // Reordering (drag, or the arrows for the keyboard) moves the request and, after a run, its
+  // result and timeline row with it. Not while running: the streams update their cards by index.
+  const [dragOver, setDragOver] = useState(null);
+  const drag = useRef(null);
+  const endDrag = () => {
+    drag.current = null;
+    setDragOver(null);
+  };
+  const grid = useRef(null);
+  const refocus = useRef(null); // after an arrow move, focus follows the card to its new place
+  const move = (from, to, arrow) => {
+    if (running || from === to) return;
+    setEntries(moveItem(entries, from, to));
+    setRuns(runs.length === entries.length ? moveItem(runs, from, to) : []);
+    refocus.current = arrow ? { index: to, arrow } : null;
+  };
+  useEffect(() => {
+    const want = refocus.current;
+    if (!want) return;
+    refocus.current = null;
+    const buttons = grid.current?.children[want.index]?.querySelectorAll("[data-move]") || [];
+    const [up, down] = buttons;
+    const target = want.arrow === "up" ? (up?.disabled ? down : up) : down?.disabled ? up : down;
+    target?.focus();
+  });
+  const cards = runs.length ? runs : entries.map((model) => ({ model, status: "idle", marks: {} }));
   const now = Date.now();
   return html`<div class="loadtest">
     <div class="loadtest-left">
@@ -99,7 +127,7 @@ export function LoadTestTab() {
         (g) => html`<div><h4>${g.label}</h4>
           <ul class="pick-list">
             ${g.items.filter((o) => !o.label.startsWith("↳")).map(
-              (o) => html`<li><button type="button" class="btn small ghost" disabled=${running} onClick=${() => setEntries([...entries, o.value])}>+ ${o.label}</button></li>`,
+              (o) => html`<li><button type="button" class="btn small ghost" disabled=${running} onClick=${() => { setEntries([...entries, o.value]); setRuns([]); }}>+ ${o.label}</button></li>`,
             )}
           </ul></div>`,
       )}
@@ -114,13 +142,40 @@ export function LoadTestTab() {
         </header>
         ${!collapsed && html`<div class="card-body"><${Timeline} runs=${runs.length ? runs : entries.map((model) => ({ model, marks: {} }))} now=${now} /></div>`}
       </section>
-      <div class="result-grid">
-        ${(runs.length ? runs : entries.map((model) => ({ model, status: "idle", marks: {} }))).map(
-          (r, i) => html`<article class="card result" data-status=${r.status}>
+      <div class="result-grid" ref=${grid} aria-label="Requests (drag a card, or use its arrows, to reorder)" role="list">
+        ${cards.map(
+          (r, i) => html`<article
+            class=${`card result${dragOver === i ? " drop-target" : ""}${drag.current === i ? " dragging" : ""}`}
+            role="listitem"
+            data-status=${r.status}
+            draggable=${running ? "false" : "true"}
+            onDragStart=${(e) => {
+              drag.current = i;
+              e.dataTransfer.effectAllowed = "move";
+              e.dataTransfer.setData("text/plain", String(i));
+            }}
+            onDragOver=${(e) => {
+              if (drag.current == null) return;
+              e.preventDefault();
+              e.dataTransfer.dropEffect = "move";
+              if (dragOver !== i) setDragOver(i);
+            }}
+            onDrop=${(e) => {
+              e.preventDefault();
+              if (drag.current != null) move(drag.current, i);
+              endDrag();
+            }}
+            onDragEnd=${endDrag}
+          >
             <header class="card-head"><h4 class="card-title">${i + 1}. ${r.model}</h4>
               <span class=${`tag status-${r.status}`}>${r.status}</span>
               ${r.marks.start && html`<span class="small num">${formatWait((r.marks.end ?? now) - r.marks.start)}</span>`}
-              ${!running && html`<button type="button" class="btn tiny" aria-label=${`Remove ${r.model}`} onClick=${() => { setEntries(entries.filter((_, j) => j !== i)); setRuns([]); }}>✕</button>`}
+              ${!running &&
+              html`<span class="card-actions">
+                <button type="button" class="btn tiny" data-move="up" aria-label=${`Move ${i + 1}. ${r.model} up`} disabled=${i === 0} onClick=${() => move(i, i - 1, "up")}>↑</button>
+                <button type="button" class="btn tiny" data-move="down" aria-label=${`Move ${i + 1}. ${r.model} down`} disabled=${i === cards.length - 1} onClick=${() => move(i, i + 1, "down")}>↓</button>
+                <button type="button" class="btn tiny" aria-label=${`Remove ${r.model}`} onClick=${() => { setEntries(entries.filter((_, j) => j !== i)); setRuns([]); }}>✕</button>
+              </span>`}
             </header>
             <div class="card-body"><pre class="wrap small">${r.error || r.content}</pre></div>
           </article>`,

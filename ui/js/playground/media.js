@@ -1,7 +1,8 @@
 // Images, speech, transcription and rerank tabs.
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
-import { query } from "../api.js";
+import { ApiError, errorText, getJSON, query } from "../api.js";
+import { addLora, loraMultiplier, parseLoras, removeLora, txt2imgBody } from "../lib/sdapi.js";
 import { CopyButton, ErrorNote, Segmented, usePersisted } from "../ui/common.js";
 import { busy, ModelPicker, SESSION_HEADERS } from "./shared.js";
 
@@ -12,7 +13,7 @@ async function postRaw(url, body, signal, json = true) {
     body: json ? JSON.stringify(body) : body,
     signal,
   });
-  if (!res.ok) throw new Error(`${url}: ${res.status} ${(await res.text()).slice(0, 300)}`);
+  if (!res.ok) throw new ApiError(url, res.status, await errorText(res));
   return res;
 }
 
@@ -35,7 +36,68 @@ function useRunner() {
 }
 
 const SIZES = ["512x512", "1024x1024", "1024x768", "1280x720", "1792x1024", "768x1024", "720x1280", "1024x1792"];
+const SCHEDULERS = ["auto", "discrete", "karras", "exponential", "ays", "gits"];
 const SAMPLERS = ["euler_a", "euler", "heun", "dpm2", "dpmpp2s_a", "dpmpp2m", "dpmpp2mv2", "ipndm", "ipndm_v", "lcm", "ddim_trailing", "tcd"];
+
+/** Fetch the upstream's LoRAs, pick some with a multiplier each, drop them again. */
+function LoraLoader({ model, picked, onChange }) {
+  const [available, setAvailable] = useState(null); // null: not fetched for this model yet
+  const [choice, setChoice] = useState("");
+  const [multiplier, setMultiplier] = useState("1");
+  const [fetching, setFetching] = useState(false);
+  const [error, setError] = useState("");
+  useEffect(() => {
+    setAvailable(null);
+    setError("");
+  }, [model]);
+  const fetchList = async () => {
+    setFetching(true);
+    setError("");
+    try {
+      const list = parseLoras(await getJSON(`/sdapi/v1/loras${query({ model })}`, { headers: { Accept: "application/json", ...SESSION_HEADERS } }));
+      setAvailable(list);
+      setChoice(list[0]?.path || "");
+    } catch (e) {
+      setAvailable(null);
+      setError(`Could not list LoRAs: ${e.message}`);
+    } finally {
+      setFetching(false);
+    }
+  };
+  const add = () => {
+    const lora = available?.find((l) => l.path === choice);
+    if (lora) onChange(addLora(picked, lora, multiplier));
+  };
+  return html`<fieldset class="lora-loader">
+    <legend>LoRAs</legend>
+    <div class="row-actions">
+      <button type="button" class="btn small" disabled=${!model || fetching} onClick=${fetchList}>${available ? "Refresh list" : "Fetch LoRAs"}</button>
+      ${available &&
+      (available.length
+        ? html`<label for="lora-choice">LoRA</label>
+            <select id="lora-choice" value=${choice} onChange=${(e) => setChoice(e.target.value)}>
+              ${available.map((l) => html`<option value=${l.path}>${l.name}</option>`)}
+            </select>
+            <label for="lora-multiplier">Multiplier</label>
+            <input id="lora-multiplier" type="number" step="0.05" value=${multiplier} onInput=${(e) => setMultiplier(e.target.value)} />
+            <button type="button" class="btn small" onClick=${add}>Add LoRA</button>`
+        : html`<span class="muted small">${model} offers no LoRAs</span>`)}
+    </div>
+    <${ErrorNote} error=${error} />
+    ${picked.length > 0 &&
+    html`<ul class="lora-list" aria-label="Picked LoRAs">
+      ${picked.map(
+        (l) => html`<li>
+          <span class="mono">${l.name}</span>
+          <label><span class="sr-only">Multiplier for ${l.name}</span>
+            <input type="number" step="0.05" value=${l.multiplier} onChange=${(e) => onChange(addLora(picked, l, loraMultiplier(e.target.value)))} />
+          </label>
+          <button type="button" class="btn tiny" aria-label=${`Remove LoRA ${l.name}`} onClick=${() => onChange(removeLora(picked, l.path))}>✕</button>
+        </li>`,
+      )}
+    </ul>`}
+  </fieldset>`;
+}
 
 export function ImagesTab() {
   const [model, setModel] = usePersisted("playground-image-model", "");
@@ -46,6 +108,9 @@ export function ImagesTab() {
   const [seed, setSeed] = usePersisted("playground-sdapi-seed", -1);
   const [sampler, setSampler] = usePersisted("playground-sdapi-sampler", "euler_a");
   const [negative, setNegative] = usePersisted("playground-sdapi-negative-prompt", "");
+  const [batch, setBatch] = usePersisted("playground-sdapi-batch-size", 1);
+  const [scheduler, setScheduler] = usePersisted("playground-sdapi-scheduler", "auto");
+  const [loras, setLoras] = useState([]);
   const [prompt, setPrompt] = useState("");
   const [images, setImages] = useState([]);
   const r = useRunner();
@@ -53,11 +118,8 @@ export function ImagesTab() {
     r.run(async (signal) => {
       const [w, h] = size.split("x").map(Number);
       if (mode === "sdapi") {
-        const res = await postRaw(
-          "/sdapi/v1/txt2img",
-          { model, prompt, negative_prompt: negative, width: w, height: h, steps, cfg_scale: cfg, seed, sampler_name: sampler },
-          signal,
-        );
+        const body = txt2imgBody({ model, prompt, negative, width: w, height: h, steps, cfg, seed, batch, sampler, scheduler, loras });
+        const res = await postRaw("/sdapi/v1/txt2img", body, signal);
         const d = await res.json();
         setImages((d.images || []).map((b) => `data:image/png;base64,${b}`));
       } else {
@@ -70,16 +132,19 @@ export function ImagesTab() {
     <div class="toolbar">
       <${ModelPicker} id="image-model" value=${model} onChange=${setModel} capability="image_generation" />
       <${Segmented} label="API" options=${[{ value: "openai", label: "OpenAI" }, { value: "sdapi", label: "SDAPI" }]} value=${mode} onChange=${setMode} />
-      <label>Size <select value=${size} onChange=${(e) => setSize(e.target.value)}>${SIZES.map((s) => html`<option>${s}</option>`)}</select></label>
+      <label>Size <select value=${size} onChange=${(e) => setSize(e.target.value)}>${SIZES.map((s) => html`<option value=${s} selected=${s === size}>${s}</option>`)}</select></label>
     </div>
     ${mode === "sdapi" &&
     html`<div class="filter-drawer">
       <label>Steps <input type="number" min="1" value=${steps} onChange=${(e) => setSteps(Number(e.target.value))} /></label>
       <label>CFG <input type="number" step="0.5" value=${cfg} onChange=${(e) => setCfg(Number(e.target.value))} /></label>
       <label>Seed <input type="number" value=${seed} onChange=${(e) => setSeed(Number(e.target.value))} /></label>
-      <label>Sampler <select value=${sampler} onChange=${(e) => setSampler(e.target.value)}>${SAMPLERS.map((s) => html`<option>${s}</option>`)}</select></label>
+      <label>Batch <input type="number" min="1" max="8" value=${batch} onChange=${(e) => setBatch(Math.max(1, Number(e.target.value) || 1))} /></label>
+      <label>Sampler <select value=${sampler} onChange=${(e) => setSampler(e.target.value)}>${SAMPLERS.map((s) => html`<option value=${s} selected=${s === sampler}>${s}</option>`)}</select></label>
+      <label>Scheduler <select value=${scheduler} onChange=${(e) => setScheduler(e.target.value)}>${SCHEDULERS.map((s) => html`<option value=${s} selected=${s === scheduler}>${s}</option>`)}</select></label>
       <label>Negative prompt <input value=${negative} onInput=${(e) => setNegative(e.target.value)} /></label>
-    </div>`}
+    </div>
+    <${LoraLoader} model=${model} picked=${loras} onChange=${setLoras} />`}
     <label class="sr-only" for="image-prompt">Image prompt</label>
     <textarea id="image-prompt" rows="3" placeholder="Describe the image" value=${prompt} onInput=${(e) => setPrompt(e.target.value)}></textarea>
     <div class="row-actions">
@@ -139,7 +204,7 @@ export function SpeechTab() {
   return html`<div class="tool">
     <div class="toolbar">
       <${ModelPicker} id="speech-model" value=${model} onChange=${setModel} capability="audio_speech" />
-      <label>Voice <select value=${voice} onChange=${(e) => setVoice(e.target.value)}>${voices.map((v) => html`<option>${v}</option>`)}</select></label>
+      <label>Voice <select value=${voice} onChange=${(e) => setVoice(e.target.value)}>${voices.map((v) => html`<option value=${v} selected=${v === voice}>${v}</option>`)}</select></label>
       <button type="button" class="btn small" onClick=${refreshVoices}>Refresh voices</button>
       <label><input type="checkbox" checked=${autoplay} onChange=${(e) => setAutoplay(e.target.checked)} /> Auto-play</label>
     </div>

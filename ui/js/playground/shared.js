@@ -1,10 +1,10 @@
 // What every Playground tab shares: the model list and picker, streaming chat, busy state.
 
-import { html, useEffect, useState } from "../../vendor/htm-preact-standalone.mjs";
-import { PLAYGROUND_SESSION, getJSON } from "../api.js";
+import { html, useEffect } from "../../vendor/htm-preact-standalone.mjs";
+import { errorText, PLAYGROUND_SESSION } from "../api.js";
 import { buildChatBody, chatDelta, ENDPOINTS, splitLoadingState } from "../lib/chat-stream.js";
 import { SSEParser } from "../lib/sse.js";
-import { setState, useStore } from "../store.js";
+import { setState, useModelList } from "../store.js";
 
 export const SESSION_HEADERS = { "X-Session-ID": PLAYGROUND_SESSION };
 
@@ -19,31 +19,6 @@ export async function busy(promise) {
     busyCount--;
     setState({ playgroundBusy: busyCount > 0 });
   }
-}
-
-/** The /v1/models list, refetched when the model set changes (connect, reload, profile). */
-let listCache = { key: null, promise: null };
-
-export function useModelList() {
-  const models = useStore((s) => s.models);
-  const [list, setList] = useState([]);
-  useEffect(() => {
-    // One fetch per model-status change, shared by every tab's picker.
-    if (listCache.key !== models) {
-      listCache = {
-        key: models,
-        promise: getJSON("/v1/models")
-          .then((d) => d.data || [])
-          .catch(() => []),
-      };
-    }
-    let live = true;
-    listCache.promise.then((l) => live && setList(l));
-    return () => {
-      live = false;
-    };
-  }, [models]);
-  return list;
 }
 
 /** Picker groups: profile pins, matching capabilities, selectors, local (+aliases), peers. */
@@ -101,17 +76,7 @@ export async function streamChat({ endpoint, messages, opts, signal, onUpdate })
     body: JSON.stringify(body),
     signal,
   });
-  if (!res.ok) {
-    const text = await res.text();
-    let msg = text;
-    try {
-      const o = JSON.parse(text);
-      msg = o.error?.message || o.error || o.message || text;
-    } catch {
-      /* plain text error */
-    }
-    throw new Error(`${res.status}: ${msg}`);
-  }
+  if (!res.ok) throw new Error(`${res.status}: ${await errorText(res)}`);
   const parser = new SSEParser();
   const reader = res.body.getReader();
   const dec = new TextDecoder();

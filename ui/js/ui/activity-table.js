@@ -5,6 +5,7 @@ import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-stand
 import { getJSON, query } from "../api.js";
 import { ACTIVITY_COLUMNS, COLUMN_BY_ID, sanitizeColumns } from "../lib/activity-columns.js";
 import { activityToMarkdown } from "../lib/export-md.js";
+import { mergeOrder } from "../lib/order.js";
 import { useStore } from "../store.js";
 import { CaptureDialog } from "./capture-dialog.js";
 import { Card, ColumnChooser, CopyButton, Dialog, ErrorNote, useInterval, usePersisted } from "./common.js";
@@ -32,7 +33,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
   const [visibleRaw, setVisible] = usePersisted(`${prefix}-columns`, null);
   const [orderRaw, setOrder] = usePersisted(`${prefix}-column-order`, null);
   const visible = sanitizeColumns(visibleRaw);
-  const order = Array.isArray(orderRaw) ? orderRaw.filter((id) => COLUMN_BY_ID[id]) : ACTIVITY_COLUMNS.map((c) => c.id);
+  const ids = mergeOrder(orderRaw, ACTIVITY_COLUMNS.map((c) => c.id));
   const [page, setPage] = useState(1);
   const [sort, setSort] = useState({ key: "id", order: "desc" });
   const [data, setData] = useState(null);
@@ -81,7 +82,6 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
     return () => clearTimeout(throttle.current);
   }, [rev]);
 
-  const ids = [...order, ...ACTIVITY_COLUMNS.map((c) => c.id).filter((id) => !order.includes(id))];
   const cols = ids.filter((id) => visible.includes(id)).map((id) => COLUMN_BY_ID[id]);
   const rows = data?.data || [];
   const totalPages = data?.total_pages || 0;

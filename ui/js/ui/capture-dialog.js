@@ -4,7 +4,7 @@ import { html, useEffect, useState } from "../../vendor/htm-preact-standalone.mj
 import { enc, getJSON } from "../api.js";
 import { base64ToText, bodyKind, headerValue, prettyJson, stitchSseChat } from "../lib/capture.js";
 import { CopyButton, Dialog, ErrorNote, Segmented } from "./common.js";
-import { renderMarkdown } from "./markdown.js";
+import { Markdown } from "./markdown.js";
 
 function HeaderTable({ headers }) {
   const entries = Object.entries(headers || {});
@@ -38,7 +38,7 @@ function Body({ b64, contentType, isResponse }) {
     content = html`<div class="capture-chat">
       ${chat.reasoning && html`<div class="reasoning"><h4>Reasoning</h4><pre class="wrap">${chat.reasoning}</pre></div>`}
       <h4>Response</h4>
-      <div class="markdown" dangerouslySetInnerHTML=${{ __html: renderMarkdown(chat.content) }}></div>
+      <${Markdown} text=${chat.content} />
     </div>`;
   } else {
     content = html`<pre class="mono body-pre">${view === "pretty" ? pretty : text}</pre>`;

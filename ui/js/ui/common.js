@@ -1,6 +1,7 @@
 // Small shared components: cards, buttons, tabs, switches, dialogs, status dots, error notes.
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
+import { mergeOrder, moveItem } from "../lib/order.js";
 import { load, save } from "../lib/storage.js";
 
 export { html };
@@ -159,15 +160,9 @@ export function CopyButton({ text, label = "Copy" }) {
 /** Checkbox list of columns with up/down reordering (keyboard friendly, persisted by caller). */
 export function ColumnChooser({ columns, visible, order, onChange, label = "Columns" }) {
   const [open, setOpen] = useState(false);
-  const ids = [...order, ...columns.map((c) => c.id).filter((id) => !order.includes(id))];
+  const ids = mergeOrder(order, columns.map((c) => c.id));
   const byId = Object.fromEntries(columns.map((c) => [c.id, c]));
-  const move = (i, d) => {
-    const next = [...ids];
-    const j = i + d;
-    if (j < 0 || j >= next.length) return;
-    [next[i], next[j]] = [next[j], next[i]];
-    onChange(visible, next);
-  };
+  const move = (i, d) => onChange(visible, moveItem(ids, i, i + d));
   return html`<div class="popover-wrap">
     <button type="button" class="btn small" aria-expanded=${open ? "true" : "false"} onClick=${() => setOpen(!open)}>
       ${label}

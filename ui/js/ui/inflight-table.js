@@ -4,7 +4,8 @@
 import { html, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { enc, postJSON } from "../api.js";
 import { formatBytes, middleEllipsis } from "../lib/format.js";
-import { sessionIdOf } from "../lib/sse.js";
+import { mergeOrder } from "../lib/order.js";
+import { elapsedMs, sessionIdOf } from "../lib/sse.js";
 import { useStore } from "../store.js";
 import { Card, ColumnChooser, Empty, ErrorNote, useFrameTick, usePersisted } from "./common.js";
 
@@ -19,10 +20,6 @@ const COLUMNS = [
   { id: "session", label: "Session ID" },
   { id: "bytes", label: "Bytes Received" },
 ];
-
-export function elapsedMs(r, now = Date.now()) {
-  return (r.elapsed_ms || 0) + Math.max(0, now - (r.receivedAt || now));
-}
 
 function phaseText(r) {
   if (!r.phase) return "-";
@@ -39,7 +36,8 @@ export function InflightCard({ prefix = "activity", model }) {
   const [pending, setPending] = useState({});
   const [error, setError] = useState("");
   useFrameTick(open && rows.length > 0);
-  const cols = [...order, ...COLUMNS.map((c) => c.id).filter((c) => !order.includes(c))]
+  const ids = mergeOrder(order, COLUMNS.map((c) => c.id));
+  const cols = ids
     .filter((id) => visible.includes(id))
     .map((id) => COLUMNS.find((c) => c.id === id))
     .filter(Boolean);
@@ -95,7 +93,7 @@ export function InflightCard({ prefix = "activity", model }) {
       <${ColumnChooser}
         columns=${COLUMNS}
         visible=${visible}
-        order=${order}
+        order=${ids}
         onChange=${(v, o) => {
           setVisible(v);
           setOrder(o);
