@@ -36,6 +36,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--exit-during-request", action="store_true", help="exit (status 3) half-way an answer"
     )
+    parser.add_argument(
+        "--exit-before-answer-if",
+        metavar="FILE",
+        help="when FILE exists at a generation request: delete it and exit (status 4) before "
+        "answering, so the connection is reset (a one-shot crash switch for tests)",
+    )
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument(
         "--fork-child", action="store_true", help="fork; the child serves, the parent waits"
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens=args.tokens,
         token_delay_ms=args.token_delay_ms,
         exit_during_request=args.exit_during_request,
+        exit_before_answer_if=args.exit_before_answer_if,
         quiet=args.quiet,
     )
     asyncio.run(serve(settings, ignore_sigterm=args.ignore_sigterm))

@@ -13,7 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from llamaswap_es.fake_upstream.settings import EXIT_DURING_REQUEST_CODE, FakeState
+from llamaswap_es.fake_upstream.settings import (
+    EXIT_BEFORE_ANSWER_CODE,
+    EXIT_DURING_REQUEST_CODE,
+    FakeState,
+)
 from llamaswap_es.fake_upstream.text import (
     answer_text,
     count_tokens,
@@ -48,6 +52,7 @@ class Generation:
     def __init__(self, request: web.Request, body: dict[str, Any], prompt: Any) -> None:
         self.state: FakeState = request.app[STATE]
         settings = self.state.settings
+        self._exit_before_answer_if(settings.exit_before_answer_if)
         limit = next(
             (
                 body[k]
@@ -83,6 +88,16 @@ class Generation:
             if delay_s:
                 await asyncio.sleep(delay_s)
             yield token_piece(i, self.total)
+
+    def _exit_before_answer_if(self, marker: str | None) -> None:
+        if marker is None:
+            return
+        try:
+            os.unlink(marker)
+        except FileNotFoundError:
+            return
+        self.state.log(f"exiting before answering (--exit-before-answer-if {marker})")
+        os._exit(EXIT_BEFORE_ANSWER_CODE)
 
     def crash(self) -> None:
         self.state.log(f"exiting during a request (--exit-during-request), id={self.id}")

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 EXIT_DURING_REQUEST_CODE = 3
 """Exit status of `--exit-during-request`, distinct so tests can tell it from other exits."""
 FAIL_AT_START_CODE = 1
+EXIT_BEFORE_ANSWER_CODE = 4
+"""Exit status of `--exit-before-answer-if`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,7 @@ class FakeSettings:
     tokens: int = 10
     token_delay_ms: int = 0
     exit_during_request: bool = False
+    exit_before_answer_if: str | None = None
     quiet: bool = False
 
 

@@ -86,9 +86,11 @@ async def serve_local(
 
     A client can send its next request in the few milliseconds between a crash of the upstream
     (its stream breaks) and the executor's report of the exit; the scheduler still thinks the
-    model is ready and dispatches to the dead instance. Nothing has been forwarded yet, so the
-    attempt is recorded (503) and the request goes through the scheduler again, which reloads
-    the model. llama-swap answers 503 "process is not ready" there.
+    model is ready and dispatches to the dead instance. Whether the executor already knows (no
+    address for that instance) or the dying process refuses or resets the connection before
+    answering, the client has been sent nothing: the attempt is recorded (503) and the request
+    goes through the scheduler again, which reloads the model. llama-swap answers 503 "process
+    is not ready" or 502 there.
     """
     first = await _serve_once(request, ctx, job, may_retry=True)
     if isinstance(first, _Gone):
@@ -286,12 +288,27 @@ async def _forward_dispatched(
             recorder.request(request.headers, job.body)
 
     reported = False
+    # A body already streamed to the upstream cannot be sent again; a buffered one (or none) can.
+    resendable = may_retry and (job.body is not None or not request.can_read_body)
+    gone = False
 
     def finished(result: ForwardResult) -> None:
-        nonlocal reported
+        nonlocal reported, gone
         if reported:
             return
         reported = True
+        if resendable and result.unreachable:
+            # The instance died in the instant before the forward (its exit not reported yet):
+            # it refused or reset the connection, and the client has been sent nothing.
+            gone = True
+            loop.submit(
+                RequestFinished(
+                    request_id=dispatch.request_id, model=job.model_id, status=503,
+                    error=f"[{job.model_id}] {result.error}; retried as a new request", path=path,
+                )
+            )  # fmt: skip
+            ctx.inflight.finish(entry)
+            return
         if recorder is not None:
             finish_capture(recorder, result)
         loop.submit(
@@ -356,6 +373,8 @@ async def _forward_dispatched(
                     error="the request ended before its forward reported",
                 )
             )  # fmt: skip
+    if gone:
+        return _Gone(dispatch.instance)
     return forwarded.response
 
 

@@ -75,6 +75,9 @@ class ForwardResult:
     client_disconnected: bool = False
     response_headers: dict[str, str] = field(default_factory=dict)
     """The headers sent to the client (for captures); empty when no response started."""
+    unreachable: bool = False
+    """The upstream failed before sending response headers (refused, reset, not HTTP) and
+    nothing has been sent to the client yet: the request may be sent again elsewhere."""
 
 
 @dataclass
@@ -231,6 +234,7 @@ class _Proxy:
         self.meter: ResponseMeter | None = None
         self.content_type = ""
         self.tap = tap
+        self.unreachable = False
 
     async def run(self, on_finished: Callable[[ForwardResult], None] | None) -> Forwarded:
         pump = asyncio.create_task(self._pump())
@@ -274,6 +278,7 @@ class _Proxy:
             await self._fail_before_response(504, "upstream sent no response headers in time")
             return
         except aiohttp.ClientError as err:
+            self.unreachable = self.response is None
             await self._fail_before_response(502, f"upstream {self.url} unreachable: {err}")
             return
         async with upstream:
@@ -394,6 +399,7 @@ class _Proxy:
             response_headers=dict(self.response.headers) if self.response is not None else {},
             content_type=self.content_type,
             client_disconnected=client_left or (error or "").startswith("client disconnected"),
+            unreachable=self.unreachable and not client_left,
         )
 
 

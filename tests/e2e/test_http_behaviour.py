@@ -157,3 +157,40 @@ async def test_an_upstream_that_dies_mid_stream_gives_a_clear_error_and_is_reloa
     # dead instance: that attempt is recorded and the request is retried, never a 503 to users.
     others = [f for f in finished if f not in lost]
     assert all(f.status == 503 and "retried" in (f.error or "") for f in others), others
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_that_dies_before_answering_is_retried_on_a_new_instance(
+    server_factory, tmp_path, stream: bool
+) -> None:
+    # The instance accepts the request and exits before sending any header: the executor has
+    # not seen the exit yet when the connection breaks. The client must get its answer from a
+    # fresh instance, not a 502, since nothing had been sent to it.
+    marker = tmp_path / "crash-once"
+    marker.touch()
+    model = fake_model("a", "--exit-before-answer-if", str(marker), "--tokens", "3")
+    server = server_factory(config_text([model]))
+    async with openai.AsyncOpenAI(
+        base_url=f"{server.url}/v1", api_key="unused", max_retries=0
+    ) as client:
+        if stream:
+            chunks = await client.chat.completions.create(**_chat("a", stream=True))
+            text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+        else:
+            answer = await client.chat.completions.create(**_chat("a"))
+            text = answer.choices[0].message.content or ""
+    assert text.startswith("alpha bravo")
+    assert not marker.exists(), "the first instance received the request"
+    async with asyncio.timeout(20):  # the answer's RequestFinished commits after its last byte
+        while True:
+            with open_log(server.db_path) as reader:
+                events = list(reader.iter_envelopes())
+            finished = [e.body for e in events if e.type == "RequestFinished"]
+            if len(finished) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    assert [e.body.instance for e in events if e.type == "StartProcess"] == [1, 2]
+    assert [f.status for f in finished] == [503, 200]
+    assert "retried as a new request" in (finished[0].error or "")
+    received = [e.body.request_id for e in events if e.type == "RequestReceived"]
+    assert received == [f.request_id for f in finished], "the retry is recorded as a new request"
