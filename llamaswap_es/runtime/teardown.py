@@ -1,11 +1,17 @@
-"""Ending one upstream instance: its process group, its `cmdStop`, and its output pipe.
+"""Ending one upstream instance: its process group, its escaped descendants, its `cmdStop`, and
+its output pipe.
 
 The life cycle (`upstream_process`) decides *when* an instance ends; this module knows *how*:
 
 * a stop: `cmdStop` or SIGTERM to the group, SIGKILL to the group once the grace runs out, then
   wait until no member is left (zombies do not count, see `process_group`);
 * a crash (the leader exited on its own): SIGKILL what is left of the group at once;
-* either way, collect the rest of the output, bounded by the pipe backstop.
+* then, either way, the escapees: a descendant that left the group (`setsid`, a daemonising
+  wrapper) is out of reach of the group's signals but still carries the instance's tag
+  (`orphans`). Every live process with exactly this instance's tag gets the same treatment as
+  the group had: SIGTERM and what is left of the grace after a stop, SIGKILL at once after a
+  crash. Otherwise an "unloaded" model could keep holding its GPU memory;
+* last, collect the rest of the output, bounded by the pipe backstop.
 
 The grace is a deadline on the loop's clock that a later, shorter stop request may pull in
 while the teardown is already waiting (`shorten_deadline`).
@@ -21,8 +27,11 @@ import subprocess
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import psutil
+
 from llamaswap_es.errors import ProcessError
 from llamaswap_es.runtime.exit_watch import wait_exit
+from llamaswap_es.runtime.orphans import tagged_with
 from llamaswap_es.runtime.output_pipe import OutputPipe
 from llamaswap_es.runtime.process_group import (
     GROUP_POLL_S,
@@ -106,6 +115,8 @@ class Teardown:
                 )
                 signal_group(pgid, signal.SIGKILL)
                 await wait_group_gone(pgid, KILL_WAIT_S)
+        if pgid is not None:
+            forced = await self._end_escapees(graceful=True) or forced
         await self._finish_output()
         return forced
 
@@ -114,15 +125,22 @@ class Teardown:
         if self.pgid is not None and await asyncio.to_thread(group_alive, self.pgid):
             signal_group(self.pgid, signal.SIGKILL)
             await wait_group_gone(self.pgid, KILL_WAIT_S)
+        if self.pgid is not None:
+            await self._end_escapees(graceful=False)
         await self._finish_output()
 
     def kill_now(self) -> None:
-        """Last resort when the owner is cancelled: SIGKILL whatever is left, synchronously."""
+        """Last resort when the owner is cancelled: SIGKILL whatever is left, synchronously.
+
+        That includes the escapees, found with a (blocking, a few ms) scan: this path is rare
+        and must not leave anything behind.
+        """
         if self.pgid is not None:
             try:
                 signal_group(self.pgid, signal.SIGKILL)
             except ValueError:
                 pass
+            signal_each(tagged_with((self._tag,)), signal.SIGKILL)
         self._pipe.close_now()
 
     # -- the parts ------------------------------------------------------------------------------
@@ -132,6 +150,37 @@ class Teardown:
         if self._own_child and not self._exited.is_set():
             return True
         return await asyncio.to_thread(group_alive, pgid)
+
+    async def _end_escapees(self, *, graceful: bool) -> bool:
+        """Stop what still carries this instance's tag now that its group is gone.
+
+        `graceful`: SIGTERM and the rest of the grace first (a stop); else SIGKILL at once (a
+        crash). True when SIGKILL was needed.
+        """
+        escapees = await asyncio.to_thread(tagged_with, (self._tag,))
+        if not escapees:
+            return False
+        log.warning(
+            "stopping processes that left the group model=%s tag=%s pids=%s",
+            self.model,
+            self._tag,
+            [proc.pid for proc in escapees],
+        )
+        if graceful:
+            signal_each(escapees, signal.SIGTERM)
+            escapees = await _wait_gone(escapees, lambda: self.deadline)
+            if not escapees:
+                return False
+            log.warning(
+                "grace ran out, killing model=%s pids=%s", self.model, [p.pid for p in escapees]
+            )
+        signal_each(escapees, signal.SIGKILL)
+        kill_deadline = asyncio.get_running_loop().time() + KILL_WAIT_S
+        left = await _wait_gone(escapees, lambda: kill_deadline)
+        if left:
+            pids = [proc.pid for proc in left]
+            log.error("still alive after SIGKILL model=%s pids=%s", self.model, pids)
+        return True
 
     def _graceful_stop(self, pgid: int, cmd_stop: str | None) -> None:
         argv = None
@@ -186,6 +235,43 @@ class Teardown:
             log.warning("output pipe still held after exit, closed it model=%s", self.model)
 
 
+def signal_each(procs: list[psutil.Process], sig: int) -> None:
+    """Send `sig` to each process still alive; a pid reused since the scan is left alone."""
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:  # gone (or reused: psutil checks the creation time), or not ours
+            pass
+
+
+def _still_alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.Error:
+            alive.append(proc)
+    return alive
+
+
+async def _wait_gone(
+    procs: list[psutil.Process], deadline: Callable[[], float]
+) -> list[psutil.Process]:
+    """Poll (off the loop) until every process is gone or `deadline()` passes; the survivors.
+
+    `deadline` is read again at each poll, so a stop request that shortens the grace counts.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        procs = await asyncio.to_thread(_still_alive, procs)
+        if not procs or loop.time() >= deadline():
+            return procs
+        await asyncio.sleep(GROUP_POLL_S)
+
+
 async def _wait_or_timeout(event: asyncio.Event, timeout_s: float) -> None:
     try:
         await asyncio.wait_for(event.wait(), timeout_s)
@@ -193,4 +279,4 @@ async def _wait_or_timeout(event: asyncio.Event, timeout_s: float) -> None:
         pass
 
 
-__all__ = ["Teardown"]
+__all__ = ["Teardown", "signal_each"]

@@ -102,6 +102,7 @@ class UpstreamProcess:
         self._tuning = tuning
         self._clock_ms = clock_ms
         self._pipe = OutputPipe()
+        self._popen: subprocess.Popen[bytes] | None = None
         self._exited = asyncio.Event()
         self._exit_code: int | None = None
         self._exit_signal: int | None = None
@@ -127,6 +128,17 @@ class UpstreamProcess:
         return self._teardown.pgid
 
     # -- control from the executor ------------------------------------------------------------
+
+    def serves(self) -> bool:
+        """True if requests may go to this instance: ready, and its leader has not exited.
+
+        The leader is checked here too (a non-blocking `waitpid`), not only by its exit watch:
+        a client whose stream just broke because the upstream died can send its next request
+        before the loop has run the watch; it must not be dispatched to the dead process.
+        """
+        if self.state != "ready":
+            return False
+        return self._popen is None or self._popen.poll() is None
 
     def info(self) -> ProcessInfo:
         return ProcessInfo(
@@ -232,6 +244,7 @@ class UpstreamProcess:
         if self._stop.is_set():
             await self._stop_and_report()
             return
+        self.state = "exited"  # at once: address() must not hand out a dead upstream meanwhile
         log.warning(
             "upstream exited unexpectedly model=%s instance=%s code=%s signal=%s",
             self.model,
@@ -285,6 +298,7 @@ class UpstreamProcess:
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._emit(self._start_failed(f"failed to start command '{' '.join(argv)}': {exc}"))
             return False
+        self._popen = popen
         self._teardown.track(popen.pid, popen.pid, own_child=True)
         pidfd = open_pidfd(popen.pid)
         self.started_at_ms = process_started_at_ms(popen.pid) or self._clock_ms()
