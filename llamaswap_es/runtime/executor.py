@@ -104,7 +104,9 @@ class ProcessExecutor:
         The caller (recovery) has checked that pid and start time match and that it answers its
         health check. It is then watched and stopped like our own; its exit is detected with a
         pidfd (or by polling) since it is not our child, and its exit code is unknown. Its output
-        went to the previous server's pipe, so it does not reach the log streams.
+        pipe lost its reader with the previous server; it is opened again through `/proc`
+        (`adopted_output`), so its new output reaches the log streams once more (what it wrote
+        in between is lost).
         """
         key = (spec.model_id, instance)
         if key in self._processes or self._closed:

@@ -33,20 +33,20 @@ from llamaswap_es.events.types import (
     ProcessStartFailed,
     ProcessStopped,
 )
+from llamaswap_es.runtime.adopted_output import attach_adopted_output
 from llamaswap_es.runtime.exit_watch import open_pidfd, wait_exit
-from llamaswap_es.runtime.health import probe_once
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import process_started_at_ms
 from llamaswap_es.runtime.output_pipe import OutputPipe
 from llamaswap_es.runtime.port_guard import port_taken
 from llamaswap_es.runtime.process_spec import ProcessSpec
+from llamaswap_es.runtime.readiness import await_ready, wait_first
 from llamaswap_es.runtime.spawn import spawn, spawn_env
 from llamaswap_es.runtime.teardown import Teardown
 
 log = logging.getLogger("llamaswap_es.runtime.executor")
 
 State = Literal["starting", "ready", "stopping", "exited"]
-_Outcome = Literal["ready", "stop", "exited", "timeout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +199,7 @@ class UpstreamProcess:
         """Watch an adopted process until it exits or is stopped (see `mark_adopted`)."""
         assert self.pid is not None
         pidfd = open_pidfd(self.pid)
+        await attach_adopted_output(self._pipe, self.pid, self._write_output, self.model)
         self._spawn_helper(self._watch_foreign_exit(self.pid, pidfd))
         try:
             await self._settle_ready()
@@ -215,7 +216,14 @@ class UpstreamProcess:
             return
         if not await self._spawn():
             return
-        outcome = await self._await_ready()
+        outcome = await await_ready(
+            self.spec,
+            self._session,
+            stop=self._stop,
+            exited=self._exited,
+            probe_interval_ms=self._tuning.probe_interval_ms,
+            probe_timeout_ms=self._tuning.probe_timeout_ms,
+        )
         if outcome == "ready":
             log.info("health check passed model=%s instance=%s", self.model, self.instance)
             self.state = "ready"
@@ -240,7 +248,7 @@ class UpstreamProcess:
 
     async def _settle_ready(self) -> None:
         """Wait for a stop or an exit of a ready instance and settle it."""
-        await self._first(self._stop, self._exited)
+        await wait_first(self._stop, self._exited)
         if self._stop.is_set():
             await self._stop_and_report()
             return
@@ -340,53 +348,6 @@ class UpstreamProcess:
         else:
             self._exit_code = code
         self._exited.set()
-
-    # -- health -------------------------------------------------------------------------------
-
-    async def _await_ready(self) -> _Outcome:
-        if self.spec.skips_health_check:
-            return "stop" if self._stop.is_set() else "ready"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.spec.health_check_timeout_ms / 1000
-        url = self.spec.health_url
-        interval_s = self._tuning.probe_interval_ms / 1000
-        while True:
-            if self._stop.is_set():
-                return "stop"
-            if self._exited.is_set():
-                return "exited"
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "timeout"
-            timeout_ms = int(min(self._tuning.probe_timeout_ms, remaining * 1000))
-            probe = asyncio.ensure_future(probe_once(self._session(), url, timeout_ms))
-            try:
-                await self._first(self._stop, self._exited, probe=probe)
-            finally:
-                if not probe.done():
-                    probe.cancel()
-            if probe.done() and not probe.cancelled() and probe.result():
-                return "ready"
-            await self._first(self._stop, self._exited, timeout_s=min(interval_s, remaining))
-
-    @staticmethod
-    async def _first(
-        *events: asyncio.Event,
-        probe: asyncio.Future[bool] | None = None,
-        timeout_s: float | None = None,
-    ) -> None:
-        """Wait until any event is set, the probe is done, or the timeout passes."""
-        if any(event.is_set() for event in events):
-            return
-        waiters = [asyncio.ensure_future(event.wait()) for event in events]
-        pending = set(waiters)
-        if probe is not None:
-            pending.add(probe)
-        try:
-            await asyncio.wait(pending, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
 
     # -- the end ------------------------------------------------------------------------------
 
