@@ -24,9 +24,10 @@ import aiohttp
 from llamaswap_es.events.types import Event, ProcessStartFailed, ProcessStopped
 from llamaswap_es.runtime.health import probe_session
 from llamaswap_es.runtime.logs import UpstreamLogs
-from llamaswap_es.runtime.orphans import format_tag
+from llamaswap_es.runtime.orphans import format_tag, tagged_with
 from llamaswap_es.runtime.process_group import KILL_WAIT_S, signal_group
 from llamaswap_es.runtime.process_spec import ProcessSpec
+from llamaswap_es.runtime.teardown import signal_each
 from llamaswap_es.runtime.upstream_process import ProcessInfo, Tuning, UpstreamProcess
 
 log = logging.getLogger("llamaswap_es.runtime.executor")
@@ -103,7 +104,9 @@ class ProcessExecutor:
         The caller (recovery) has checked that pid and start time match and that it answers its
         health check. It is then watched and stopped like our own; its exit is detected with a
         pidfd (or by polling) since it is not our child, and its exit code is unknown. Its output
-        went to the previous server's pipe, so it does not reach the log streams.
+        pipe lost its reader with the previous server; it is opened again through `/proc`
+        (`adopted_output`), so its new output reaches the log streams once more (what it wrote
+        in between is lost).
         """
         key = (spec.model_id, instance)
         if key in self._processes or self._closed:
@@ -116,8 +119,10 @@ class ProcessExecutor:
     def stop(self, model: str, instance: int, grace_ms: int, cmd_stop: str | None = None) -> None:
         """Stop an instance: `cmdStop` or SIGTERM to its group, SIGKILL after `grace_ms`.
 
-        `cmd_stop` None means the spec's `cmdStop`; "" forces SIGTERM. Returns at once;
-        `ProcessStopped` comes when the whole group is gone (also for an instance that is not
+        `cmd_stop` None means the spec's `cmdStop`; "" forces SIGTERM. Descendants that left
+        the group but carry the instance's tag get SIGTERM and the rest of the grace, then
+        SIGKILL. Returns at once; `ProcessStopped` comes when the whole group and those
+        descendants are gone (also for an instance that is not
         running, and only once when a stop is already under way, whose grace it may shorten).
         A stop during a start aborts the start and reports only `ProcessStopped`.
         """
@@ -131,9 +136,7 @@ class ProcessExecutor:
 
     def address(self, model: str) -> tuple[int, str] | None:
         """(instance, base URL) of the model's ready instance (the newest if several)."""
-        ready = [
-            up for (name, _), up in self._processes.items() if name == model and up.state == "ready"
-        ]
+        ready = [up for (name, _), up in self._processes.items() if name == model and up.serves()]
         if not ready:
             return None
         newest = max(ready, key=lambda up: up.instance)
@@ -157,13 +160,17 @@ class ProcessExecutor:
         """SIGKILL every process group we own, synchronously; the number of groups signalled.
 
         For an immediate exit (a second stop signal): nothing is left behind, and the next
-        start finds nothing to reap. The log records no stop; recovery settles that.
+        start finds nothing to reap. The log records no stop; recovery settles that. Processes
+        that left their group but carry one of our instances' tags are killed too (one scan).
         """
         killed = 0
         for info in self.instances():
             if info.pgid is not None:
                 with contextlib.suppress(ValueError, PermissionError):  # unsafe or foreign group
                     killed += signal_group(info.pgid, signal.SIGKILL)
+        tags = [format_tag(self._env_tag, model, instance) for model, instance in self._processes]
+        if tags:
+            signal_each(tagged_with(tags), signal.SIGKILL)
         return killed
 
     async def close(self, grace_ms: int) -> None:

@@ -10,6 +10,7 @@ killed. The log-driven recovery itself belongs to the run loop; these are its bu
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import psutil
@@ -27,6 +28,7 @@ __all__ = [
     "process_matches",
     "process_started_at_ms",
     "read_tag",
+    "tagged_with",
 ]
 
 START_TIME_TOLERANCE_MS = 1_000
@@ -123,6 +125,30 @@ def find_tagged_processes(env_tag: str) -> list[TaggedProcess]:
             )
         )
     return sorted(found, key=lambda p: p.pid)
+
+
+def tagged_with(tags: Collection[str], role: str = "upstream") -> list[psutil.Process]:
+    """Every live, non-zombie process (not this one) whose tag is exactly one of `tags`.
+
+    How a stop finds the descendants of an instance that left its process group (`setsid`, a
+    daemonising wrapper): they keep the tag they inherited. Exact matching means another
+    instance, another model or another server is never included. The `psutil.Process` objects
+    remember each process's creation time, so signalling one whose pid was reused in the
+    meantime raises `NoSuchProcess` instead of hitting a stranger. Reads every process's
+    environment: call it through `asyncio.to_thread` from async code.
+    """
+    wanted = {(tag, role) for tag in tags}
+    own_pid = os.getpid()
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        if proc.pid == own_pid or read_tag(proc) not in wanted:
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
 
 
 def process_matches(

@@ -9,14 +9,14 @@ Every outcome is reported as one event (spec/core.md §1.3-1.6, ARCHITECTURE §6
   `ProcessExited`;
 * stop requested (at any point, also before the spawn) -> `ProcessStopped` only, once the whole
   group is gone and reaped.
+
+How the processes are stopped, killed and reaped is `teardown`'s job; this module decides when.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,25 +33,20 @@ from llamaswap_es.events.types import (
     ProcessStartFailed,
     ProcessStopped,
 )
+from llamaswap_es.runtime.adopted_output import attach_adopted_output
 from llamaswap_es.runtime.exit_watch import open_pidfd, wait_exit
-from llamaswap_es.runtime.health import probe_once
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import process_started_at_ms
 from llamaswap_es.runtime.output_pipe import OutputPipe
 from llamaswap_es.runtime.port_guard import port_taken
-from llamaswap_es.runtime.process_group import (
-    GROUP_POLL_S,
-    KILL_WAIT_S,
-    group_alive,
-    signal_group,
-    wait_group_gone,
-)
-from llamaswap_es.runtime.process_spec import ENV_TAG_VAR, ProcessSpec, stop_command
+from llamaswap_es.runtime.process_spec import ProcessSpec
+from llamaswap_es.runtime.readiness import await_ready, wait_first
+from llamaswap_es.runtime.spawn import spawn, spawn_env
+from llamaswap_es.runtime.teardown import Teardown
 
 log = logging.getLogger("llamaswap_es.runtime.executor")
 
 State = Literal["starting", "ready", "stopping", "exited"]
-_Outcome = Literal["ready", "stop", "exited", "timeout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,34 +74,6 @@ class ProcessInfo:
     adopted: bool = False
 
 
-def spawn_env(spec: ProcessSpec, tag: str, role: str = "upstream") -> dict[str, str]:
-    """The server's environment plus the model's `env` plus our tag (later entries win)."""
-    env = dict(os.environ)
-    env.update(spec.env)
-    env[ENV_TAG_VAR] = tag
-    env[ENV_TAG_VAR + "_ROLE"] = role
-    return env
-
-
-def spawn(argv: list[str], spec: ProcessSpec, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start `argv` as the leader of a new session, stdout and stderr on one pipe.
-
-    `restore_signals=False` keeps SIGPIPE ignored in the child: if this server dies, an upstream
-    writing to the now-reader-less pipe gets EPIPE instead of being killed, so it survives to be
-    adopted by the next run (ARCHITECTURE §9.7).
-    """
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=spec.cwd,
-        start_new_session=True,
-        restore_signals=False,
-    )
-
-
 class UpstreamProcess:
     """One instance of one model's upstream, driven by its own task (see the module doc)."""
 
@@ -126,8 +93,6 @@ class UpstreamProcess:
         self.model = spec.model_id
         self.instance = instance
         self.state: State = "starting"
-        self.pid: int | None = None
-        self.pgid: int | None = None
         self.started_at_ms: int | None = None
         self.adopted = False
         self._tag = tag
@@ -136,18 +101,44 @@ class UpstreamProcess:
         self._session = session
         self._tuning = tuning
         self._clock_ms = clock_ms
-        self._popen: subprocess.Popen[bytes] | None = None
         self._pipe = OutputPipe()
+        self._popen: subprocess.Popen[bytes] | None = None
         self._exited = asyncio.Event()
         self._exit_code: int | None = None
         self._exit_signal: int | None = None
         self._stop = asyncio.Event()
-        self._stop_deadline = 0.0
-        self._stop_grace_ms = 0
         self._stop_cmd: str | None = None
         self._helpers: set[asyncio.Task[None]] = set()
+        self._teardown = Teardown(
+            spec,
+            tag=tag,
+            exited=self._exited,
+            pipe=self._pipe,
+            write_output=self._write_output,
+            spawn_helper=self._spawn_helper,
+            pipe_backstop_s=tuning.pipe_backstop_ms / 1000,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._teardown.pid
+
+    @property
+    def pgid(self) -> int | None:
+        return self._teardown.pgid
 
     # -- control from the executor ------------------------------------------------------------
+
+    def serves(self) -> bool:
+        """True if requests may go to this instance: ready, and its leader has not exited.
+
+        The leader is checked here too (a non-blocking `waitpid`), not only by its exit watch:
+        a client whose stream just broke because the upstream died can send its next request
+        before the loop has run the watch; it must not be dispatched to the dead process.
+        """
+        if self.state != "ready":
+            return False
+        return self._popen is None or self._popen.poll() is None
 
     def info(self) -> ProcessInfo:
         return ProcessInfo(
@@ -162,15 +153,10 @@ class UpstreamProcess:
 
     def request_stop(self, grace_ms: int, cmd_stop: str | None) -> None:
         """Ask the task to stop; a second request can only shorten the grace."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(grace_ms, 0) / 1000
         if self._stop.is_set():
-            if deadline < self._stop_deadline:
-                self._stop_deadline = deadline
-                self._stop_grace_ms = grace_ms
+            self._teardown.shorten_grace(grace_ms)
             return
-        self._stop_deadline = deadline
-        self._stop_grace_ms = grace_ms
+        self._teardown.set_grace(grace_ms)
         self._stop_cmd = cmd_stop
         self._stop.set()
         if self.state == "ready":
@@ -178,12 +164,7 @@ class UpstreamProcess:
 
     def kill_now(self) -> None:
         """Last resort when the task is cancelled: SIGKILL whatever is left, synchronously."""
-        if self.pgid is not None:
-            try:
-                signal_group(self.pgid, signal.SIGKILL)
-            except ValueError:
-                pass
-        self._pipe.close_now()
+        self._teardown.kill_now()
 
     # -- the life cycle -----------------------------------------------------------------------
 
@@ -210,13 +191,15 @@ class UpstreamProcess:
     def mark_adopted(self, pid: int, pgid: int, started_at_ms: int | None) -> None:
         """Take over a live process from a previous run (not our child) as a ready instance."""
         self.adopted = True
-        self.pid, self.pgid, self.started_at_ms = pid, pgid, started_at_ms
+        self._teardown.track(pid, pgid, own_child=False)
+        self.started_at_ms = started_at_ms
         self.state = "ready"
 
     async def run_adopted(self) -> None:
         """Watch an adopted process until it exits or is stopped (see `mark_adopted`)."""
         assert self.pid is not None
         pidfd = open_pidfd(self.pid)
+        await attach_adopted_output(self._pipe, self.pid, self._write_output, self.model)
         self._spawn_helper(self._watch_foreign_exit(self.pid, pidfd))
         try:
             await self._settle_ready()
@@ -233,7 +216,14 @@ class UpstreamProcess:
             return
         if not await self._spawn():
             return
-        outcome = await self._await_ready()
+        outcome = await await_ready(
+            self.spec,
+            self._session,
+            stop=self._stop,
+            exited=self._exited,
+            probe_interval_ms=self._tuning.probe_interval_ms,
+            probe_timeout_ms=self._tuning.probe_timeout_ms,
+        )
         if outcome == "ready":
             log.info("health check passed model=%s instance=%s", self.model, self.instance)
             self.state = "ready"
@@ -245,11 +235,12 @@ class UpstreamProcess:
             return
         if outcome == "exited":
             error = "upstream command exited prematurely"
-            await self._reap_group_after_exit()
+            await self._teardown.reap_after_exit()
         else:
             timeout_s = self.spec.health_check_timeout_ms / 1000
             error = f"health check timed out after {timeout_s:g}s"
-            await self._teardown(self._tuning.abort_grace_ms, self.spec.cmd_stop)
+            self._teardown.set_grace(self._tuning.abort_grace_ms)
+            await self._teardown.stop(self.spec.cmd_stop)
         log.warning("start failed model=%s instance=%s error=%r", self.model, self.instance, error)
         self._emit(self._start_failed(error))
         if self._stop.is_set():
@@ -257,10 +248,11 @@ class UpstreamProcess:
 
     async def _settle_ready(self) -> None:
         """Wait for a stop or an exit of a ready instance and settle it."""
-        await self._first(self._stop, self._exited)
+        await wait_first(self._stop, self._exited)
         if self._stop.is_set():
             await self._stop_and_report()
             return
+        self.state = "exited"  # at once: address() must not hand out a dead upstream meanwhile
         log.warning(
             "upstream exited unexpectedly model=%s instance=%s code=%s signal=%s",
             self.model,
@@ -268,7 +260,7 @@ class UpstreamProcess:
             self._exit_code,
             self._exit_signal,
         )
-        await self._reap_group_after_exit()
+        await self._teardown.reap_after_exit()
         self._emit(
             ProcessExited(
                 model=self.model,
@@ -281,7 +273,7 @@ class UpstreamProcess:
 
     async def _stop_and_report(self) -> None:
         self.state = "stopping"
-        forced = await self._teardown(None, self._stop_cmd)
+        forced = await self._teardown.stop(self._stop_cmd)
         self._emit(
             ProcessStopped(
                 model=self.model,
@@ -315,7 +307,7 @@ class UpstreamProcess:
             self._emit(self._start_failed(f"failed to start command '{' '.join(argv)}': {exc}"))
             return False
         self._popen = popen
-        self.pid = self.pgid = popen.pid
+        self._teardown.track(popen.pid, popen.pid, own_child=True)
         pidfd = open_pidfd(popen.pid)
         self.started_at_ms = process_started_at_ms(popen.pid) or self._clock_ms()
         assert popen.stdout is not None
@@ -357,153 +349,7 @@ class UpstreamProcess:
             self._exit_code = code
         self._exited.set()
 
-    # -- health -------------------------------------------------------------------------------
-
-    async def _await_ready(self) -> _Outcome:
-        if self.spec.skips_health_check:
-            return "stop" if self._stop.is_set() else "ready"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.spec.health_check_timeout_ms / 1000
-        url = self.spec.health_url
-        interval_s = self._tuning.probe_interval_ms / 1000
-        while True:
-            if self._stop.is_set():
-                return "stop"
-            if self._exited.is_set():
-                return "exited"
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "timeout"
-            timeout_ms = int(min(self._tuning.probe_timeout_ms, remaining * 1000))
-            probe = asyncio.ensure_future(probe_once(self._session(), url, timeout_ms))
-            try:
-                await self._first(self._stop, self._exited, probe=probe)
-            finally:
-                if not probe.done():
-                    probe.cancel()
-            if probe.done() and not probe.cancelled() and probe.result():
-                return "ready"
-            await self._first(self._stop, self._exited, timeout_s=min(interval_s, remaining))
-
-    @staticmethod
-    async def _first(
-        *events: asyncio.Event,
-        probe: asyncio.Future[bool] | None = None,
-        timeout_s: float | None = None,
-    ) -> None:
-        """Wait until any event is set, the probe is done, or the timeout passes."""
-        if any(event.is_set() for event in events):
-            return
-        waiters = [asyncio.ensure_future(event.wait()) for event in events]
-        pending = set(waiters)
-        if probe is not None:
-            pending.add(probe)
-        try:
-            await asyncio.wait(pending, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
-    # -- stopping -----------------------------------------------------------------------------
-
-    async def _teardown(self, grace_ms: int | None, cmd_stop: str | None) -> bool:
-        """Gracefully stop the group, SIGKILL it when the grace runs out; True if killed.
-
-        `grace_ms` None means the grace of the stop request (which a later stop may shorten).
-        """
-        loop = asyncio.get_running_loop()
-        if grace_ms is not None:
-            self._stop_deadline = loop.time() + grace_ms / 1000
-        pgid = self.pgid
-        forced = False
-        if pgid is not None and await self._alive(pgid):
-            self._graceful_stop(pgid, cmd_stop)
-            while await self._alive(pgid) and loop.time() < self._stop_deadline:
-                if self._exited.is_set():  # the leader is gone, other members linger: poll
-                    await asyncio.sleep(GROUP_POLL_S)
-                else:
-                    await self._first(self._exited, timeout_s=GROUP_POLL_S)
-            if await self._alive(pgid):
-                forced = True
-                log.warning(
-                    "grace ran out, killing model=%s instance=%s pgid=%s",
-                    self.model,
-                    self.instance,
-                    pgid,
-                )
-                signal_group(pgid, signal.SIGKILL)
-                await wait_group_gone(pgid, KILL_WAIT_S)
-        await self._finish_output()
-        return forced
-
-    async def _alive(self, pgid: int) -> bool:
-        """While our leader runs the group is alive; after, scan for members off the loop."""
-        if self._popen is not None and not self._exited.is_set():
-            return True
-        return await asyncio.to_thread(group_alive, pgid)
-
-    def _graceful_stop(self, pgid: int, cmd_stop: str | None) -> None:
-        argv = None
-        if cmd_stop and self.pid is not None:
-            try:
-                argv = stop_command(cmd_stop, self.pid, model_id=self.model)
-            except ProcessError as exc:
-                log.warning("cmdStop unusable, sending SIGTERM model=%s error=%s", self.model, exc)
-        if argv is not None:
-            self._spawn_helper(self._run_cmd_stop(argv))
-            return
-        if not signal_group(pgid, signal.SIGTERM) and self.pid is not None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    async def _run_cmd_stop(self, argv: list[str]) -> None:
-        """Run `cmdStop` with the upstream's env; its output goes to the model's log."""
-        log.info("running cmdStop model=%s argv=%s", self.model, argv)
-        try:
-            popen = spawn(argv, self.spec, spawn_env(self.spec, self._tag, role="stop"))
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            log.warning(
-                "cmdStop failed to start, sending SIGTERM model=%s error=%s", self.model, exc
-            )
-            if self.pgid is not None:
-                signal_group(self.pgid, signal.SIGTERM)
-            return
-        pipe = OutputPipe()
-        assert popen.stdout is not None
-        await pipe.attach(popen.stdout, self._write_output)
-        try:
-            await wait_exit(popen.pid)
-            code = popen.poll()
-            if code:
-                log.warning("cmdStop exited model=%s code=%s", self.model, code)
-        finally:
-            if popen.poll() is None:  # still running when we are cancelled: do not leak it
-                signal_group(popen.pid, signal.SIGKILL)
-                await asyncio.shield(asyncio.to_thread(popen.wait))
-            await pipe.close_after(self._tuning.pipe_backstop_ms / 1000)
-
-    async def _reap_group_after_exit(self) -> None:
-        """The leader exited on its own: kill what is left of its group, collect the output."""
-        if self.pgid is not None and await asyncio.to_thread(group_alive, self.pgid):
-            signal_group(self.pgid, signal.SIGKILL)
-            await wait_group_gone(self.pgid, KILL_WAIT_S)
-        await self._finish_output()
-
-    async def _finish_output(self) -> None:
-        if self._popen is not None and not self._exited.is_set():
-            try:  # SIGKILLed by now; only a process stuck in the kernel can take longer
-                await asyncio.wait_for(self._exited.wait(), KILL_WAIT_S)
-            except TimeoutError:
-                log.error("leader did not exit after SIGKILL model=%s pid=%s", self.model, self.pid)
-        ended = await self._pipe.close_after(self._tuning.pipe_backstop_ms / 1000)
-        if not ended:
-            log.warning(
-                "output pipe still held after exit, closed it model=%s instance=%s",
-                self.model,
-                self.instance,
-            )
+    # -- the end ------------------------------------------------------------------------------
 
     async def _end_helpers(self) -> None:
         """Give a running `cmdStop` a moment to finish, then cancel (and so kill) it."""

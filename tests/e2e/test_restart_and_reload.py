@@ -5,6 +5,7 @@ changed, preload works, and a graceful stop leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 import aiohttp
@@ -46,6 +47,27 @@ async def test_a_crashed_server_adopts_its_loaded_model_on_restart(server_factor
         async with http.post(second.url + CHAT, json=_chat("a")) as r:
             assert r.status == 200
         assert await _upstream_pid(http, second.url, "a") == pid
+        # The adopted upstream's own output (its access log) reaches the new server's log
+        # stream; a line may still be lost while the adoption takes over the pipe: ask again.
+        marker = "log_server_r: request: GET /fake/info"
+        async with http.get(second.url + "/logs/stream/a") as stream:
+            seen = asyncio.Event()
+
+            async def read() -> None:
+                text = ""
+                async for chunk in stream.content.iter_any():
+                    text += chunk.decode()
+                    if marker in text:
+                        seen.set()
+                        return
+
+            reader = asyncio.create_task(read())
+            async with asyncio.timeout(10):
+                while not seen.is_set():
+                    await _upstream_pid(http, second.url, "a")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(seen.wait(), 0.5)
+            reader.cancel()
     second.stop()
     types = _types(first.db_path)
     assert types.count("StartProcess") == 1, "adopted, not reloaded"

@@ -12,6 +12,7 @@ import aiohttp
 from llamaswap_es.events.types import ProcessReady, ProcessSpawned, ProcessStopped
 from llamaswap_es.runtime.orphans import find_tagged_processes
 from llamaswap_es.runtime.process_group import group_alive
+from llamaswap_es.runtime.process_spec import ENV_TAG_VAR
 from tests.conftest import free_port
 from tests.fixtures.processes import fake_spec, fake_upstream_cmd, pid_gone, wait_until
 from tests.runtime.conftest import Harness
@@ -90,20 +91,23 @@ async def test_stop_argument_overrides_cmd_stop(harness: Harness, tmp_path: Path
     assert not marker.exists()
 
 
-async def test_output_pipe_held_by_an_escaped_grandchild_does_not_hang_the_stop(
+async def test_output_pipe_held_by_a_process_out_of_reach_does_not_hang_the_stop(
     harness: Harness, env_tag: str
 ) -> None:
-    # The grandchild leaves the group (setsid) and keeps the output pipe open; the stop must
-    # still finish (pipe backstop), and the tag still finds the escapee.
+    # The grandchild leaves the group (setsid), keeps the output pipe open and carries another
+    # server's tag (a daemon the wrapper started for someone else): the stop must not touch it,
+    # and must still finish (the pipe backstop).
     port = free_port()
-    escapee = f"setsid {sys.executable} -c 'import time; time.sleep(60)' &"
+    foreign_tag = f"{env_tag}-other:leaky:1"
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(60)'"
+    escapee = f"{ENV_TAG_VAR}={foreign_tag} setsid {sleeper} &"
     cmd = f'sh -c "{escapee} exec {fake_upstream_cmd(port)}"'
     spawned = await start_ready(harness, fake_spec("leaky", port, cmd=cmd))
     harness.executor.stop("leaky", 1, grace_ms=5_000)
     stopped = await harness.events.expect(ProcessStopped, timeout_s=10)
     assert not stopped.forced
     assert not group_alive(spawned.pgid)
-    escaped = [p for p in find_tagged_processes(env_tag) if p.model == "leaky"]
+    escaped = [p for p in find_tagged_processes(env_tag + "-other") if p.model == "leaky"]
     assert len(escaped) == 1 and escaped[0].pgid != spawned.pgid
     os.kill(escaped[0].pid, signal.SIGKILL)
     await wait_until(lambda: pid_gone(escaped[0].pid), what="the escapee to die")
