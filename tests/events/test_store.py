@@ -49,6 +49,19 @@ async def test_every_event_type_round_trips_through_the_store(store: EventStore)
         ]
 
 
+@pytest.mark.parametrize("size", [63, 64, 65, 129, 1000])
+async def test_a_batch_of_any_size_lands_whole_and_in_order(store: EventStore, size: int) -> None:
+    # The writer binds up to 64 rows per INSERT: batches around and past that edge must land
+    # complete, in order, with contiguous seqs.
+    envelopes = [_req(i) for i in range(size)]
+    seqs = await store.append_batch(envelopes)
+    assert seqs == list(range(2, 2 + size))
+    back = await store.read(from_seq=2)
+    assert [(e.seq, e.body.request_id, e.ts_ms) for e in back] == [
+        (s, f"r{i}", 1000 + i) for i, s in enumerate(seqs)
+    ]
+
+
 async def test_payload_is_queryable_json_in_plain_sql(store: EventStore) -> None:
     await store.append_batch([_req(7, model="llama-8b")])
     conn = sqlite3.connect(store.path)
