@@ -62,6 +62,17 @@ test("a request's story lays out phases with the time spent in each", () => {
   assert.deepEqual(phases.map((p) => p.ms), [100, 100, 200, 100, null]);
 });
 
+test("a peer request's story reads received, then served by its peer", () => {
+  const record = {
+    seq: 9, ts_ms: 1700, type: "PeerRequestFinished",
+    payload: { request_id: "r1", model: "p1/m", peer: "p1", received_ms: 1200, status: 200 },
+  };
+  const phases = storyPhases([record]);
+  assert.deepEqual(phases.map((p) => p.phase), ["received", "peer"]);
+  assert.equal(phases[1].label, "served by peer p1");
+  assert.deepEqual(phases.map((p) => p.ms), [500, null]);
+});
+
 test("the queue view can be derived from in-flight entries", () => {
   const q = queueFromInflight(
     [

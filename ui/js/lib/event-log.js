@@ -140,6 +140,12 @@ export function storyPhases(events) {
     else if (e.type === "RequestCancelled") add("cancelled", e);
     else if (e.type === "RequestAbandoned") add("abandoned", e);
     else if (e.type === "RequestFinished") add("finished", e);
+    else if (e.type === "PeerRequestFinished") {
+      // A peer request is one record written when it ends; its arrival time is in the payload.
+      const received = e.payload?.received_ms;
+      if (received) phases.push({ phase: "received", ts_ms: received, event: e });
+      phases.push({ phase: "peer", label: `served by peer ${e.payload?.peer ?? "?"}`, ts_ms: e.ts_ms, event: e });
+    }
   }
   for (let i = 0; i < phases.length; i++) {
     phases[i].ms = i + 1 < phases.length ? phases[i + 1].ts_ms - phases[i].ts_ms : null;

@@ -36,7 +36,7 @@ export function StoryPage({ id }) {
       html`<ol class="story" aria-label="Phases">
           ${phases.map(
             (p) => html`<li class=${`story-phase phase-${p.phase}`} data-phase=${p.phase}>
-              <span class="story-name">${p.phase}</span>
+              <span class="story-name">${p.label ?? p.phase}</span>
               <span class="mono small">${clockTime(p.ts_ms)}</span>
               <span class="muted small">${p.ms != null ? `+${formatWait(p.ms)}` : ""}</span>
             </li>`,
