@@ -383,6 +383,7 @@ class LlamaSwapEsSettings(GoStruct):
     """SQLite durability: `normal` (default) or `full`."""
     probe_interval_ms: GoInt = Field(100, alias="probeIntervalMs")
     starvation_bound_seconds: GoInt = Field(300, alias="starvationBoundSeconds")
+    queue_timeout_seconds: GoInt = Field(0, alias="queueTimeoutSeconds")
     min_resident_seconds: GoInt = Field(0, alias="minResidentSeconds")
     max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB")
     shutdown_timeout_seconds: GoInt = Field(30, alias="shutdownTimeoutSeconds")
@@ -416,6 +417,7 @@ class LlamaSwapEsSettings(GoStruct):
                 raise fatal_error(f"{OUR_SECTION}.{key}: must be > 0, got {value}")
         non_negative = {
             "starvationBoundSeconds": self.starvation_bound_seconds,
+            "queueTimeoutSeconds": self.queue_timeout_seconds,
             "minResidentSeconds": self.min_resident_seconds,
             "shutdownTimeoutSeconds": self.shutdown_timeout_seconds,
         }

@@ -146,6 +146,9 @@ class SchedulerConfig:
     """Ours: a model that became ready less than this long ago is not evicted for a swap
     (unloads and TTL still stop it); 0 = off."""
     shutdown_grace_ms: int = 30_000
+    queue_timeout_ms: int = 0
+    """Ours: a request still in the queue this long after it arrived is rejected (503); 0 = off.
+    A request whose swap is already under way is not in the queue any more."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +158,7 @@ class SchedulerConfig:
             "starvation_bound_ms": self.starvation_bound_ms,
             "min_resident_ms": self.min_resident_ms,
             "shutdown_grace_ms": self.shutdown_grace_ms,
+            "queue_timeout_ms": self.queue_timeout_ms,
         }
 
     @classmethod
@@ -166,4 +170,5 @@ class SchedulerConfig:
             starvation_bound_ms=data["starvation_bound_ms"],
             min_resident_ms=data["min_resident_ms"],
             shutdown_grace_ms=data["shutdown_grace_ms"],
+            queue_timeout_ms=data.get("queue_timeout_ms", 0),  # absent in older logs
         )

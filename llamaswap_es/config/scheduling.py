@@ -119,6 +119,7 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
         planner=planner,
         policy="serial" if config.routing.scheduler.use == "serial" else "fifo",
         starvation_bound_ms=ours.starvation_bound_seconds * 1000,
+        queue_timeout_ms=ours.queue_timeout_seconds * 1000,
         min_resident_ms=ours.min_resident_seconds * 1000,
         shutdown_grace_ms=ours.shutdown_timeout_seconds * 1000,
     )

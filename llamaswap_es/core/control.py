@@ -10,7 +10,9 @@ from __future__ import annotations
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core.effects import (
     Out,
+    arm_queue_timeout,
     arm_ttl,
+    cancel_queue_timeout,
     cancel_timer,
     fail,
     forget_if_retired,
@@ -88,8 +90,10 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
             _add_model(st, config, model_id)
     message = f"unspecific error: {old_router} is shutting down"
     fail_waiters(st, restart, "config_reloaded", message, out, drop_swaps=True)
+    if old.queue_timeout_ms != config.queue_timeout_ms:
+        _retime_queue(st, out)
     if old.policy != config.policy or old.planner != config.planner:
-        _replan(st)
+        _replan(st, out)
     for model_id in sorted(restart):
         proc = st.models.get(model_id)
         if proc is None:  # retired and already forgotten (nothing referred to it)
@@ -99,23 +103,35 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
     st.policy.wake(st, out)
 
 
-def _replan(st: SchedulerState) -> None:
+def _replan(st: SchedulerState, out: Out) -> None:
     """The rules of coexistence changed: a swap that has not started its target yet was planned
     under the old ones, so it is dropped and its waiters go back to the queue, to be planned
     again (the stops it already issued complete on their own). The queue is put in the new
-    policy's order. Swaps whose target is already starting were checked when it started."""
+    policy's order. Swaps whose target is already starting were checked when it started.
+    A waiter back in the queue is under the queue timeout again, counted from its arrival."""
     for swap in st.swaps_in_order():
         if swap.phase != EVICTING:
             continue
         del st.swaps[swap.model]
         for rid in swap.waiters:
-            st.requests[rid].phase = QUEUED
+            req = st.requests[rid]
+            req.phase = QUEUED
             st.queue.append(rid)
+            arm_queue_timeout(st, req, out)
     st.touch_processes()
     requests = st.requests
     order = st.policy.queue_key
     st.queue.sort(key=lambda rid: order(requests[rid]))
     st.queue_changes += 1
+
+
+def _retime_queue(st: SchedulerState, out: Out) -> None:
+    """`queueTimeoutSeconds` changed: every queued request gets the new deadline (counted from
+    its arrival), or none when the timeout is now off."""
+    for rid in st.queue:
+        req = st.requests[rid]
+        cancel_queue_timeout(st, req, out)
+        arm_queue_timeout(st, req, out)
 
 
 def _add_model(st: SchedulerState, config: SchedulerConfig, model_id: str) -> None:

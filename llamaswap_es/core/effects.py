@@ -21,6 +21,7 @@ from llamaswap_es.core.state import (
     SchedulerState,
 )
 from llamaswap_es.events.types import (
+    TTL_FOREVER,
     CancelTimer,
     Decision,
     Dispatch,
@@ -45,6 +46,13 @@ def ttl_timer_id(model: str, instance: int) -> str:
 
 def resident_timer_id(model: str, instance: int) -> str:
     return f"resident:{model}:{instance}"
+
+
+QUEUE_TIMER = "queue"
+
+
+def queue_timer_id(request_id: str) -> str:
+    return f"{QUEUE_TIMER}:{request_id}"
 
 
 # ------------------------------------------------------------------------ running set, plans
@@ -161,6 +169,7 @@ def grant(st: SchedulerState, req: Request, out: Out) -> None:
     if req.is_load:
         end_request(st, req, proc)
         return
+    cancel_queue_timeout(st, req, out)
     req.phase = DISPATCHED
     proc.in_flight += 1
     st.in_flight_total += 1
@@ -169,13 +178,17 @@ def grant(st: SchedulerState, req: Request, out: Out) -> None:
 
 def fail(st: SchedulerState, req: Request, status: int, code: str, message: str, out: Out) -> None:
     """Answer a waiting request with an error and release its slot (loads end silently)."""
+    cancel_queue_timeout(st, req, out)
     end_request(st, req, st.models[req.model])
     if not req.is_load:
         out.append(Reject(request_id=req.request_id, status=status, code=code, message=message))
 
 
 def end_request(st: SchedulerState, req: Request, proc: ModelProc) -> None:
-    """Forget a request and release its reservation (and its in-flight slot if dispatched)."""
+    """Forget a request and release its reservation (and its in-flight slot if dispatched).
+
+    A request that ends before dispatch has its queue timer cancelled first (`fail`,
+    `cancel_queue_timeout`)."""
     del st.requests[req.request_id]
     proc.reserved -= 1
     if req.phase == DISPATCHED:
@@ -237,9 +250,12 @@ def stop_process(st: SchedulerState, proc: ModelProc, reason: str, grace_ms: int
 
 
 def mark_ready(st: SchedulerState, proc: ModelProc, out: Out) -> None:
+    """A new (or adopted) instance starts with the configured TTL: an override applies to the
+    instance that served the request that asked for it."""
     proc.state = READY
     proc.ready_at_ms = st.now_ms
     proc.last_used_ms = st.now_ms
+    proc.ttl_override_ms = None
     st.touch_processes()
     arm_ttl(st, proc, out)
 
@@ -251,13 +267,49 @@ def mark_down(st: SchedulerState, proc: ModelProc, state: str, out: Out) -> None
     cancel_process_timers(st, proc, out)
 
 
+def idle_ttl_ms(proc: ModelProc) -> int | None:
+    """How long the model may stay idle before it is unloaded; None: never.
+
+    The last finished request's override (`ttl`/`keep_alive`) wins over the configured ttl: 0
+    there means "unload as soon as idle", while a configured 0 means "never" (llama-swap's)."""
+    override = proc.ttl_override_ms
+    if override is None:
+        ttl = proc.schedule.ttl_ms
+        return ttl if ttl > 0 else None
+    return None if override == TTL_FOREVER else override
+
+
 def arm_ttl(st: SchedulerState, proc: ModelProc, out: Out) -> None:
-    """(Re)arm the idle timer: it fires once idle time is strictly greater than the ttl."""
-    ttl = proc.schedule.ttl_ms
-    if ttl > 0 and proc.state == READY:
-        set_timer(
-            st, ttl_timer_id(proc.model, proc.instance), proc.last_used_ms + ttl + 1, "ttl", out
-        )
+    """(Re)arm the idle timer: it fires once idle time is strictly greater than the ttl.
+
+    With no ttl in force (none configured, or a "forever" override) a timer armed earlier is
+    cancelled, so an override can lift a configured ttl."""
+    ttl = idle_ttl_ms(proc)
+    if proc.state != READY:
+        return
+    timer_id = ttl_timer_id(proc.model, proc.instance)
+    if ttl is None:
+        cancel_timer(st, timer_id, out)
+    else:
+        set_timer(st, timer_id, proc.last_used_ms + ttl + 1, "ttl", out)
+
+
+def arm_queue_timeout(st: SchedulerState, req: Request, out: Out) -> None:
+    """Ours: reject a client's request still queued `queue_timeout_ms` after it arrived
+    (strictly longer, as the other bounds). Never for a load: it has nobody to answer."""
+    assert st.config is not None
+    timeout = st.config.queue_timeout_ms
+    if timeout <= 0 or req.is_load:
+        return
+    timer_id = queue_timer_id(req.request_id)
+    if timer_id not in st.timers:
+        at = max(req.received_ms + timeout + 1, st.now_ms)
+        set_timer(st, timer_id, at, "queue_timeout", out)
+
+
+def cancel_queue_timeout(st: SchedulerState, req: Request, out: Out) -> None:
+    if st.timers:
+        cancel_timer(st, queue_timer_id(req.request_id), out)
 
 
 def cancel_process_timers(st: SchedulerState, proc: ModelProc, out: Out) -> None:

@@ -5,7 +5,8 @@
 * in-flight is never negative and equals the dispatched requests;
 * reservations add up: reserved = queued + swap waiters + in flight, per model;
 * no model is started while a model it cannot coexist with is starting, ready or stopping;
-* armed timers belong to live instances; swaps are in a consistent phase.
+* armed timers belong to live instances (queue timers to waiting requests); swaps are in a
+  consistent phase.
 Each failure is an AssertionError that names the model or request and the numbers involved.
 """
 
@@ -115,6 +116,12 @@ def _check_swaps_and_timers(st: SchedulerState) -> None:
             assert proc.state != STARTING, f"swap {model} is still evicting but {model} is starting"
     for timer_id in st.timers:
         kind, _, rest = timer_id.partition(":")
+        if kind == "queue":
+            req = st.requests.get(rest)
+            assert req is not None and not req.is_load and req.phase != DISPATCHED, (
+                f"queue timer {timer_id} is armed for a request that is not waiting"
+            )
+            continue
         model, _, instance = rest.rpartition(":")
         proc = st.models.get(model)
         assert proc is not None and proc.state == READY and str(proc.instance) == instance, (

@@ -19,11 +19,16 @@ from typing import Any
 from llamaswap_es.core import control
 from llamaswap_es.core.effects import (
     NOT_FOUND_MESSAGE,
+    QUEUE_TIMER,
     RATE_LIMIT_MESSAGE,
     Out,
+    arm_queue_timeout,
     arm_ttl,
+    cancel_queue_timeout,
     end_request,
+    fail,
     forget_if_retired,
+    idle_ttl_ms,
     mark_down,
     mark_ready,
     remove_waiting,
@@ -33,6 +38,7 @@ from llamaswap_es.core.state import (
     DISPATCHED,
     FAILED,
     LAUNCHING,
+    QUEUED,
     READY,
     STARTING,
     STOPPED,
@@ -65,9 +71,11 @@ from llamaswap_es.events.types import (
     UnloadRequested,
 )
 
-REDUCER_VERSION = "core-1"
+REDUCER_VERSION = "core-2"
 """Bumped whenever a change makes the reducer decide differently for the same inputs, so that
-replay can tell an intended change from a bug (snapshots of another version are not restored)."""
+replay can tell an intended change from a bug (snapshots of another version are not restored).
+core-2: per-request TTL overrides and the queue timeout (new state fields in snapshots; a log
+without them decides as under core-1)."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -109,7 +117,9 @@ def _on_request(st: SchedulerState, env: Envelope, out: Out) -> None:
             Reject(request_id=rid, status=429, code="concurrency_limit", message=RATE_LIMIT_MESSAGE)
         )
         return
-    _admit(st, Request(rid, ev.model, env.seq, env.ts_ms, proc.schedule.priority), proc, out)
+    priority = proc.schedule.priority
+    req = Request(rid, ev.model, env.seq, env.ts_ms, priority, ttl_override_ms=ev.ttl_override_ms)
+    _admit(st, req, proc, out)
 
 
 def _on_load(st: SchedulerState, env: Envelope, out: Out) -> None:
@@ -129,6 +139,8 @@ def _admit(st: SchedulerState, req: Request, proc: ModelProc, out: Out) -> None:
     st.requests[req.request_id] = req
     proc.reserved += 1
     st.policy.place(st, req, out)
+    if req.phase == QUEUED and req.request_id in st.requests:
+        arm_queue_timeout(st, req, out)
 
 
 def _on_cancel(st: SchedulerState, env: Envelope, out: Out) -> None:
@@ -142,7 +154,12 @@ def _on_cancel(st: SchedulerState, env: Envelope, out: Out) -> None:
 
 def _drop_waiting(st: SchedulerState, req: Request, out: Out) -> None:
     remove_waiting(st, req)
+    cancel_queue_timeout(st, req, out)
     end_request(st, req, st.models[req.model])
+    _after_queue_exit(st, out)
+
+
+def _after_queue_exit(st: SchedulerState, out: Out) -> None:
     # Nothing waits on a waiting request (llama-swap does not drain on a cancel) except, with
     # a starvation bound, requests held back behind one that was starving.
     if st.config is not None and st.config.starvation_bound_ms > 0:
@@ -164,6 +181,7 @@ def _end_dispatched(st: SchedulerState, req: Request, out: Out) -> None:
     proc = st.models[req.model]
     end_request(st, req, proc)
     proc.last_used_ms = st.now_ms
+    proc.ttl_override_ms = req.ttl_override_ms  # the last finished request's wins (or none)
     if proc.in_flight == 0 and proc.state == READY:
         arm_ttl(st, proc, out)
     st.policy.on_request_ended(st, proc, out)
@@ -250,6 +268,9 @@ def _on_timer(st: SchedulerState, env: Envelope, out: Out) -> None:
         return
     del st.timers[timer_id]
     kind, _, rest = timer_id.partition(":")
+    if kind == QUEUE_TIMER:
+        _on_queue_timeout(st, rest, out)
+        return
     model, _, instance = rest.rpartition(":")
     proc = _current(st, model, int(instance)) if instance.isdigit() else None
     if kind == "ttl" and proc is not None:
@@ -263,10 +284,40 @@ def _on_ttl(st: SchedulerState, proc: ModelProc, out: Out) -> None:
     clock starts at ready and restarts at every finished request (ARCHITECTURE §9.3)."""
     if proc.state != READY or proc.in_flight > 0:  # a finishing request re-arms it
         return
-    if st.now_ms - proc.last_used_ms > proc.schedule.ttl_ms:
+    ttl = idle_ttl_ms(proc)
+    if ttl is None:  # lifted since it was armed (a "forever" override, a reload)
+        return
+    if st.now_ms - proc.last_used_ms > ttl:
         stop_process(st, proc, "ttl", proc.schedule.unload_timeout_ms, out)
     else:
         arm_ttl(st, proc, out)
+
+
+def _on_queue_timeout(st: SchedulerState, request_id: str, out: Out) -> None:
+    """Ours (`queueTimeoutSeconds`): a request still in the queue is answered 503.
+
+    One that has joined a swap (its model is being loaded for it, or evictions for that load
+    are under way) is left alone: the load is bounded by the model's own unloadTimeout and
+    healthCheckTimeout, and giving up would waste it. If a reload puts it back in the queue, the
+    timer is armed again for what is left of its time (see `control._replan`)."""
+    req = st.requests.get(request_id)
+    if req is None or req.phase != QUEUED or st.config is None:
+        return
+    if st.config.queue_timeout_ms <= 0:  # turned off by a reload (its timers were cancelled)
+        return
+    waited_ms = st.now_ms - req.received_ms
+    if waited_ms <= st.config.queue_timeout_ms:  # cannot fire early, but if it did: re-arm
+        arm_queue_timeout(st, req, out)
+        return
+    waited_s = waited_ms / 1000
+    limit_s = st.config.queue_timeout_ms / 1000
+    message = (
+        f'request waited {waited_s:.1f} s in the queue for model "{req.model}" '
+        f"(queueTimeoutSeconds: {limit_s:g})"
+    )
+    remove_waiting(st, req)
+    fail(st, req, 503, "queue_timeout", message, out)
+    _after_queue_exit(st, out)
 
 
 # ------------------------------------------------------------------------ operators, boot

@@ -52,6 +52,7 @@ class ModelProc:
         "retired",
         "schedule",
         "state",
+        "ttl_override_ms",
     )
 
     def __init__(self, schedule: ModelSchedule) -> None:
@@ -68,6 +69,9 @@ class ModelProc:
         """Admitted and not yet ended: queued + swap waiters + in flight (llama-swap's reserved)."""
         self.retired = False
         """Removed from the config by a reload; kept until its process and requests are gone."""
+        self.ttl_override_ms: int | None = None
+        """The idle TTL the last finished request asked for (None: the configured one; see
+        `effects.idle_ttl_ms`). Reset when the process becomes ready."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +84,7 @@ class ModelProc:
             "in_flight": self.in_flight,
             "reserved": self.reserved,
             "retired": self.retired,
+            "ttl_override_ms": self.ttl_override_ms,
         }
 
     @classmethod
@@ -88,13 +93,23 @@ class ModelProc:
         for name in ("state", "instance", "ready_at_ms", "last_used_ms", "in_flight", "reserved"):
             setattr(proc, name, data[name])
         proc.retired = data["retired"]
+        proc.ttl_override_ms = data["ttl_override_ms"]
         return proc
 
 
 class Request:
     """An admitted request (or a load without a client) until it ends."""
 
-    __slots__ = ("arrival", "is_load", "model", "phase", "priority", "received_ms", "request_id")
+    __slots__ = (
+        "arrival",
+        "is_load",
+        "model",
+        "phase",
+        "priority",
+        "received_ms",
+        "request_id",
+        "ttl_override_ms",
+    )
 
     def __init__(
         self,
@@ -104,6 +119,7 @@ class Request:
         received_ms: int,
         priority: int,
         is_load: bool = False,
+        ttl_override_ms: int | None = None,
     ) -> None:
         self.request_id = request_id
         self.model = model
@@ -112,6 +128,8 @@ class Request:
         self.received_ms = received_ms
         self.priority = priority
         self.is_load = is_load
+        self.ttl_override_ms = ttl_override_ms
+        """The client's idle TTL for the model once this request finishes (None: configured)."""
         self.phase = QUEUED
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +140,7 @@ class Request:
             "received_ms": self.received_ms,
             "priority": self.priority,
             "is_load": self.is_load,
+            "ttl_override_ms": self.ttl_override_ms,
             "phase": self.phase,
         }
 
@@ -134,6 +153,7 @@ class Request:
             data["received_ms"],
             data["priority"],
             data["is_load"],
+            data["ttl_override_ms"],
         )
         req.phase = data["phase"]
         return req

@@ -119,6 +119,14 @@ class RequestReceived(Event):
     stream: bool = False
     metadata: dict[str, str] = field(default_factory=dict)
     """Request metadata the activity history keeps (selector, session id …); never secrets."""
+    ttl_override_ms: int | None = None
+    """The client's own idle TTL for the model after this request (LM Studio `ttl`, Ollama
+    `keep_alive`): None = the configured ttl, `TTL_FOREVER` = never unload, 0 = unload as soon
+    as idle. Added after v1 payloads were written; absent means None."""
+
+
+TTL_FOREVER = -1
+"""`RequestReceived.ttl_override_ms` for "keep the model loaded indefinitely"."""
 
 
 @_frozen
@@ -345,7 +353,7 @@ class Reject(Decision):
     status: int
     code: str
     """Short machine-readable reason: model_not_found, rate_limited, start_failed, model_unloaded,
-    shutting_down, abandoned …"""
+    shutting_down, abandoned, queue_timeout …"""
     message: str
 
 

@@ -2,7 +2,8 @@
 invariants after every step, and renders decisions as short strings for table-driven tests.
 
 Steps are written as llama-swap's scenario lines (spec/core.md §9), translated to our events:
-    req r1 A          RequestReceived            done r1      RequestFinished (200)
+    req r1 A [ttl=N|ttl=forever]  RequestReceived (with a TTL override in ms)
+    done r1           RequestFinished (200)
     cancel r1         RequestCancelled           abandon r1   RequestAbandoned
     load A            LoadRequested              ready A      ProcessReady (current instance)
     stopped A         ProcessStopped (current)   exit A       ProcessExited (current)
@@ -28,6 +29,7 @@ from llamaswap_es.config.schedule import (
 from llamaswap_es.core import new_state, reduce
 from llamaswap_es.core.invariants import RequestLedger, check_invariants
 from llamaswap_es.events.types import (
+    TTL_FOREVER,
     CancelTimer,
     ConfigApplied,
     Decision,
@@ -154,7 +156,9 @@ class Run:
     def parse(self, line: str) -> Event:
         verb, *args = line.split()
         if verb == "req":
-            return RequestReceived(request_id=args[0], model=args[1])
+            ttl = [a.split("=", 1)[1] for a in args[2:] if a.startswith("ttl=")]
+            override = None if not ttl else TTL_FOREVER if ttl[0] == "forever" else int(ttl[0])
+            return RequestReceived(request_id=args[0], model=args[1], ttl_override_ms=override)
         if verb == "done":
             req = self.state.requests.get(args[0])
             return RequestFinished(request_id=args[0], model=req.model if req else "?", status=200)

@@ -57,7 +57,11 @@ CONFIGS = {
     ),
     "serial": classic(*MODELS, schedules=_schedules(), policy="serial"),
     "bounded": classic(
-        *MODELS, schedules=_schedules(), starvation_bound_ms=3000, min_resident_ms=2000
+        *MODELS,
+        schedules=_schedules(),
+        starvation_bound_ms=3000,
+        min_resident_ms=2000,
+        queue_timeout_ms=2500,
     ),
 }
 
@@ -102,10 +106,14 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ clients
 
-    @rule(model=st.sampled_from((*MODELS, "Q")), advance=st.integers(0, 1500))
-    def request(self, model: str, advance: int) -> None:
+    @rule(
+        model=st.sampled_from((*MODELS, "Q")),
+        advance=st.integers(0, 1500),
+        ttl=st.sampled_from(("", "", "", " ttl=0", " ttl=700", " ttl=forever")),
+    )
+    def request(self, model: str, advance: int, ttl: str) -> None:
         self.next_id += 1
-        self.run.step(f"@{self._at(advance)} req r{self.next_id} {model}")
+        self.run.step(f"@{self._at(advance)} req r{self.next_id} {model}{ttl}")
 
     @precondition(lambda self: self._requests(dispatched=True))
     @rule(data=st.data(), advance=st.integers(0, 3000))
