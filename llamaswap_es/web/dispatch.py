@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -58,6 +59,8 @@ class LocalRequest:
     on_done: Callable[[], None] | None = None
     websocket: bool = False
     """Tunnel a websocket upgrade instead of forwarding an HTTP request."""
+    ttl_override_ms: int | None = None
+    """The client's own idle TTL for the model (`ttl` / `keep_alive`, see web/keep_alive.py)."""
 
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
@@ -140,6 +143,7 @@ async def _serve_once(
         method=request.method,
         stream=job.stream,
         metadata=dict(job.metadata),
+        ttl_override_ms=job.ttl_override_ms,
     )
     try:
         ticket = loop.submit_request(received)
@@ -177,7 +181,7 @@ async def _serve_once(
 
     if isinstance(decision, Reject):
         _done(ctx, entry, job)
-        return await _answer_reject(request, decision, loading)
+        return await _answer_reject(request, decision, loading, retry_after_s=_retry_after(ctx))
     return await _forward_dispatched(
         request, ctx, job, decision, entry, loading, may_retry=may_retry and loading is None
     )
@@ -232,7 +236,11 @@ def _wants_loading(ctx: AppContext, job: LocalRequest, request: web.BaseRequest)
 
 
 async def _answer_reject(
-    request: web.Request, reject: Reject, loading: LoadingStream | None
+    request: web.Request,
+    reject: Reject,
+    loading: LoadingStream | None,
+    *,
+    retry_after_s: int = 1,
 ) -> web.StreamResponse:
     if loading is not None:  # 200 SSE already went out: append the error raw, as llama-swap does
         body, _ = render_error(request.headers.get("Accept", ""), reject.status, reject.message)
@@ -242,7 +250,24 @@ async def _answer_reject(
         return loading.response
     if reject.status == 429:
         return too_many_requests_response()
+    if reject.code == QUEUE_TIMEOUT_CODE:
+        return error_response(
+            request,
+            reject.status,
+            reject.message,
+            code=QUEUE_TIMEOUT_CODE,
+            headers={"Retry-After": str(retry_after_s)},
+        )
     return error_response(request, reject.status, reject.message)
+
+
+QUEUE_TIMEOUT_CODE = "queue_timeout"
+
+
+def _retry_after(ctx: AppContext) -> int:
+    """Retry-After for a queue timeout: the configured timeout in whole seconds (at least 1).
+    The queue was too long for that long just now; retrying at once would only queue again."""
+    return max(1, math.ceil(ctx.service.schedule.queue_timeout_ms / 1000))
 
 
 async def _forward_dispatched(

@@ -14,8 +14,9 @@ from llamaswap_es.web.dispatch import (
     local_filters,
     serve_local,
 )
-from llamaswap_es.web.errors import error_response
+from llamaswap_es.web.errors import RequestError, error_response
 from llamaswap_es.web.filters import RequestFilters, apply_filters
+from llamaswap_es.web.keep_alive import ttl_override_ms
 from llamaswap_es.web.model_selection import read_body, select_model, split_upstream_path
 from llamaswap_es.web.naming import (
     choose_selector_target,
@@ -102,6 +103,12 @@ async def model_request(request: web.Request) -> web.StreamResponse:
 
     local = ctx.resolver.local(requested)
     if local is not None and local in ctx.service.schedule.models:
+        try:  # read from the body as the client sent it, before filters; forwarded unchanged
+            ttl_override = ttl_override_ms(selection.ttl_fields)
+        except RequestError as err:
+            if selector_id is not None:
+                release_selector(ctx, selector_id, requested)
+            return err.response(request)
         if body is not None and is_json(request):
             body = apply_filters(body, requested, local_filters(ctx, local))
         elif body is not None and selection.source == "multipart":
@@ -123,6 +130,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             loading_allowed=not raw_path.startswith("/v/"),
             metadata=metadata,
             on_done=(lambda: release_selector(ctx, selector_id, target)) if selector_id else None,
+            ttl_override_ms=ttl_override,
         )
         return await serve_local(request, ctx, job)
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, unquote
 from aiohttp import web
 
 from llamaswap_es.web.errors import RequestError
+from llamaswap_es.web.keep_alive import ttl_fields
 
 NO_MODEL_MESSAGE = "no model id could be identified"
 _READ_CHUNK = 64 * 1024
@@ -31,6 +32,9 @@ class ModelSelection:
     body: bytes
     source: str
     """Where the name came from: "json", "form", "multipart", "query" or "" when not found."""
+    ttl_fields: tuple[tuple[str, object], ...] = ()
+    """A JSON body's own idle TTL fields (`ttl`, `keep_alive`) as sent, not yet validated:
+    they matter only for a local model (web/keep_alive.py)."""
 
 
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
@@ -75,8 +79,8 @@ async def select_model(request: web.BaseRequest, *, body_limit: int) -> ModelSel
     body = await read_body(request, body_limit)
     content_type = request.headers.get("Content-Type", "")
     if "application/json" in content_type:
-        model, stream = model_from_json(body)
-        return ModelSelection(model, stream, body, "json" if model else "")
+        model, stream, ttl = model_from_json(body)
+        return ModelSelection(model, stream, body, "json" if model else "", ttl)
     if "multipart/form-data" in content_type:
         fields = multipart_text_fields(body, content_type, names=("model", "stream"))
         model = fields.get("model") or query.get("model", "")
@@ -98,21 +102,21 @@ def _src(query: Mapping[str, str], name: str) -> str:
     return name if query.get("model") else ""
 
 
-def model_from_json(body: bytes) -> tuple[str, bool]:
-    """Top-level `model` (as text) and the truthiness of `stream` from a JSON body.
+def model_from_json(body: bytes) -> tuple[str, bool, tuple[tuple[str, object], ...]]:
+    """Top-level `model` (as text), the truthiness of `stream` and the TTL fields of a JSON body.
 
     An empty body or a non-object document names no model. A body that is not JSON at all is a
     client error we report with the parser's position, rather than forwarding it blind.
     """
     if not body.strip():
-        return "", False
+        return "", False, ()
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise RequestError(400, f"invalid JSON in request body: {err}") from None
     if not isinstance(doc, dict):
-        return "", False
-    return _as_text(doc.get("model")), _truthy(doc.get("stream"))
+        return "", False, ()
+    return _as_text(doc.get("model")), _truthy(doc.get("stream")), ttl_fields(doc)
 
 
 def _as_text(value: object) -> str:

@@ -26,7 +26,23 @@ def test_schedule_resolves_every_default(load_yaml) -> None:
     assert (b.concurrency_limit, b.unload_timeout_ms) == (10, 7_000)
     assert (schedule.starvation_bound_ms, schedule.min_resident_ms) == (12_000, 3_000)
     assert schedule.shutdown_grace_ms == 30_000 and schedule.policy == "fifo"
+    assert schedule.queue_timeout_ms == 0  # off unless asked for
     assert SchedulerConfig.from_dict(schedule.to_dict()) == schedule
+
+
+def test_queue_timeout_setting_reaches_the_scheduler(load_yaml) -> None:
+    text = BASE.replace(
+        "minResidentSeconds: 3\n", "minResidentSeconds: 3\n  queueTimeoutSeconds: 45\n"
+    )
+    schedule = build_schedule(load_yaml(text))
+    assert schedule.queue_timeout_ms == 45_000
+    assert SchedulerConfig.from_dict(schedule.to_dict()) == schedule
+
+
+def test_a_schedule_logged_before_the_queue_timeout_existed_still_reads(load_yaml) -> None:
+    old = build_schedule(load_yaml(BASE)).to_dict()
+    del old["queue_timeout_ms"]
+    assert SchedulerConfig.from_dict(old).queue_timeout_ms == 0
 
 
 def test_fingerprint_changes_only_with_process_settings(load_yaml) -> None:

@@ -574,6 +574,13 @@ CASES = [
         "llamaswap-es.starvationBoundSeconds: must be >= 0, got -1",
         None,
     ),
+    (
+        "ours-negative-queue-timeout",
+        "llamaswap-es:\n  queueTimeoutSeconds: -5\n",
+        {},
+        "llamaswap-es.queueTimeoutSeconds: must be >= 0, got -5",
+        None,
+    ),
 ]
 
 

@@ -116,6 +116,9 @@ def _concerns(env: Envelope, model: str, ctx: _Context) -> bool:
     if isinstance(b, UnloadRequested):
         return not b.models or model in b.models
     if isinstance(b, TIMER_TYPES):
+        kind, _, rest = b.timer_id.partition(":")
+        if kind == "queue":  # a request's queue timeout: queue:<request id>
+            return ctx.model_of(rest) == model
         return f":{model}:" in b.timer_id
     own = getattr(b, "model", None)
     if own is not None:

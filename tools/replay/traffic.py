@@ -49,6 +49,8 @@ class RecordedRequest:
     gave_up_after_ms: int | None
     """Recorded wait before the client left (cancelled before dispatch), else None."""
     status: int = 200
+    ttl_override_ms: int | None = None
+    """The request's own idle TTL (`ttl` / `keep_alive`), replayed as recorded."""
 
 
 @dataclass
@@ -113,6 +115,7 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
     dispatched_at: dict[str, int] = {}
     served: dict[str, tuple[int, int]] = {}
     gave_up: dict[str, int] = {}
+    overrides: dict[str, int] = {}
     process_times = ProcessTimes()
     loads: dict[str, list[int]] = defaultdict(list)
     stops: dict[str, list[int]] = defaultdict(list)
@@ -126,6 +129,8 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
                 recorded = Figures(f"recorded ({policy})", policy)
         elif isinstance(body, RequestReceived):
             received.setdefault(body.request_id, (ts, body.model))
+            if body.ttl_override_ms is not None:
+                overrides.setdefault(body.request_id, body.ttl_override_ms)
         elif isinstance(body, LoadRequested | UnloadRequested):
             operations.append((ts, body))
         elif isinstance(body, Dispatch):
@@ -157,7 +162,8 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
         if service is not None:
             service_by_model[model].append(service)
         left = gave_up[rid] - arrived if rid in gave_up else None
-        requests.append(RecordedRequest(rid, model, arrived, service, left, status))
+        override = overrides.get(rid)
+        requests.append(RecordedRequest(rid, model, arrived, service, left, status, override))
     requests.sort(key=lambda r: (r.arrived_ms, r.request_id))
     return Traffic(
         configs=tuple(configs),

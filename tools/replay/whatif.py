@@ -37,7 +37,7 @@ from llamaswap_es.events.types import (
 from tools.replay.errors import ReplayError
 from tools.replay.traffic import Figures, Traffic
 
-_GLOBAL_INTS = ("starvation_bound_ms", "min_resident_ms", "shutdown_grace_ms")
+_GLOBAL_INTS = ("starvation_bound_ms", "min_resident_ms", "shutdown_grace_ms", "queue_timeout_ms")
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:
@@ -122,7 +122,10 @@ def simulate(
     for ts, operation in traffic.operations:
         at(ts, operation)
     for req in traffic.requests:
-        at(req.arrived_ms, RequestReceived(request_id=req.request_id, model=req.model))
+        received = RequestReceived(
+            request_id=req.request_id, model=req.model, ttl_override_ms=req.ttl_override_ms
+        )
+        at(req.arrived_ms, received)
         if req.gave_up_after_ms is not None:
             at(req.arrived_ms + req.gave_up_after_ms, RequestCancelled(request_id=req.request_id))
 
