@@ -242,8 +242,10 @@ async def _answer_reject(
     *,
     retry_after_s: int = 1,
 ) -> web.StreamResponse:
+    ours = reject.code if reject.code in OWN_ERROR_CODES else None  # else llama-swap's code
     if loading is not None:  # 200 SSE already went out: append the error raw, as llama-swap does
-        body, _ = render_error(request.headers.get("Accept", ""), reject.status, reject.message)
+        accept = request.headers.get("Accept", "")
+        body, _ = render_error(accept, reject.status, reject.message, code=ours)
         with contextlib.suppress(ConnectionError):
             await loading.response.write(body)
             await loading.response.write_eof()
@@ -251,17 +253,14 @@ async def _answer_reject(
     if reject.status == 429:
         return too_many_requests_response()
     if reject.code == QUEUE_TIMEOUT_CODE:
-        return error_response(
-            request,
-            reject.status,
-            reject.message,
-            code=QUEUE_TIMEOUT_CODE,
-            headers={"Retry-After": str(retry_after_s)},
-        )
+        headers = {"Retry-After": str(retry_after_s)}
+        return error_response(request, reject.status, reject.message, code=ours, headers=headers)
     return error_response(request, reject.status, reject.message)
 
 
 QUEUE_TIMEOUT_CODE = "queue_timeout"
+OWN_ERROR_CODES = frozenset({QUEUE_TIMEOUT_CODE})
+"""Reject codes of ours (llama-swap has no such error) that go into the envelope's `code`."""
 
 
 def _retry_after(ctx: AppContext) -> int:
