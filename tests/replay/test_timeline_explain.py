@@ -73,6 +73,17 @@ def test_explain_a_dispatch_gives_the_wait(abc_log: Path) -> None:
     assert "waiting on the swap to B" in result.out
 
 
+def test_explain_a_queue_timeout_gives_the_wait_and_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "timeout.db"
+    record_log(path, group_config(("A", "B", "C"), queue_timeout_ms=1_000), ABC_ABC, load_ms=500)
+    data = explain_log(path, _seq(path, "Reject"))
+    assert data["decision"]["payload"]["code"] == "queue_timeout"
+    assert data["cause"]["type"] == "TimerFired"
+    text = data["explanation"]
+    assert "Request r1 is answered 503 (queue_timeout)" in text
+    assert "queue (#1)" in text and "queueTimeoutSeconds (1000 ms)" in text
+
+
 def test_explain_refuses_inputs_and_seqs_out_of_range(abc_log: Path) -> None:
     with open_log(abc_log) as reader, pytest.raises(ReplayError, match="an input, not a decision"):
         explain(reader, _seq(abc_log, "RequestReceived"))

@@ -246,4 +246,12 @@ def _reject(body: Reject, cause: Envelope, st: SchedulerState) -> list[str]:
         return [head, f"The swap to {req.model} that it waited for failed to start its process."]
     if body.code == "shutting_down":
         return [head, "The server had begun shutting down, so nothing new is admitted."]
+    if body.code == "queue_timeout" and req is not None and st.config is not None:
+        where = st.queue.index(req.request_id) + 1 if req.request_id in st.queue else "?"
+        return [
+            head,
+            f"It had been in the queue (#{where}) since {local_time(req.received_ms)}, longer "
+            f"than queueTimeoutSeconds ({st.config.queue_timeout_ms} ms), and no swap was "
+            f"loading {req.model} for it, so it was answered rather than kept waiting.",
+        ]
     return [head]
