@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.types import (
+    ConfigApplied,
+    Dispatch,
+    Envelope,
+    RequestFinished,
+    RequestReceived,
+)
 from tests.replay.conftest import run_replay
 from tests.replay.recording import Arrival, group_config, record
 from tools.replay.errors import ReplayError
@@ -72,3 +79,35 @@ def test_a_client_that_gave_up_gives_up_again(tmp_path: Path) -> None:
         figures = summarise(simulate(traffic, {"policy": policy}))
         assert "B" not in figures or figures["B"]["served"] == 0
         assert figures["TOTAL"]["loads"] == 1
+
+
+def test_a_queue_timeout_what_if_rejects_the_requests_that_waited_too_long(abc_log: Path) -> None:
+    traffic = _traffic(abc_log)
+    recorded = summarise(traffic.recorded)
+    timed = summarise(simulate(traffic, {"queue_timeout_ms": "1000"}))
+    assert recorded["TOTAL"]["rejected"] == 0
+    # B and C queue behind A's two requests (served 1000 ms each after a 500 ms load)
+    assert timed["A"]["rejected"] == 0 and timed["B"]["rejected"] == 2
+    assert timed["C"]["rejected"] == 2 and timed["TOTAL"]["served"] == 2
+
+
+def test_recorded_ttl_overrides_are_replayed_in_the_what_if() -> None:
+    """r0 asked for a 1 s ttl (configured: 60 s): A unloads before r1, which loads it again."""
+    config = group_config(("A", "B"), ttl_ms=60_000).to_dict()
+
+    def log(override: int | None) -> list[Envelope]:
+        bodies = [
+            (0, ConfigApplied(config_hash="c", schedule=config)),
+            (1, RequestReceived(request_id="r0", model="A", ttl_override_ms=override)),
+            (600, Dispatch(request_id="r0", model="A", instance=1)),
+            (700, RequestFinished(request_id="r0", model="A", status=200)),
+            (10_000, RequestReceived(request_id="r1", model="A")),
+            (10_001, Dispatch(request_id="r1", model="A", instance=1)),
+            (10_100, RequestFinished(request_id="r1", model="A", status=200)),
+        ]
+        return [Envelope(body=b, ts_ms=ts, seq=i + 1) for i, (ts, b) in enumerate(bodies)]
+
+    with_override = extract_traffic(log(1_000))
+    assert with_override.requests[0].ttl_override_ms == 1_000
+    assert simulate(with_override, {}).loads == {"A": 2}
+    assert simulate(extract_traffic(log(None)), {}).loads == {"A": 1}
