@@ -26,6 +26,11 @@ SCENARIOS: dict[str, list[tuple[str, object]]] = {
         ("@3011 timer queue:r2", "reject r2 503 queue_timeout"),
         ("@3100 done r1", ""),  # nothing is left to swap for
     ],
+    "a timer that fires early only re-arms (strictly longer than the timeout)": [
+        ("@10 req r2 B", ["timer queue:r2 @3011", "pos r2:1"]),
+        ("@3010 timer queue:r2", "timer queue:r2 @3011"),
+        ("@3011 timer queue:r2", "reject r2 503 queue_timeout"),
+    ],
     "dispatched in time: the timer is cancelled": [
         ("@10 req r2 B", ["timer queue:r2 @3011", "pos r2:1"]),
         ("@100 done r1", ["plan B [A]", "stop A#1 evict 10000"]),
