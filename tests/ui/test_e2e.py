@@ -293,6 +293,15 @@ def test_unload_all_stops_every_model(page, server) -> None:
     expect(page.get_by_role("button", name="Unload All")).to_be_disabled()
 
 
+def test_reload_config_from_the_models_page(page, server) -> None:
+    page.goto(f"{server}/ui/#/models")
+    expect(model_row(page, "demo-fast")).to_be_visible()
+    page.get_by_role("button", name="Reload config").click()
+    expect(page.get_by_test_id("reload-notice")).to_contain_text("Configuration reloaded")
+    status, text = http(server, "/api/log/events?type=ConfigApplied&limit=100")
+    assert status == 200 and '"reason": "reload"' in text.replace('":"', '": "')
+
+
 def test_load_test_timeline_separates_load_from_generation(page, server) -> None:
     assert http(server, "/api/models/unload", "POST")[0] == 200
     page.goto(f"{server}/ui/#/playground")

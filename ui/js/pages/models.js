@@ -180,6 +180,20 @@ export function ModelsPage() {
   const unlistedCount = local.filter((m) => m.unlisted).length;
   const shown = local.filter((m) => showUnlisted || !m.unlisted);
   const ready = local.filter((m) => m.state === "ready").length;
+  const [reloading, setReloading] = useState(false);
+  const [notice, setNotice] = useState("");
+  const reloadConfig = async () => {
+    setReloading(true);
+    setNotice("");
+    try {
+      await postJSON("/api/config/reload");
+      setNotice("Configuration reloaded: only models whose settings changed restart.");
+    } catch (e) {
+      onError(e.message);
+    } finally {
+      setReloading(false);
+    }
+  };
   const unloadAll = async () => {
     setUnloadingAll(true);
     try {
@@ -194,11 +208,15 @@ export function ModelsPage() {
     <${Card}
       title=${`Models (${shown.length} of ${local.length})`}
       actions=${html`<span class="count">${ready} ready</span>
+        <button type="button" class="btn" disabled=${reloading} onClick=${reloadConfig}
+          title="Read the configuration files again and apply them (as SIGHUP does)">
+          ${reloading ? html`<${Spinner} label="Reloading" />` : ""} Reload config
+        </button>
         <button type="button" class="btn danger" disabled=${unloadingAll || ready === 0} onClick=${unloadAll}>
           ${unloadingAll ? html`<${Spinner} label="Unloading all" />` : ""} Unload All
         </button>`}
     >
-      <div aria-live="polite"><${ErrorNote}>${error}<//></div>
+      <div aria-live="polite"><${ErrorNote}>${error}<//>${notice && !error && html`<p class="muted small" data-testid="reload-notice">${notice}</p>`}</div>
       <div class="section-head">
         <h3>Local models</h3>
         <${Switch} checked=${showUnlisted} onChange=${setShowUnlisted} label=${`Show unlisted models (${unlistedCount})`} />
