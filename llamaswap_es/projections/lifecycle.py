@@ -23,7 +23,7 @@ from llamaswap_es.perf.hardware import detect_hardware
 from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
 from llamaswap_es.perf.sampler import PerformanceSampler
 from llamaswap_es.projections.activity import ActivityProjection
-from llamaswap_es.projections.captures import CaptureStore
+from llamaswap_es.projections.captures import CaptureStore, capture_secrets
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.event_hub import EventHub
 from llamaswap_es.projections.inflight import InflightTracker
@@ -101,8 +101,9 @@ class Projections:
         loop.add_listener(runner.on_committed)
         await runner.start()
         sampler.start()
-        secrets = [*config.api_keys, *(p.api_key for p in config.peers.values() if p.api_key)]
-        captures = CaptureStore(db, budget_mib=config.capture_buffer, secrets=secrets)
+        captures = CaptureStore(
+            db, budget_mib=config.capture_buffer, secrets=capture_secrets(config)
+        )
         return cls(
             db=db,
             store=service.store,

@@ -243,3 +243,30 @@ async def test_the_reload_endpoint_applies_the_file_or_says_why_not(server_facto
     with open_log(server.db_path) as reader:
         reasons = [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
     assert reasons == ["startup", "reload", "reload"]
+
+
+async def test_a_reload_that_turns_captures_on_captures_the_next_request(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")], header="captureBuffer: 0"))
+    assert server.config_path is not None
+    activity_url = f"{server.url}/api/metrics/activity"
+    async with aiohttp.ClientSession() as http:
+
+        async def rows(count: int) -> list[dict]:
+            async with asyncio.timeout(20):
+                while True:
+                    async with http.get(activity_url) as r:
+                        doc = await r.json()
+                    if doc["total"] >= count:
+                        return doc["data"]
+                    await asyncio.sleep(0.05)
+
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        assert [row["has_capture"] for row in await rows(1)] == [False]
+        server.config_path.write_text(config_text([fake_model("a")], header="captureBuffer: 5"))
+        async with http.post(server.url + "/api/config/reload") as r:
+            assert r.status == 200
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        newest_first = await rows(2)
+        assert [row["has_capture"] for row in newest_first] == [True, False]
