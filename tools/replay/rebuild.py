@@ -41,7 +41,7 @@ def origin_before(reader: LogReader, facts: LogFacts, seq: int) -> Origin:
             skipped += f" (the snapshot at seq {snap.seq} was unusable: {exc})"
         snap = _snapshot(reader, snap.seq - 1)
     if facts.first_seq > 1:
-        raise ReplayError(_no_origin_message(reader, facts, seq) + skipped)
+        raise ReplayError(_no_origin_message(reader, facts) + skipped)
     return Origin(new_state(), 1, None, "from the start of the log" + skipped)
 
 
@@ -70,7 +70,7 @@ def _snapshot(reader: LogReader, max_seq: int) -> Snapshot | None:
         raise ReplayError(str(exc)) from exc
 
 
-def _no_origin_message(reader: LogReader, facts: LogFacts, seq: int) -> str:
+def _no_origin_message(reader: LogReader, facts: LogFacts) -> str:
     head = (
         f"{facts.path} starts at seq {facts.first_seq}: the reducer state before that is not "
         f"in it and no snapshot of reducer {REDUCER_VERSION} covers it, so its decisions cannot "
@@ -83,10 +83,11 @@ def _no_origin_message(reader: LogReader, facts: LogFacts, seq: int) -> str:
         "a bundle cut out of the middle"
     )
     later = later_origin(reader, facts, facts.last_seq)
-    if later is not None and later.snapshot_seq is not None and later.snapshot_seq < seq:
-        return head + f"; replay from after the snapshot at seq {later.snapshot_seq} instead"
     if later is not None:
-        return head + f"; the first seq that can be replayed is {later.next_seq}"
+        return head + (
+            f"; the first seq that can be replayed is {later.next_seq}, after the snapshot at "
+            f"seq {later.snapshot_seq} (`--from {later.next_seq}`)"
+        )
     return head
 
 
