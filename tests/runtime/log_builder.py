@@ -10,12 +10,15 @@ from llamaswap_es import core
 from llamaswap_es.events.rows import encode_envelopes
 from llamaswap_es.events.types import (
     ConfigApplied,
+    Dispatch,
     Envelope,
     Event,
     LoadRequested,
     ProcessReady,
     ProcessSpawned,
     ProcessStopped,
+    RequestFinished,
+    RequestReceived,
     ServerStarted,
     StartProcess,
     StopProcess,
@@ -32,18 +35,20 @@ BOOT = "built-boot"
 class LogBuilder:
     """Write with `at(day)`, `load`, `unload`, `snapshot`; `close` when done."""
 
-    def __init__(self, path: Path, models: tuple[str, ...] = ("a", "b")) -> None:
+    def __init__(
+        self, path: Path, models: tuple[str, ...] = ("a", "b"), base_ms: int = BASE_MS
+    ) -> None:
         self.path = path
         self.writer = LogWriter.open(path)
         self.state = core.new_state()
-        self.now_ms = BASE_MS
+        self.base_ms = self.now_ms = base_ms
         self.snapshots: dict[str, int] = {}
         self._pids = itertools.count(40_000)
         self.input(ServerStarted(boot_id=BOOT, pid=1, version="0.1.0"))
         self.input(ConfigApplied(config_hash="built", schedule=group_config(models).to_dict()))
 
     def at(self, day: float) -> LogBuilder:
-        self.now_ms = BASE_MS + int(day * DAY_MS)
+        self.now_ms = self.base_ms + int(day * DAY_MS)
         return self
 
     def input(self, event: Event) -> list[object]:
@@ -88,6 +93,16 @@ class LogBuilder:
                 pending += self.input(ProcessReady(model=model, instance=decision.instance))
         assert spawned, f"{model} was not started"
         return spawned
+
+    def serve(self, request_id: str, model: str) -> None:
+        """A chat request for a ready `model`: received, dispatched, finished."""
+        decisions = self.input(
+            RequestReceived(
+                request_id=request_id, model=model, path="/v1/chat/completions", method="POST"
+            )
+        )
+        assert any(isinstance(d, Dispatch) for d in decisions), decisions
+        self.input(RequestFinished(request_id=request_id, model=model, status=200))
 
     def unload(self) -> None:
         for decision in self.input(UnloadRequested()):
