@@ -60,10 +60,12 @@ class ConfigReloader:
                 log.error("%s (%s)", message, origin)
                 return ReloadOutcome(False, message)
             self._on_applied(new)
+            self._ctx.service.prune_soon()  # retention settings apply now, not at the next snapshot
             if self._ctx.projections is not None:
                 self._ctx.projections.captures.configure(
                     budget_mib=new.capture_buffer, secrets=capture_secrets(new)
                 )
+                self._ctx.projections.prune_activity_soon()
             self._ctx.active_profile = None
             self._ctx.hub.publish("modelStatus", model_status(self._ctx))
             log.info("configuration reloaded (%s)", origin)

@@ -84,3 +84,28 @@ async def test_old_events_and_activity_are_pruned_and_the_server_works_on(
     assert _query(db_path, "SELECT request_id FROM activity WHERE id = 2") == [("recent-1",)]
     server.stop()
     # server_factory's teardown runs `replay verify` on this log: it starts from the snapshot.
+
+
+async def test_retention_turned_on_by_a_reload_prunes_at_once(
+    server_factory, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "events.db"
+    old_snapshot = _history(db_path)
+    model = fake_model("a")
+    server = server_factory(config_text([model]), db_path=db_path)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url + "/api/version") as response:
+            assert response.status == 200  # serving, its start-up (no-op) prune done or moot
+        assert _query(db_path, "SELECT min(seq) FROM events") == [(1,)]
+        assert server.config_path is not None
+        header = "llamaswap-es:\n  eventRetentionDays: 30\n  activityRetentionDays: 30\n"
+        server.config_path.write_text(config_text([model], header))
+        async with http.post(server.url + "/api/config/reload") as response:
+            assert response.status == 200
+
+    def pruned() -> bool:
+        first = _query(db_path, "SELECT min(seq) FROM events")[0][0]
+        old_rows = _query(db_path, "SELECT count(*) FROM activity WHERE request_id = 'old-1'")
+        return first == old_snapshot + 1 and old_rows[0][0] == 0
+
+    await wait_until(pruned, timeout_s=20, what="the prune after the reload")
