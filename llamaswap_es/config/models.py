@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from llamaswap_es.config.go_url import go_url_parse_error
 from llamaswap_es.config.gotypes import (
@@ -387,6 +394,22 @@ class LlamaSwapEsSettings(GoStruct):
     min_resident_seconds: GoInt = Field(0, alias="minResidentSeconds")
     max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB")
     shutdown_timeout_seconds: GoInt = Field(30, alias="shutdownTimeoutSeconds")
+    event_retention_days: int = Field(0, alias="eventRetentionDays")
+    """Events older than this many days are pruned, in steps anchored on reducer snapshots."""
+    activity_retention_days: int = Field(0, alias="activityRetentionDays")
+    """Activity rows older than this many days are deleted; 0 keeps them (as llama-swap does)."""
+
+    @field_validator("event_retention_days", "activity_retention_days", mode="before")
+    @classmethod
+    def _whole_days(cls, value: Any) -> int:
+        """Retention deletes data: a value YAML would truncate (1.5) or a bool is refused."""
+        # The error's location (the loader prefixes it) names the key: `llamaswap-es.<key>`.
+        if isinstance(value, bool) or not isinstance(value, int):
+            shown = "a collection" if isinstance(value, dict | list) else go_format_value(value)
+            raise fatal_error(f"must be a whole number of days (0 keeps everything), got {shown}")
+        if value < 0:
+            raise fatal_error(f"must be >= 0 (0 keeps everything), got {value}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

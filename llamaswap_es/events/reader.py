@@ -190,6 +190,14 @@ class DatabaseReader(RowsAsEnvelopes):
             raise translate_sqlite_error(exc, self.path) from exc
         return int(row[0] or 0)
 
+    def first_seq(self) -> int:
+        """The lowest seq still in the log (0 when empty; above 1 once retention pruned it)."""
+        try:
+            row = self._conn.execute("SELECT min(seq) FROM events").fetchone()
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, self.path) from exc
+        return int(row[0] or 0)
+
     def range_facts(self, from_seq: int, to_seq: int) -> tuple[int, list[str]]:
         """How many rows lie in `from_seq..to_seq`, and their boot ids in order of appearance."""
         try:
@@ -224,6 +232,21 @@ class DatabaseReader(RowsAsEnvelopes):
         if row is None:
             return None
         return Snapshot(row[0], row[1], row[2], bytes(row[3]))
+
+    def snapshots_older_than(self, reducer_version: str, ts_ms: int) -> list[int]:
+        """Seqs of `reducer_version`'s snapshots whose event is older than `ts_ms`, newest first.
+
+        A snapshot whose event is no longer in the log does not count (nothing to anchor on).
+        """
+        sql = (
+            "SELECT s.seq FROM snapshots AS s JOIN events AS e ON e.seq = s.seq "
+            "WHERE s.reducer_version = ? AND e.ts_ms < ? ORDER BY s.seq DESC"
+        )
+        try:
+            rows = self._conn.execute(sql, (reducer_version, ts_ms)).fetchall()
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, self.path) from exc
+        return [int(r[0]) for r in rows]
 
 
 def decode_checked(row: Row, path: Path, validate: bool) -> Envelope:

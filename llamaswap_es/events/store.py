@@ -31,6 +31,9 @@ from llamaswap_es.events.rows import UnsequencedRow, encode_envelopes
 from llamaswap_es.events.types import Envelope, ServerStarted
 from llamaswap_es.events.writer import LogWriter
 
+PRUNE_CHUNK = 5_000
+"""Events deleted per transaction by `prune_through` (appends wait at most one chunk)."""
+
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -188,6 +191,40 @@ class EventStore:
                 reducer_version=reducer_version, seq=seq, digest=digest, state=bytes(state)
             ),
         )
+
+    async def prune_through(self, seq: int, *, chunk: int = PRUNE_CHUNK) -> int:
+        """Delete every event up to `seq` and the snapshots below it; returns events deleted.
+
+        `seq` must be the seq of a stored snapshot (the log then still replays from it) and
+        below the newest committed event (the newest row is never deleted). Each chunk of
+        `chunk` rows is its own job on the writer thread, so appends interleave between chunks
+        instead of waiting for the whole prune. Events go oldest first: if the server stops
+        half-way, the next prune finishes the job. Stops early, keeping what is done, when the
+        store closes.
+        """
+        if self._closing:
+            raise StoreError(f"{self.path}: the event log is closed")
+        if seq >= self._committed_seq:
+            raise StoreError(
+                f"{self.path}: cannot prune through seq {seq}: the newest event "
+                f"({self._committed_seq}) is never pruned"
+            )
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(self._write_thread, self._writer.has_snapshot_at, seq):
+            raise StoreError(
+                f"{self.path}: cannot prune through seq {seq}: no snapshot is stored there, so "
+                "the log would no longer replay"
+            )
+        deleted = 0
+        while not self._closing:
+            n = await loop.run_in_executor(self._write_thread, self._writer.prune_chunk, seq, chunk)
+            deleted += n
+            if n == 0:
+                await loop.run_in_executor(
+                    self._write_thread, self._writer.prune_snapshots_before, seq
+                )
+                break
+        return deleted
 
     # ----------------------------------------------------------------------------------------
     # Reading

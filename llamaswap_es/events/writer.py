@@ -125,6 +125,32 @@ class LogWriter:
                 (reducer_version, seq, digest, state, int(time.time() * 1000)),
             )
 
+    def prune_chunk(self, through_seq: int, limit: int) -> int:
+        """Delete the oldest events, at most `limit` of them and none above `through_seq`.
+
+        One short transaction, so appends wait for one chunk at most (retention calls this
+        repeatedly, see `EventStore.prune_through`). Returns the rows deleted; 0 when nothing
+        at or below `through_seq` is left. Seqs are never reused: AUTOINCREMENT remembers them.
+        """
+        with self._transaction():
+            first = self._conn.execute("SELECT min(seq) FROM events").fetchone()[0]
+            if first is None or first > through_seq:
+                return 0
+            upper = min(through_seq, first + max(1, limit) - 1)
+            cursor = self._conn.execute(
+                "DELETE FROM events WHERE seq >= ? AND seq <= ?", (first, upper)
+            )
+            return cursor.rowcount
+
+    def prune_snapshots_before(self, seq: int) -> int:
+        """Delete the snapshots below `seq` (of every reducer version); returns how many."""
+        with self._transaction():
+            return self._conn.execute("DELETE FROM snapshots WHERE seq < ?", (seq,)).rowcount
+
+    def has_snapshot_at(self, seq: int) -> bool:
+        row = self._conn.execute("SELECT 1 FROM snapshots WHERE seq = ? LIMIT 1", (seq,))
+        return row.fetchone() is not None
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT; any failure rolls back, SQLite's errors name the file."""

@@ -4,7 +4,9 @@
 its checkpoint says it already applied, folds the rest (`ActivityFold`), and writes the new rows
 together with the checkpoint in one transaction, so a crash between the two is impossible and a
 restart never counts a request twice. `rebuild` empties the table and folds the whole log again;
-ids are assigned in log order, so a rebuilt table equals the live one row for row.
+ids are assigned in log order, so a rebuilt table equals the live one row for row. On a log that
+retention pruned, `rebuild` keeps the rows the remaining events cannot recompute and refolds
+only the rest.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class ActivityProjection:
         self.fold: ActivityFold | None = None
         self.seq = 0
         self._written_seq = 0
+        self._keep: frozenset[str] = frozenset()
+        """Request ids whose kept row a pruned-log rebuild must not write again."""
 
     def load(self, conn: sqlite3.Connection) -> int:
         """Read the checkpoint (once); returns the last seq applied."""
@@ -70,7 +74,7 @@ class ActivityProjection:
             last = env.seq
             row = self.fold.step(env)
             touched = touched or _matters(env)
-            if row is not None:
+            if row is not None and row["request_id"] not in self._keep:
                 rows.append(row)
         if last == self.seq:
             return []
@@ -107,11 +111,55 @@ class ActivityProjection:
         self.fold = ActivityFold()
         self.seq = self._written_seq = 0
 
+    def reset_from(self, conn: sqlite3.Connection, first_seq: int) -> int:
+        """Prepare a rebuild of a log that starts at `first_seq` (retention pruned the rest).
+
+        Deletes only the rows the remaining events will write again: those ended at or after
+        `first_seq` whose request was received (or, from a peer, recorded) there too. Rows of
+        requests whose start was pruned are kept as they are, and so are all older rows; the
+        fold starts empty just before `first_seq`. Returns the rows kept.
+        """
+        with write_transaction(conn, self.path):
+            conn.execute(
+                "DELETE FROM activity WHERE seq >= ? AND request_id IN (SELECT key FROM events "
+                "WHERE seq >= ? AND type IN ('RequestReceived', 'PeerRequestFinished'))",
+                (first_seq, first_seq),
+            )
+            conn.execute(
+                "UPDATE sqlite_sequence SET seq = (SELECT coalesce(max(id), 0) FROM activity) "
+                "WHERE name = 'activity'"
+            )
+            conn.execute("DELETE FROM projection_checkpoints WHERE name = ?", (NAME,))
+            kept = int(conn.execute("SELECT count(*) FROM activity").fetchone()[0])
+            boundary = conn.execute("SELECT request_id FROM activity WHERE seq >= ?", (first_seq,))
+            self._keep = frozenset(r[0] for r in boundary)
+        self.fold = ActivityFold()
+        self.seq = self._written_seq = first_seq - 1
+        return kept
+
     def rebuild(
-        self, conn: sqlite3.Connection, envelopes: Iterable[Envelope], page: int = 5_000
+        self,
+        conn: sqlite3.Connection,
+        envelopes: Iterable[Envelope],
+        page: int = 5_000,
+        *,
+        first_seq: int = 1,
     ) -> int:
-        """Drop everything and fold `envelopes` (the whole log) again; returns rows written."""
-        self.reset(conn)
+        """Fold `envelopes` (the whole log, from `first_seq`) again; returns rows written.
+
+        From seq 1 the table is emptied first; a pruned log (`first_seq` > 1) keeps the rows
+        it cannot recompute (`reset_from`).
+        """
+        if first_seq > 1:
+            self.reset_from(conn, first_seq)
+        else:
+            self.reset(conn)
+        try:
+            return self._fold_all(conn, envelopes, page)
+        finally:
+            self._keep = frozenset()
+
+    def _fold_all(self, conn: sqlite3.Connection, envelopes: Iterable[Envelope], page: int) -> int:
         written = 0
         batch: list[Envelope] = []
         for env in envelopes:

@@ -27,6 +27,7 @@ from typing import Any
 import cbor2
 import zstandard
 
+from llamaswap_es.config import LlamaSwapConfig
 from llamaswap_es.projections.database import ProjectionDatabase, write_transaction
 from llamaswap_es.projections.inflight import redact_headers
 
@@ -81,6 +82,11 @@ EXPIRY_EVERY_MS = 60_000
 """How often captures past their age are deleted (they are also counted against the budget)."""
 
 
+def capture_secrets(config: LlamaSwapConfig) -> list[str]:
+    """Every credential of ours a capture must never hold: API keys and peers' keys."""
+    return [*config.api_keys, *(p.api_key for p in config.peers.values() if p.api_key)]
+
+
 class CaptureStore:
     """Captures in the database, within `budget_bytes` (stored size) and `max_age_ms`."""
 
@@ -93,10 +99,17 @@ class CaptureStore:
         secrets: Sequence[str] = (),
     ) -> None:
         self._db = db
-        self.budget_bytes = int(budget_mib * MIB) if budget_mib > 0 else 0
         self.max_age_ms = max_age_ms
         self._stored: int | None = None
         self._expired_at_ms = 0
+        self.configure(budget_mib=budget_mib, secrets=secrets)
+
+    def configure(self, *, budget_mib: float, secrets: Sequence[str]) -> None:
+        """Apply `captureBuffer` and the credentials to redact (at start and on every reload).
+
+        A smaller budget evicts the oldest captures at the next insert; 0 stops capturing new
+        requests and keeps what is stored."""
+        self.budget_bytes = int(budget_mib * MIB) if budget_mib > 0 else 0
         self.secrets = tuple(secrets)
 
     @property

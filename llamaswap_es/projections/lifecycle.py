@@ -4,14 +4,17 @@
 catches the activity table up from its checkpoint, follows the run loop live, starts the
 performance sampler and takes the hardware snapshot. The object is also the `deps` that every
 `register_routes(router, deps)` in this package takes, so wiring the routes is one line each.
+`activityRetentionDays` is applied at start and after each reducer snapshot the service writes
+(the moments the event log is pruned too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +26,8 @@ from llamaswap_es.perf.hardware import detect_hardware
 from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
 from llamaswap_es.perf.sampler import PerformanceSampler
 from llamaswap_es.projections.activity import ActivityProjection
-from llamaswap_es.projections.captures import CaptureStore
+from llamaswap_es.projections.activity_retention import prune_activity
+from llamaswap_es.projections.captures import CaptureStore, capture_secrets
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.event_hub import EventHub
 from llamaswap_es.projections.inflight import InflightTracker
@@ -57,6 +61,8 @@ class Projections:
     state: Callable[[], SchedulerState | None]
     config: Callable[[], LlamaSwapConfig]
     clock_ms: Callable[[], int] = wall_ms
+    _pruning: set[asyncio.Task[int]] = field(default_factory=set, init=False, repr=False)
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     @property
     def db_path(self) -> Path:
@@ -101,9 +107,10 @@ class Projections:
         loop.add_listener(runner.on_committed)
         await runner.start()
         sampler.start()
-        secrets = [*config.api_keys, *(p.api_key for p in config.peers.values() if p.api_key)]
-        captures = CaptureStore(db, budget_mib=config.capture_buffer, secrets=secrets)
-        return cls(
+        captures = CaptureStore(
+            db, budget_mib=config.capture_buffer, secrets=capture_secrets(config)
+        )
+        projections = cls(
             db=db,
             store=service.store,
             runner=runner,
@@ -118,9 +125,33 @@ class Projections:
             config=lambda: service.config,
             clock_ms=service.clock.now_ms,
         )
+        service.add_snapshot_listener(lambda _seq: projections.prune_activity_soon())
+        projections.prune_activity_soon()
+        return projections
+
+    def prune_activity_soon(self) -> asyncio.Task[int] | None:
+        """Apply `activityRetentionDays` in the background; the task returns the rows deleted."""
+        if self._stopped:
+            return None
+        task = asyncio.create_task(self._prune_activity(), name="activity retention")
+        self._pruning.add(task)
+        task.add_done_callback(self._pruning.discard)
+        return task
+
+    async def _prune_activity(self) -> int:
+        days = self.config().llamaswap_es.activity_retention_days
+        try:
+            return await prune_activity(self.db, days=days, now_ms=self.clock_ms())
+        except Exception:
+            log.exception("could not prune the activity table")
+            return 0
 
     async def stop(self) -> None:
         """Call before `service.shutdown()` (the runner reads the still-open log)."""
+        self._stopped = True
+        for task in self._pruning:  # the next start finishes it
+            task.cancel()
+        await asyncio.gather(*self._pruning, return_exceptions=True)
         await self.runner.stop()
         await self.sampler.stop()
         self.db.close()

@@ -66,6 +66,8 @@ def model_status_payload(
             "unlisted": model.unlisted,
             "peerID": "",
         }
+        if states.get(model_id) == "failed":  # ours: its last start failed (the UI says why)
+            entry["failed"] = True
         aliases = aliases_of(config, model_id)
         if aliases:
             entry["aliases"] = aliases

@@ -3,6 +3,8 @@
 Runs offline: it takes the server's lock on the database (and refuses, naming the pid, while a
 server is using it), brings the schema up to date, rebuilds the `activity` table from seq 1 and
 says what it did. Captures are not derived from the log (bodies never enter it), so they stay.
+On a log that retention pruned (its first seq is above 1), the activity rows the remaining
+events cannot recompute are kept and only the rest is folded again.
 In-memory projections (metrics, queue view) are rebuilt by every server start.
 """
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llamaswap_es.errors import LlamaSwapError
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.writer import LogWriter
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import connect_writer
@@ -27,6 +29,9 @@ class RebuildReport:
     last_seq: int
     activity_rows: int
     seconds: float
+    first_seq: int = 1
+    kept_rows: int = 0
+    """Activity rows kept because the events they came from were pruned."""
 
 
 def rebuild_projections(db_path: str | Path) -> RebuildReport:
@@ -39,15 +44,18 @@ def rebuild_projections(db_path: str | Path) -> RebuildReport:
     try:
         conn = connect_writer(path)
         try:
-            with open_log(path) as reader:
-                last_seq = reader.last_seq()
-                counted = _Counting(reader.iter_envelopes())
-                rows = ActivityProjection(path).rebuild(conn, counted)
+            with DatabaseReader(path) as reader:
+                last_seq, first_seq = reader.last_seq(), max(1, reader.first_seq())
+                counted = _Counting(reader.iter_envelopes(from_seq=first_seq))
+                activity = ActivityProjection(path)
+                rows = activity.rebuild(conn, counted, first_seq=first_seq)
+                total = int(conn.execute("SELECT count(*) FROM activity").fetchone()[0])
         finally:
             conn.close()
     finally:
         writer.close()
-    return RebuildReport(counted.count, last_seq, rows, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return RebuildReport(counted.count, last_seq, rows, seconds, first_seq, total - rows)
 
 
 class _Counting:
@@ -72,10 +80,16 @@ def run_command(args: argparse.Namespace) -> int:
     except LlamaSwapError as exc:
         print(f"llamaswap-es: {exc}", file=sys.stderr)
         return 1
+    kept = ""
+    if report.first_seq > 1:
+        kept = (
+            f" (+{report.kept_rows} kept: the log starts at seq {report.first_seq}, the events "
+            "of older rows were pruned)"
+        )
     print(
-        f"rebuilt projections of {args.db} from {report.events} events (seq 1..{report.last_seq}) "
-        f"in {report.seconds:.2f}s\n"
-        f"  activity: {report.activity_rows} rows\n"
+        f"rebuilt projections of {args.db} from {report.events} events "
+        f"(seq {report.first_seq}..{report.last_seq}) in {report.seconds:.2f}s\n"
+        f"  activity: {report.activity_rows} rows{kept}\n"
         "  captures: kept (not derived from the log)\n"
         "  metrics, queue view, model status: in memory, rebuilt at every server start"
     )

@@ -60,20 +60,18 @@ class Rebuilt:
     unfinished_requests: list[str] = field(default_factory=list)
     replayed: int = 0
     from_snapshot_seq: int = 0
+    history_lost: bool = False
+    """The log was pruned and no snapshot could be restored: the state starts empty."""
 
 
 def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
     """Replay the log into a fresh state (synchronous: run it in a thread)."""
     with DatabaseReader(db_path) as reader:
-        state = core.new_state()
-        start = 1
-        snap = reader.latest_snapshot(core.REDUCER_VERSION)
-        if snap is not None:
-            try:
-                state = core.restore(snap.state)
-                start = snap.seq + 1
-            except core.SnapshotError as exc:
-                log.warning("ignoring snapshot at seq %d: %s", snap.seq, exc)
+        first = reader.first_seq()
+        origin = _usable_snapshot(reader, first)
+        if origin is None and first > 1:
+            return _without_history(reader, boot_id, first)
+        state, start = origin if origin is not None else (core.new_state(), 1)
         result = Rebuilt(state=state, from_snapshot_seq=start - 1)
         spawned: dict[tuple[str, int], tuple[int, int, int]] = {}
         previous_boot: str | None = None
@@ -96,6 +94,53 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
             result.replayed += 1
         result.state = state
         return result
+
+
+def _usable_snapshot(reader: DatabaseReader, first_seq: int) -> tuple[SchedulerState, int] | None:
+    """The newest snapshot of this reducer that restores and that the log continues from.
+
+    Returns the restored state and the first seq to replay. A snapshot below the log's first
+    seq minus one cannot be used (the events after it were pruned).
+    """
+    snap = reader.latest_snapshot(core.REDUCER_VERSION)
+    while snap is not None and snap.seq >= first_seq - 1:
+        try:
+            return core.restore(snap.state), snap.seq + 1
+        except core.SnapshotError as exc:
+            log.warning("ignoring snapshot at seq %d: %s", snap.seq, exc)
+        snap = reader.latest_snapshot(core.REDUCER_VERSION, max_seq=snap.seq - 1)
+    return None
+
+
+def _without_history(reader: DatabaseReader, boot_id: str, first_seq: int) -> Rebuilt:
+    """A pruned log with no snapshot this code can restore: start empty, adopt nothing.
+
+    Folding the tail into an empty state would invent a state that never was (models "stopped"
+    that are running, requests that were never received), so nothing is replayed but this run's
+    own `ServerStarted`; `settle` then reaps every tagged upstream of the previous run as an
+    orphan. The service saves a snapshot at once, so the log is anchored again from here on.
+    """
+    started = reader.read(types=("ServerStarted",), from_seq=first_seq)
+    ours = next((e for e in started if e.body.boot_id == boot_id), None)
+    before = [e.body.boot_id for e in started if ours is None or e.seq < ours.seq]
+    log.warning(
+        "event log %s starts at seq %d (older events were pruned) and holds no usable snapshot "
+        "of reducer %s (after an upgrade the older snapshots no longer restore): starting from "
+        "an empty scheduler state; processes of the previous run are stopped, not adopted",
+        reader.path,
+        first_seq,
+        core.REDUCER_VERSION,
+    )
+    state = core.new_state()
+    result = Rebuilt(state=state, from_snapshot_seq=0, history_lost=True)
+    result.previous_boot = before[-1] if before else None
+    if ours is not None:
+        for envelope in reader.iter_envelopes(from_seq=ours.seq):
+            if not envelope.body.IS_DECISION:
+                state, _ = core.reduce(state, envelope)
+                result.replayed += 1
+    result.state = state
+    return result
 
 
 def _note_previous_run(

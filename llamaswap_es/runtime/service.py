@@ -41,6 +41,7 @@ from llamaswap_es.runtime.loop import RunLoop
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.process_specs import process_spec
 from llamaswap_es.runtime.recovery import rebuild, settle
+from llamaswap_es.runtime.retention import DAY_MS, live_instances, prune_events
 from llamaswap_es.runtime.timers import Timers
 
 log = logging.getLogger("llamaswap_es.runtime.service")
@@ -50,6 +51,12 @@ StatePredicate = Callable[[SchedulerState], bool]
 SNAPSHOT_EVERY_EVENTS = 50_000
 """A reducer snapshot is saved after this many new events, so a restart after a crash replays at
 most about this much of the log (a clean shutdown always saves one)."""
+
+SNAPSHOT_EVERY_MS = DAY_MS
+"""A snapshot is also saved at the first commit this long after the last one, so retention
+(which prunes only up to a snapshot) is about a day precise on a quiet server too."""
+
+SnapshotListener = Callable[[int], None]
 
 
 TAG_OVERRIDE_VAR = "LLAMASWAP_ES_ENV_TAG"
@@ -92,13 +99,22 @@ class SwapService:
         self._changed = asyncio.Event()
         self._shutdown_started = False
         self._events_since_snapshot = 0
+        self._last_snapshot_ms = 0
+        """When the newest snapshot's event was stamped (the clock provider's time)."""
+        self._snapshot_due = False
         self._background: set[asyncio.Task[None]] = set()
+        self._pruning: set[asyncio.Task[int]] = set()
+        self._prune_lock = asyncio.Lock()
+        self._snapshot_listeners: list[SnapshotListener] = []
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
         self.store = await EventStore.open(
-            self.db_path, synchronous=self._synchronous, version=__version__
+            self.db_path,
+            synchronous=self._synchronous,
+            version=__version__,
+            clock_ms=self.clock.now_ms,
         )
         rebuilt = await asyncio.to_thread(rebuild, self.store.path, self.store.boot_id)
         log.info(
@@ -107,6 +123,8 @@ class SwapService:
             rebuilt.replayed,
             rebuilt.from_snapshot_seq,
         )
+        await self._note_snapshot_age(rebuilt.from_snapshot_seq)
+        self._snapshot_due = rebuilt.history_lost
         self.loop = RunLoop(
             self.store, reduce=core.reduce, state=rebuilt.state, clock=self.clock, actuator=self
         )
@@ -130,6 +148,16 @@ class SwapService:
         self.loop.submit(self._config_applied("startup"))
         self._preload()
         await self.loop.flush()
+        self.prune_soon()
+
+    async def _note_snapshot_age(self, snapshot_seq: int) -> None:
+        """Start the 24-hour snapshot clock from the snapshot recovery used (now if none)."""
+        assert self.store is not None
+        self._last_snapshot_ms = self.clock.now_ms()
+        if snapshot_seq > 0:  # its own event may be pruned: the next one is as good a bound
+            following = await self.store.read(from_seq=snapshot_seq, limit=1)
+            if following:
+                self._last_snapshot_ms = following[0].ts_ms
 
     async def shutdown(self, reason: str = "signal") -> None:
         """Answer every waiter, stop every process group, flush the log. Idempotent."""
@@ -148,6 +176,9 @@ class SwapService:
         await self.executor.close(1000)
         self.timers.cancel_all()
         await loop.stop()
+        for task in self._pruning:  # a prune resumes at the next start; never hold up shutdown
+            task.cancel()
+        await asyncio.gather(*self._pruning, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if loop.fatal_error is None:
@@ -277,10 +308,19 @@ class SwapService:
     def _on_committed(self, envelopes: Sequence[Envelope]) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        if not envelopes:
+            return
         self._events_since_snapshot += len(envelopes)
-        if self._events_since_snapshot >= SNAPSHOT_EVERY_EVENTS and envelopes:
+        newest = envelopes[-1]
+        if (
+            self._events_since_snapshot >= SNAPSHOT_EVERY_EVENTS
+            or newest.ts_ms - self._last_snapshot_ms >= SNAPSHOT_EVERY_MS
+            or self._snapshot_due
+        ):
             self._events_since_snapshot = 0
-            self._snapshot_soon(envelopes[-1].seq)
+            self._last_snapshot_ms = newest.ts_ms
+            self._snapshot_due = False
+            self._snapshot_soon(newest.seq)
 
     def _snapshot_soon(self, seq: int) -> None:
         """Take the snapshot now (between batches, so it is consistent), write it meanwhile."""
@@ -296,6 +336,14 @@ class SwapService:
                 )
             except Exception:
                 log.exception("could not save the reducer snapshot at seq %d", seq)
+                return
+            if not self._shutdown_started:
+                self.prune_soon()
+                for listener in self._snapshot_listeners:
+                    try:
+                        listener(seq)
+                    except Exception:
+                        log.exception("a snapshot listener failed at seq %d", seq)
 
         task = asyncio.create_task(save(), name=f"snapshot {seq}")
         self._background.add(task)
@@ -305,3 +353,34 @@ class SwapService:
     def state(self) -> SchedulerState:
         assert self.loop is not None
         return self.loop.state
+
+    # ------------------------------------------------------------------ retention
+
+    def add_snapshot_listener(self, listener: SnapshotListener) -> None:
+        """`listener(seq)` after each snapshot written while running (activity retention)."""
+        self._snapshot_listeners.append(listener)
+
+    def prune_soon(self) -> asyncio.Task[int]:
+        """Prune the log per `eventRetentionDays` in the background; the task returns the count.
+
+        Run after start-up and after each snapshot; prunes run one at a time, and shutdown
+        cancels one under way between chunks (the next start finishes it).
+        """
+        task = asyncio.create_task(self._prune(), name="event-log retention")
+        self._pruning.add(task)
+        task.add_done_callback(self._pruning.discard)
+        return task
+
+    async def _prune(self) -> int:
+        async with self._prune_lock:
+            days = self._config.llamaswap_es.event_retention_days
+            if days <= 0 or self.store is None or self.loop is None or self._shutdown_started:
+                return 0
+            live = live_instances(self.loop.state)
+            try:
+                return await prune_events(
+                    self.store, days=days, now_ms=self.clock.now_ms(), live=live
+                )
+            except Exception:
+                log.exception("could not prune the event log")
+                return 0

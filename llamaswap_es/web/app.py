@@ -25,6 +25,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.projections import http_activity, http_metrics, http_queue
 from llamaswap_es.web import (
+    config_reload,
     events_route,
     listing,
     log_api,
@@ -65,20 +66,19 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
 
 
 def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Application:
-    keys = list(ctx.config.api_keys)
     app = web.Application(
         middlewares=[
             access_log_middleware,
             cors_middleware,
-            api_key_middleware(keys, exempt=is_public_route),
+            api_key_middleware(lambda: ctx.config.api_keys, exempt=is_public_route),
             go_mux_errors_middleware,
         ],
         client_max_size=ctx.body_limit,
     )
     app[CTX] = ctx
     for module in (
-        ops_routes, model_routes, listing, log_routes, events_route, log_api, static_routes,
-        *extra_routes,
+        ops_routes, config_reload, model_routes, listing, log_routes, events_route, log_api,
+        static_routes, *extra_routes,
     ):  # fmt: skip
         module.register(app.router)  # type: ignore[attr-defined]
     if ctx.projections is not None:

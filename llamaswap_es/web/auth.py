@@ -13,7 +13,6 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from llamaswap_es.web.errors import unauthorized_response
 
@@ -68,19 +67,23 @@ def key_is_valid(candidate: str | None, keys: Sequence[str]) -> bool:
 
 
 def api_key_middleware(
-    keys: Sequence[str],
+    keys: Sequence[str] | Callable[[], Sequence[str]],
     exempt: Callable[[web.BaseRequest], bool] = is_public_route,
 ) -> Callable[..., object]:
     """An aiohttp middleware that answers 401 unless the request carries a configured key.
 
+    `keys` is the key list, or a function giving the keys in force now: the server passes the
+    live configuration's, so a reload that adds, changes or removes `apiKeys` applies to the very
+    next request (llama-swap rebuilds its server on reload, with the same effect).
     With no keys every route is open (llama-swap's behaviour). `exempt` picks the public routes;
     the default is llama-swap's list. Place it after the CORS middleware, so preflights never
     reach it, and before everything that reads the body, so a 401 precedes any 400/404.
     """
-    key_list = tuple(keys)
+    current = keys if callable(keys) else (lambda fixed=tuple(keys): fixed)
 
     @web.middleware
     async def middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+        key_list = current()
         if not key_list or exempt(request):
             return await handler(request)
         if not key_is_valid(presented_key(request.headers), key_list):
@@ -88,30 +91,3 @@ def api_key_middleware(
         return await handler(request)
 
     return middleware
-
-
-def strip_proxy_keys(headers: Mapping[str, str], keys: Sequence[str]) -> CIMultiDict[str]:
-    """A copy of `headers` without the credentials that carry one of *our* keys.
-
-    llama-swap forwards the client's Authorization and x-api-key unchanged (spec/api.md §4). We
-    remove a header only when the key it carries is one of the proxy's own, so the proxy's key
-    does not leak to upstream processes, while a credential meant for the upstream passes.
-    """
-    out: CIMultiDict[str] = CIMultiDict(headers)
-    if not keys:
-        return out
-    for name in ("Authorization", "Proxy-Authorization"):
-        for value in CIMultiDict(out).getall(name, []):
-            if key_is_valid(presented_key({"Authorization": value}), keys):
-                _remove_value(out, name, value)
-    for value in CIMultiDict(out).getall("x-api-key", []):
-        if key_is_valid(value, keys):
-            _remove_value(out, "x-api-key", value)
-    return out
-
-
-def _remove_value(headers: CIMultiDict[str], name: str, value: str) -> None:
-    kept = [v for v in headers.getall(name, []) if v != value]
-    headers.popall(name, None)
-    for v in kept:
-        headers.add(name, v)

@@ -49,7 +49,9 @@ def _mentions(envelope: Envelope, model: str | None, request_id: str | None) -> 
 
 
 async def tail(request: web.Request) -> web.Response:
-    """`?since_seq=N&limit=M&model=&request=&type=` → events after N (newest M when N absent)."""
+    """`?since_seq=N&limit=M&model=&request=&type=&key=` → events after N (newest M when N is
+    absent). `model`/`request` match events that mention them within the recent window; `key`
+    reads that exact key through its index over the whole log (e.g. a model's last failure)."""
     store = request.app[CTX].service.store
     assert store is not None
     limit = max(1, min(MAX_LIMIT, _int_param(request, "limit", 200)))
@@ -58,7 +60,10 @@ async def tail(request: web.Request) -> web.Response:
     types = [t for t in request.query.getall("type", []) if t] or None
     model = request.query.get("model") or None
     request_id = request.query.get("request") or None
-    if since >= 0:
+    key = request.query.get("key") or None
+    if key is not None:
+        rows = await store.read(from_seq=max(since + 1, 1), types=types, key=key)
+    elif since >= 0:
         rows = await store.read(from_seq=since + 1, types=types, limit=limit * 20)
     else:
         rows = await store.read(from_seq=max(1, last - limit * 20), types=types)

@@ -22,15 +22,15 @@ from aiohttp import web
 from llamaswap_es.cli import ServeOptions, effective_db_path, listen_warning
 from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.demo import demo_config_yaml
-from llamaswap_es.errors import ConfigError, LlamaSwapError
+from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.config_watch import signature, watch_config
 from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from llamaswap_es.web.app import build_app, publish_committed
+from llamaswap_es.web.config_reload import RELOADER, ConfigReloader
 from llamaswap_es.web.context import AppContext, new_context
 from llamaswap_es.web.forwarder import upstream_session
-from llamaswap_es.web.listing import model_status
 
 log = logging.getLogger("llamaswap_es.server")
 
@@ -103,27 +103,17 @@ async def serve(options: ServeOptions) -> int:
     ctx = new_context(service, logs, session)
     ctx.projections = await Projections.start(service, inflight=ctx.inflight, hub=ctx.hub)
     _wire_publishers(ctx)
+
+    def logging_follows(new: LlamaSwapConfig) -> None:
+        _setup_logging(new, logs)
+        logs.set_log_to_stdout(new.log_to_stdout)  # type: ignore[arg-type]
+
+    reloader = ConfigReloader(ctx, config_file, config_dir, on_applied=logging_follows)
     app = build_app(ctx)
+    app[RELOADER] = reloader
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     stop = asyncio.Event()
-    reload_lock = asyncio.Lock()
-
-    async def reload() -> None:
-        if reload_lock.locked():
-            return
-        async with reload_lock:
-            try:
-                new = await asyncio.to_thread(load_config, config_file, config_dir)
-                await service.reload(new, tuple(new.sources))
-            except ConfigError as exc:
-                log.error("configuration reload failed, keeping the old one: %s", exc)
-                return
-            _setup_logging(new, logs)
-            logs.set_log_to_stdout(new.log_to_stdout)  # type: ignore[arg-type]
-            ctx.active_profile = None
-            ctx.hub.publish("modelStatus", model_status(ctx))
-            log.info("configuration reloaded")
 
     loop = asyncio.get_running_loop()
     signals_seen = 0
@@ -140,7 +130,7 @@ async def serve(options: ServeOptions) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_stop_signal)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload("SIGHUP")))
     site = web.TCPSite(
         runner, options.listen_host or None, options.listen_port, ssl_context=_ssl_context(options)
     )
@@ -167,8 +157,13 @@ async def serve(options: ServeOptions) -> int:
         log.warning(warning)
         print(warning, file=sys.stderr, flush=True)
 
+    async def reload_after_change() -> None:
+        await reloader.reload("--watch-config")
+
     watcher = (
-        asyncio.create_task(watch_config(config_file, config_dir, reload, baseline=baseline))
+        asyncio.create_task(
+            watch_config(config_file, config_dir, reload_after_change, baseline=baseline)
+        )
         if options.watch_config
         else None
     )

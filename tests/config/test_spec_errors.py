@@ -581,6 +581,27 @@ CASES = [
         "llamaswap-es.queueTimeoutSeconds: must be >= 0, got -5",
         None,
     ),
+    (
+        "ours-retention-negative",
+        "llamaswap-es:\n  eventRetentionDays: -1\n",
+        {},
+        "must be >= 0 (0 keeps everything), got -1",
+        "llamaswap-es.eventRetentionDays",
+    ),
+    (
+        "ours-retention-fraction",
+        "llamaswap-es:\n  activityRetentionDays: 1.5\n",
+        {},
+        "must be a whole number of days (0 keeps everything), got 1.5",
+        "llamaswap-es.activityRetentionDays",
+    ),
+    (
+        "ours-retention-text",
+        "llamaswap-es:\n  eventRetentionDays: a month\n",
+        {},
+        "must be a whole number of days (0 keeps everything), got a month",
+        "llamaswap-es.eventRetentionDays",
+    ),
 ]
 
 

@@ -194,3 +194,22 @@ async def test_an_upstream_that_dies_before_answering_is_retried_on_a_new_instan
     assert "retried as a new request" in (finished[0].error or "")
     received = [e.body.request_id for e in events if e.type == "RequestReceived"]
     assert received == [f.request_id for f in finished], "the retry is recorded as a new request"
+
+
+async def test_a_models_last_start_failure_is_found_by_its_key(server_factory) -> None:
+    # Many events later, the Models page still finds why a model is "failed" (key index read).
+    server = server_factory(config_text([fake_model("a", "--fail-at-start"), fake_model("b")]))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status >= 500
+        for _ in range(3):
+            async with http.post(server.url + CHAT, json=_chat("b")) as r:
+                assert r.status == 200
+        params = [("key", "a"), ("type", "ProcessStartFailed"), ("type", "ProcessExited")]
+        async with http.get(f"{server.url}/api/log/events", params=[*params, ("limit", "1")]) as r:
+            events = (await r.json())["events"]
+        async with http.get(f"{server.url}/api/log/events", params=[("limit", "1")]) as r:
+            newest = (await r.json())["events"]
+    assert [e["type"] for e in events] == ["ProcessStartFailed"]
+    assert events[0]["key"] == "a" and "exit" in events[0]["payload"]["error"].lower()
+    assert newest[0]["seq"] > events[0]["seq"] + 5

@@ -202,3 +202,71 @@ async def test_a_second_signal_exits_at_once_and_leaves_no_model_running(server_
     async with asyncio.timeout(10):
         while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
             await asyncio.sleep(0.05)
+
+
+async def test_the_reload_endpoint_applies_the_file_or_says_why_not(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")]))
+    assert server.config_path is not None
+    reload_url = server.url + "/api/config/reload"
+    async with aiohttp.ClientSession() as http:
+        server.config_path.write_text(config_text([fake_model("a"), fake_model("b")]))
+        async with http.post(reload_url) as r:
+            assert r.status == 200
+            answer = await r.json()
+        assert answer["msg"] == "configuration reloaded" and answer["config_hash"]
+        async with http.get(server.url + "/v1/models") as r:
+            assert [m["id"] for m in (await r.json())["data"]] == ["a", "b"]
+
+        server.config_path.write_text(
+            "models:\n  a:\n    ttl: -7\n    cmd: x\n    proxy: http://x\n"
+        )
+        async with http.post(reload_url) as r:
+            assert r.status == 400
+            message = (await r.json())["error"]["message"]
+        assert "keeping the old one" in message and "invalid TTL value -7" in message
+        async with http.get(server.url + "/v1/models") as r:
+            assert [m["id"] for m in (await r.json())["data"]] == ["a", "b"]
+
+        # Keys added by a reload protect the very next request, the endpoint itself included.
+        keyed = config_text([fake_model("a")], header="apiKeys: [reload-key-1]")
+        server.config_path.write_text(keyed)
+        async with http.post(reload_url) as r:
+            assert r.status == 200
+        async with http.get(server.url + "/v1/models") as r:
+            assert r.status == 401
+        async with http.post(reload_url) as r:
+            assert r.status == 401
+        bearer = {"Authorization": "Bearer reload-key-1"}
+        async with http.get(server.url + "/v1/models", headers=bearer) as r:
+            assert r.status == 200
+            assert [m["id"] for m in (await r.json())["data"]] == ["a"]
+    with open_log(server.db_path) as reader:
+        reasons = [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
+    assert reasons == ["startup", "reload", "reload"]
+
+
+async def test_a_reload_that_turns_captures_on_captures_the_next_request(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")], header="captureBuffer: 0"))
+    assert server.config_path is not None
+    activity_url = f"{server.url}/api/metrics/activity"
+    async with aiohttp.ClientSession() as http:
+
+        async def rows(count: int) -> list[dict]:
+            async with asyncio.timeout(20):
+                while True:
+                    async with http.get(activity_url) as r:
+                        doc = await r.json()
+                    if doc["total"] >= count:
+                        return doc["data"]
+                    await asyncio.sleep(0.05)
+
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        assert [row["has_capture"] for row in await rows(1)] == [False]
+        server.config_path.write_text(config_text([fake_model("a")], header="captureBuffer: 5"))
+        async with http.post(server.url + "/api/config/reload") as r:
+            assert r.status == 200
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200
+        newest_first = await rows(2)
+        assert [row["has_capture"] for row in newest_first] == [True, False]

@@ -28,7 +28,7 @@ from llamaswap_es.events.reader import open_log
 from llamaswap_es.runtime.orphans import find_tagged_processes
 from tests.fixtures.net import free_port_run
 from tests.fixtures.processes import SESSION_TAG_PREFIX
-from tests.fixtures.server import start_server
+from tests.fixtures.server import config_text, fake_model, start_server
 from tests.ui.browser import expect_page_shown, screenshot
 from tools.replay.verify import verify
 
@@ -291,6 +291,33 @@ def test_unload_all_stops_every_model(page, server) -> None:
         expect(model_row(page, model)).to_have_attribute("data-state", "stopped", timeout=15_000)
     expect(page.get_by_text("0 ready")).to_be_visible()
     expect(page.get_by_role("button", name="Unload All")).to_be_disabled()
+
+
+def test_reload_config_from_the_models_page(page, server) -> None:
+    page.goto(f"{server}/ui/#/models")
+    expect(model_row(page, "demo-fast")).to_be_visible()
+    page.get_by_role("button", name="Reload config").click()
+    expect(page.get_by_test_id("reload-notice")).to_contain_text("Configuration reloaded")
+    status, text = http(server, "/api/log/events?type=ConfigApplied&limit=100")
+    assert status == 200 and '"reason": "reload"' in text.replace('":"', '": "')
+
+
+def test_a_model_that_fails_to_start_shows_why(page, tmp_path) -> None:
+    # Its own small server: the demo has no failing model. The reason comes from the event log.
+    config = config_text([fake_model("broken", "--fail-at-start"), fake_model("fine")])
+    tag = f"{SESSION_TAG_PREFIX}.ui-failure-{os.getpid()}"
+    running = start_server(tmp_path, tag, config)
+    try:
+        page.goto(f"{running.url}/ui/#/models")
+        row = model_row(page, "broken")
+        row.get_by_role("button", name="Load broken").click()
+        failure = row.get_by_test_id("model-failure")
+        expect(failure).to_contain_text("start failed:", timeout=15_000)
+        expect(row).to_have_attribute("data-state", "stopped")  # llama-swap's name for it
+        expect(model_row(page, "fine").get_by_test_id("model-failure")).to_have_count(0)
+        screenshot(page, "models-failed")
+    finally:
+        running.stop(timeout_s=STOP_TIMEOUT_S)
 
 
 def test_load_test_timeline_separates_load_from_generation(page, server) -> None:

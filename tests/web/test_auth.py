@@ -12,7 +12,6 @@ from llamaswap_es.web.auth import (
     api_key_middleware,
     is_public_route,
     presented_key,
-    strip_proxy_keys,
 )
 from llamaswap_es.web.cors import cors_middleware
 from tests.web.servers import app_with, serving
@@ -128,16 +127,6 @@ def test_presented_key_precedence():
     assert presented_key({"Authorization": "Bearer b", "x-api-key": "x"}) == "b"
     assert presented_key({"x-api-key": "x"}) == "x"
     assert presented_key({}) is None
-
-
-def test_strip_proxy_keys_removes_only_our_keys():
-    headers = {"Authorization": "Bearer secret", "x-api-key": "secret", "Accept": "*/*"}
-    assert dict(strip_proxy_keys(headers, KEYS)) == {"Accept": "*/*"}
-    upstream_credential = {"Authorization": "Bearer for-the-upstream", "x-api-key": "other"}
-    assert dict(strip_proxy_keys(upstream_credential, KEYS)) == upstream_credential
-    basic = {"Authorization": _basic("me", "other-key")}
-    assert dict(strip_proxy_keys(basic, KEYS)) == {}
-    assert dict(strip_proxy_keys(headers, ())) == headers
 
 
 def test_exempt_routes_by_method():

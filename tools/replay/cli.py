@@ -163,7 +163,14 @@ def _export(args: argparse.Namespace) -> int:
         f"exported seqs {header['from_seq']}..{header['to_seq']} ({header['count']} events, "
         f"{len(header['boots'])} server run(s)) to {output}"
     )
-    if lo > 1:
+    if lo > 1 and lo == facts.first_seq:
+        print(
+            f"note: the log itself starts at seq {lo} (older events were pruned), and a bundle "
+            "carries no snapshot, so `replay verify` and `replay explain` cannot rebuild the "
+            "state before it; run those on the database, which keeps its snapshots",
+            file=sys.stderr,
+        )
+    elif lo > 1:
         print(
             "note: the bundle does not start at seq 1, so `replay verify` and `replay explain` "
             "cannot rebuild the state before it; export from seq 1 for those",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from llamaswap_es.core import REDUCER_VERSION, SnapshotError, new_state, reduce, restore
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.errors import StoreError
-from llamaswap_es.events.reader import LogReader
+from llamaswap_es.events.reader import LogReader, Snapshot
 from tools.replay.errors import ReplayError
 from tools.replay.source import LogFacts, iter_inputs
 
@@ -32,23 +32,63 @@ class Origin:
 def origin_before(reader: LogReader, facts: LogFacts, seq: int) -> Origin:
     """The newest usable starting point for a replay that must reach `seq` unreduced."""
     skipped = ""
-    try:
-        snap = reader.latest_snapshot(REDUCER_VERSION, max_seq=seq - 1)
-    except StoreError as exc:
-        raise ReplayError(str(exc)) from exc
-    if snap is not None and snap.seq >= facts.first_seq - 1:
+    snap = _snapshot(reader, seq - 1)
+    while snap is not None and snap.seq >= facts.first_seq - 1:
         try:
             state = restore(snap.state)
             return Origin(state, snap.seq + 1, snap.seq, f"from the snapshot at seq {snap.seq}")
         except SnapshotError as exc:
-            skipped = f" (the snapshot at seq {snap.seq} was unusable: {exc})"
+            skipped += f" (the snapshot at seq {snap.seq} was unusable: {exc})"
+        snap = _snapshot(reader, snap.seq - 1)
     if facts.first_seq > 1:
-        raise ReplayError(
-            f"{facts.path} starts at seq {facts.first_seq}: the reducer state before that is not "
-            "in it and no snapshot covers it, so its decisions cannot be recomputed; "
-            "export the log from seq 1 (the default of `replay export`)" + skipped
-        )
+        raise ReplayError(_no_origin_message(reader, facts) + skipped)
     return Origin(new_state(), 1, None, "from the start of the log" + skipped)
+
+
+def later_origin(reader: LogReader, facts: LogFacts, until_seq: int) -> Origin | None:
+    """The oldest usable snapshot in `first_seq..until_seq - 1`, for a log whose start is not
+    covered: what follows it can still be replayed (None when there is none)."""
+    found: Origin | None = None
+    snap = _snapshot(reader, until_seq - 1)
+    while snap is not None and snap.seq >= facts.first_seq:
+        try:
+            found = Origin(
+                restore(snap.state), snap.seq + 1, snap.seq, f"from the snapshot at seq {snap.seq}"
+            )
+        except SnapshotError:
+            pass
+        snap = _snapshot(reader, snap.seq - 1)
+    return found
+
+
+def _snapshot(reader: LogReader, max_seq: int) -> Snapshot | None:
+    if max_seq < 0:
+        return None
+    try:
+        return reader.latest_snapshot(REDUCER_VERSION, max_seq=max_seq)
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from exc
+
+
+def _no_origin_message(reader: LogReader, facts: LogFacts) -> str:
+    head = (
+        f"{facts.path} starts at seq {facts.first_seq}: the reducer state before that is not "
+        f"in it and no snapshot of reducer {REDUCER_VERSION} covers it, so its decisions cannot "
+        "be recomputed"
+    )
+    if facts.path.name.endswith(".zst"):
+        return head + "; export the log from seq 1 (the default of `replay export`)"
+    head += (
+        "; the events before it were pruned (eventRetentionDays) or the log was imported from "
+        "a bundle cut out of the middle"
+    )
+    later = later_origin(reader, facts, facts.last_seq)
+    if later is not None:
+        return head + (
+            f"; the first seq that can be replayed is {later.next_seq}, after the snapshot at "
+            f"seq {later.snapshot_seq} (`--from {later.next_seq}`)"
+        )
+    return head
 
 
 def advance(origin: Origin, reader: LogReader, until_seq: int) -> SchedulerState:

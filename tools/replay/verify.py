@@ -18,7 +18,7 @@ from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.events.reader import LogReader
 from llamaswap_es.events.types import Decision, Envelope, ServerStarted
 from tools.replay.errors import ReplayError
-from tools.replay.rebuild import advance, origin_before, state_before
+from tools.replay.rebuild import advance, later_origin, origin_before, state_before
 from tools.replay.render import envelope_line, state_text, summary
 from tools.replay.source import LogFacts, iter_all, log_facts
 
@@ -81,8 +81,23 @@ def verify(
     if facts.empty:
         raise ReplayError(f"{facts.path}: the log holds no events, there is nothing to verify")
     lo, hi = facts.window(from_seq, to_seq)
-    origin = origin_before(reader, facts, lo)
+    skipped_note = None
+    try:
+        origin = origin_before(reader, facts, lo)
+    except ReplayError:
+        # A pruned log whose start no snapshot covers (after an upgrade of the reducer): verify
+        # from the oldest snapshot this code can restore, when the range was not asked for.
+        later = None if from_seq is not None else later_origin(reader, facts, hi)
+        if later is None or later.snapshot_seq is None:
+            raise
+        skipped_note = (
+            f"seqs {lo}..{later.snapshot_seq} are not verified: no snapshot of reducer "
+            f"{REDUCER_VERSION} covers the start of this (pruned) log, so they cannot be replayed"
+        )
+        origin, lo = later, later.next_seq
     report = VerifyReport(str(facts.path), lo, hi, origin.note)
+    if skipped_note:
+        report.notes.append(skipped_note)
     report.notes += _version_notes(facts)
     state = advance(origin, reader, lo)
     cause: Envelope | None = None

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { base64ToText, bodyKind, headerValue, prettyJson, stitchSseChat } from "../../../ui/js/lib/capture.js";
-import { describeEvent, isDecision, matchesFilter, mergeEvents, queueFromInflight, storyPhases } from "../../../ui/js/lib/event-log.js";
+import { describeEvent, failureText, isDecision, matchesFilter, mergeEvents, queueFromInflight, storyPhases } from "../../../ui/js/lib/event-log.js";
 import { phaseTotals, timelineSegments, trackLoading } from "../../../ui/js/lib/loadtest.js";
 
 const b64 = (s) => Buffer.from(s, "utf8").toString("base64");
@@ -71,6 +71,13 @@ test("a peer request's story reads received, then served by its peer", () => {
   assert.deepEqual(phases.map((p) => p.phase), ["received", "peer"]);
   assert.equal(phases[1].label, "served by peer p1");
   assert.deepEqual(phases.map((p) => p.ms), [500, null]);
+});
+
+test("a failed model's reason reads from its newest failure event", () => {
+  assert.equal(failureText({ type: "ProcessStartFailed", payload: { error: "exited with code 1 while starting" } }), "start failed: exited with code 1 while starting");
+  assert.equal(failureText({ type: "ProcessExited", payload: { exit_code: 3 } }), "crashed: exited with code 3");
+  assert.equal(failureText({ type: "ProcessExited", payload: { signal: 9 } }), "crashed: killed by signal 9");
+  assert.equal(failureText(undefined), "");
 });
 
 test("the queue view can be derived from in-flight entries", () => {

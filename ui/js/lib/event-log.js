@@ -153,6 +153,18 @@ export function storyPhases(events) {
   return phases;
 }
 
+/** Why a model is "failed", in words, from its newest ProcessStartFailed or ProcessExited. */
+export function failureText(event) {
+  if (!event) return "";
+  const p = event.payload || {};
+  if (event.type === "ProcessStartFailed") return `start failed: ${p.error || "no reason recorded"}`;
+  if (event.type === "ProcessExited") {
+    const how = p.signal ? `killed by signal ${p.signal}` : `exited with code ${p.exit_code ?? "?"}`;
+    return `crashed: ${how}`;
+  }
+  return "";
+}
+
 /**
  * The queue view derived from in-flight entries, for servers without `/api/queue`: per model the
  * number waiting and running, and each waiting request with its phase and wait.

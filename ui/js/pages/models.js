@@ -1,7 +1,8 @@
 // Models: every model with its state and load/unload, profiles, selectors and peers.
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
-import { enc, postJSON } from "../api.js";
+import { enc, errorText, getJSON, postJSON } from "../api.js";
+import { failureText } from "../lib/event-log.js";
 import { formatContext } from "../lib/format.js";
 import { useModelList, useStore } from "../store.js";
 import { Card, Empty, ErrorNote, Spinner, StatusDot, Switch, usePersisted } from "../ui/common.js";
@@ -41,7 +42,7 @@ export function startLoad(id, onError) {
   notify();
   fetch(`/upstream/${enc(id)}/?_=${Date.now()}`, { signal: ctrl.signal })
     .then(async (r) => {
-      if (!r.ok && r.status >= 500) onError?.(`Loading ${id} failed: ${r.status} ${(await r.text()).slice(0, 200)}`);
+      if (!r.ok && r.status >= 500) onError?.(`Loading ${id} failed (${r.status}): ${await errorText(r)}`);
     })
     .catch((e) => {
       if (e.name !== "AbortError") onError?.(`Loading ${id} failed: ${e.message}`);
@@ -105,8 +106,30 @@ export function LoadButton({ model, onError, small = false }) {
   </button>`;
 }
 
+/** Why a model's last start failed (`failed` in modelStatus is ours), read from the event log
+ * by the model's key; llama-swap's state for it stays "stopped". */
+function useLastFailure(id, failed) {
+  const [text, setText] = useState("");
+  useEffect(() => {
+    if (!failed) {
+      setText("");
+      return undefined;
+    }
+    let live = true;
+    const url = `/api/log/events?key=${enc(id)}&type=ProcessStartFailed&type=ProcessExited&limit=1`;
+    getJSON(url)
+      .then((doc) => live && setText(failureText(doc.events?.[0])))
+      .catch(() => live && setText(""));
+    return () => {
+      live = false;
+    };
+  }, [id, failed]);
+  return text;
+}
+
 function ModelRow({ m, showCaps, onError }) {
   const isPeer = Boolean(m.peerID);
+  const failure = useLastFailure(m.id, !isPeer && m.failed === true);
   return html`<li class="model-row" data-model=${m.id} data-state=${m.state || "peer"}>
     ${!isPeer && html`<${StatusDot} state=${m.state} />`}
     <a class="model-name" href=${`#/models/${enc(m.id)}`}>
@@ -115,6 +138,10 @@ function ModelRow({ m, showCaps, onError }) {
       ${m.aliases?.length ? html`<span class="muted small"> · ${m.aliases.join(", ")}</span>` : ""}
     </a>
     ${m.description && html`<span class="muted small desc">${m.description}</span>`}
+    ${failure &&
+    html`<span class="small failure" data-testid="model-failure"
+      >${failure} · <a href=${`#/models/${enc(m.id)}`}>its log</a></span
+    >`}
     ${showCaps && html`<${CapabilityTags} model=${m} />`}
     <span class="spacer"></span>
     ${!isPeer && html`<span class="state" data-testid="model-state">${m.state}</span>`}
@@ -180,6 +207,20 @@ export function ModelsPage() {
   const unlistedCount = local.filter((m) => m.unlisted).length;
   const shown = local.filter((m) => showUnlisted || !m.unlisted);
   const ready = local.filter((m) => m.state === "ready").length;
+  const [reloading, setReloading] = useState(false);
+  const [notice, setNotice] = useState("");
+  const reloadConfig = async () => {
+    setReloading(true);
+    setNotice("");
+    try {
+      await postJSON("/api/config/reload");
+      setNotice("Configuration reloaded: only models whose settings changed restart.");
+    } catch (e) {
+      onError(e.message);
+    } finally {
+      setReloading(false);
+    }
+  };
   const unloadAll = async () => {
     setUnloadingAll(true);
     try {
@@ -194,11 +235,15 @@ export function ModelsPage() {
     <${Card}
       title=${`Models (${shown.length} of ${local.length})`}
       actions=${html`<span class="count">${ready} ready</span>
+        <button type="button" class="btn" disabled=${reloading} onClick=${reloadConfig}
+          title="Read the configuration files again and apply them (as SIGHUP does)">
+          ${reloading ? html`<${Spinner} label="Reloading" />` : ""} Reload config
+        </button>
         <button type="button" class="btn danger" disabled=${unloadingAll || ready === 0} onClick=${unloadAll}>
           ${unloadingAll ? html`<${Spinner} label="Unloading all" />` : ""} Unload All
         </button>`}
     >
-      <div aria-live="polite"><${ErrorNote}>${error}<//></div>
+      <div aria-live="polite"><${ErrorNote}>${error}<//>${notice && !error && html`<p class="muted small" data-testid="reload-notice">${notice}</p>`}</div>
       <div class="section-head">
         <h3>Local models</h3>
         <${Switch} checked=${showUnlisted} onChange=${setShowUnlisted} label=${`Show unlisted models (${unlistedCount})`} />
