@@ -320,6 +320,31 @@ class ProcessAdopted(Event):
 
 
 @_frozen
+class ProcessRecorded(Event):
+    """A running process's start facts, stated again so that older history can be pruned.
+
+    Retention (`eventRetentionDays`) may only prune behind the start record of a process that
+    is still running, because recovery adopts a live upstream from that record after a crash.
+    A model that stays loaded for weeks would hold pruning back for ever; the service appends
+    this copy of its newest `ProcessSpawned`/`ProcessAdopted` instead, and the old record may go.
+    History only: the reducer ignores it.
+    """
+
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    pid: int
+    pgid: int
+    port: int | None = None
+    started_at_ms: int | None = None
+
+
+START_RECORDS = ("ProcessSpawned", "ProcessAdopted", "ProcessRecorded")
+"""The events that record where a running process is (pid, pgid, start time): recovery adopts
+from the newest one of an instance, and retention keeps it."""
+
+
+@_frozen
 class OrphanReaped(Event):
     """A process from the previous run was killed instead of adopted."""
 

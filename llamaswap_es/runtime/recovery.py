@@ -23,9 +23,11 @@ from llamaswap_es import core
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.types import (
+    START_RECORDS,
     Event,
     OrphanReaped,
     ProcessAdopted,
+    ProcessRecorded,
     ProcessSpawned,
     RecoveryStarted,
     RequestAbandoned,
@@ -87,7 +89,7 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
                     previous_boot = body.boot_id
             elif isinstance(body, ProcessSpawned):
                 spawned[(body.model, body.instance)] = (body.pid, body.pgid, body.started_at_ms)
-            elif isinstance(body, ProcessAdopted):
+            elif isinstance(body, ProcessAdopted | ProcessRecorded):
                 started = body.started_at_ms or 0
                 spawned[(body.model, body.instance)] = (body.pid, body.pgid, started)
             state, _ = core.reduce(state, envelope)
@@ -180,7 +182,7 @@ def _spawn_from_log(
     reader: DatabaseReader, model: str, instance: int
 ) -> tuple[int, int, int] | None:
     """The spawn of a process recorded before the snapshot we started from (indexed by key)."""
-    rows = reader.read(types=("ProcessSpawned", "ProcessAdopted"), key=model)
+    rows = reader.read(types=START_RECORDS, key=model)
     for envelope in reversed(rows):
         body = envelope.body
         if body.instance == instance:

@@ -7,9 +7,12 @@ and the log replays from it exactly as before. Two more rules keep recovery whol
 
 * the newest event is never pruned (the snapshot must lie below the log's end);
 * a process that may still be running keeps its start record: recovery adopts a live upstream
-  after a crash from its `ProcessSpawned`/`ProcessAdopted` row (`recovery._spawn_from_log`), so
-  P stays below the newest such row of every model instance that the current state, or the
-  snapshot's own state, shows as not stopped. When that leaves no snapshot, nothing is pruned.
+  after a crash from its newest `ProcessSpawned`/`ProcessAdopted`/`ProcessRecorded` row
+  (`recovery._spawn_from_log`), so P stays below that row for every model instance that the
+  current state, or the snapshot's own state, shows as not stopped. So that a model loaded for
+  weeks does not hold pruning back for ever, the service first re-states the start record of
+  each running instance whose record lies behind the prune point (`ProcessRecorded`, a copy
+  appended now): the old record may then go. When no snapshot is left, nothing is pruned.
 
 Choosing reads the log on a fresh read-only connection (run it in a thread); deleting goes
 through the store's writer, in chunks (`EventStore.prune_through`).
@@ -19,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from pathlib import Path
 
 from llamaswap_es import core
 from llamaswap_es.core.state import RUNNING_STATES, SchedulerState
 from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.store import EventStore
+from llamaswap_es.events.types import START_RECORDS, Envelope, ProcessRecorded
 
 log = logging.getLogger("llamaswap_es.runtime.retention")
 
@@ -56,14 +60,60 @@ def choose_prune_point(
     `cutoff_ms`: only a snapshot whose event is older than this qualifies. `live`: the instances
     the running server has (the current state); their start records must stay.
     """
-    last = reader.last_seq()
     spawns: dict[Instance, int | None] = {}
 
     def spawn_seq(instance: Instance) -> int | None:
         if instance not in spawns:
-            spawns[instance] = _newest_spawn(reader, *instance)
+            record = newest_start_record(reader, *instance)
+            spawns[instance] = record.seq if record is not None else None
         return spawns[instance]
 
+    for seq, snap_state in _usable_snapshots(reader, cutoff_ms, reducer_version):
+        keep = {s for i in {*live, *live_instances(snap_state)} if (s := spawn_seq(i))}
+        if not keep or seq < min(keep):
+            return seq
+    return None
+
+
+def restatements(
+    reader: DatabaseReader,
+    *,
+    cutoff_ms: int,
+    live: Collection[Instance],
+    reducer_version: str = core.REDUCER_VERSION,
+) -> list[ProcessRecorded]:
+    """Copies of the start records that would hold the newest usable prune point back.
+
+    For each running instance whose newest start record lies at or below that snapshot, a
+    `ProcessRecorded` with the same facts; appended, it lets the old record be pruned.
+    """
+    newest = next(_usable_snapshots(reader, cutoff_ms, reducer_version), None)
+    if newest is None:
+        return []
+    out = []
+    for model, instance in sorted(live):
+        record = newest_start_record(reader, model, instance)
+        if record is None or record.seq > newest[0]:
+            continue
+        body = record.body
+        out.append(
+            ProcessRecorded(
+                model=model,
+                instance=instance,
+                pid=body.pid,  # type: ignore[attr-defined]
+                pgid=body.pgid,  # type: ignore[attr-defined]
+                port=body.port,  # type: ignore[attr-defined]
+                started_at_ms=body.started_at_ms,  # type: ignore[attr-defined]
+            )
+        )
+    return out
+
+
+def _usable_snapshots(
+    reader: DatabaseReader, cutoff_ms: int, reducer_version: str
+) -> Iterator[tuple[int, SchedulerState]]:
+    """Snapshots older than the cutoff, newest first, below the log's end, that restore."""
+    last = reader.last_seq()
     for seq in reader.snapshots_older_than(reducer_version, cutoff_ms):
         if seq >= last:
             continue
@@ -71,20 +121,17 @@ def choose_prune_point(
         if snap is None or snap.seq != seq:
             continue
         try:
-            snap_state = core.restore(snap.state)
+            yield seq, core.restore(snap.state)
         except core.SnapshotError:
             continue  # recovery could not start from it either
-        keep = {s for i in {*live, *live_instances(snap_state)} if (s := spawn_seq(i))}
-        if not keep or seq < min(keep):
-            return seq
-    return None
 
 
-def _newest_spawn(reader: DatabaseReader, model: str, instance: int) -> int | None:
-    rows = reader.read(types=("ProcessSpawned", "ProcessAdopted"), key=model)
+def newest_start_record(reader: DatabaseReader, model: str, instance: int) -> Envelope | None:
+    """The newest row that says where `model`'s `instance` runs (see `START_RECORDS`)."""
+    rows = reader.read(types=START_RECORDS, key=model)
     for envelope in reversed(rows):
         if getattr(envelope.body, "instance", None) == instance:
-            return envelope.seq
+            return envelope
     return None
 
 
@@ -93,13 +140,36 @@ def _choose(path: Path, cutoff_ms: int, live: frozenset[Instance]) -> int | None
         return choose_prune_point(reader, cutoff_ms=cutoff_ms, live=live)
 
 
+def _restatements(path: Path, cutoff_ms: int, live: frozenset[Instance]) -> list[ProcessRecorded]:
+    with DatabaseReader(path) as reader:
+        return restatements(reader, cutoff_ms=cutoff_ms, live=live)
+
+
 async def prune_events(
-    store: EventStore, *, days: int, now_ms: int, live: frozenset[Instance]
+    store: EventStore,
+    *,
+    days: int,
+    now_ms: int,
+    live: frozenset[Instance],
+    restate: Callable[[list[ProcessRecorded]], Awaitable[None]] | None = None,
 ) -> int:
-    """Prune `store` of what is older than `days` (0: keep all); returns the events deleted."""
+    """Prune `store` of what is older than `days` (0: keep all); returns the events deleted.
+
+    `restate`, when given, appends re-stated start records (and returns once they are
+    committed), so running processes no longer hold the prune point back.
+    """
     if days <= 0:
         return 0
-    point = await asyncio.to_thread(_choose, store.path, now_ms - days * DAY_MS, live)
+    cutoff_ms = now_ms - days * DAY_MS
+    if restate is not None and live:
+        records = await asyncio.to_thread(_restatements, store.path, cutoff_ms, live)
+        if records:
+            await restate(records)
+            log.info(
+                "re-stated the start of %s so that older history can be pruned",
+                ", ".join(f"{r.model} (instance {r.instance})" for r in records),
+            )
+    point = await asyncio.to_thread(_choose, store.path, cutoff_ms, live)
     if point is None:
         return 0
     deleted = await store.prune_through(point)

@@ -27,6 +27,7 @@ from llamaswap_es.events.types import (
     Decision,
     Envelope,
     LoadRequested,
+    ProcessRecorded,
     ProcessStartFailed,
     SetTimer,
     ShutdownRequested,
@@ -371,6 +372,13 @@ class SwapService:
         task.add_done_callback(self._pruning.discard)
         return task
 
+    async def _restate(self, records: Sequence[ProcessRecorded]) -> None:
+        """Append re-stated start records through the run loop and wait for their commit."""
+        assert self.loop is not None
+        for record in records:
+            self.loop.submit(record)
+        await self.loop.flush()
+
     async def _prune(self) -> int:
         async with self._prune_lock:
             days = self._config.llamaswap_es.event_retention_days
@@ -379,8 +387,9 @@ class SwapService:
             live = live_instances(self.loop.state)
             try:
                 return await prune_events(
-                    self.store, days=days, now_ms=self.clock.now_ms(), live=live
-                )
+                    self.store, days=days, now_ms=self.clock.now_ms(), live=live,
+                    restate=self._restate,
+                )  # fmt: skip
             except Exception:
                 log.exception("could not prune the event log")
                 return 0

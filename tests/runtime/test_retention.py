@@ -15,9 +15,15 @@ import pytest
 from llamaswap_es import core
 from llamaswap_es.events.reader import DatabaseReader, open_log
 from llamaswap_es.events.store import EventStore
-from llamaswap_es.events.types import LoadRequested
+from llamaswap_es.events.types import Envelope, LoadRequested, ProcessRecorded
 from llamaswap_es.runtime.recovery import rebuild
-from llamaswap_es.runtime.retention import DAY_MS, choose_prune_point, live_instances, prune_events
+from llamaswap_es.runtime.retention import (
+    DAY_MS,
+    choose_prune_point,
+    live_instances,
+    prune_events,
+    restatements,
+)
 from tests.runtime.log_builder import BASE_MS, LogBuilder
 from tools.replay.verify import verify
 
@@ -176,3 +182,48 @@ async def test_nothing_is_pruned_with_retention_off_or_nothing_old_enough(db_pat
         await store.close()
     with DatabaseReader(db_path) as reader:
         assert reader.first_seq() == 1
+
+
+async def test_a_model_running_for_weeks_is_restated_and_no_longer_holds_pruning_back(
+    db_path: Path,
+) -> None:
+    builder = LogBuilder(db_path)
+    capped_by_a_running_model(builder)  # a loaded on day 40 and running since
+    builder.close()
+    with DatabaseReader(db_path) as reader:
+        spawned = reader.read(types=("ProcessSpawned",), key="a")[-1]
+    original = spawned.body
+    assert builder.snapshots["s10"] < spawned.seq < builder.snapshots["s50"]
+
+    store = await EventStore.open(db_path, clock_ms=lambda: NOW_MS)
+    appended: list[ProcessRecorded] = []
+
+    async def restate(records: list[ProcessRecorded]) -> None:  # what the service's loop does
+        appended.extend(records)
+        await store.append_batch([Envelope(body=r, ts_ms=NOW_MS) for r in records])
+
+    try:
+        live = live_instances(builder.state)
+        deleted = await prune_events(store, days=30, now_ms=NOW_MS, live=live, restate=restate)
+        boot = store.boot_id
+    finally:
+        await store.close()
+    assert [(r.model, r.instance, r.pid, r.pgid) for r in appended] == [
+        ("a", 1, original.pid, original.pgid)
+    ]
+    assert deleted == builder.snapshots["s50"], "pruned through s50, past a's old spawn row"
+    with DatabaseReader(db_path) as reader:
+        assert reader.read(types=("ProcessSpawned",), key="a") == []
+        report = verify(reader)
+    assert report.ok, report.to_text()
+    recovered = rebuild(db_path, boot)
+    assert [(p.model, p.pid) for p in recovered.processes] == [("a", original.pid)]
+
+
+async def test_nothing_is_restated_when_no_start_record_is_in_the_way(db_path: Path) -> None:
+    builder = LogBuilder(db_path)
+    a_stopped_model_does_not_cap(builder)  # b loaded on day 90: after the prune point
+    builder.close()
+    with DatabaseReader(db_path) as reader:
+        live = live_instances(builder.state)
+        assert live and restatements(reader, cutoff_ms=CUTOFF_MS, live=live) == []

@@ -15,13 +15,14 @@ from pathlib import Path
 from llamaswap_es import core
 from llamaswap_es.config import load_config
 from llamaswap_es.events.reader import DatabaseReader, open_log
-from llamaswap_es.events.types import OrphanReaped, UnloadRequested
+from llamaswap_es.events.types import LoadRequested, OrphanReaped, UnloadRequested
 from llamaswap_es.runtime.clock import ManualClock
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.retention import DAY_MS
 from llamaswap_es.runtime.service import SwapService
+from tests.fixtures.processes import wait_until
 from tests.runtime.log_builder import LogBuilder
-from tests.runtime.test_service import write_config
+from tests.runtime.test_service import _serve_one, write_config
 from tools.replay.verify import verify
 
 HOUR_MS = 3_600_000
@@ -149,3 +150,45 @@ async def test_a_pruned_log_without_a_usable_snapshot_starts_empty_and_adopts_no
     assert report.ok, report.to_text()
     assert report.from_seq <= started_seq
     assert any("are not verified" in note for note in report.notes)
+
+
+async def test_a_model_loaded_for_weeks_has_its_start_restated_and_the_log_pruned(
+    tmp_path: Path, db_path: Path, env_tag: str, caplog
+) -> None:
+    clock = ManualClock()
+    svc = _service(tmp_path, db_path, clock, env_tag, days=30)
+    await svc.start()
+    snapshots: list[int] = []
+    svc.add_snapshot_listener(snapshots.append)
+    try:
+        await _serve_one(svc, "r1", "a")  # a real upstream, running from day 0 on
+        assert svc.loop is not None and svc.store is not None
+        [spawned] = await svc.store.read(types=["ProcessSpawned"], key="a")
+
+        async def commit_keeping_a() -> int:  # an input that changes nothing: a stays loaded
+            svc.loop.submit(LoadRequested(model="a", origin="test"))
+            await svc.loop.flush()
+            return await svc.store.last_seq()
+
+        clock.advance(DAY_MS)
+        anchor = await commit_keeping_a()  # a day later: the snapshot the prune anchors on
+        await wait_until(lambda: anchor in snapshots, timeout_s=10, what="the day-1 snapshot")
+        clock.advance(40 * DAY_MS)
+        with caplog.at_level(logging.INFO, logger="llamaswap_es.runtime.retention"):
+            await commit_keeping_a()  # another snapshot, then a prune past day 11
+            await wait_until(
+                lambda: "pruned " in caplog.text, timeout_s=10, what="the prune after it"
+            )
+        restated = await svc.store.read(types=["ProcessRecorded"], key="a")
+        assert [(r.body.pid, r.body.instance) for r in restated] == [
+            (spawned.body.pid, spawned.body.instance)
+        ]
+        assert await svc.store.read(types=["ProcessSpawned"], key="a") == []
+        assert "re-stated the start of a (instance 1)" in caplog.text
+        assert svc.executor is not None and svc.executor.address("a") is not None  # still up
+    finally:
+        await svc.shutdown()
+    with DatabaseReader(db_path) as reader:
+        assert reader.first_seq() == anchor + 1
+        report = verify(reader)
+    assert report.ok, report.to_text()

@@ -23,6 +23,7 @@ from llamaswap_es.events.types import (
     ProcessAdopted,
     ProcessExited,
     ProcessReady,
+    ProcessRecorded,
     ProcessSpawned,
     ProcessStartFailed,
     ProcessStopped,
@@ -202,6 +203,11 @@ def _line(env: Envelope, ctx: _Context) -> str | None:
         return f"{b.model} exited unexpectedly (instance {b.instance}, {how})"
     if isinstance(b, ProcessAdopted):
         return f"{b.model} adopted from the previous run (instance {b.instance}, pid {b.pid})"
+    if isinstance(b, ProcessRecorded):
+        return (
+            f"{b.model} still running (instance {b.instance}, pid {b.pid}): its start re-stated "
+            "so that older history can be pruned"
+        )
     if isinstance(b, QueuePositions):
         order = sorted(b.positions.items(), key=lambda p: p[1])
         return "queue: " + (", ".join(f"{rid} #{n}" for rid, n in order) or "empty")

@@ -34,6 +34,8 @@ export function describeEvent(ev) {
       return `${p.method || "POST"} ${p.path || ""} for ${p.model} via peer ${p.peer}: ${p.status}${
         p.error ? ` ${p.error}` : ""
       } in ${p.duration_ms ?? "?"} ms`;
+    case "ProcessRecorded":
+      return `${p.model} still running (instance ${p.instance}, pid ${p.pid}): start re-stated for retention`;
     case "RequestCancelled":
       return `request ${short(p.request_id)} cancelled (${p.reason || "client gone"})`;
     case "RequestAbandoned":
