@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llamaswap_es.core.effects import idle_ttl_ms
 from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState
 
 
@@ -28,6 +29,9 @@ class ModelView:
     """A swap for this model is in flight."""
     retired: bool
     """Removed by a reload, still winding down."""
+    idle_ttl_ms: int | None = None
+    """How long it may stay idle before it is unloaded (a request's `ttl`/`keep_alive` override
+    or the configured ttl); None: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
         ready_at_ms=proc.ready_at_ms if proc.state == "ready" else None,
         swapping=swap is not None,
         retired=proc.retired,
+        idle_ttl_ms=idle_ttl_ms(proc),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from llamaswap_es import core
 from llamaswap_es.config.capabilities import aliases_of, capability_fields, has_capabilities
 from llamaswap_es.projections.queue_view import model_status_payload
 from llamaswap_es.web.context import CTX, AppContext
@@ -139,19 +140,27 @@ async def running(request: web.Request) -> web.Response:
         if state in ("stopped", "failed"):
             continue
         model = ctx.config.models[model_id]
-        schedule = ctx.service.schedule.models.get(model_id)
+        view = core.model_view(ctx.service.state, model_id)
         entries.append(
             {
                 "model": model_id,
                 "state": state,
                 "cmd": model.cmd,
                 "proxy": model.proxy,
-                "ttl": (schedule.ttl_ms // 1000) if schedule else 0,
+                "ttl": _ttl_seconds(view.idle_ttl_ms if view is not None else None),
                 "name": model.name,
                 "description": model.description,
             }
         )
     return web.json_response({"running": entries})
+
+
+def _ttl_seconds(idle_ttl_ms: int | None) -> int:
+    """llama-swap's `ttl`: effective whole seconds, 0 meaning never. A request's override
+    shorter than a second (or "as soon as idle") still shows as 1, never as "never"."""
+    if idle_ttl_ms is None:
+        return 0
+    return max(1, -(-idle_ttl_ms // 1000))
 
 
 def model_status(ctx: AppContext) -> list[dict[str, Any]]:

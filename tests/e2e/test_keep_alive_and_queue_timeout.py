@@ -121,3 +121,20 @@ async def test_a_request_queued_behind_a_slow_load_times_out_with_503(server_fac
     (ready,) = _events(server.db_path, "ProcessReady")
     assert max(e.seq for e in rejects) < ready.seq, "timed out while the slow model loaded"
     assert [e.body.model for e in _events(server.db_path, "StartProcess")] == ["slow"]
+
+
+async def test_running_shows_the_ttl_in_force_after_each_request(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a", "--tokens", "2", extra="ttl: 300")]))
+    client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    async with aiohttp.ClientSession() as http:
+
+        async def ttl_shown(expected: int) -> bool:
+            async with http.get(f"{server.url}/running") as r:
+                return [(m["model"], m["ttl"]) for m in (await r.json())["running"]] == [
+                    ("a", expected)
+                ]
+
+        for extra, expected in (({}, 300), ({"ttl": 42}, 42), ({"keep_alive": -1}, 0), ({}, 300)):
+            await client.chat.completions.create(model="a", messages=HI, extra_body=extra)
+            await _until(lambda expected=expected: ttl_shown(expected), timeout_s=10)
+    await client.close()
