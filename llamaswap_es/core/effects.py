@@ -171,6 +171,7 @@ def grant(st: SchedulerState, req: Request, out: Out) -> None:
         return
     cancel_queue_timeout(st, req, out)
     req.phase = DISPATCHED
+    req.instance = proc.instance
     proc.in_flight += 1
     st.in_flight_total += 1
     out.append(Dispatch(request_id=req.request_id, model=req.model, instance=proc.instance))

@@ -181,7 +181,8 @@ def _end_dispatched(st: SchedulerState, req: Request, out: Out) -> None:
     proc = st.models[req.model]
     end_request(st, req, proc)
     proc.last_used_ms = st.now_ms
-    proc.ttl_override_ms = req.ttl_override_ms  # the last finished request's wins (or none)
+    if req.instance == proc.instance:  # a request of a crashed instance sets nothing on the next
+        proc.ttl_override_ms = req.ttl_override_ms  # the last finished request's wins (or none)
     if proc.in_flight == 0 and proc.state == READY:
         arm_ttl(st, proc, out)
     st.policy.on_request_ended(st, proc, out)

@@ -102,6 +102,7 @@ class Request:
 
     __slots__ = (
         "arrival",
+        "instance",
         "is_load",
         "model",
         "phase",
@@ -131,6 +132,8 @@ class Request:
         self.ttl_override_ms = ttl_override_ms
         """The client's idle TTL for the model once this request finishes (None: configured)."""
         self.phase = QUEUED
+        self.instance = 0
+        """The model instance it was dispatched to (0 until then)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +145,7 @@ class Request:
             "is_load": self.is_load,
             "ttl_override_ms": self.ttl_override_ms,
             "phase": self.phase,
+            "instance": self.instance,
         }
 
     @classmethod
@@ -156,6 +160,7 @@ class Request:
             data["ttl_override_ms"],
         )
         req.phase = data["phase"]
+        req.instance = data.get("instance", 0)
         return req
 
 

@@ -119,6 +119,17 @@ def test_a_restarted_model_starts_with_the_configured_ttl_again() -> None:
     assert run.state.models["A"].ttl_override_ms is None
 
 
+def test_a_request_of_a_crashed_instance_sets_nothing_on_the_next_one() -> None:
+    # r1 (keep forever) was served by A#1, which crashed; A#2 is up before r1's end is reported.
+    run = Run(CONFIG)
+    bring_up(run, "A")
+    play(run, [("@1000 req r1 A ttl=forever", "dispatch r1 A#1"), ("@1500 exit A", ...)])
+    play(run, [("@1600 load A", ...), ("@1700 ready A", ...)])
+    assert run.state.models["A"].instance == 2
+    play(run, [("@2000 done r1", ...)])
+    assert run.state.models["A"].ttl_override_ms is None, "A#2 keeps its configured ttl"
+
+
 def test_a_reload_of_the_configured_ttl_does_not_undo_an_override() -> None:
     shorter = classic("A", "B", schedules=models("A", "B", A={"ttl_ms": 1_000}))
     run = Run(CONFIG, {"shorter": shorter})

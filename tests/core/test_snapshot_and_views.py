@@ -57,7 +57,7 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "608914573b5b23f9da5217290548f47de1d0ba1ec505dbd23a7ce0b802cad96c"
+PINNED_DIGEST = "7c0a935c46d1a6397a0260d981162d0a7d3b272d3a97957ae7f1ef5d5ed7ffe7"
 
 
 def test_restore_refuses_another_version_and_damage() -> None:
