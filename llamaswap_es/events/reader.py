@@ -233,6 +233,19 @@ class DatabaseReader(RowsAsEnvelopes):
             return None
         return Snapshot(row[0], row[1], row[2], bytes(row[3]))
 
+    def projected_through(self) -> int | None:
+        """The lowest seq every projection has applied (`projection_checkpoints`); None when no
+        projection has recorded one yet. Retention never prunes past it."""
+        try:
+            row = self._conn.execute(
+                "SELECT min(seq), count(*) FROM projection_checkpoints"
+            ).fetchone()
+        except sqlite3.OperationalError:  # a log without the projections' tables
+            return None
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, self.path) from exc
+        return int(row[0]) if row[1] else None
+
     def snapshots_older_than(self, reducer_version: str, ts_ms: int) -> list[int]:
         """Seqs of `reducer_version`'s snapshots whose event is older than `ts_ms`, newest first.
 

@@ -133,7 +133,14 @@ class ProjectionRunner:
             self._overflowed = False
         if await self._store.last_seq() < self._next:
             return []
-        return await self._store.read(from_seq=self._next, limit=self._page)
+        batch = await self._store.read(from_seq=self._next, limit=self._page)
+        if batch and batch[0].seq > self._next:  # retention never prunes past a checkpoint
+            log.warning(
+                "events %d..%d were gone from the log before the projections applied them; "
+                "their requests are missing from the activity history",
+                self._next, batch[0].seq - 1,
+            )  # fmt: skip
+        return batch
 
     async def _apply(self, batch: list[Envelope]) -> None:
         rows = await self._db.run(lambda conn: self.activity.apply(conn, batch))

@@ -6,6 +6,9 @@ event is older than the retention period; events up to P and older snapshots go,
 and the log replays from it exactly as before. Two more rules keep recovery whole:
 
 * the newest event is never pruned (the snapshot must lie below the log's end);
+* nothing a projection has not applied yet is pruned (P ≤ the lowest seq in
+  `projection_checkpoints`): a projection that fell behind, or a server restarted after a long
+  stop, would otherwise lose those requests from the activity history for good;
 * a process that may still be running keeps its start record: recovery adopts a live upstream
   after a crash from its newest `ProcessSpawned`/`ProcessAdopted`/`ProcessRecorded` row
   (`recovery._spawn_from_log`), so P stays below that row for every model instance that the
@@ -54,11 +57,13 @@ def choose_prune_point(
     cutoff_ms: int,
     live: Collection[Instance] = (),
     reducer_version: str = core.REDUCER_VERSION,
+    limit_seq: int | None = None,
 ) -> int | None:
     """The seq to prune through, or None when no snapshot qualifies.
 
     `cutoff_ms`: only a snapshot whose event is older than this qualifies. `live`: the instances
-    the running server has (the current state); their start records must stay.
+    the running server has (the current state); their start records must stay. `limit_seq`:
+    never beyond this seq (what the projections have applied).
     """
     spawns: dict[Instance, int | None] = {}
 
@@ -68,7 +73,7 @@ def choose_prune_point(
             spawns[instance] = record.seq if record is not None else None
         return spawns[instance]
 
-    for seq, snap_state in _usable_snapshots(reader, cutoff_ms, reducer_version):
+    for seq, snap_state in _usable_snapshots(reader, cutoff_ms, reducer_version, limit_seq):
         keep = {s for i in {*live, *live_instances(snap_state)} if (s := spawn_seq(i))}
         if not keep or seq < min(keep):
             return seq
@@ -81,13 +86,14 @@ def restatements(
     cutoff_ms: int,
     live: Collection[Instance],
     reducer_version: str = core.REDUCER_VERSION,
+    limit_seq: int | None = None,
 ) -> list[ProcessRecorded]:
     """Copies of the start records that would hold the newest usable prune point back.
 
     For each running instance whose newest start record lies at or below that snapshot, a
     `ProcessRecorded` with the same facts; appended, it lets the old record be pruned.
     """
-    newest = next(_usable_snapshots(reader, cutoff_ms, reducer_version), None)
+    newest = next(_usable_snapshots(reader, cutoff_ms, reducer_version, limit_seq), None)
     if newest is None:
         return []
     out = []
@@ -110,12 +116,13 @@ def restatements(
 
 
 def _usable_snapshots(
-    reader: DatabaseReader, cutoff_ms: int, reducer_version: str
+    reader: DatabaseReader, cutoff_ms: int, reducer_version: str, limit_seq: int | None = None
 ) -> Iterator[tuple[int, SchedulerState]]:
-    """Snapshots older than the cutoff, newest first, below the log's end, that restore."""
+    """Snapshots older than the cutoff, newest first, below the log's end (and `limit_seq`),
+    that restore."""
     last = reader.last_seq()
     for seq in reader.snapshots_older_than(reducer_version, cutoff_ms):
-        if seq >= last:
+        if seq >= last or (limit_seq is not None and seq > limit_seq):
             continue
         snap = reader.latest_snapshot(reducer_version, max_seq=seq)
         if snap is None or snap.seq != seq:
@@ -137,12 +144,14 @@ def newest_start_record(reader: DatabaseReader, model: str, instance: int) -> En
 
 def _choose(path: Path, cutoff_ms: int, live: frozenset[Instance]) -> int | None:
     with DatabaseReader(path) as reader:
-        return choose_prune_point(reader, cutoff_ms=cutoff_ms, live=live)
+        limit = reader.projected_through()
+        return choose_prune_point(reader, cutoff_ms=cutoff_ms, live=live, limit_seq=limit)
 
 
 def _restatements(path: Path, cutoff_ms: int, live: frozenset[Instance]) -> list[ProcessRecorded]:
     with DatabaseReader(path) as reader:
-        return restatements(reader, cutoff_ms=cutoff_ms, live=live)
+        limit = reader.projected_through()
+        return restatements(reader, cutoff_ms=cutoff_ms, live=live, limit_seq=limit)
 
 
 async def prune_events(

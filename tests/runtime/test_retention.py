@@ -7,6 +7,7 @@ retention 30 days, so a snapshot qualifies when its event is older than day 70.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -227,3 +228,25 @@ async def test_nothing_is_restated_when_no_start_record_is_in_the_way(db_path: P
     with DatabaseReader(db_path) as reader:
         live = live_instances(builder.state)
         assert live and restatements(reader, cutoff_ms=CUTOFF_MS, live=live) == []
+
+
+async def test_pruning_never_passes_what_the_projections_have_applied(db_path: Path) -> None:
+    builder = LogBuilder(db_path)
+    two_qualify_newest_wins(builder)  # s50 would be the prune point
+    builder.close()
+    behind = builder.snapshots["s50"] - 1  # the activity projection stopped just before it
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute(
+            "INSERT INTO projection_checkpoints (name, seq, state, updated_ms) "
+            "VALUES ('activity', ?, '', 0)",
+            (behind,),
+        )
+    conn.close()
+    store = await EventStore.open(db_path, clock_ms=lambda: NOW_MS)
+    try:
+        live = live_instances(builder.state)
+        deleted = await prune_events(store, days=30, now_ms=NOW_MS, live=live)
+    finally:
+        await store.close()
+    assert deleted == builder.snapshots["s10"], "only what the projection has already applied"
