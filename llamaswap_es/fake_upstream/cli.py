@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="when FILE exists at a generation request: delete it and exit (status 4) before "
         "answering, so the connection is reset (a one-shot crash switch for tests)",
     )
+    parser.add_argument(
+        "--drop-connection-if",
+        metavar="FILE",
+        help="when FILE exists at a generation request: delete it and close that connection "
+        "unanswered, then keep serving (a one-shot switch for tests)",
+    )
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument(
         "--fork-child", action="store_true", help="fork; the child serves, the parent waits"
@@ -73,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         token_delay_ms=args.token_delay_ms,
         exit_during_request=args.exit_during_request,
         exit_before_answer_if=args.exit_before_answer_if,
+        drop_connection_if=args.drop_connection_if,
         quiet=args.quiet,
     )
     asyncio.run(serve(settings, ignore_sigterm=args.ignore_sigterm))

@@ -53,6 +53,7 @@ class Generation:
         self.state: FakeState = request.app[STATE]
         settings = self.state.settings
         self._exit_before_answer_if(settings.exit_before_answer_if)
+        self._drop_connection_if(request, settings.drop_connection_if)
         limit = next(
             (
                 body[k]
@@ -98,6 +99,19 @@ class Generation:
             return
         self.state.log(f"exiting before answering (--exit-before-answer-if {marker})")
         os._exit(EXIT_BEFORE_ANSWER_CODE)
+
+    def _drop_connection_if(self, request: web.Request, marker: str | None) -> None:
+        """Close this request's connection unanswered and go on serving (a one-shot switch)."""
+        if marker is None:
+            return
+        try:
+            os.unlink(marker)
+        except FileNotFoundError:
+            return
+        self.state.log(f"dropping a connection unanswered (--drop-connection-if {marker})")
+        if request.transport is not None:
+            request.transport.close()
+        raise ConnectionResetError("connection dropped on purpose")
 
     def crash(self) -> None:
         self.state.log(f"exiting during a request (--exit-during-request), id={self.id}")

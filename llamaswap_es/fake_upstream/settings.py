@@ -24,6 +24,7 @@ class FakeSettings:
     token_delay_ms: int = 0
     exit_during_request: bool = False
     exit_before_answer_if: str | None = None
+    drop_connection_if: str | None = None
     quiet: bool = False
 
 

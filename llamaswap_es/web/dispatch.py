@@ -80,6 +80,8 @@ def is_json(request: web.BaseRequest) -> bool:
 
 RETRY_WAIT_S = 5.0
 """How long a retry waits for the scheduler to learn that the dispatched process is gone."""
+ALIVE_RETRY_WAIT_S = 0.5
+"""The same, when the executor still sees the process running (it may be exiting right now)."""
 
 
 async def serve_local(
@@ -97,13 +99,18 @@ async def serve_local(
     """
     first = await _serve_once(request, ctx, job, may_retry=True)
     if isinstance(first, _Gone):
+        executor = ctx.service.executor
+        address = executor.address(job.model_id) if executor is not None else None
+        still_serving = address is not None and address[0] == first.instance
         await ctx.service.wait_until(
             lambda st: (
                 (v := core.model_view(st, job.model_id)) is None
                 or v.instance != first.instance
                 or v.state != "ready"
             ),
-            timeout_s=RETRY_WAIT_S,
+            # A process that still runs broke only this connection (a keep-alive connection it
+            # had just closed, say): give its exit a moment to show, not the full wait.
+            timeout_s=ALIVE_RETRY_WAIT_S if still_serving else RETRY_WAIT_S,
         )
         retried = await _serve_once(request, ctx, job, may_retry=False)
         assert not isinstance(retried, _Gone)

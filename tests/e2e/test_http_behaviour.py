@@ -213,3 +213,29 @@ async def test_a_models_last_start_failure_is_found_by_its_key(server_factory) -
     assert [e["type"] for e in events] == ["ProcessStartFailed"]
     assert events[0]["key"] == "a" and "exit" in events[0]["payload"]["error"].lower()
     assert newest[0]["seq"] > events[0]["seq"] + 5
+
+
+async def test_a_dropped_connection_to_a_healthy_upstream_is_retried_on_the_same_instance(
+    server_factory, tmp_path
+) -> None:
+    marker = tmp_path / "drop-once"
+    marker.touch()
+    model = fake_model("a", "--drop-connection-if", str(marker), "--tokens", "3")
+    server = server_factory(config_text([model]))
+    async with openai.AsyncOpenAI(
+        base_url=f"{server.url}/v1", api_key="unused", max_retries=0
+    ) as client:
+        answer = await client.chat.completions.create(**_chat("a"))
+    assert (answer.choices[0].message.content or "").startswith("alpha bravo")
+    assert not marker.exists(), "the upstream dropped the first attempt"
+    async with asyncio.timeout(20):
+        while True:
+            with open_log(server.db_path) as reader:
+                events = list(reader.iter_envelopes())
+            finished = [e.body for e in events if e.type == "RequestFinished"]
+            if len(finished) >= 2:
+                break
+            await asyncio.sleep(0.02)
+    assert [f.status for f in finished] == [503, 200]
+    assert [e.body.instance for e in events if e.type == "StartProcess"] == [1], "no restart"
+    assert not any(e.type == "ProcessExited" for e in events)
