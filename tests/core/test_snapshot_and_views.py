@@ -3,6 +3,8 @@ read-only views report what the HTTP layer and the UI show."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llamaswap_es.core import (
@@ -57,7 +59,20 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "608914573b5b23f9da5217290548f47de1d0ba1ec505dbd23a7ce0b802cad96c"
+PINNED_DIGEST = "8ddca6e4c76e8a13e1d88ad1e83b4bbd3419c93d15085835ed101a6a055aa90d"
+"""Changed without a version bump once, on purpose: idleModel added `idle_model` (config) and
+`stop_reason` (per model) to the encoding; both default when absent, and a log without
+idleModel decides exactly as before, so core-2 snapshots and logs still replay."""
+
+
+def test_a_snapshot_from_before_idle_model_restores() -> None:
+    raw = json.loads(snapshot(_busy_run().state))
+    del raw["config"]["idle_model"]
+    for model in raw["models"]:
+        del model["stop_reason"]
+    copy = restore(json.dumps(raw).encode())
+    assert copy.config is not None and copy.config.idle_model == ""
+    assert {p.stop_reason for p in copy.models.values()} == {""}
 
 
 def test_restore_refuses_another_version_and_damage() -> None:
