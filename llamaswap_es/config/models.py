@@ -392,6 +392,9 @@ class LlamaSwapEsSettings(GoStruct):
     starvation_bound_seconds: GoInt = Field(300, alias="starvationBoundSeconds")
     queue_timeout_seconds: GoInt = Field(0, alias="queueTimeoutSeconds")
     min_resident_seconds: GoInt = Field(0, alias="minResidentSeconds")
+    idle_model: GoStr = Field("", alias="idleModel")
+    """A model (id or alias) loaded when a TTL unload leaves the GPU idle; "" = off. Resolved
+    to its real id by the loader's normalisation."""
     max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB")
     shutdown_timeout_seconds: GoInt = Field(30, alias="shutdownTimeoutSeconds")
     event_retention_days: int = Field(0, alias="eventRetentionDays")

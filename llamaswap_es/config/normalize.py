@@ -15,6 +15,7 @@ from llamaswap_es.config.gotypes import format_go_duration
 from llamaswap_es.config.matrix import CompiledMatrix, expand_matrix
 from llamaswap_es.config.models import (
     DEFAULT_IGNORE_PATHS,
+    OUR_SECTION,
     GroupConfig,
     LlamaSwapConfig,
     MatrixConfig,
@@ -50,6 +51,7 @@ def normalize(config: LlamaSwapConfig) -> CompiledMatrix | None:
     compiled = _routing(config)
     _scheduler(config)
     _preload(config)
+    _idle_model(config)
     _api_keys(config)
     return compiled
 
@@ -289,6 +291,23 @@ def _preload(config: LlamaSwapConfig) -> None:
     hook = config.hooks.on_startup
     resolved = [resolve_local(config, name.strip()) for name in hook.preload if name.strip()]
     hook.preload = [model_id for model_id in resolved if model_id is not None]
+
+
+def _idle_model(config: LlamaSwapConfig) -> None:
+    """Ours: `llamaswap-es.idleModel` names a local model (id or alias); stored as its real id,
+    so the scheduler never sees an alias."""
+    ours = config.llamaswap_es
+    name = ours.idle_model.strip()
+    if not name:
+        ours.idle_model = ""
+        return
+    model_id = resolve_local(config, name)
+    if model_id is None:
+        raise ConfigIssue(
+            f'{OUR_SECTION}.idleModel references unknown model "{name}"',
+            f"{OUR_SECTION}.idleModel",
+        )
+    ours.idle_model = model_id
 
 
 def _api_keys(config: LlamaSwapConfig) -> None:

@@ -149,6 +149,9 @@ class SchedulerConfig:
     queue_timeout_ms: int = 0
     """Ours: a request still in the queue this long after it arrived is rejected (503); 0 = off.
     A request whose swap is already under way is not in the queue any more."""
+    idle_model: str = ""
+    """Ours (`idleModel`): the model loaded when a TTL unload leaves every process stopped and
+    nothing waiting (see `core.reducer`); "" = off. A real id, never an alias."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +162,7 @@ class SchedulerConfig:
             "min_resident_ms": self.min_resident_ms,
             "shutdown_grace_ms": self.shutdown_grace_ms,
             "queue_timeout_ms": self.queue_timeout_ms,
+            "idle_model": self.idle_model,
         }
 
     @classmethod
@@ -171,4 +175,5 @@ class SchedulerConfig:
             min_resident_ms=data["min_resident_ms"],
             shutdown_grace_ms=data["shutdown_grace_ms"],
             queue_timeout_ms=data.get("queue_timeout_ms", 0),  # absent in older logs
+            idle_model=data.get("idle_model", ""),  # absent in older logs
         )

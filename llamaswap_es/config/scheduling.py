@@ -122,6 +122,7 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
         queue_timeout_ms=ours.queue_timeout_seconds * 1000,
         min_resident_ms=ours.min_resident_seconds * 1000,
         shutdown_grace_ms=ours.shutdown_timeout_seconds * 1000,
+        idle_model=ours.idle_model,  # a real id: normalisation resolved and checked it
     )
 
 

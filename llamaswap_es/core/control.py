@@ -194,7 +194,9 @@ def unload(st: SchedulerState, event: UnloadRequested, out: Out) -> None:
         proc = st.models[model_id]
         grace = proc.schedule.unload_timeout_ms if event.grace_ms is None else event.grace_ms
         stop_process(st, proc, "unload", grace, out)
-        pending = pending or proc.state == STOPPING
+        if proc.state == STOPPING:
+            proc.stop_reason = "unload"  # a TTL stop under way now ends as an unload: no idle
+            pending = True
     if not pending:  # nothing to wait for: what the unload unblocked may move now
         st.policy.wake(st, out)
 

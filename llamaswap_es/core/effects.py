@@ -55,6 +55,24 @@ def queue_timer_id(request_id: str) -> str:
     return f"{QUEUE_TIMER}:{request_id}"
 
 
+IDLE_LOAD = "idle"
+"""Request-id prefix of the load the reducer makes for `idleModel` (a client-less load, as
+LoadRequested's `load:<seq>`); the swap it starts launches with the reason below."""
+IDLE_START_REASON = "idle_model"
+
+
+def idle_load_id(seq: int) -> str:
+    return f"{IDLE_LOAD}:{seq}"
+
+
+def start_reason(request_id: str | None) -> str:
+    """StartProcess.reason for a swap started by `request_id`: the idle model's own load says
+    so in the log; every other start is a plain swap."""
+    if request_id is not None and request_id.startswith(IDLE_LOAD + ":"):
+        return IDLE_START_REASON
+    return "swap"
+
+
 # ------------------------------------------------------------------------ running set, plans
 
 
@@ -242,6 +260,7 @@ def stop_process(st: SchedulerState, proc: ModelProc, reason: str, grace_ms: int
     if proc.state != READY and proc.state != STARTING:
         return False
     proc.state = STOPPING
+    proc.stop_reason = reason
     st.touch_processes()
     cancel_process_timers(st, proc, out)
     out.append(

@@ -28,6 +28,7 @@ from llamaswap_es.core.effects import (
     end_request,
     fail,
     forget_if_retired,
+    idle_load_id,
     idle_ttl_ms,
     mark_down,
     mark_ready,
@@ -230,8 +231,36 @@ def _on_start_failed(st: SchedulerState, env: Envelope, out: Out) -> None:
 def _on_stopped(st: SchedulerState, env: Envelope, out: Out) -> None:
     ev: ProcessStopped = env.body  # type: ignore[assignment]
     proc = _current(st, ev.model, ev.instance)
-    if proc is not None:
-        _went_down(st, proc, "aborted", out)
+    if proc is None:
+        return
+    after_ttl = proc.state == STOPPING and proc.stop_reason == "ttl"
+    _went_down(st, proc, "aborted", out)
+    if after_ttl:
+        _load_idle_model(st, env, ev.model, out)
+
+
+def _load_idle_model(st: SchedulerState, env: Envelope, stopped: str, out: Out) -> None:
+    """Ours (`idleModel`, spec B.3 #8): a TTL unload that leaves the GPU idle loads the idle
+    model, so the next request finds something warm.
+
+    Only here, after a TTL stop has completed: never after an unload (the user wants the GPU
+    empty), a crash, a failed start, an eviction or a reload, never while shutting down, and
+    never when the model that stopped is the idle model itself (its own TTL applies, no loop).
+    "Idle" means no process starting, ready or stopping, no request admitted (queued, waiting
+    or a load) and no swap under way: a request that arrived meanwhile has its model loaded
+    instead. The load goes the way a LoadRequested does (so groups, the matrix and the
+    invariants hold), with id `idle:<seq>`, which its StartProcess reports as `idle_model`."""
+    config = st.config
+    if config is None or not config.idle_model or config.idle_model == stopped:
+        return
+    if st.shutting_down or st.requests or st.swaps or st.running_models():
+        return
+    proc = st.models.get(config.idle_model)
+    if proc is None or proc.retired:
+        return
+    priority = proc.schedule.priority
+    req = Request(idle_load_id(env.seq), proc.model, env.seq, env.ts_ms, priority, True)
+    _admit(st, req, proc, out)
 
 
 def _on_exited(st: SchedulerState, env: Envelope, out: Out) -> None:

@@ -52,6 +52,7 @@ class ModelProc:
         "retired",
         "schedule",
         "state",
+        "stop_reason",
         "ttl_override_ms",
     )
 
@@ -72,6 +73,9 @@ class ModelProc:
         self.ttl_override_ms: int | None = None
         """The idle TTL the last finished request asked for (None: the configured one; see
         `effects.idle_ttl_ms`). Reset when the process becomes ready."""
+        self.stop_reason = ""
+        """Why the last stop was issued (StopProcess.reason; an unload overrides a TTL stop
+        under way). Read when that stop completes: only a TTL stop loads the idle model."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +89,7 @@ class ModelProc:
             "reserved": self.reserved,
             "retired": self.retired,
             "ttl_override_ms": self.ttl_override_ms,
+            "stop_reason": self.stop_reason,
         }
 
     @classmethod
@@ -94,6 +99,7 @@ class ModelProc:
             setattr(proc, name, data[name])
         proc.retired = data["retired"]
         proc.ttl_override_ms = data["ttl_override_ms"]
+        proc.stop_reason = data.get("stop_reason", "")  # absent in snapshots before idleModel
         return proc
 
 

@@ -11,7 +11,7 @@ There is no rollback: models evicted for a failed target stay down.
 
 from __future__ import annotations
 
-from llamaswap_es.core.effects import Out, start_process, stop_process
+from llamaswap_es.core.effects import Out, start_process, start_reason, stop_process
 from llamaswap_es.core.eviction import EvictionPlan
 from llamaswap_es.core.state import (
     EVICTING,
@@ -73,7 +73,7 @@ def advance_swap(st: SchedulerState, swap: Swap, out: Out) -> None:
     if target.state == READY:
         complete_swap(st, swap, None, out)
     elif target.state != STARTING:
-        start_process(st, target, "swap", out)
+        start_process(st, target, start_reason(swap.request_id), out)
 
 
 def advance_evicting_swaps(st: SchedulerState, out: Out) -> None:

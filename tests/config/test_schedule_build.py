@@ -45,6 +45,20 @@ def test_a_schedule_logged_before_the_queue_timeout_existed_still_reads(load_yam
     assert SchedulerConfig.from_dict(old).queue_timeout_ms == 0
 
 
+def test_idle_model_reaches_the_scheduler_as_a_real_id(load_yaml) -> None:
+    assert build_schedule(load_yaml(BASE)).idle_model == ""  # off unless asked for
+    text = BASE.replace("minResidentSeconds: 3\n", "minResidentSeconds: 3\n  idleModel: bee\n")
+    schedule = build_schedule(load_yaml(text))
+    assert schedule.idle_model == "b"  # the alias resolves to its model
+    assert SchedulerConfig.from_dict(schedule.to_dict()) == schedule
+
+
+def test_a_schedule_logged_before_the_idle_model_existed_still_reads(load_yaml) -> None:
+    old = build_schedule(load_yaml(BASE)).to_dict()
+    del old["idle_model"]
+    assert SchedulerConfig.from_dict(old).idle_model == ""
+
+
 def test_fingerprint_changes_only_with_process_settings(load_yaml) -> None:
     before = build_schedule(load_yaml(BASE)).models
     routing_only = BASE.replace("aliases: [bee]", "aliases: [bee, buzz]\n    description: x")

@@ -582,6 +582,20 @@ CASES = [
         None,
     ),
     (
+        "ours-idle-model-unknown",
+        M + "llamaswap-es:\n  idleModel: ghost\n",
+        {},
+        'llamaswap-es.idleModel references unknown model "ghost"',
+        "llamaswap-es.idleModel",
+    ),
+    (
+        "ours-idle-model-peer",
+        M + "peers:\n  p:\n    proxy: http://x\n    models: [r]\nllamaswap-es:\n  idleModel: r\n",
+        {},
+        'llamaswap-es.idleModel references unknown model "r"',
+        "llamaswap-es.idleModel",
+    ),
+    (
         "ours-retention-negative",
         "llamaswap-es:\n  eventRetentionDays: -1\n",
         {},

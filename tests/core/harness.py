@@ -107,7 +107,8 @@ def render(decision: Decision) -> str:
     if isinstance(decision, SwapPlanned):
         return f"plan {decision.model} [{','.join(decision.evict)}]"
     if isinstance(decision, StartProcess):
-        return f"start {decision.model}#{decision.instance}"
+        reason = "" if decision.reason == "swap" else f" {decision.reason}"
+        return f"start {decision.model}#{decision.instance}{reason}"
     if isinstance(decision, StopProcess):
         return f"stop {decision.model}#{decision.instance} {decision.reason} {decision.grace_ms}"
     if isinstance(decision, QueuePositions):

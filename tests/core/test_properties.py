@@ -48,14 +48,16 @@ CONFIGS = {
             ("g3", ["P"], {"exclusive": False, "persistent": True}),
         ],
         _schedules(),
+        idle_model="C",
     ),
     "matrix": replace(
         matrix_config(
             [("ab", "A & B"), ("cp", "C | (C & P)"), ("big", "+ab & P")], MODELS, costs=[("A", 3)]
         ),
         models=_schedules(),
+        idle_model="B",
     ),
-    "serial": classic(*MODELS, schedules=_schedules(), policy="serial"),
+    "serial": classic(*MODELS, schedules=_schedules(), policy="serial", idle_model="B"),
     "bounded": classic(
         *MODELS,
         schedules=_schedules(),

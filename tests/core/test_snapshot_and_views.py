@@ -3,6 +3,8 @@ read-only views report what the HTTP layer and the UI show."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llamaswap_es.core import (
@@ -57,7 +59,21 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "7c0a935c46d1a6397a0260d981162d0a7d3b272d3a97957ae7f1ef5d5ed7ffe7"
+PINNED_DIGEST = "b561e6c5855a39873ab3cc56c1ccc36121171cc587e2929910e60c98696c9d4e"
+"""Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
+`idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
+was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
+before, so core-2 snapshots and logs still replay."""
+
+
+def test_a_snapshot_from_before_idle_model_restores() -> None:
+    raw = json.loads(snapshot(_busy_run().state))
+    del raw["config"]["idle_model"]
+    for model in raw["models"]:
+        del model["stop_reason"]
+    copy = restore(json.dumps(raw).encode())
+    assert copy.config is not None and copy.config.idle_model == ""
+    assert {p.stop_reason for p in copy.models.values()} == {""}
 
 
 def test_restore_refuses_another_version_and_damage() -> None:
