@@ -157,8 +157,12 @@ class DatabaseReader(RowsAsEnvelopes):
         key: str | None = None,
         limit: int | None = None,
         validate: bool = False,
+        newest: bool = False,
     ) -> list[Envelope]:
-        """Envelopes matching every given filter, in seq order, in one statement."""
+        """Envelopes matching every given filter, in seq order, in one statement.
+
+        `limit` keeps the oldest matches, or with `newest` the newest ones (still in seq order).
+        """
         where = ["seq >= ?"]
         params: list[object] = [from_seq]
         if to_seq is not None:
@@ -173,7 +177,8 @@ class DatabaseReader(RowsAsEnvelopes):
         if key is not None:
             where.append("key = ?")
             params.append(key)
-        sql = f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        order = "DESC" if newest else "ASC"
+        sql = f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq {order}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, limit))
@@ -181,6 +186,8 @@ class DatabaseReader(RowsAsEnvelopes):
             rows = self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise translate_sqlite_error(exc, self.path) from exc
+        if newest:
+            rows.reverse()
         return [decode_checked(row, self.path, validate) for row in rows]
 
     def last_seq(self) -> int:

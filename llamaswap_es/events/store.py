@@ -253,8 +253,10 @@ class EventStore:
         key: str | None = None,
         limit: int | None = None,
         validate: bool = False,
+        newest: bool = False,
     ) -> list[Envelope]:
-        """Committed envelopes matching every given filter, in seq order."""
+        """Committed envelopes matching every given filter, in seq order (`limit` keeps the
+        oldest matches, or with `newest` the newest ones)."""
         type_list = None if types is None else list(types)
         result = await self._on_read_thread(
             lambda r: r.read(
@@ -264,6 +266,7 @@ class EventStore:
                 key=key,
                 limit=limit,
                 validate=validate,
+                newest=newest,
             )
         )
         return result  # type: ignore[return-value]

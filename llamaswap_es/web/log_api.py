@@ -61,8 +61,10 @@ async def tail(request: web.Request) -> web.Response:
     model = request.query.get("model") or None
     request_id = request.query.get("request") or None
     key = request.query.get("key") or None
-    if key is not None:
-        rows = await store.read(from_seq=max(since + 1, 1), types=types, key=key)
+    if key is not None and since >= 0:
+        rows = await store.read(from_seq=since + 1, types=types, key=key, limit=limit)
+    elif key is not None:
+        rows = await store.read(types=types, key=key, limit=limit, newest=True)
     elif since >= 0:
         rows = await store.read(from_seq=since + 1, types=types, limit=limit * 20)
     else:

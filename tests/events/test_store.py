@@ -261,3 +261,12 @@ async def test_close_never_hangs_when_the_writer_task_is_gone(tmp_path) -> None:
     await asyncio.wait_for(store.close(), 5)
     with pytest.raises(StoreError, match="closed before this batch was written"):
         await append
+
+
+async def test_the_newest_matches_come_back_in_seq_order(store: EventStore) -> None:
+    await store.append_batch([_req(i, model="m") for i in range(5)])
+    newest = await store.read(types=["RequestReceived"], limit=2, newest=True)
+    oldest = await store.read(types=["RequestReceived"], limit=2)
+    assert [e.body.request_id for e in newest] == ["r3", "r4"]
+    assert [e.body.request_id for e in oldest] == ["r0", "r1"]
+    assert [e.body.request_id for e in await store.read(key="r2", newest=True)] == ["r2"]
