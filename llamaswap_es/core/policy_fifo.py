@@ -20,6 +20,7 @@ from typing import ClassVar
 from llamaswap_es.core.effects import (
     Out,
     busy_victim,
+    cancel_queue_timeout,
     collides,
     evicted_by_active_swap,
     grant,
@@ -104,6 +105,7 @@ class FifoPolicy:
         if swap is not None:
             swap.waiters.append(req.request_id)
             req.phase = WAITING
+            cancel_queue_timeout(st, req, out)  # a load under way for it is not given up
             return True
         running = running_for(st, model)
         plan = plan_eviction(st, model, running)

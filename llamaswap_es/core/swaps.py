@@ -11,7 +11,13 @@ There is no rollback: models evicted for a failed target stay down.
 
 from __future__ import annotations
 
-from llamaswap_es.core.effects import Out, start_process, start_reason, stop_process
+from llamaswap_es.core.effects import (
+    Out,
+    cancel_queue_timeout,
+    start_process,
+    start_reason,
+    stop_process,
+)
 from llamaswap_es.core.eviction import EvictionPlan
 from llamaswap_es.core.state import (
     EVICTING,
@@ -39,6 +45,7 @@ def start_swap(
     swap = Swap(target, plan.evict, st.seq, request_id)
     for rid in waiters:
         st.requests[rid].phase = WAITING
+        cancel_queue_timeout(st, st.requests[rid], out)  # the load is bounded by its own limits
     swap.waiters = waiters
     st.swaps[target] = swap
     st.touch_processes()

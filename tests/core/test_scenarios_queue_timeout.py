@@ -31,22 +31,22 @@ SCENARIOS: dict[str, list[tuple[str, object]]] = {
         ("@3010 timer queue:r2", "timer queue:r2 @3011"),
         ("@3011 timer queue:r2", "reject r2 503 queue_timeout"),
     ],
-    "dispatched in time: the timer is cancelled": [
+    "joining its swap cancels the timer": [
         ("@10 req r2 B", ["timer queue:r2 @3011", "pos r2:1"]),
-        ("@100 done r1", ["plan B [A]", "stop A#1 evict 10000"]),
+        ("@100 done r1", ["cancel-timer queue:r2", "plan B [A]", "stop A#1 evict 10000"]),
         ("@200 stopped A", "start B#1"),
-        ("@500 ready B", ["cancel-timer queue:r2", "dispatch r2 B#1"]),
+        ("@500 ready B", "dispatch r2 B#1"),
     ],
     "loading for it at the deadline: not rejected": [
         ("@10 req r2 B", ["timer queue:r2 @3011", "pos r2:1"]),
-        ("@100 done r1", ["plan B [A]", "stop A#1 evict 10000"]),
+        ("@100 done r1", ["cancel-timer queue:r2", "plan B [A]", "stop A#1 evict 10000"]),
         ("@200 stopped A", "start B#1"),
         ("@3011 timer queue:r2", ""),
         ("@9000 ready B", "dispatch r2 B#1"),
     ],
     "joined a swap already under way: not rejected": [
         ("@10 req r2 B", ["timer queue:r2 @3011", "pos r2:1"]),
-        ("@100 done r1", ["plan B [A]", "stop A#1 evict 10000"]),
+        ("@100 done r1", ["cancel-timer queue:r2", "plan B [A]", "stop A#1 evict 10000"]),
         ("@150 req r3 B", ""),  # joins B's swap at once: never queued, no timer
         ("@3011 timer queue:r2", ""),
         ("@3200 stopped A", "start B#1"),
@@ -129,7 +129,10 @@ def test_the_starvation_bound_forces_the_swap_before_the_timeout() -> None:
             *BUSY_A,
             ("@1 req r2 B", ["timer queue:r2 @8002", "pos r2:1"]),
             ("@5002 req r5 A", ["timer queue:r5 @13003", "pos r2:1 r5:2"]),
-            ("@6000 done r1", ["plan B [A]", "stop A#1 evict 10000", "pos r5:1"]),
+            (
+                "@6000 done r1",
+                ["cancel-timer queue:r2", "plan B [A]", "stop A#1 evict 10000", "pos r5:1"],
+            ),
             ("@6001 stopped A", "start B#1"),
             ("@8002 timer queue:r2", ""),  # B is loading for it
             ("@9000 ready B", "dispatch r2 B#1"),
@@ -180,7 +183,10 @@ def test_swap_waiters_sent_back_to_the_queue_by_a_reload_are_timed_again() -> No
             ("@0 load A", ...),
             ("@0 ready A", ""),
             ("@10 req r1 B", ["plan B [A]", "stop A#1 evict 10000"]),  # no timer: loading for it
-            ("@20 reload serial", ["timer queue:r1 @3011", "plan B [A]"]),
+            (
+                "@20 reload serial",
+                ["timer queue:r1 @3011", "cancel-timer queue:r1", "plan B [A]"],
+            ),
             ("@3011 timer queue:r1", ""),  # loading for it again
             ("@3100 stopped A", "start B#1"),
             ("@4000 ready B", "dispatch r1 B#1"),
