@@ -15,10 +15,10 @@ import sqlite3
 from pathlib import Path
 
 from llamaswap_es.projections.database import ProjectionDatabase, write_transaction
+from llamaswap_es.runtime.retention import DAY_MS
 
 log = logging.getLogger("llamaswap_es.projections.retention")
 
-DAY_MS = 86_400_000
 CHUNK = 5_000
 """Rows deleted per transaction."""
 

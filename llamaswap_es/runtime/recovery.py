@@ -23,7 +23,6 @@ from llamaswap_es import core
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.types import (
-    START_RECORDS,
     Event,
     OrphanReaped,
     ProcessAdopted,
@@ -37,6 +36,7 @@ from llamaswap_es.runtime.executor import ProcessExecutor
 from llamaswap_es.runtime.health import probe_health
 from llamaswap_es.runtime.orphans import find_tagged_processes, kill_group, process_matches
 from llamaswap_es.runtime.process_spec import ProcessSpec
+from llamaswap_es.runtime.retention import newest_start_record
 
 log = logging.getLogger("llamaswap_es.runtime.recovery")
 
@@ -182,12 +182,11 @@ def _spawn_from_log(
     reader: DatabaseReader, model: str, instance: int
 ) -> tuple[int, int, int] | None:
     """The spawn of a process recorded before the snapshot we started from (indexed by key)."""
-    rows = reader.read(types=START_RECORDS, key=model)
-    for envelope in reversed(rows):
-        body = envelope.body
-        if body.instance == instance:
-            return body.pid, body.pgid, body.started_at_ms or 0
-    return None
+    record = newest_start_record(reader, model, instance)
+    if record is None:
+        return None
+    body = record.body
+    return body.pid, body.pgid, body.started_at_ms or 0  # type: ignore[attr-defined]
 
 
 async def settle(

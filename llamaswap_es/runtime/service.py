@@ -373,7 +373,9 @@ class SwapService:
         return task
 
     async def _restate(self, records: Sequence[ProcessRecorded]) -> None:
-        """Append re-stated start records through the run loop and wait for their commit."""
+        """Append re-stated start records through the run loop; returns once the loop has
+        written everything submitted so far (`flush`). Should they be lost (the loop stopping),
+        the prune point is chosen from the log afterwards, so nothing unsafe is pruned."""
         assert self.loop is not None
         for record in records:
             self.loop.submit(record)
