@@ -91,22 +91,14 @@ class Generation:
             yield token_piece(i, self.total)
 
     def _exit_before_answer_if(self, marker: str | None) -> None:
-        if marker is None:
-            return
-        try:
-            os.unlink(marker)
-        except FileNotFoundError:
+        if not _take(marker):
             return
         self.state.log(f"exiting before answering (--exit-before-answer-if {marker})")
         os._exit(EXIT_BEFORE_ANSWER_CODE)
 
     def _drop_connection_if(self, request: web.Request, marker: str | None) -> None:
         """Close this request's connection unanswered and go on serving (a one-shot switch)."""
-        if marker is None:
-            return
-        try:
-            os.unlink(marker)
-        except FileNotFoundError:
+        if not _take(marker):
             return
         self.state.log(f"dropping a connection unanswered (--drop-connection-if {marker})")
         if request.transport is not None:
@@ -304,3 +296,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
     )
     await send(resp, {"type": "message_stop"}, "message_stop")
     return resp
+
+
+def _take(marker: str | None) -> bool:
+    """A one-shot switch: True once, when the marker file exists (it is deleted)."""
+    if marker is None:
+        return False
+    try:
+        os.unlink(marker)
+    except FileNotFoundError:
+        return False
+    return True

@@ -33,6 +33,21 @@ async def _wait_for_events(
             await asyncio.sleep(0.02)
 
 
+async def _log_once(db_path, ready, timeout_s: float = 20) -> list:
+    """The whole log, read again until `ready(events)` holds (rows commit after the answer)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            with open_log(db_path) as reader:
+                events = list(reader.iter_envelopes())
+            if ready(events):
+                return events
+            await asyncio.sleep(0.02)
+
+
+def _finished(events: list) -> list:
+    return [e.body for e in events if e.type == "RequestFinished"]
+
+
 async def test_abcabc_is_served_aabbcc_with_three_loads(server_factory) -> None:
     models = [fake_model(m, "--load-delay-ms", "400", "--tokens", "3") for m in "abc"]
     server = server_factory(config_text(models))
@@ -141,15 +156,12 @@ async def test_an_upstream_that_dies_mid_stream_gives_a_clear_error_and_is_reloa
             async for _chunk in stream:
                 pass
     await client.close()
-    async with asyncio.timeout(20):  # both broken streams are recorded
-        while True:
-            with open_log(server.db_path) as reader:
-                events = list(reader.iter_envelopes())
-            finished = [e.body for e in events if e.type == "RequestFinished"]
-            lost = [f for f in finished if "upstream connection lost" in (f.error or "")]
-            if len(lost) == 2:
-                break
-            await asyncio.sleep(0.05)
+
+    def lost_of(events: list) -> list:
+        return [f for f in _finished(events) if "upstream connection lost" in (f.error or "")]
+
+    events = await _log_once(server.db_path, lambda ev: len(lost_of(ev)) == 2)  # both recorded
+    finished, lost = _finished(events), lost_of(events)
     starts = [e.body.instance for e in events if e.type == "StartProcess"]
     assert starts == [1, 2], "the next request after the crash reloads the model"
     assert any(e.type == "ProcessExited" for e in events)
@@ -181,14 +193,8 @@ async def test_an_upstream_that_dies_before_answering_is_retried_on_a_new_instan
             text = answer.choices[0].message.content or ""
     assert text.startswith("alpha bravo")
     assert not marker.exists(), "the first instance received the request"
-    async with asyncio.timeout(20):  # the answer's RequestFinished commits after its last byte
-        while True:
-            with open_log(server.db_path) as reader:
-                events = list(reader.iter_envelopes())
-            finished = [e.body for e in events if e.type == "RequestFinished"]
-            if len(finished) >= 2:
-                break
-            await asyncio.sleep(0.02)
+    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 2)
+    finished = _finished(events)
     assert [e.body.instance for e in events if e.type == "StartProcess"] == [1, 2]
     assert [f.status for f in finished] == [503, 200]
     assert "retried as a new request" in (finished[0].error or "")
@@ -228,14 +234,8 @@ async def test_a_dropped_connection_to_a_healthy_upstream_is_retried_on_the_same
         answer = await client.chat.completions.create(**_chat("a"))
     assert (answer.choices[0].message.content or "").startswith("alpha bravo")
     assert not marker.exists(), "the upstream dropped the first attempt"
-    async with asyncio.timeout(20):
-        while True:
-            with open_log(server.db_path) as reader:
-                events = list(reader.iter_envelopes())
-            finished = [e.body for e in events if e.type == "RequestFinished"]
-            if len(finished) >= 2:
-                break
-            await asyncio.sleep(0.02)
+    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 2)
+    finished = _finished(events)
     assert [f.status for f in finished] == [503, 200]
     assert [e.body.instance for e in events if e.type == "StartProcess"] == [1], "no restart"
     assert not any(e.type == "ProcessExited" for e in events)

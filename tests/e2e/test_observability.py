@@ -9,7 +9,7 @@ import json
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.server import config_text, fake_model
+from tests.fixtures.server import config_text, fake_model, wait_json
 
 
 async def _raw_post_then_close(port: int, path: str, body: dict[str, object]) -> bytes:
@@ -30,16 +30,6 @@ async def _raw_post_then_close(port: int, path: str, body: dict[str, object]) ->
     return payload
 
 
-async def _wait_json(http: aiohttp.ClientSession, url: str, ready, timeout_s: float = 20):
-    async with asyncio.timeout(timeout_s):
-        while True:
-            async with http.get(url) as response:
-                doc = await response.json()
-            if ready(doc):
-                return doc
-            await asyncio.sleep(0.05)
-
-
 async def test_a_served_request_is_in_activity_captures_metrics_and_the_log(server_factory) -> None:
     server = server_factory(config_text([fake_model("a", "--tokens", "7")]))
     reply = await _raw_post_then_close(
@@ -47,7 +37,7 @@ async def test_a_served_request_is_in_activity_captures_metrics_and_the_log(serv
     )
     assert json.loads(reply)["usage"]["completion_tokens"] == 7
     async with aiohttp.ClientSession() as http:
-        activity = await _wait_json(
+        activity = await wait_json(
             http, f"{server.url}/api/metrics/activity", lambda d: d["total"] == 1
         )
         row = activity["data"][0]

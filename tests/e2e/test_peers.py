@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llamaswap_es.fake_upstream.app import build_app
 from llamaswap_es.fake_upstream.settings import FakeSettings
 from tests.fixtures.net import free_port
-from tests.fixtures.server import config_text, fake_model
+from tests.fixtures.server import config_text, fake_model, wait_json
 
 
 async def _peer(seen: list[dict[str, object]]) -> tuple[web.AppRunner, int]:
@@ -102,16 +102,6 @@ async def _fake_peer(port: int, gate: Gate) -> web.AppRunner:
     return runner
 
 
-async def _wait_json(http: aiohttp.ClientSession, url: str, ready, timeout_s: float = 20):
-    async with asyncio.timeout(timeout_s):
-        while True:
-            async with http.get(url) as response:
-                doc = await response.json()
-            if ready(doc):
-                return doc
-            await asyncio.sleep(0.05)
-
-
 def _captured(doc: dict) -> bool:
     return doc["total"] == 3 and all(
         row["has_capture"] for row in doc["data"] if row["resp_status_code"] == 200
@@ -159,7 +149,7 @@ async def test_peer_requests_are_in_activity_captures_metrics_and_in_flight(
             assert failed.value.status_code == 502
             assert "peer proxy error" in failed.value.message
 
-            activity = await _wait_json(http, server.url + "/api/metrics/activity", _captured)
+            activity = await wait_json(http, server.url + "/api/metrics/activity", _captured)
             rows = sorted(activity["data"], key=lambda row: row["id"])
             assert [(r["model"], r["req_path"], r["resp_status_code"]) for r in rows] == [
                 ("p1/remote-model", "/v1/chat/completions", 200),
