@@ -118,7 +118,7 @@ def _on_request(st: SchedulerState, env: Envelope, out: Out) -> None:
             Reject(request_id=rid, status=429, code="concurrency_limit", message=RATE_LIMIT_MESSAGE)
         )
         return
-    priority = proc.schedule.priority
+    priority = proc.schedule.priority if ev.priority is None else ev.priority
     req = Request(rid, ev.model, env.seq, env.ts_ms, priority, ttl_override_ms=ev.ttl_override_ms)
     _admit(st, req, proc, out)
 

@@ -123,6 +123,9 @@ class RequestReceived(Event):
     """The client's own idle TTL for the model after this request (LM Studio `ttl`, Ollama
     `keep_alive`): None = the configured ttl, `TTL_FOREVER` = never unload, 0 = unload as soon
     as idle. Added after v1 payloads were written; absent means None."""
+    priority: int | None = None
+    """The client's own queue priority (`X-Request-Priority`), in place of its model's fifo
+    priority; None = the model's. Absent in older payloads."""
 
 
 TTL_FOREVER = -1

@@ -61,6 +61,8 @@ class LocalRequest:
     """Tunnel a websocket upgrade instead of forwarding an HTTP request."""
     ttl_override_ms: int | None = None
     """The client's own idle TTL for the model (`ttl` / `keep_alive`, see web/keep_alive.py)."""
+    priority: int | None = None
+    """The client's own queue priority (`X-Request-Priority`, see web/request_priority.py)."""
 
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
@@ -151,6 +153,7 @@ async def _serve_once(
         stream=job.stream,
         metadata=dict(job.metadata),
         ttl_override_ms=job.ttl_override_ms,
+        priority=job.priority,
     )
     try:
         ticket = loop.submit_request(received)

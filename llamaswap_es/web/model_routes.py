@@ -29,6 +29,7 @@ from llamaswap_es.web.naming import (
     strip_route_prefix,
 )
 from llamaswap_es.web.peer_dispatch import serve_peer
+from llamaswap_es.web.request_priority import request_priority
 from llamaswap_es.web.websocket_tunnel import is_websocket_upgrade, tunnel
 
 JSON_ROUTES = (
@@ -56,9 +57,13 @@ def register(router: web.UrlDispatcher) -> None:
     router.add_route("*", "/comfyui/{tail:.*}", comfyui_request)
 
 
-def _metadata(ctx: AppContext, request: web.BaseRequest, model_id: str) -> dict[str, str]:
+def _metadata(
+    ctx: AppContext, request: web.BaseRequest, model_id: str, priority: int | None = None
+) -> dict[str, str]:
     schedule = ctx.service.schedule.models.get(model_id)
-    metadata = {"fifo_priority": str(schedule.priority if schedule else 0)}
+    if priority is None:
+        priority = schedule.priority if schedule else 0
+    metadata = {"fifo_priority": str(priority)}
     metadata.update(_session(ctx, request))
     return metadata
 
@@ -105,6 +110,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
     if local is not None and local in ctx.service.schedule.models:
         try:  # read from the body as the client sent it, before filters; forwarded unchanged
             ttl_override = ttl_override_ms(selection.ttl_fields)
+            priority = request_priority(request.headers)
         except RequestError as err:
             if selector_id is not None:
                 release_selector(ctx, selector_id, requested)
@@ -117,7 +123,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
                 body = rewrite_model_in_multipart(
                     body, request.headers.get("Content-Type", ""), use_name
                 )
-        metadata = _metadata(ctx, request, local)
+        metadata = _metadata(ctx, request, local, priority)
         if selector_id is not None:
             metadata["selector"] = selector_id
         target = requested
@@ -131,6 +137,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             metadata=metadata,
             on_done=(lambda: release_selector(ctx, selector_id, target)) if selector_id else None,
             ttl_override_ms=ttl_override,
+            priority=priority,
         )
         return await serve_local(request, ctx, job)
 

@@ -2,7 +2,7 @@
 invariants after every step, and renders decisions as short strings for table-driven tests.
 
 Steps are written as llama-swap's scenario lines (spec/core.md §9), translated to our events:
-    req r1 A [ttl=N|ttl=forever]  RequestReceived (with a TTL override in ms)
+    req r1 A [ttl=N|ttl=forever] [prio=N]  RequestReceived (TTL override in ms, own priority)
     done r1           RequestFinished (200)
     cancel r1         RequestCancelled           abandon r1   RequestAbandoned
     load A            LoadRequested              ready A      ProcessReady (current instance)
@@ -159,7 +159,13 @@ class Run:
         if verb == "req":
             ttl = [a.split("=", 1)[1] for a in args[2:] if a.startswith("ttl=")]
             override = None if not ttl else TTL_FOREVER if ttl[0] == "forever" else int(ttl[0])
-            return RequestReceived(request_id=args[0], model=args[1], ttl_override_ms=override)
+            prio = [int(a.split("=", 1)[1]) for a in args[2:] if a.startswith("prio=")]
+            return RequestReceived(
+                request_id=args[0],
+                model=args[1],
+                ttl_override_ms=override,
+                priority=prio[0] if prio else None,
+            )
         if verb == "done":
             req = self.state.requests.get(args[0])
             return RequestFinished(request_id=args[0], model=req.model if req else "?", status=200)

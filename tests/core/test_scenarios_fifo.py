@@ -202,6 +202,22 @@ SCENARIOS = {
             ("done z", ["plan A [Z]", "stop Z#1 evict 10000", "pos rB:1 rC:2 rD:3"]),
         ],
     ),
+    "ours-request-priority-header-orders-the-queue": (
+        dict(
+            config=classic(
+                "A", "B", "C", "Z", schedules=models("A", "B", "C", "Z", B={"priority": 5})
+            )
+        ),
+        [
+            ("req z Z", ["plan Z []", "start Z#1"]),
+            ("req rB B", "pos rB:1"),  # model priority 5
+            ("req rA A", "pos rB:1 rA:2"),  # model priority 0
+            ("req rC C prio=7", "pos rC:1 rB:2 rA:3"),  # its own 7 beats B's 5
+            ("req rA2 A prio=-1", "pos rC:1 rB:2 rA:3 rA2:4"),  # below the default 0
+            ("ready Z", "dispatch z Z#1"),
+            ("done z", ["plan C [Z]", "stop Z#1 evict 10000", "pos rB:1 rA:2 rA2:3"]),
+        ],
+    ),
     "s17-concurrency-limit-on-the-fast-path": (
         dict(config=with_limit(ABC, "A", 1), up=["A"]),
         [

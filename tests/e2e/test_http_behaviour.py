@@ -239,3 +239,36 @@ async def test_a_dropped_connection_to_a_healthy_upstream_is_retried_on_the_same
     assert [f.status for f in finished] == [503, 200]
     assert [e.body.instance for e in events if e.type == "StartProcess"] == [1], "no restart"
     assert not any(e.type == "ProcessExited" for e in events)
+
+
+async def test_a_request_priority_header_goes_ahead_in_the_queue(server_factory) -> None:
+    busy = fake_model("a", "--tokens", "20", "--token-delay-ms", "40")
+    server = server_factory(config_text([busy, fake_model("b"), fake_model("c")]))
+    async with aiohttp.ClientSession() as http:
+
+        def post(model: str, **headers: str):
+            return asyncio.create_task(
+                http.post(server.url + CHAT, json=_chat(model), headers=headers)
+            )
+
+        first = post("a")
+        await _wait_for_events(http, server.url, "Dispatch", 1)  # a is busy from here on
+        plain = post("b")
+        await _wait_for_events(http, server.url, "RequestReceived", 2)
+        urgent = post("c", **{"X-Request-Priority": "5"})
+        await _wait_for_events(http, server.url, "RequestReceived", 3)
+        async with http.post(
+            server.url + CHAT, json=_chat("b"), headers={"X-Request-Priority": "soon"}
+        ) as bad:
+            assert bad.status == 400
+            assert "X-Request-Priority" in (await bad.json())["error"]["message"]
+        responses = await asyncio.gather(first, plain, urgent)
+        assert [r.status for r in responses] == [200, 200, 200]
+        for r in responses:
+            r.release()
+    events = await _log_once(
+        server.db_path, lambda ev: len([e for e in ev if e.type == "Dispatch"]) == 3
+    )
+    assert [e.body.model for e in events if e.type == "Dispatch"] == ["a", "c", "b"]
+    received = {e.body.model: e.body for e in events if e.type == "RequestReceived"}
+    assert received["c"].priority == 5 and received["b"].priority is None
