@@ -56,6 +56,8 @@ most about this much of the log (a clean shutdown always saves one)."""
 SNAPSHOT_EVERY_MS = DAY_MS
 """A snapshot is also saved at the first commit this long after the last one, so retention
 (which prunes only up to a snapshot) is about a day precise on a quiet server too."""
+SNAPSHOT_RETRY_MS = 3_600_000
+"""After a snapshot could not be saved, the time trigger tries again this much later."""
 
 SnapshotListener = Callable[[int], None]
 
@@ -337,6 +339,8 @@ class SwapService:
                 )
             except Exception:
                 log.exception("could not save the reducer snapshot at seq %d", seq)
+                # The time trigger already moved on: try again in an hour, not a day.
+                self._last_snapshot_ms -= SNAPSHOT_EVERY_MS - SNAPSHOT_RETRY_MS
                 return
             if not self._shutdown_started:
                 self.prune_soon()
