@@ -192,7 +192,13 @@ class EventStore:
             ),
         )
 
-    async def prune_through(self, seq: int, *, chunk: int = PRUNE_CHUNK) -> int:
+    async def prune_through(
+        self,
+        seq: int,
+        *,
+        chunk: int = PRUNE_CHUNK,
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> int:
         """Delete every event up to `seq` and the snapshots below it; returns events deleted.
 
         `seq` must be the seq of a stored snapshot (the log then still replays from it) and
@@ -200,7 +206,7 @@ class EventStore:
         `chunk` rows is its own job on the writer thread, so appends interleave between chunks
         instead of waiting for the whole prune. Events go oldest first: if the server stops
         half-way, the next prune finishes the job. Stops early, keeping what is done, when the
-        store closes.
+        store closes or `keep_going()` turns false (checked between chunks).
         """
         if self._closing:
             raise StoreError(f"{self.path}: the event log is closed")
@@ -216,7 +222,7 @@ class EventStore:
                 "the log would no longer replay"
             )
         deleted = 0
-        while not self._closing:
+        while not self._closing and keep_going():
             n = await loop.run_in_executor(self._write_thread, self._writer.prune_chunk, seq, chunk)
             deleted += n
             if n == 0:

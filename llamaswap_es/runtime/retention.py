@@ -161,11 +161,13 @@ async def prune_events(
     now_ms: int,
     live: frozenset[Instance],
     restate: Callable[[list[ProcessRecorded]], Awaitable[None]] | None = None,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> int:
     """Prune `store` of what is older than `days` (0: keep all); returns the events deleted.
 
     `restate`, when given, appends re-stated start records (and returns once they are
-    committed), so running processes no longer hold the prune point back.
+    committed), so running processes no longer hold the prune point back. `keep_going` is
+    asked between chunks (a reload that turns retention off stops a prune under way).
     """
     if days <= 0:
         return 0
@@ -181,7 +183,7 @@ async def prune_events(
     point = await asyncio.to_thread(_choose, store.path, cutoff_ms, live)
     if point is None:
         return 0
-    deleted = await store.prune_through(point)
+    deleted = await store.prune_through(point, keep_going=keep_going)
     if deleted:
         log.info("pruned %d events up to seq %d (older than %d days)", deleted, point, days)
     return deleted

@@ -395,6 +395,7 @@ class SwapService:
                 return await prune_events(
                     self.store, days=days, now_ms=self.clock.now_ms(), live=live,
                     restate=self._restate,
+                    keep_going=lambda: self._config.llamaswap_es.event_retention_days > 0,
                 )  # fmt: skip
             except Exception:
                 log.exception("could not prune the event log")

@@ -97,3 +97,14 @@ async def test_appends_are_committed_between_prune_chunks(store: EventStore) -> 
     at = order.index("append")
     assert 0 < at < len(order) - 1, order  # chunks ran both before and after the append
     assert _seqs(store.path, "events") == list(range(2501, 3002))
+
+
+async def test_a_prune_stops_between_chunks_when_told(store: EventStore) -> None:
+    # A reload that turns retention off while a prune runs: what is done stays, the rest too.
+    await store.append_batch(_reqs(0, 99))
+    await _snapshot(store, 40)
+    answers = iter([True, False])
+    deleted = await store.prune_through(40, chunk=7, keep_going=lambda: next(answers))
+    assert deleted == 7
+    assert _seqs(store.path, "events")[0] == 8
+    assert _seqs(store.path, "snapshots") == [40]
