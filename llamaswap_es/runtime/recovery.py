@@ -136,6 +136,8 @@ def _without_history(reader: DatabaseReader, boot_id: str, first_seq: int) -> Re
     state = core.new_state()
     result = Rebuilt(state=state, from_snapshot_seq=0, history_lost=True)
     result.previous_boot = before[-1] if before else None
+    # The scheduler forgets them, but the activity history still has them open: end them.
+    result.unfinished_requests = _unanswered_requests(reader, first_seq)
     if ours is not None:
         for envelope in reader.iter_envelopes(from_seq=ours.seq):
             if not envelope.body.IS_DECISION:
@@ -143,6 +145,21 @@ def _without_history(reader: DatabaseReader, boot_id: str, first_seq: int) -> Re
                 result.replayed += 1
     result.state = state
     return result
+
+
+_REQUEST_ENDS = ("RequestFinished", "RequestCancelled", "RequestAbandoned", "Reject")
+
+
+def _unanswered_requests(reader: DatabaseReader, first_seq: int) -> list[str]:
+    """Requests received in the log's remaining tail that nothing ended, in arrival order."""
+    open_ids: dict[str, None] = {}
+    for envelope in reader.read(types=("RequestReceived", *_REQUEST_ENDS), from_seq=first_seq):
+        request_id = getattr(envelope.body, "request_id", "")
+        if envelope.type == "RequestReceived":
+            open_ids[request_id] = None
+        else:
+            open_ids.pop(request_id, None)
+    return list(open_ids)
 
 
 def _note_previous_run(

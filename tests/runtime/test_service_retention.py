@@ -15,7 +15,12 @@ from pathlib import Path
 from llamaswap_es import core
 from llamaswap_es.config import load_config
 from llamaswap_es.events.reader import DatabaseReader, open_log
-from llamaswap_es.events.types import LoadRequested, OrphanReaped, UnloadRequested
+from llamaswap_es.events.types import (
+    LoadRequested,
+    OrphanReaped,
+    RequestReceived,
+    UnloadRequested,
+)
 from llamaswap_es.runtime.clock import ManualClock
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.retention import DAY_MS
@@ -125,6 +130,8 @@ async def test_a_pruned_log_without_a_usable_snapshot_starts_empty_and_adopts_no
     builder = LogBuilder(db_path)
     old_anchor = builder.at(0).snapshot("old", reducer_version="core-0")
     builder.at(1).load("a", pid=upstream.pid)
+    builder.serve("done-1", "a")
+    builder.input(RequestReceived(request_id="open-1", model="a", path="/v1/chat/completions"))
     builder.close()
     with sqlite3.connect(db_path) as conn:  # what a prune by the older version left behind
         conn.execute("DELETE FROM events WHERE seq <= ?", (old_anchor,))
@@ -146,6 +153,11 @@ async def test_a_pruned_log_without_a_usable_snapshot_starts_empty_and_adopts_no
         report = verify(reader)
     assert [r.pid for r in reaped] == [upstream.pid]
     assert "ProcessAdopted" not in types
+    with open_log(db_path) as reader:  # the one left open is ended for the activity history
+        abandoned = [
+            e.body.request_id for e in reader.iter_envelopes() if e.type == "RequestAbandoned"
+        ]
+    assert abandoned == ["open-1"]
     # The log is anchored again at once: what this run wrote verifies from its first snapshot.
     assert report.ok, report.to_text()
     assert report.from_seq <= started_seq
