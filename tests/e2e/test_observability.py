@@ -38,7 +38,10 @@ async def test_a_served_request_is_in_activity_captures_metrics_and_the_log(serv
     assert json.loads(reply)["usage"]["completion_tokens"] == 7
     async with aiohttp.ClientSession() as http:
         activity = await wait_json(
-            http, f"{server.url}/api/metrics/activity", lambda d: d["total"] == 1
+            http,
+            f"{server.url}/api/metrics/activity",
+            # the capture is stored just after the row: a timeout here means none was kept
+            lambda d: d["total"] == 1 and d["data"][0]["has_capture"],
         )
         row = activity["data"][0]
         assert row["model"] == "a" and row["resp_status_code"] == 200

@@ -251,12 +251,14 @@ async def test_a_reload_that_turns_captures_on_captures_the_next_request(server_
     activity_url = f"{server.url}/api/metrics/activity"
     async with aiohttp.ClientSession() as http:
 
-        async def rows(count: int) -> list[dict]:
+        async def rows(count: int, captured: bool = False) -> list[dict]:
+            """The activity rows once there are `count` (and, with `captured`, once the newest
+            one's capture is stored: it is written just after the row)."""
             async with asyncio.timeout(20):
                 while True:
                     async with http.get(activity_url) as r:
                         doc = await r.json()
-                    if doc["total"] >= count:
+                    if doc["total"] >= count and (not captured or doc["data"][0]["has_capture"]):
                         return doc["data"]
                     await asyncio.sleep(0.05)
 
@@ -268,5 +270,5 @@ async def test_a_reload_that_turns_captures_on_captures_the_next_request(server_
             assert r.status == 200
         async with http.post(server.url + CHAT, json=_chat("a")) as r:
             assert r.status == 200
-        newest_first = await rows(2)
+        newest_first = await rows(2, captured=True)  # a timeout here: captures stayed off
         assert [row["has_capture"] for row in newest_first] == [True, False]
