@@ -99,7 +99,10 @@ class InflightTracker:
         headers: Mapping[str, str],
         remote_ip: str,
         cancel: Callable[[], None] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        phase: str | None = None,
     ) -> InflightEntry:
+        """Track a request; its first publication already carries `metadata` and `phase`."""
         entry = InflightEntry(
             id=str(next(self._counter)),
             request_id=request_id,
@@ -111,6 +114,9 @@ class InflightTracker:
             remote_ip=remote_ip,
             cancel=cancel,
         )
+        entry.metadata.update(metadata or {})
+        if phase is not None:
+            entry.phase = phase
         self._entries[entry.id] = entry
         self._upsert(entry)
         return entry

@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import Callable
 
 import aiohttp
 
 from llamaswap_es.events.types import Event, ProcessStartFailed, ProcessStopped
+from llamaswap_es.runtime.clock import SystemClock
 from llamaswap_es.runtime.health import probe_session
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import format_tag, tagged_with
@@ -33,10 +33,6 @@ from llamaswap_es.runtime.upstream_process import ProcessInfo, Tuning, UpstreamP
 log = logging.getLogger("llamaswap_es.runtime.executor")
 
 __all__ = ["ProcessExecutor", "ProcessInfo", "Tuning"]
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ProcessExecutor:
@@ -54,7 +50,7 @@ class ProcessExecutor:
         logs: UpstreamLogs,
         env_tag: str,
         probe_interval_ms: int = 100,
-        clock_ms: Callable[[], int] = _wall_clock_ms,
+        clock_ms: Callable[[], int] | None = None,
         tuning: Tuning | None = None,
     ) -> None:
         if tuning is None:
@@ -62,7 +58,7 @@ class ProcessExecutor:
         self._report = report
         self._logs = logs
         self._env_tag = env_tag
-        self._clock_ms = clock_ms
+        self._clock_ms = clock_ms or SystemClock().now_ms
         self._tuning = tuning
         self._processes: dict[tuple[str, int], UpstreamProcess] = {}
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}

@@ -137,6 +137,7 @@ class SwapService:
             logs=self.logs,
             env_tag=self.env_tag,
             probe_interval_ms=self._probe_interval_ms,
+            clock_ms=self.clock.now_ms,  # spawn times on the log's clock
         )
         self.timers = Timers(self.clock, self.loop.submit)
         await self.loop.start()

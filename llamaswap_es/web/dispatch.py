@@ -142,8 +142,8 @@ async def _serve_once(
         headers=request.headers,
         remote_ip=reported_client_ip(request),
         cancel=cancel_callback(asyncio.current_task()),
+        metadata=job.metadata,
     )
-    entry.metadata.update(job.metadata)
     received = RequestReceived(
         request_id=request_id,
         model=job.model_id,

@@ -84,9 +84,9 @@ async def serve_peer(
         headers=request.headers,
         remote_ip=reported_client_ip(request),
         cancel=cancel_callback(asyncio.current_task()),
+        metadata=metadata,
+        phase="running",
     )
-    entry.metadata.update(metadata or {})
-    ctx.inflight.set_phase(entry, "running")
     recorder = None
     if ctx.projections is not None and metered:
         recorder = ctx.projections.captures.recorder(request_id, path)
