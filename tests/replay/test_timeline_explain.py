@@ -8,10 +8,16 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.events.reader import open_log
-from llamaswap_es.events.types import PeerRequestFinished
+from llamaswap_es.events.types import (
+    PeerRequestFinished,
+    RequestFinished,
+    RequestReceived,
+    TimerFired,
+)
 from tests.replay.conftest import ABC_ABC, run_replay
 from tests.replay.recording import group_config
 from tests.replay.recording import record as record_log
+from tests.runtime.log_builder import LogBuilder
 from tools.replay.errors import ReplayError
 from tools.replay.explain import explain, explain_log
 
@@ -109,3 +115,17 @@ def test_timeline_shows_a_peer_request_and_filters_it_by_its_requested_name(
         "peer request p1 for openrouter/m finished on peer openrouter: "
         "POST /v1/chat/completions status 502 in 12 ms, error: peer proxy error: unreachable"
     )
+
+
+def test_a_ttl_stop_is_explained_with_the_ttl_a_request_set(tmp_path: Path) -> None:
+    builder = LogBuilder(tmp_path / "ttl.db", models=("a",))
+    builder.at(0).load("a")
+    builder.input(RequestReceived(request_id="r1", model="a", ttl_override_ms=5_000))
+    [armed] = builder.input(RequestFinished(request_id="r1", model="a", status=200))
+    builder.now_ms = armed.at_ms
+    [stop] = builder.input(TimerFired(timer_id=armed.timer_id))
+    builder.close()
+    assert stop.reason == "ttl"
+    with open_log(tmp_path / "ttl.db") as reader:
+        text = explain(reader, reader.last_seq()).text
+    assert "ttl of 5000 ms (set by a request's ttl/keep_alive)" in text, text

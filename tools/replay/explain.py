@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llamaswap_es.core.effects import idle_ttl_ms
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.events.reader import LogReader
 from llamaswap_es.events.types import (
@@ -187,9 +188,11 @@ def _stop(body: StopProcess, st: SchedulerState, siblings: list[Envelope]) -> li
         return [f"Model {body.model} is evicted to make room for {target}{rule}.", grace]
     if body.reason == "ttl" and proc is not None:
         idle = st.now_ms - proc.last_used_ms if st.now_ms else 0
+        ttl_ms = idle_ttl_ms(proc)  # a request's ttl/keep_alive override, else the configured
+        source = "" if proc.ttl_override_ms is None else " (set by a request's ttl/keep_alive)"
         return [
             f"Model {body.model} was idle since {local_time(proc.last_used_ms)}, longer than its "
-            f"ttl of {proc.schedule.ttl_ms} ms (idle {max(idle, 0)} ms before this input), so "
+            f"ttl of {ttl_ms} ms{source} (idle {max(idle, 0)} ms before this input), so "
             "it is unloaded.",
             grace,
         ]

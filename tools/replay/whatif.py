@@ -19,6 +19,7 @@ from typing import Any
 
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core import new_state, reduce
+from llamaswap_es.core.policies import policy_named
 from llamaswap_es.events.types import (
     CancelTimer,
     Dispatch,
@@ -59,8 +60,10 @@ def apply_overrides(schedule: SchedulerConfig, settings: dict[str, str]) -> Sche
     models = dict(schedule.models)
     for key, raw in settings.items():
         if key in ("policy", "scheduler"):
-            if raw not in ("fifo", "serial"):
-                raise ReplayError(f"--set {key}={raw}: the policy must be fifo or serial")
+            try:
+                policy_named(raw)
+            except ValueError as exc:
+                raise ReplayError(f"--set {key}={raw}: {exc}") from None
             changes["policy"] = raw
         elif key in _GLOBAL_INTS:
             changes[key] = _int_setting(key, raw)
