@@ -13,6 +13,7 @@ import psutil
 
 from llamaswap_es.events.reader import open_log
 from tests.fixtures.net import free_port
+from tests.fixtures.processes import pid_gone, wait_until
 from tests.fixtures.server import config_text, fake_model
 
 CHAT = "/v1/chat/completions"
@@ -72,7 +73,7 @@ async def test_a_crashed_server_adopts_its_loaded_model_on_restart(server_factor
     types = _types(first.db_path)
     assert types.count("StartProcess") == 1, "adopted, not reloaded"
     assert "ProcessAdopted" in types and "RecoveryStarted" in types
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert pid_gone(pid)
 
 
 async def test_a_changed_config_reaps_the_old_process_instead(server_factory) -> None:
@@ -86,9 +87,7 @@ async def test_a_changed_config_reaps_the_old_process_instead(server_factory) ->
 
         changed = config_text([fake_model("a", "--tokens", "3", port=port)])
         second = server_factory(changed, db_path=first.db_path, name="config2.yaml")
-        assert not psutil.pid_exists(old_pid) or (
-            psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
-        )
+        assert pid_gone(old_pid)
         async with http.post(second.url + CHAT, json=_chat("a")) as r:
             assert r.status == 200
         assert await _upstream_pid(http, second.url, "a") != old_pid
@@ -115,11 +114,14 @@ async def test_a_reload_restarts_only_the_model_whose_config_changed(server_fact
         assert server.config_path is not None
         server.config_path.write_text(config(("--tokens", "4")))
         server.process.send_signal(signal.SIGHUP)
-        async with asyncio.timeout(20):
-            while "OrphanReaped" not in _types(server.db_path) and (
-                _types(server.db_path).count("StopProcess") < 1
-            ):
-                await asyncio.sleep(0.05)
+        await wait_until(  # the reload applied, and b (whose flags changed) stopped for it
+            lambda: (
+                _types(server.db_path).count("ConfigApplied") == 2
+                and "StopProcess" in _types(server.db_path)
+            ),
+            timeout_s=20,
+            what="the reload to restart b",
+        )
         async with http.post(server.url + CHAT, json=_chat("b")) as r:
             assert r.status == 200
             assert (await r.json())["usage"]["completion_tokens"] == 4
@@ -164,7 +166,7 @@ async def test_sigterm_stops_every_process_and_flushes_the_log(server_factory) -
             assert r.status == 200
         pid = await _upstream_pid(http, server.url, "a")
     assert server.stop(signal.SIGTERM) == 0
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert pid_gone(pid)
     types = _types(server.db_path)
     assert types[-2:] == ["StopProcess", "ProcessStopped"]
     assert "ShutdownRequested" in types
@@ -199,9 +201,7 @@ async def test_a_second_signal_exits_at_once_and_leaves_no_model_running(server_
             while "StopProcess" not in _types(server.db_path):
                 await asyncio.sleep(0.05)
     assert server.stop(signal.SIGTERM, timeout_s=10) == 1
-    async with asyncio.timeout(10):
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            await asyncio.sleep(0.05)
+    await wait_until(lambda: pid_gone(pid), timeout_s=10, what="the upstream to be killed")
 
 
 async def test_the_reload_endpoint_applies_the_file_or_says_why_not(server_factory) -> None:

@@ -4,7 +4,6 @@ served as before, and the pruned log still verifies (the server fixture runs `re
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import aiohttp
 
 from llamaswap_es.projections.rebuild import rebuild_projections
 from tests.fixtures.processes import wait_until
-from tests.fixtures.server import config_text, fake_model
+from tests.fixtures.server import config_text, fake_model, wait_json
 from tests.runtime.log_builder import DAY_MS, LogBuilder
 
 CHAT = "/v1/chat/completions"
@@ -71,14 +70,10 @@ async def test_old_events_and_activity_are_pruned_and_the_server_works_on(
         async with http.post(server.url + CHAT, json=body) as response:
             assert response.status == 200
 
-        async def history() -> list[int]:
-            async with http.get(server.url + "/api/metrics/activity") as response:
-                assert response.status == 200
-                return [entry["id"] for entry in (await response.json())["data"]]
-
-        deadline = time.monotonic() + 10
-        while len(ids := await history()) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # the row is written by the projection, after the answer
+        doc = await wait_json(  # the row is written by the projection, after the answer
+            http, server.url + "/api/metrics/activity", lambda doc: len(doc["data"]) >= 2
+        )
+        ids = [entry["id"] for entry in doc["data"]]
     # recent-1 keeps id 2; the new request gets 3: ids are never reused, old-1's row is gone.
     assert sorted(ids) == [2, 3]
     assert _query(db_path, "SELECT request_id FROM activity WHERE id = 2") == [("recent-1",)]
