@@ -173,10 +173,8 @@ def replay_log(path: str, *, inputs_only: bool) -> tuple[int, float, str]:
     start = time.perf_counter()
     reader = open_log(path)
     try:
-        if inputs_only:
-            from tools.replay.source import iter_inputs
-
-            envelopes = iter_inputs(reader, 1, None)
+        if inputs_only:  # what recovery and the replay tools do
+            envelopes = reader.iter_inputs()
         else:
             envelopes = (e for e in reader.iter_envelopes() if not e.body.IS_DECISION)
         state = new_state()

@@ -77,10 +77,8 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
         result = Rebuilt(state=state, from_snapshot_seq=start - 1)
         spawned: dict[tuple[str, int], tuple[int, int, int]] = {}
         previous_boot: str | None = None
-        for envelope in reader.iter_envelopes(from_seq=start):
+        for envelope in reader.iter_inputs(from_seq=start):
             body = envelope.body
-            if body.IS_DECISION:
-                continue
             if isinstance(body, ServerStarted):
                 if body.boot_id == boot_id:
                     _note_previous_run(result, state, spawned, reader)
@@ -139,10 +137,9 @@ def _without_history(reader: DatabaseReader, boot_id: str, first_seq: int) -> Re
     # The scheduler forgets them, but the activity history still has them open: end them.
     result.unfinished_requests = _unanswered_requests(reader, first_seq)
     if ours is not None:
-        for envelope in reader.iter_envelopes(from_seq=ours.seq):
-            if not envelope.body.IS_DECISION:
-                state, _ = core.reduce(state, envelope)
-                result.replayed += 1
+        for envelope in reader.iter_inputs(from_seq=ours.seq):
+            state, _ = core.reduce(state, envelope)
+            result.replayed += 1
     result.state = state
     return result
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from llamaswap_es.errors import StoreError
 from llamaswap_es.events import codec
-from llamaswap_es.events.reader import LogReader, connect_read_only, decode_checked, open_log
-from llamaswap_es.events.types import Envelope, event_class
+from llamaswap_es.events.reader import LogReader, connect_read_only, open_log
+from llamaswap_es.events.types import Envelope
 from tools.replay.errors import ReplayError
 
 
@@ -104,21 +104,10 @@ def _snapshot_versions(path: Path) -> tuple[str, ...]:
     return tuple(r[0] for r in rows)
 
 
-def is_decision_type(type_name: str) -> bool:
-    """Whether a stored `type` is a decision (unknown types count as inputs: decode says why)."""
-    try:
-        return event_class(type_name).IS_DECISION
-    except KeyError:
-        return False
-
-
 def iter_inputs(reader: LogReader, from_seq: int, to_seq: int | None) -> Iterator[Envelope]:
-    """The input events of a range, decoded; decision rows are skipped without being decoded."""
-    decision = _decision_types()
+    """The input events of a range (`iter_inputs` of the reader), damage as a `ReplayError`."""
     try:
-        for row in reader.iter_rows(from_seq, to_seq):
-            if row[2] not in decision:
-                yield decode_checked(row, reader.path, False)
+        yield from reader.iter_inputs(from_seq, to_seq)
     except StoreError as exc:
         raise ReplayError(str(exc)) from exc
 
@@ -135,12 +124,6 @@ def read_one(reader: LogReader, seq: int) -> Envelope | None:
     for env in iter_all(reader, seq, seq):
         return env
     return None
-
-
-def _decision_types() -> frozenset[str]:
-    from llamaswap_es.events.types import all_event_classes
-
-    return frozenset(name for name, cls in all_event_classes().items() if cls.IS_DECISION)
 
 
 envelope_json = codec.envelope_to_json
