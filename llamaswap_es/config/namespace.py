@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from llamaswap_es.config.matrix import CompiledMatrix
 from llamaswap_es.config.models import LlamaSwapConfig
-from llamaswap_es.config.normalize import DEFAULT_GROUP, ConfigIssue
+from llamaswap_es.config.normalize import DEFAULT_GROUP, ConfigIssue, resolve_local
 
 SELECTOR_STRATEGIES = ("warm", "pin", "spillover")
 _FQN_CONFLICT = "conflicts with fully qualified peer model name"
@@ -31,9 +31,7 @@ class NameResolver:
                 self.bare.setdefault(model, []).append(peer_id)
 
     def local(self, name: str) -> str | None:
-        if name in self.config.models:
-            return name
-        return self.config.alias_table.get(name)
+        return resolve_local(self.config, name)
 
     def peer(self, name: str) -> str | None:
         """The FQN a name resolves to among peers, or None."""

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from llamaswap_es.config.models import LlamaSwapConfig, ModelConfig
-from llamaswap_es.config.normalize import DEFAULT_GROUP
+from llamaswap_es.config.normalize import DEFAULT_GROUP, resolve_local
 from llamaswap_es.config.schedule import (
     EvictionPlanner,
     GroupPlanner,
@@ -67,7 +67,7 @@ def _planner(config: LlamaSwapConfig) -> tuple[EvictionPlanner, list[str]]:
         group = settings.groups[name]
         members: list[str] = []
         for index, member in enumerate(group.members):
-            real = member if member in config.models else config.alias_table.get(member)
+            real = resolve_local(config, member)
             if real is None:
                 raise ConfigError(
                     f'no model config for "{member}"',
