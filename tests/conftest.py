@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.disk import small_disk  # noqa: F401
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import env_tag, no_leftover_processes, spawn_tagged  # noqa: F401
 from tests.fixtures.server import server_factory  # noqa: F401

@@ -358,6 +358,22 @@ class OrphanReaped(Event):
     reason: str = ""
 
 
+@_frozen
+class InputRefused(Event):
+    """An input the run loop refused alone, recorded in its place (the reducer ignores it).
+
+    `stage` is "encode" (the input could not be written: the request got 400) or "reduce" (the
+    scheduler raised on it: a bug; the request got 500). The refused input itself is not in the
+    log, so a replay of the log reproduces the state the loop went on from.
+    """
+
+    KEY_FIELD = "key"
+    input_type: str
+    key: str | None = None
+    stage: str = "encode"
+    error: str = ""
+
+
 # --------------------------------------------------------------------------------------------
 # Decisions
 

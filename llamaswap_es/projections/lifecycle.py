@@ -93,7 +93,7 @@ class Projections:
             log.warning("hardware detection failed: %s", exc)
             hardware = None
         registry, model_metrics, log_gauges = metrics_registry(
-            state=lambda: loop.state, sampler=sampler
+            state=lambda: loop.state, sampler=sampler, health=service.health.report
         )
         counted_from = model_metrics.seq = await service.store.last_seq()
         runner = ProjectionRunner(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -153,6 +154,46 @@ class SchedulerCollector(Collector):
         yield from (state, depth, in_flight)
 
 
+class HealthFacts(Protocol):
+    """What the health families read (runtime's HealthReport has these fields)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def heartbeat_age_s(self) -> float: ...
+    @property
+    def degraded_since_s(self) -> float | None: ...
+
+
+class HealthCollector(Collector):
+    """What `/health` says, as numbers: alert on them (docs/architecture.md, Failure modes)."""
+
+    def __init__(self, report: Callable[[], HealthFacts]) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[Metric]:
+        report = self._report()
+        yield GaugeMetricFamily(
+            "llamaswap_es_healthy", "1 while /health answers 200, 0 while it answers 503.",
+            value=1.0 if report.ok else 0.0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "llamaswap_es_loop_heartbeat_age_seconds",
+            "Seconds since the scheduler's run loop last turned (it beats at least every second).",
+            value=report.heartbeat_age_s,
+        )
+        yield GaugeMetricFamily(
+            "llamaswap_es_event_log_writable",
+            "1 while the event log can be written; 0 while new requests are refused for it.",
+            value=0.0 if report.degraded_since_s is not None else 1.0,
+        )
+        yield GaugeMetricFamily(
+            "llamaswap_es_event_log_unwritable_seconds",
+            "How long the event log has not been writable (0 while it is).",
+            value=report.degraded_since_s or 0.0,
+        )
+
+
 class LogGauges:
     """Event-log size and projection lag, set just before each scrape (they need awaits)."""
 
@@ -249,12 +290,15 @@ def metrics_registry(
     *,
     state: Callable[[], SchedulerState | None],
     sampler: PerformanceSampler | None,
+    health: Callable[[], HealthFacts] | None = None,
 ) -> tuple[CollectorRegistry, ModelMetrics, LogGauges]:
     """A fresh registry with every family registered; feed `ModelMetrics` to the runner."""
     registry = CollectorRegistry(auto_describe=True)
     model_metrics = ModelMetrics(registry)
     log_gauges = LogGauges(registry)
     registry.register(SchedulerCollector(state))
+    if health is not None:
+        registry.register(HealthCollector(health))
     if sampler is not None and sampler.enabled:
         registry.register(HostCollector(sampler))
     return registry, model_metrics, log_gauges

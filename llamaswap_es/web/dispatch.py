@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from llamaswap_es import core
-from llamaswap_es.errors import StoreOverloadedError
+from llamaswap_es.errors import InputRefusedError, LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import (
     Dispatch,
     Reject,
@@ -157,14 +157,15 @@ async def _serve_once(
     )
     try:
         ticket = loop.submit_request(received)
+    except LogUnavailableError as exc:
+        _done(ctx, entry, job)
+        return log_unavailable_response(request, exc)
     except StoreOverloadedError as exc:
         _done(ctx, entry, job)
         return error_response(request, 503, f"server overloaded: {exc}")
-    except LoopStoppedError:
+    except LoopStoppedError as exc:
         _done(ctx, entry, job)
-        return error_response(
-            request, 500, f"unspecific error: {router_name(ctx)} is shutting down"
-        )
+        return loop_stopped_response(request, ctx, exc)
 
     loading: LoadingStream | None = None
     try:
@@ -186,6 +187,13 @@ async def _serve_once(
             code="shutting_down",
             message=f"unspecific error: {router_name(ctx)} is shutting down",
         )
+    except (InputRefusedError, LogUnavailableError) as exc:
+        if loading is not None:
+            await loading.stop()
+        _done(ctx, entry, job)
+        if isinstance(exc, LogUnavailableError):
+            return log_unavailable_response(request, exc)
+        return error_response(request, exc.status, str(exc))
     if loading is not None:
         await loading.stop()
 
@@ -455,6 +463,29 @@ def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
 def router_name(ctx: AppContext) -> str:
     """The router's name in llama-swap's shutdown message ("group" or "matrix")."""
     return "matrix" if ctx.service.schedule.planner.kind == "matrix" else "group"
+
+
+def log_unavailable_response(request: web.BaseRequest, exc: LogUnavailableError) -> web.Response:
+    """503 + Retry-After while the event log cannot be written (the message names the cause)."""
+    return error_response(
+        request, 503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
+def loop_stopped_response(
+    request: web.BaseRequest, ctx: AppContext, exc: LoopStoppedError
+) -> web.Response:
+    """llama-swap's 500 while shutting down; 503 with the reason once the scheduler has failed
+    (the server is exiting for its supervisor to restart it)."""
+    loop = ctx.service.loop
+    if loop is not None and loop.fatal_error is not None:
+        return error_response(
+            request,
+            503,
+            f"{exc}; the server is restarting, retry shortly",
+            headers={"Retry-After": "5"},
+        )
+    return error_response(request, 500, f"unspecific error: {router_name(ctx)} is shutting down")
 
 
 def cancel_callback(task: asyncio.Task[object] | None) -> Callable[[], None] | None:
