@@ -72,11 +72,13 @@ from llamaswap_es.events.types import (
     UnloadRequested,
 )
 
-REDUCER_VERSION = "core-2"
+REDUCER_VERSION = "core-3"
 """Bumped whenever a change makes the reducer decide differently for the same inputs, so that
 replay can tell an intended change from a bug (snapshots of another version are not restored).
 core-2: per-request TTL overrides and the queue timeout (new state fields in snapshots; a log
-without them decides as under core-1)."""
+without them decides as under core-1).
+core-3: a reload keeps the waiters of a model it changed (they go back to the queue and are
+served by the new instance) instead of failing them."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
