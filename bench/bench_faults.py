@@ -157,9 +157,11 @@ async def poison_case(workdir: Path) -> dict[str, Any]:
             alive = await _health(http, server.url) == 200
     finally:
         server.stop()
+    with open_log(server.db_path) as reader:
+        report = verify(reader)
     failures = {name: status for name, status in answers.items() if status >= 500 or status == 0}
     return {"requests": len(answers), "answers": answers, "own_5xx": failures, "zombies": zombies,
-            "loop_alive": alive}  # fmt: skip
+            "loop_alive": alive, "verify_divergences": 0 if report.ok else 1}  # fmt: skip
 
 
 # -- a full disk ----------------------------------------------------------------------------------
