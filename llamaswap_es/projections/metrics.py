@@ -24,8 +24,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from llamaswap_es.core.state import PROCESS_STATES, SchedulerState
-from llamaswap_es.core.views import model_views
+from llamaswap_es.core.state import PROCESS_STATES
+from llamaswap_es.core.views import SchedulerView
 from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
@@ -130,7 +130,7 @@ class ModelMetrics:
 class SchedulerCollector(Collector):
     """Model state, queue depth and in-flight requests, read from the reducer at scrape time."""
 
-    def __init__(self, state: Callable[[], SchedulerState | None]) -> None:
+    def __init__(self, state: Callable[[], SchedulerView | None]) -> None:
         self._state = state
 
     def collect(self) -> Iterator[Metric]:
@@ -146,7 +146,7 @@ class SchedulerCollector(Collector):
         in_flight = GaugeMetricFamily(
             "llamaswap_es_in_flight", "Requests being served by the model.", labels=["model"]
         )
-        for view in model_views(st) if st is not None else []:
+        for view in st.models.values() if st is not None else []:
             for name in PROCESS_STATES:
                 state.add_metric([view.model, name], 1.0 if view.state == name else 0.0)
             depth.add_metric([view.model], view.queue_depth + view.waiting)
@@ -288,7 +288,7 @@ class HostCollector(Collector):
 
 def metrics_registry(
     *,
-    state: Callable[[], SchedulerState | None],
+    state: Callable[[], SchedulerView | None],
     sampler: PerformanceSampler | None,
     health: Callable[[], HealthFacts] | None = None,
 ) -> tuple[CollectorRegistry, ModelMetrics, LogGauges]:

@@ -62,6 +62,7 @@ log = logging.getLogger("llamaswap_es.runtime.loop")
 Reducer = Callable[[Any, Envelope], tuple[Any, list[Decision]]]
 Listener = Callable[[Sequence[Envelope]], None]
 StateRebuilder = Callable[[], Awaitable[Any]]
+Viewer = Callable[[Any], Any]
 FatalHandler = Callable[[BaseException], None]
 
 CONTAINED_INPUTS: tuple[type[Event], ...] = (RequestReceived, LoadRequested, UnloadRequested)
@@ -152,6 +153,7 @@ class RunLoop:
         rebuild_state: StateRebuilder | None = None,
         on_fatal: FatalHandler | None = None,
         health: LoopHealth | None = None,
+        view: Viewer | None = None,
         max_pending_requests: int = 10_000,
         max_batch: int = 2_000,
         retry_delays_s: Sequence[float] = (0.05, 0.1, 0.2, 0.5, 1.0),
@@ -164,6 +166,8 @@ class RunLoop:
         self._rebuild_state = rebuild_state
         self._on_fatal = on_fatal
         self.health = health or LoopHealth()
+        self._viewer = view
+        self._view: Any = view(state) if view is not None else None
         self._max_pending_requests = max_pending_requests
         self._max_batch = max_batch
         self._retry_delays_s = tuple(retry_delays_s) or (1.0,)
@@ -221,8 +225,15 @@ class RunLoop:
 
     @property
     def state(self) -> Any:
-        """The scheduler state, read-only for callers (views for /running, the queue …)."""
+        """The live scheduler state: for the loop's own step and the snapshot taken between
+        batches. It runs ahead of the log while a batch is written: read `view` instead."""
         return self._state
+
+    @property
+    def view(self) -> Any:
+        """What the state was after the last committed batch (`view(state)` taken then): the
+        only thing handlers, pages and projections read (ARCHITECTURE §11.5)."""
+        return self._view
 
     @property
     def waiting_requests(self) -> int:
@@ -312,7 +323,9 @@ class RunLoop:
                 turn = self._reduce_batch(batch)
                 if turn.rows:
                     await self._commit(turn)
-                    self._act(turn.envelopes)
+                    # After a reducer failure the state is half-changed until it is rebuilt:
+                    # the view is published from the rebuilt state instead.
+                    self._act(turn.envelopes, publish=turn.failed is None)
                 if turn.failed is not None:
                     await self._contain_reducer_failure(turn)
         except asyncio.CancelledError:
@@ -463,6 +476,8 @@ class RunLoop:
             error=safe_text(f"{type(error).__name__}: {error}", 500),
         )
         self._state = await self._rebuild_state()
+        if self._viewer is not None:
+            self._view = self._viewer(self._state)
         self._inbox.extendleft(reversed([_Input(refused, item.ts_ms), *turn.rest]))
         self._idle.clear()
 
@@ -483,7 +498,9 @@ class RunLoop:
             except Exception:
                 log.exception("the fatal-error handler failed")
 
-    def _act(self, envelopes: list[Envelope]) -> None:
+    def _act(self, envelopes: list[Envelope], *, publish: bool = True) -> None:
+        if publish and self._viewer is not None:  # committed: publish before anyone is told
+            self._view = self._viewer(self._state)
         for envelope in envelopes:
             body = envelope.body
             if isinstance(body, RequestReceived):

@@ -19,6 +19,7 @@ from llamaswap_es import __version__, core
 from llamaswap_es.config import LlamaSwapConfig, build_schedule, config_hash
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.core.views import SchedulerView
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
@@ -49,7 +50,7 @@ from llamaswap_es.runtime.timers import Timers
 
 log = logging.getLogger("llamaswap_es.runtime.service")
 
-StatePredicate = Callable[[SchedulerState], bool]
+ViewPredicate = Callable[[SchedulerView], bool]
 
 SNAPSHOT_EVERY_EVENTS = 50_000
 """A reducer snapshot is saved after this many new events, so a restart after a crash replays at
@@ -142,6 +143,7 @@ class SwapService:
             rebuild_state=self._replayed_state,
             on_fatal=self._on_loop_fatal,
             health=self.health,
+            view=core.scheduler_view,
         )
         self.loop.add_listener(self._on_committed)
         self.executor = ProcessExecutor(
@@ -204,7 +206,7 @@ class SwapService:
         if loop.fatal_error is None and self.health.log_writable:
             loop.submit(ShutdownRequested(grace_ms=self._shutdown_grace_ms, reason=reason))
             await self.wait_until(
-                lambda st: all(v.state in ("stopped", "failed") for v in core.model_views(st)),
+                lambda view: all(v.state in ("stopped", "failed") for v in view.models.values()),
                 timeout_s=self._shutdown_grace_ms / 1000 + 5,
             )
         # Whatever the log or the loop could record, every model's process group is stopped
@@ -324,19 +326,19 @@ class SwapService:
             )
             timeout_s = longest / 1000 + 10
         return await self.wait_until(
-            lambda st: all(
+            lambda view: all(
                 v.state in ("stopped", "failed")
-                for v in core.model_views(st)
+                for v in view.models.values()
                 if not targets or v.model in targets
             ),
             timeout_s=timeout_s,
         )
 
-    async def wait_until(self, predicate: StatePredicate, *, timeout_s: float) -> bool:
-        """Wait until the scheduler state satisfies `predicate` (checked after each commit)."""
+    async def wait_until(self, predicate: ViewPredicate, *, timeout_s: float) -> bool:
+        """Wait until the committed view satisfies `predicate` (checked after each commit)."""
         assert self.loop is not None
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while not predicate(self.loop.state):
+        while not predicate(self.loop.view):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self.loop.fatal_error is not None:
                 return False
@@ -344,7 +346,7 @@ class SwapService:
             try:
                 await asyncio.wait_for(changed.wait(), remaining)
             except TimeoutError:
-                return predicate(self.loop.state)
+                return predicate(self.loop.view)
         return True
 
     def _on_committed(self, envelopes: Sequence[Envelope]) -> None:
@@ -395,8 +397,17 @@ class SwapService:
 
     @property
     def state(self) -> SchedulerState:
+        """The live state (snapshots, retention); handlers read `view`."""
         assert self.loop is not None
         return self.loop.state
+
+    @property
+    def view(self) -> SchedulerView:
+        """The scheduler as of the last committed batch: what handlers and pages may show."""
+        if self.loop is None:
+            return core.EMPTY_VIEW
+        view: SchedulerView = self.loop.view
+        return view
 
     # ------------------------------------------------------------------ retention
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from llamaswap_es import __version__, core
+from llamaswap_es import __version__
 from llamaswap_es.config import LlamaSwapConfig
 from llamaswap_es.config.namespace import NameResolver, name_resolver
 from llamaswap_es.projections.event_hub import EventHub
@@ -67,7 +67,7 @@ class AppContext:
 
     def model_state(self, model_id: str) -> str:
         """The scheduler's state of a local model: stopped, starting, ready, stopping, failed."""
-        view = core.model_view(self.service.state, model_id)
+        view = self.service.view.model(model_id)
         return view.state if view is not None else "stopped"
 
 

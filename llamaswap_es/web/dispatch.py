@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from llamaswap_es import core
 from llamaswap_es.errors import InputRefusedError, LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import (
     Dispatch,
@@ -105,8 +104,8 @@ async def serve_local(
         address = executor.address(job.model_id) if executor is not None else None
         still_serving = address is not None and address[0] == first.instance
         await ctx.service.wait_until(
-            lambda st: (
-                (v := core.model_view(st, job.model_id)) is None
+            lambda view: (
+                (v := view.model(job.model_id)) is None
                 or v.instance != first.instance
                 or v.state != "ready"
             ),
@@ -233,7 +232,7 @@ async def _await_decision(
             ticket.position_changed.clear()
             if loading is not None and ticket.position is not None:
                 loading.set_position(ticket.position)
-        view = core.request_view(ctx.service.state, ticket.request_id)
+        view = ctx.service.view.request(ticket.request_id)
         if view is not None:
             phase = {"queued": "queued", "waiting": "loading"}.get(view.phase, entry.phase)
             ctx.inflight.set_phase(entry, phase, view.position)

@@ -83,13 +83,16 @@ async def test_a_full_disk_refuses_new_work_with_503_and_heals_when_space_return
         async with http.post(server.url + CHAT, json=BODY) as r:
             assert r.status == 200
         assert await _metric(http, server.url, "llamaswap_es_event_log_writable") == 1
-    # Every answer is in the history as the client saw it: the request that met the full disk
-    # was admitted in the batch that could not be written, answered 503 after a second, and
-    # recorded with that 503 once the log was writable again.
+    # Every answer is in the history as the client saw it. The request that met the full disk
+    # was either refused at the door (the first request's own record had already failed to
+    # commit: never admitted, nothing recorded) or admitted in the batch that could not be
+    # written, answered 503 after a second and recorded with that 503 once the log healed.
+    assert server.stop() == 0  # every record of the answered requests is written by now
     with open_log(server.db_path) as reader:
         finished = [e.body for e in reader.iter_envelopes() if e.type == "RequestFinished"]
-    assert [f.status for f in finished] == [200, 503, 200]
-    assert "event log cannot be written" in (finished[1].error or "")
+    assert [f.status for f in finished] in ([200, 200], [200, 503, 200])
+    if len(finished) == 3:
+        assert "event log cannot be written" in (finished[1].error or "")
 
 
 async def test_stopping_while_the_disk_is_full_leaves_no_model_running(
