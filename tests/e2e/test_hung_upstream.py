@@ -16,6 +16,7 @@ import json
 import aiohttp
 
 from llamaswap_es.events.reader import open_log
+from tests.fixtures.net import free_port
 from tests.fixtures.processes import pid_gone, wait_until
 from tests.fixtures.server import config_text, fake_model
 from tools.replay.explain import explain
@@ -107,3 +108,61 @@ async def wait_until_async(count, want: int, timeout_s: float = 15) -> None:
     async with asyncio.timeout(timeout_s):
         while await count() < want:
             await asyncio.sleep(0.02)
+
+
+async def test_a_busy_llama_server_is_not_declared_hung_but_a_frozen_one_is(
+    server_factory, freeze, upstreams_dir
+) -> None:
+    """Three long generations keep a one-slot llama-server busy for seconds; its `/health`
+    answers from the HTTP threads all along, so probes every 0.1 s never fail twice in a row.
+    Then it is frozen, which the same watch catches: the quiet first half was not for want of
+    probing."""
+    port = free_port()
+    model = (
+        "  tiny:\n"
+        f"    cmd: {upstreams_dir / 'llama-server'} --host 127.0.0.1 --port {port} "
+        f"-m {upstreams_dir / 'tiny-a.gguf'} -c 2048 -np 1 -t 1\n"
+        f"    proxy: http://127.0.0.1:{port}\n"
+    )
+    header = (
+        "llamaswap-es:\n  hangDetection:\n    probeIntervalMs: 100\n    probeTimeoutMs: 500\n"
+        "    failuresBeforeHung: 2\n"
+    )
+    server = server_factory(config_text([model], header=header))
+    long = _chat("tiny", max_tokens=1900, ignore_eos=True)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+        loop = asyncio.get_running_loop()
+        async with http.post(server.url + CHAT, json=_chat("tiny", max_tokens=1)) as warm:
+            assert warm.status == 200  # loaded: the busy part below is generation only
+        began = loop.time()
+        answers = await asyncio.gather(
+            *(_completion_tokens(http, server.url + CHAT, long) for _ in range(3))
+        )
+        busy_s = loop.time() - began
+        assert answers == [1900, 1900, 1900]
+        # Long enough that a /health blocked by the generation would have been declared hung
+        # (about one interval plus two timeouts): the result is not vacuous.
+        assert busy_s > 0.1 + 2 * 0.5, busy_s
+        assert _types(server.db_path).count("ProcessHung") == 0
+
+        pid = _spawned_pids(server.db_path)[0]
+        freeze(pid)
+        await wait_until(lambda: pid_gone(pid), timeout_s=20, what="the frozen server killed")
+    assert _types(server.db_path).count("ProcessHung") == 1
+    assert len(_spawned_pids(server.db_path)) == 1  # one instance served all three
+
+
+async def _completion_tokens(http: aiohttp.ClientSession, url: str, body: dict) -> int:
+    async with http.post(url, json=body) as response:
+        assert response.status == 200, await response.text()
+        return (await response.json())["usage"]["completion_tokens"]
+
+
+def _types(db_path) -> list[str]:
+    with open_log(db_path) as reader:
+        return [e.type for e in reader.iter_envelopes()]
+
+
+def _spawned_pids(db_path) -> list[int]:
+    with open_log(db_path) as reader:
+        return [e.body.pid for e in reader.iter_envelopes() if e.type == "ProcessSpawned"]
