@@ -300,16 +300,21 @@ class UpstreamProcess:
             return
         failure = watch.exception()
         if failure is not None:  # a bug in the watch must not end the instance: serve unwatched
-            log.error("hang watch failed model=%s instance=%s: %r", *self._ids(), failure)
+            log.error(
+                "hang watch failed model=%s instance=%s: %r", self.model, self.instance, failure
+            )
         else:
             self._report_hung(watch.result())
         await wait_first(self._stop, self._exited)
 
     def _report_hung(self, verdict: HangVerdict) -> None:
         log.error(
-            "upstream hung model=%s instance=%s pid=%s error=%r", *self._ids(), self.pid,
+            "upstream hung model=%s instance=%s pid=%s error=%r",
+            self.model,
+            self.instance,
+            self.pid,
             verdict.error,
-        )  # fmt: skip
+        )
         self._emit(
             ProcessHung(
                 model=self.model,
@@ -318,9 +323,6 @@ class UpstreamProcess:
                 error=verdict.error,
             )
         )
-
-    def _ids(self) -> tuple[str, int]:
-        return self.model, self.instance
 
     async def _stop_and_report(self) -> None:
         self.state = "stopping"
