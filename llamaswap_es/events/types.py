@@ -276,6 +276,22 @@ class TimerFired(Event):
     timer_id: str
 
 
+@_frozen
+class ProcessHung(Event):
+    """A ready process stopped answering: `failures` health probes in a row got no answer.
+
+    Reported once per instance by the executor's hang watch (`runtime.hang_watch`); the process
+    is still there, its group untouched. The reducer decides what to do (a stop, reason "hung").
+    """
+
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    failures: int
+    error: str
+    """What the failed probes met, in words (for the log, the client's error and `explain`)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs: operators (API, UI, hooks)
 
@@ -430,7 +446,7 @@ class StopProcess(Decision):
     model: str
     instance: int
     reason: str
-    """evict, unload, ttl, reload, shutdown."""
+    """evict, unload, ttl, reload, shutdown, hung."""
     grace_ms: int
 
 

@@ -4,7 +4,8 @@ Everything lives in its own `CollectorRegistry` (never the process-global one, s
 one test process do not collide). Three sources:
 
 * `ModelMetrics`, an in-memory projection fed by the `ProjectionRunner`: requests by status,
-  tokens in and out, queue-wait and swap-duration histograms, loads, start failures, crashes.
+  tokens in and out, queue-wait and swap-duration histograms, loads, start failures, crashes,
+  hangs.
   Counters start when the server starts (Prometheus counters reset on restart by design; `rate()`
   copes), so start-up never replays the whole log for them.
 * `SchedulerCollector`: each model's state, queue depth and in-flight count at scrape time, from
@@ -34,6 +35,7 @@ from llamaswap_es.events.types import (
     ProcessStartFailed,
     ProcessStopped,
     StartProcess,
+    StopProcess,
     SwapPlanned,
 )
 from llamaswap_es.perf.sampler import PerformanceSampler
@@ -81,6 +83,11 @@ class ModelMetrics:
             "llamaswap_es_model_crashes", "Ready processes that exited without being asked to.",
             ["model"], registry=registry,
         )  # fmt: skip
+        self.hangs = Counter(
+            "llamaswap_es_model_hangs",
+            "Ready processes declared hung (health probes unanswered) and killed.",
+            ["model"], registry=registry,
+        )  # fmt: skip
 
     def apply(self, envelopes: Sequence[Envelope]) -> None:
         """Process events (loads, crashes, swap durations), straight from the log."""
@@ -123,6 +130,8 @@ class ModelMetrics:
         elif isinstance(body, ProcessExited):
             self.crashes.labels(body.model).inc()
             self._swap_started.pop(body.model, None)
+        elif isinstance(body, StopProcess) and body.reason == "hung":
+            self.hangs.labels(body.model).inc()
         elif isinstance(body, ProcessStopped | Dispatch):
             self._swap_started.pop(body.model, None)
 

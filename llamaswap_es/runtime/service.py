@@ -39,6 +39,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.runtime.clock import Clock, SystemClock
 from llamaswap_es.runtime.executor import ProcessExecutor
+from llamaswap_es.runtime.hang_watch import HangDetection
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.loop import LoopStoppedError, RunLoop
 from llamaswap_es.runtime.loop_health import LoopHealth
@@ -152,6 +153,7 @@ class SwapService:
             env_tag=self.env_tag,
             probe_interval_ms=self._probe_interval_ms,
             clock_ms=self.clock.now_ms,  # spawn times on the log's clock
+            hang_detection=HangDetection.from_settings(self._config.llamaswap_es.hang_detection),
         )
         self.timers = Timers(self.clock, self._report)
         await self.loop.start()
@@ -255,7 +257,10 @@ class SwapService:
         schedule = build_schedule(config)  # raises ConfigError before anything changes
         self._config, self._schedule = config, schedule
         self._sources = tuple(sources) or self._sources
-        assert self.loop is not None
+        assert self.loop is not None and self.executor is not None
+        self.executor.set_hang_detection(
+            HangDetection.from_settings(config.llamaswap_es.hang_detection)
+        )
         self.loop.submit(self._config_applied("reload"))
         self._preload()
         await self.loop.flush()

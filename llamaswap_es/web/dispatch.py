@@ -391,6 +391,7 @@ async def _forward_dispatched(
         if recorder is not None:
             recorder.tap(chunk)
 
+    hung = ctx.hung.watch(job.model_id, dispatch.instance)  # ends it if declared hung
     try:
         forwarded = await forward(
             request,
@@ -403,8 +404,10 @@ async def _forward_dispatched(
             metered_path=path,
             on_finished=finished,
             tap=tap,
+            abort=hung,
         )
     finally:
+        ctx.hung.release(job.model_id, dispatch.instance, hung)
         # Every dispatch ends exactly once in the log, whatever happened above: otherwise its
         # in-flight slot would never be released and the model could never be evicted.
         if not reported:
