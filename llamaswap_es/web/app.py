@@ -24,6 +24,7 @@ from llamaswap_es.events.types import (
     StopProcess,
 )
 from llamaswap_es.projections import http_activity, http_metrics, http_queue
+from llamaswap_es.redaction import redact_text
 from llamaswap_es.web import (
     config_reload,
     events_route,
@@ -51,6 +52,7 @@ STATUS_CHANGING = (
 
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """llama-swap's access line, with any credential in the query string redacted."""
     started = time.monotonic()
     response = await handler(request)
     if not request.path.startswith(UNLOGGED_PREFIXES):
@@ -58,7 +60,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
         size = response.body_length or response.content_length or 0
         access_log.info(
             'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
-            client, request.method, request.path_qs, request.version.major,
+            client, request.method, redact_text(request.path_qs), request.version.major,
             request.version.minor, response.status, size,
             request.headers.get("User-Agent", ""), time.monotonic() - started,
         )  # fmt: skip
