@@ -100,7 +100,7 @@ def normalize_allowed_origin(entry: str) -> str:
             f'"{entry}" is not an origin: an origin has no path, query or user name '
             f'(e.g. "{scheme}://{_host_part(authority)}")'
         )
-    host, port = _split_port(authority)
+    host, port = split_host_port(authority)
     normal = normalize_host_name(host) if host.isascii() else None
     if normal is None or port == -1:
         hint = _ascii_hint(host) if not host.isascii() else ""
@@ -116,8 +116,9 @@ def _host_part(text: str) -> str:
     return re.split(r"[/?#]", rest.rpartition("@")[2], maxsplit=1)[0]
 
 
-def _split_port(authority: str) -> tuple[str, int | None]:
-    """(host, port); port None when absent, -1 when it is not a port number."""
+def split_host_port(authority: str) -> tuple[str, int | None]:
+    """(host, port) of `host[:port]` or `[v6][:port]` (a Host header, an origin's authority);
+    port None when absent, -1 when it is not a port number."""
     if authority.startswith("["):
         host, _, after = authority[1:].partition("]")
         if not after:

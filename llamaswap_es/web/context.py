@@ -46,6 +46,8 @@ class AppContext:
     projections: Projections | None = None
     active_profile: str | None = None
     selectors: dict[str, SelectorLoad] = field(default_factory=dict)
+    listen_host: str = ""
+    """The `--listen` host ("" = all interfaces); a name here is one the Host check allows."""
     _resolver: NameResolver | None = None
     _resolver_for: int = 0
 

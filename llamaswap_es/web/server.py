@@ -102,6 +102,7 @@ async def serve(options: ServeOptions) -> int:
     await service.start()
     session = upstream_session()
     ctx = new_context(service, logs, session)
+    ctx.listen_host = options.listen_host
     ctx.projections = await Projections.start(service, inflight=ctx.inflight, hub=ctx.hub)
     _wire_publishers(ctx)
 
