@@ -38,6 +38,7 @@ _AUTH_FIELD = re.compile(
     r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<scheme>(?:bearer|basic|digest)\s+)?"
     r"(?P<value>[^\s\"',;&]+)"
 )
+_AUTH_FIELD_ANCHORS = ("key", "authorization", "access_token")
 # `https://user:password@host`: the password in a URL's user info.
 _USERINFO = re.compile(r"(?i)\b(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@:\"']+:[^/\s@\"']+@")
 
@@ -63,10 +64,16 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
+    # Each pattern runs only where its anchor occurs: this is on every log line's path.
     if "=" in text:
         text = _QUERY_PARAM.sub(_query_param, text)
-    text = _BEARER.sub(lambda m: f"{m['scheme']}{m['gap']}{REDACTED}", text)
-    text = _AUTH_FIELD.sub(lambda m: f"{m['name']}{m['sep']}{m['scheme'] or ''}{REDACTED}", text)
+    lowered = text.lower()
+    if "bearer" in lowered:
+        text = _BEARER.sub(lambda m: f"{m['scheme']}{m['gap']}{REDACTED}", text)
+    if any(anchor in lowered for anchor in _AUTH_FIELD_ANCHORS):
+        text = _AUTH_FIELD.sub(
+            lambda m: f"{m['name']}{m['sep']}{m['scheme'] or ''}{REDACTED}", text
+        )
     if "@" in text:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
     return text
