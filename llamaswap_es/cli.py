@@ -211,6 +211,8 @@ def check_config(args: argparse.Namespace) -> int:
         build_schedule(config)  # a group naming no model would stop the server: say so now
     except ConfigError as error:
         return _config_error(error)
+    for warning in config.warnings:  # accepted, but worth saying: on stderr, once each
+        print(f"llamaswap-es: warning: {warning}", file=sys.stderr)
     print(json.dumps(config_as_json(config), indent=2, ensure_ascii=False))
     return 0
 

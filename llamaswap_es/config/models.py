@@ -189,6 +189,10 @@ class ModelConfig(GoStruct):
 # routing
 
 
+DEFAULT_GROUP = "(default)"
+"""The group the loader adds for every model that belongs to no group (llama-swap's name)."""
+
+
 class GroupConfig(GoStruct):
     """A group of the group router (spec §10.2)."""
 
@@ -500,3 +504,6 @@ class LlamaSwapConfig(GoStruct):
     """alias → real model id, explicit and setParamsByID-generated aliases alike."""
     sources: tuple[str, ...] = Field(default=(), exclude=True, alias="\x00sources")
     """The files this configuration was read from, in merge order."""
+    warnings: tuple[str, ...] = Field(default=(), exclude=True, alias="\x00warnings")
+    """What the loader wants said once about a config it accepted (check-config prints them,
+    the server logs them at start and when a reload brings a new one)."""

@@ -69,6 +69,13 @@ def _registry() -> dict[str, SchedulingPolicy]:
 POLICIES: dict[str, SchedulingPolicy] = {}
 
 
+def policy_names() -> list[str]:
+    """The registered policies' names, sorted (for choices and error messages)."""
+    if not POLICIES:
+        POLICIES.update(_registry())
+    return sorted(POLICIES)
+
+
 def policy_named(name: str) -> SchedulingPolicy:
     """The policy registered under `name`; ValueError names the unknown one."""
     if not POLICIES:

@@ -52,6 +52,7 @@ class ConfigReloader:
     async def reload(self, origin: str) -> ReloadOutcome:
         """Apply the files as they are now; `origin` names who asked (for the log line)."""
         async with self._lock:
+            said = set(self._ctx.service.config.warnings)
             try:
                 new = await asyncio.to_thread(load_config, self._config_file, self._config_dir)
                 await self._ctx.service.reload(new, tuple(new.sources))
@@ -69,6 +70,9 @@ class ConfigReloader:
             self._ctx.active_profile = None
             self._ctx.hub.publish("modelStatus", model_status(self._ctx))
             log.info("configuration reloaded (%s)", origin)
+            for warning in new.warnings:
+                if warning not in said:  # once: what the running config said is not repeated
+                    log.warning(warning)
             return ReloadOutcome(True, "configuration reloaded", config_hash(new))
 
 

@@ -14,7 +14,7 @@ import psutil
 from llamaswap_es.events.reader import open_log
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import pid_gone, wait_until
-from tests.fixtures.server import config_text, fake_model
+from tests.fixtures.server import FIFO, config_text, fake_model
 
 CHAT = "/v1/chat/completions"
 
@@ -98,7 +98,7 @@ async def test_a_changed_config_reaps_the_old_process_instead(server_factory) ->
 
 async def test_a_reload_restarts_only_the_model_whose_config_changed(server_factory) -> None:
     ports = {"a": free_port(), "b": free_port()}
-    together = "groups:\n  both:\n    swap: false\n    members: [a, b]"
+    together = f"{FIFO}\ngroups:\n  both:\n    swap: false\n    members: [a, b]"
 
     def config(b_flags: tuple[str, ...]) -> str:
         models = [fake_model("a", port=ports["a"]), fake_model("b", *b_flags, port=ports["b"])]
