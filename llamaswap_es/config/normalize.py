@@ -16,7 +16,9 @@ from llamaswap_es.config.matrix import CompiledMatrix, expand_matrix
 from llamaswap_es.config.models import (
     DEFAULT_GROUP,
     DEFAULT_IGNORE_PATHS,
+    LOG_TO_STDOUT,
     OUR_SECTION,
+    SCHEDULERS,
     GroupConfig,
     LlamaSwapConfig,
     MatrixConfig,
@@ -28,13 +30,9 @@ from llamaswap_es.core.matrix_dsl import MatrixError
 MIN_HEALTH_CHECK_TIMEOUT_S = 15
 DEFAULT_UNLOAD_TIMEOUT_S = 10
 MIN_PERFORMANCE_EVERY_NS = 5_000_000_000
-LOG_TO_STDOUT = ("proxy", "upstream", "both", "none")
 MODALITIES = ("text", "audio", "image")
 COMFYUI_MODEL = "comfyui_auto"
 COMFYUI_MIN_CONCURRENCY = 50
-SCHEDULERS = ("fifo", "serial")
-"""Every registered scheduling policy (core.policies keeps the registry; a test holds the two
-equal). llama-swap knows fifo; serial is the fork's, and the default (scheduler_default)."""
 
 
 class ConfigIssue(ValueError):
