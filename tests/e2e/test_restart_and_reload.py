@@ -180,13 +180,17 @@ async def test_watch_config_reloads_when_the_file_changes(server_factory) -> Non
         while True:  # the watcher polls every 2 s, as llama-swap's does
             async with http.get(server.url + "/v1/models") as r:
                 ids = [m["id"] for m in (await r.json())["data"]]
-            if ids == ["a", "b"]:
+            # The new config is served a moment before its ConfigApplied is committed: wait
+            # for both, not for the first alone.
+            if ids == ["a", "b"] and "reload" in _reasons(server.db_path):
                 break
             await asyncio.sleep(0.1)
-    reasons = []
-    with open_log(server.db_path) as reader:
-        reasons = [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
-    assert reasons == ["startup", "reload"]
+    assert _reasons(server.db_path) == ["startup", "reload"]
+
+
+def _reasons(db_path) -> list[str]:
+    with open_log(db_path) as reader:
+        return [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
 
 
 async def test_a_second_signal_exits_at_once_and_leaves_no_model_running(server_factory) -> None:
