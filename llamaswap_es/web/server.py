@@ -156,6 +156,8 @@ async def serve(options: ServeOptions) -> int:
         file=sys.stderr,
         flush=True,
     )
+    for notice in config.warnings:  # the loader's, e.g. serial by default (a reload says new ones)
+        log.warning(notice)
     warning = listen_warning(options.listen_host, config)
     if warning:
         log.warning(warning)
