@@ -37,12 +37,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.fixtures.prometheus import (  # noqa: F401 (fixture)
-    RunningPrometheus,
-    prometheus_factory,
-    promtool_binary,
-    wait_ready,
-)
+from tests.fixtures.prometheus import RunningPrometheus, promtool_binary, wait_ready
 from tests.fixtures.server import REPO_ROOT, config_text, fake_model
 
 GRAFANA_DIR = REPO_ROOT / "docs" / "grafana"
@@ -199,7 +194,7 @@ async def _rules_evaluate_and_driven_alerts_fire(
 
 @pytest.mark.timeout(240)
 async def test_every_panel_and_rule_evaluates_on_a_server_with_traffic(
-    server_factory, prometheus_factory  # noqa: F811 (fixture)
+    server_factory, prometheus_factory
 ) -> None:
     models = [
         fake_model("alpha", "--tokens", "5"),
@@ -222,9 +217,7 @@ async def test_every_panel_and_rule_evaluates_on_a_server_with_traffic(
         await _wait_for_samples(
             prometheus, http, {"first scrape": 'llamaswap_es_model_crashes_total{model="crashy"}'}
         )
-        traffic = asyncio.create_task(
-            _traffic(server.url, ["alpha", "beta", "crashy", "broken"])
-        )
+        traffic = asyncio.create_task(_traffic(server.url, ["alpha", "beta", "crashy", "broken"]))
         try:
             checks = panel_queries(dashboard)
             checks.update({f"rule {r['alert']}": series_part(r) for r in rules})
