@@ -16,7 +16,6 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from llamaswap_es.core.views import model_views
 from llamaswap_es.projections.activity_queries import parse_rfc3339
 from llamaswap_es.web.errors import error_response
 
@@ -27,8 +26,8 @@ def register_routes(router: web.UrlDispatcher, deps: Any) -> None:
     async def metrics(request: web.Request) -> web.StreamResponse:
         last = await deps.store.last_seq()
         deps.log_gauges.update(deps.db_path, last, max(0, last - deps.runner.applied_seq))
-        if (state := deps.state()) is not None:
-            deps.model_metrics.declare(view.model for view in model_views(state))
+        if (view := deps.state()) is not None:
+            deps.model_metrics.declare(view.models)
         body = generate_latest(deps.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
