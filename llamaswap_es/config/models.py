@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from llamaswap_es.config.auto_port import AutoPort
 from llamaswap_es.config.go_url import go_url_parse_error
 from llamaswap_es.config.gotypes import (
     GoAnyMap,
@@ -500,3 +501,7 @@ class LlamaSwapConfig(GoStruct):
     """alias → real model id, explicit and setParamsByID-generated aliases alike."""
     sources: tuple[str, ...] = Field(default=(), exclude=True, alias="\x00sources")
     """The files this configuration was read from, in merge order."""
+    auto_ports: dict[str, AutoPort] = Field(
+        default_factory=dict, exclude=True, alias="\x00autoPorts"
+    )
+    """Models whose port `${PORT}` chose, with their texts before it (config/auto_port.py)."""

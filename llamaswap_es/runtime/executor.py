@@ -25,6 +25,7 @@ from llamaswap_es.runtime.clock import SystemClock
 from llamaswap_es.runtime.health import probe_session
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import format_tag, tagged_with
+from llamaswap_es.runtime.port_choice import PortChooser
 from llamaswap_es.runtime.process_group import KILL_WAIT_S, signal_group
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.teardown import signal_each
@@ -61,6 +62,7 @@ class ProcessExecutor:
         self._clock_ms = clock_ms or SystemClock().now_ms
         self._tuning = tuning
         self._processes: dict[tuple[str, int], UpstreamProcess] = {}
+        self._ports = PortChooser()
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -201,6 +203,7 @@ class ProcessExecutor:
             session=self._probe_session,
             tuning=self._tuning,
             clock_ms=self._clock_ms,
+            ports=self._ports,
         )
 
     def _own(self, key: tuple[str, int], upstream: UpstreamProcess, coro: object) -> None:
@@ -213,6 +216,7 @@ class ProcessExecutor:
             if self._processes.get(key) is upstream:
                 del self._processes[key]
                 del self._tasks[key]
+                self._ports.release(key)
 
         task.add_done_callback(forget)
 
