@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Literal, TextIO
 
+from llamaswap_es.runtime.log_format import ProxyLineFormatter
+
 PROXY = "proxy"
 UPSTREAM = "upstream"
 COMBINED = "combined"
@@ -259,18 +261,22 @@ class UpstreamLogs:
 
 
 class ProxyLogHandler(logging.Handler):
-    """Feeds our own `logging` records into the proxy log as `[LEVEL] message` lines."""
+    """Feeds our own `logging` records into the proxy log as `<time> [LEVEL] message` lines
+    (or JSON lines): the formatter is `ProxyLineFormatter` (runtime/log_format.py)."""
 
-    _LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR"}
-
-    def __init__(self, logs: UpstreamLogs, level: int = logging.INFO) -> None:
+    def __init__(
+        self,
+        logs: UpstreamLogs,
+        level: int = logging.INFO,
+        formatter: logging.Formatter | None = None,
+    ) -> None:
         super().__init__(level)
         self._logs = logs
+        self.setFormatter(formatter or ProxyLineFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = self._LEVELS.get(record.levelname, record.levelname)
-            text = f"[{level}] {self.format(record)}\n"
+            text = self.format(record) + "\n"
             self._logs.write_proxy(text)
         except Exception:
             self.handleError(record)
