@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from llamaswap_es.web import request_ids
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.dispatch import (
     LocalRequest,
@@ -69,12 +70,15 @@ def _metadata(
 
 
 def _session(ctx: AppContext, request: web.BaseRequest) -> dict[str, str]:
-    """The client's session id from the first configured header it sent (none: empty)."""
+    """What the client says about itself: its session id from the first configured header it
+    sent, and its own `X-Request-ID` (web/request_ids.py); empty when neither."""
+    found = request_ids.client_metadata(request)
     for header in ctx.config.ui.activity.session_id:
         value = request.headers.get(header, "")
         if value:
-            return {"session_id": value}
-    return {}
+            found["session_id"] = value
+            break
+    return found
 
 
 async def model_request(request: web.Request) -> web.StreamResponse:
