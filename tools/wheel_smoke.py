@@ -70,12 +70,26 @@ def check_wheel_contents(wheel: Path) -> list[str]:
     return tops
 
 
-def install_in_clean_venv(wheel: Path, venv: Path) -> Path:
-    """A new venv at `venv` with the wheel (and its dependencies) installed; its bin folder."""
-    _run([sys.executable, "-m", "venv", str(venv)], "creating the venv")
+def install_in_clean_venv(wheel: Path, venv: Path, deps_from: Path | None = None) -> Path:
+    """A new venv at `venv` with the wheel (and its dependencies) installed; its bin folder.
+
+    With `deps_from` (a site-packages folder that has the dependencies, not llamaswap_es) the
+    wheel alone is installed and that folder is appended to the venv's path: the quick variant
+    the test suite uses. The venv's own site-packages comes first, so `llamaswap_es` is still
+    the wheel's (checked below); `.pth` files of the appended folder are not run, so an editable
+    install there cannot make the checkout importable.
+    """
     bin_dir = venv / "bin"
-    _run([str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheel)],
-         "installing the wheel", cwd=venv)  # fmt: skip
+    if deps_from is None:
+        _run([sys.executable, "-m", "venv", str(venv)], "creating the venv")
+        _run([str(bin_dir / "python"), "-m", "pip", "install", "-q", str(wheel)],
+             "installing the wheel", cwd=venv)  # fmt: skip
+    else:
+        _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], "creating the venv")
+        _run([sys.executable, "-m", "pip", "--python", str(bin_dir / "python"), "install", "-q",
+              "--no-deps", str(wheel)], "installing the wheel", cwd=venv)  # fmt: skip
+        site = next(venv.glob("lib/python3*/site-packages"))
+        (site / "zz_smoke_dependencies.pth").write_text(f"{deps_from}\n")
     found = subprocess.run(
         [str(bin_dir / "python"), "-c", "import llamaswap_es; print(llamaswap_es.__file__)"],
         cwd=venv, env=_clean_env(), capture_output=True, text=True,
@@ -186,12 +200,12 @@ def _run(argv: list[str], step: str, cwd: Path | None = None) -> None:
         raise SmokeError(f"{step} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
 
-def smoke(work: Path, wheel_dir: Path | None = None) -> str:
+def smoke(work: Path, wheel_dir: Path | None = None, deps_from: Path | None = None) -> str:
     """Every step in order; returns the summary line."""
     started = time.monotonic()
     wheel = build_wheel(wheel_dir or work / "dist")
     check_wheel_contents(wheel)
-    bin_dir = install_in_clean_venv(wheel, work / "venv")
+    bin_dir = install_in_clean_venv(wheel, work / "venv", deps_from)
     answered = serve_demo_and_ask(bin_dir, work)
     took = time.monotonic() - started
     return f"wheel smoke: ok: {wheel.name} in a clean venv answered {answered} ({took:.0f} s)"
@@ -201,14 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, help="working folder (default: a new temporary one)")
     parser.add_argument("--wheel-dir", type=Path, help="where to write the wheel")
+    parser.add_argument(
+        "--deps-from", type=Path, metavar="SITE_PACKAGES",
+        help="take the dependencies from this folder instead of installing them (quicker)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         if args.work is not None:
             args.work.mkdir(parents=True, exist_ok=True)
-            print(smoke(args.work.resolve(), args.wheel_dir))
+            print(smoke(args.work.resolve(), args.wheel_dir, args.deps_from))
         else:
             with tempfile.TemporaryDirectory(prefix="llamaswap-es-wheel-") as tmp:
-                print(smoke(Path(tmp), args.wheel_dir))
+                print(smoke(Path(tmp), args.wheel_dir, args.deps_from))
     except SmokeError as exc:
         print(f"wheel smoke: FAILED: {exc}", file=sys.stderr)
         return 1
