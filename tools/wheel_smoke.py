@@ -96,6 +96,7 @@ def install_in_clean_venv(wheel: Path, venv: Path, deps_from: Path | None = None
     )  # fmt: skip
     if not found.stdout.strip().startswith(str(venv)):
         raise SmokeError(f"llamaswap_es is imported from {found.stdout.strip()!r}, not {venv}")
+    _run([str(bin_dir / "llamaswap-es"), "--version"], "llamaswap-es --version", cwd=venv)
     return bin_dir
 
 
