@@ -108,6 +108,8 @@ async def serve(options: ServeOptions, *, on_started: StartedHook | None = None)
     _setup_logging(config, logs, options.log_format)  # type: ignore[arg-type]
     db_path = Path(effective_db_path(options, config)).expanduser()
     service = SwapService(config, db_path=db_path, logs=logs, config_sources=tuple(config.sources))
+    # Read (and remove) systemd's variables before any model starts: children never inherit them.
+    feed = SupervisorFeed.from_environ(os.environ, service.health, lambda: serving_status(service))
     await service.start()
     session = upstream_session()
     ctx = new_context(service, logs, session)
@@ -166,7 +168,6 @@ async def serve(options: ServeOptions, *, on_started: StartedHook | None = None)
     if warning:
         log.warning(warning)
         print(warning, file=sys.stderr, flush=True)
-    feed = SupervisorFeed.from_environ(os.environ, service.health, lambda: serving_status(service))
     if feed is not None:
         feed.ready()
         log.info(

@@ -131,3 +131,24 @@ def test_an_abstract_socket_name_works_without_a_watchdog(
         receiver.until("STOPPING", "1")
     finally:
         receiver.sock.close()
+
+
+async def test_models_never_inherit_the_notify_variables(server_factory, notify_socket) -> None:
+    """A preloaded model starts during recovery, before READY: it must not see NOTIFY_SOCKET
+    (it could speak to systemd in the server's name) nor the watchdog's variables."""
+    address, receiver = notify_socket
+    header = "hooks:\n  on_startup:\n    preload: [m]"
+    server = server_factory(config_text([fake_model("m")], header=header), env=_env(address))
+    receiver.until("STATUS", "1 model loaded (m)")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(server.url + "/upstream/m/fake/info") as response,
+    ):
+        pid = (await response.json())["pid"]
+    names = {
+        item.split(b"=", 1)[0].decode()
+        for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if item
+    }
+    assert "LLAMASWAP_ES_TAG" in names, "the model's environment was read"
+    assert not names & {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
