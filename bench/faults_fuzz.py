@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from bench.bench_proxy import start_server
 from llamaswap_es.demo import DEMO_MODELS, demo_config_yaml
 from llamaswap_es.events.reader import open_log
+from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.orphans import find_tagged_processes
 from tests.fixtures.input_fuzz import (
     FuzzCase,
@@ -38,7 +39,6 @@ from tests.fixtures.input_fuzz import (
     own_tracebacks,
 )
 from tests.fixtures.net import free_port_run
-from tools.replay.verify import verify
 
 SHOWN_FAILURES = 5
 

@@ -35,8 +35,8 @@ import psutil
 
 from bench.bench_proxy import HEADERS, fake_model_yaml, machine, start_server
 from llamaswap_es.events.reader import open_log
+from llamaswap_es.replay.verify import verify
 from tests.fixtures.net import free_port
-from tools.replay.verify import verify
 
 CHAT = "/v1/chat/completions"
 TARGET_S = 30.0

@@ -16,16 +16,18 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from llamaswap_es import __version__
 from llamaswap_es.config import build_schedule, config_as_json, load_config
 from llamaswap_es.config.models import LlamaSwapConfig
+from llamaswap_es.deploy import systemd_unit
 from llamaswap_es.errors import ConfigError
+from llamaswap_es.paths import default_db_path
 from llamaswap_es.projections import rebuild as rebuild_projections
+from llamaswap_es.replay import cli as replay_cli
 from llamaswap_es.wol import command as wol_command
-from tools.replay import cli as replay_cli
 
+PROGRAM = "llamaswap-es"
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_TLS_LISTEN = "127.0.0.1:8443"
 EXIT_USAGE = 2
@@ -46,13 +48,8 @@ class ServeOptions:
     tls_key_file: str | None
     db_path: str | None
     """`--db` when given; `effective_db_path` applies the config's `db` and the default."""
-
-
-def default_db_path(env: dict[str, str] | None = None) -> str:
-    """`$XDG_DATA_HOME/llamaswap-es/events.db`, else `~/.local/share/llamaswap-es/events.db`."""
-    environ = os.environ if env is None else env
-    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return str(Path(base) / "llamaswap-es" / "events.db")
+    log_format: str = "text"
+    """`--log-format`: llama-swap's text lines (with a timestamp) or JSON lines."""
 
 
 def effective_db_path(options: ServeOptions, config: LlamaSwapConfig | None) -> str:
@@ -129,6 +126,11 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-tls-key-file", "--tls-key-file", metavar="FILE", help="its key")
     parser.add_argument("-version", "--version", action="store_true", help="print the version")
     parser.add_argument("--db", metavar="PATH", help=f"event log (default {default_db_path()})")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text",
+        help="proxy log lines: text (llama-swap's, with a timestamp; default) or json (one "
+        "object per line: time, level, message, request_id, model)",
+    )  # fmt: skip
 
 
 Handler = Callable[[argparse.Namespace], int]
@@ -167,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         subparsers, "rebuild-projections", "rebuild from the log", *rebuild_projections.SUBCOMMAND
     )
     add_subcommand(subparsers, "wol-proxy", wol_command.HELP, *wol_command.SUBCOMMAND)
+    add_subcommand(
+        subparsers, "systemd-unit", systemd_unit.HELP, systemd_unit.configure, systemd_unit.run
+    )
     return parser
 
 
@@ -198,11 +203,20 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         tls_cert_file=args.tls_cert_file,
         tls_key_file=args.tls_key_file,
         db_path=args.db,
+        log_format=args.log_format,
     )
 
 
+def error_line(message: object) -> str:
+    """`llamaswap-es: message` for stderr, once: a message that already starts with our name
+    (`llamaswap-es: unknown setting …` names the config section of that name) is not prefixed
+    again."""
+    text = str(message)
+    return text if text.startswith(PROGRAM + ":") else f"{PROGRAM}: {text}"
+
+
 def _config_error(error: ConfigError) -> int:
-    print(f"llamaswap-es: {error.message}", file=sys.stderr)
+    print(error_line(error.message), file=sys.stderr)
     if error.source:
         print(f"  file: {error.source}", file=sys.stderr)
     if error.key_path:
@@ -253,6 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = serve_options(args)
     except ValueError as error:
-        print(f"llamaswap-es: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return EXIT_USAGE
     return run_server(options)

@@ -7,10 +7,10 @@ editable install) they are read from there; an installed wheel carries them as t
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT_ROOT = _PACKAGE_DIR.parent
 
 
 def resource_dir(name: str) -> Path:
@@ -18,5 +18,11 @@ def resource_dir(name: str) -> Path:
     in_checkout = _CHECKOUT_ROOT / name
     if in_checkout.is_dir():
         return in_checkout
-    packaged = resources.files(f"llamaswap_es._{name}")
-    return Path(str(packaged))
+    # The installed copies are folders without __init__.py (namespace packages, whose
+    # importlib.resources path is a MultiplexedPath): they lie beside this module.
+    return _PACKAGE_DIR / f"_{name}"
+
+
+def package_file(*parts: str) -> Path:
+    """A data file inside the package (e.g. `package_file("deploy", "llamaswap-es.service")`)."""
+    return _PACKAGE_DIR.joinpath(*parts)

@@ -1,0 +1,1 @@
+"""Developer entries that run from a checkout only (never installed: see pyproject.toml)."""

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from llamaswap_es.config.auto_port import AutoPort
 from llamaswap_es.config.env_macros import EnvMacroError, substitute_env_macros
 from llamaswap_es.config.gotypes import FATAL, UNMARSHAL, _to_int
 from llamaswap_es.config.macros import (
@@ -73,15 +74,17 @@ def _pipeline(text: str, env: Mapping[str, str]) -> LlamaSwapConfig:
         if key != "models":
             tree[key] = apply_macros(tree[key], declarations.global_macros)
     next_port = _start_port(tree)
+    auto_ports: dict[str, AutoPort] = {}
     if isinstance(models, dict):
         for model_id in sorted(models):
             if isinstance(models[model_id], dict):
                 models[model_id], next_port = expand_model(
-                    model_id, models[model_id], declarations, next_port
+                    model_id, models[model_id], declarations, next_port, auto_ports
                 )
     check_unresolved(tree)
     config = LlamaSwapConfig.model_validate(tree)
     config.macros = dict(declarations.global_macros)
+    config.auto_ports = {m: a for m, a in auto_ports.items() if m in config.models}
     for model_id, decls in declarations.model_macros.items():
         if model_id in config.models:
             config.models[model_id].macros = dict(decls)

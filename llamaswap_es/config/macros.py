@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from llamaswap_es.config.auto_port import AutoPort, auto_port_of
 from llamaswap_es.config.yaml_dialect import GoTimestamp, go_format_value, go_type_name, yaml_tag_of
 
 MACRO_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -224,9 +225,16 @@ def _expand_by_id_keys(
 
 
 def expand_model(
-    model_id: str, body: dict[str, Any], decls: MacroDeclarations, next_port: int
+    model_id: str,
+    body: dict[str, Any],
+    decls: MacroDeclarations,
+    next_port: int,
+    auto_ports: dict[str, AutoPort] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """Phase 6 for one model: its macros, then `${PORT}`; returns the body and the next port."""
+    """Phase 6 for one model: its macros, then `${PORT}`; returns the body and the next port.
+
+    A model given a port by `${PORT}` is recorded in `auto_ports` (when given) with its texts
+    before the substitution, so the runtime can move it off a port someone else holds."""
     macros = model_macro_list(model_id, decls)
     body = apply_macros(body, macros)
     originals: dict[str, str] = {}
@@ -241,6 +249,10 @@ def expand_model(
             f"models.{model_id}.proxy",
         )
     if cmd_uses:
+        if auto_ports is not None:
+            found = auto_port_of(body, next_port)
+            if found is not None:
+                auto_ports[model_id] = found
         port_macro = [("PORT", next_port)]
         body = apply_macros(body, port_macro)
         _expand_by_id_keys(model_id, body, originals, port_macro)

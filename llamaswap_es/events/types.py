@@ -222,6 +222,10 @@ class ProcessSpawned(Event):
     """The OS's creation time of the process, to tell a live pid from a reused one."""
     port: int | None = None
     argv: tuple[str, ...] = ()
+    port_moved_from: int | None = None
+    """The port `${PORT}` gave this model, which another program held: it was started on `port`
+    instead (runtime/port_choice.py). None when it runs where the config says. Absent in older
+    payloads."""
 
 
 @_frozen

@@ -46,6 +46,14 @@ _ENTRY_COLUMNS = (
 )
 
 
+MAX_REQUEST_ID_CHARS = 128
+CLIENT_REQUEST_ID_SQL = (
+    "(CASE WHEN a.metadata_json <> '' "
+    "THEN json_extract(a.metadata_json, '$.client_request_id') END)"
+)
+"""The client's own `X-Request-ID` of an activity row (web/request_ids.py), NULL when none."""
+
+
 class ActivityQueryError(ValueError):
     """A bad query parameter; the message is llama-swap's 400 text."""
 
@@ -61,6 +69,8 @@ class ActivityQuery:
     page: int = 1
     sort: str = "id"
     order: str = "desc"
+    request_id: str | None = None
+    """Ours or the client's own `X-Request-ID` (its `client_request_id` metadata)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,10 +134,13 @@ def parse_activity_query(params: Mapping[str, str], models: Sequence[str]) -> Ac
     min_id, max_id = ids["min_id"], ids["max_id"]
     if min_id is not None and max_id is not None and min_id > max_id:
         raise ActivityQueryError("min_id must be <= max_id")
+    request_id = (params.get("request_id") or "").strip() or None
+    if request_id is not None and len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise ActivityQueryError(f"request_id must be at most {MAX_REQUEST_ID_CHARS} characters")
     return ActivityQuery(
         models=tuple(m for m in models if m.strip()),
         start=start, end=end, min_id=min_id, max_id=max_id,
-        limit=limit, page=page, sort=sort, order=order,
+        limit=limit, page=page, sort=sort, order=order, request_id=request_id,
     )  # fmt: skip
 
 
@@ -146,6 +159,9 @@ def _where(query: ActivityQuery) -> tuple[str, list[Any]]:
         if value is not None:
             clauses.append(clause)
             params.append(value)
+    if query.request_id is not None:
+        clauses.append(f"(a.request_id = ? OR {CLIENT_REQUEST_ID_SQL} = ?)")
+        params.extend([query.request_id, query.request_id])
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.writer import LogWriter
+from llamaswap_es.paths import default_db_path
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import connect_writer
 
@@ -70,7 +71,10 @@ class _Counting:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", "-db", required=True, metavar="PATH", help="the event log")
+    parser.add_argument(
+        "--db", "-db", default=default_db_path(), metavar="PATH",
+        help="the event log (default: the server's, %(default)s)",
+    )  # fmt: skip
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -78,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         report = rebuild_projections(args.db)
     except LlamaSwapError as exc:
-        print(f"llamaswap-es: {exc}", file=sys.stderr)
+        print(f"llamaswap-es rebuild-projections: {exc}", file=sys.stderr)
         return 1
     kept = ""
     if report.first_seq > 1:

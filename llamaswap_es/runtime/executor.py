@@ -26,6 +26,7 @@ from llamaswap_es.runtime.hang_watch import HangDetection
 from llamaswap_es.runtime.health import probe_session
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import format_tag, tagged_with
+from llamaswap_es.runtime.port_choice import PortChooser
 from llamaswap_es.runtime.process_group import KILL_WAIT_S, signal_group
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.teardown import signal_each
@@ -65,6 +66,7 @@ class ProcessExecutor:
         self._tuning = tuning
         self._hang_detection = hang_detection or HangDetection()
         self._processes: dict[tuple[str, int], UpstreamProcess] = {}
+        self._ports = PortChooser()
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -210,6 +212,7 @@ class ProcessExecutor:
             tuning=self._tuning,
             clock_ms=self._clock_ms,
             hang_detection=self._current_hang_detection,
+            ports=self._ports,
         )
 
     def _own(self, key: tuple[str, int], upstream: UpstreamProcess, coro: object) -> None:
@@ -222,6 +225,7 @@ class ProcessExecutor:
             if self._processes.get(key) is upstream:
                 del self._processes[key]
                 del self._tasks[key]
+                self._ports.release(key)
 
         task.add_done_callback(forget)
 

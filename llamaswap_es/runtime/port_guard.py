@@ -16,7 +16,8 @@ import psutil
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """True when something accepts connections on loopback `port` (IPv4 or IPv6)."""
     for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         try:
             with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -45,7 +46,7 @@ def port_taken(proxy: str, port: int | None) -> str | None:
     """None when the proxy's loopback `port` is free; else an error message for the start."""
     if port is None or (urlsplit(proxy).hostname or "") not in LOOPBACK_HOSTS:
         return None  # a remote upstream (or a container's published port) is not ours to check
-    if not _listening(port):
+    if not listening(port):
         return None
     return (
         f"port {port} is already in use{_holder(port)}: another process would answer this "

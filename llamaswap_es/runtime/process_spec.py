@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from llamaswap_es.config.auto_port import AutoPort
 from llamaswap_es.errors import ProcessError
 
 ENV_TAG_VAR = "LLAMASWAP_ES_TAG"
@@ -79,6 +80,10 @@ class ProcessSpec:
     check_endpoint: str = "/health"
     health_check_timeout_ms: int = 120_000
     cwd: str | None = None
+    auto_port: AutoPort | None = None
+    """Set when `${PORT}` chose this model's port: it may then move to a free one at start."""
+    spare_ports_from: int | None = None
+    """Where a moved port is searched from: above every port `${PORT}` handed out."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", _frozen_env(self.env))
@@ -97,6 +102,15 @@ class ProcessSpec:
         llama-swap does).
         """
         return stop_command(self.cmd_stop, pid, model_id=self.model_id)
+
+    def on_port(self, port: int) -> ProcessSpec:
+        """This spec with its `${PORT}` texts rendered for `port` (itself when not movable)."""
+        if self.auto_port is None or port == self.port:
+            return self
+        cmd, proxy, check_endpoint, cmd_stop = self.auto_port.render(port)
+        return replace(
+            self, cmd=cmd, proxy=proxy, check_endpoint=check_endpoint, cmd_stop=cmd_stop
+        )
 
     @property
     def skips_health_check(self) -> bool:

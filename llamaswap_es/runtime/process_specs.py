@@ -25,6 +25,12 @@ def env_mapping(model_id: str, entries: list[str]) -> dict[str, str]:
 
 def process_spec(config: LlamaSwapConfig, model_id: str) -> ProcessSpec:
     model: ModelConfig = config.models[model_id]
+    auto = config.auto_ports.get(model_id)
+    if auto is not None and auto.render(auto.port) != (
+        model.cmd, model.proxy, model.check_endpoint, model.cmd_stop
+    ):
+        auto = None  # the texts were changed after `${PORT}` (normalised): keep the port
+    spare_from = max((a.port for a in config.auto_ports.values()), default=0) + 1
     return ProcessSpec(
         model_id=model_id,
         cmd=model.cmd,
@@ -33,4 +39,6 @@ def process_spec(config: LlamaSwapConfig, model_id: str) -> ProcessSpec:
         env=env_mapping(model_id, list(model.env)),
         check_endpoint=model.check_endpoint,
         health_check_timeout_ms=config.health_check_timeout * 1000,
+        auto_port=auto,
+        spare_ports_from=spare_from if auto is not None else None,
     )

@@ -54,6 +54,8 @@ class RecordedProcess:
     pid: int | None = None
     pgid: int | None = None
     started_at_ms: int | None = None
+    port: int | None = None
+    """Where it listened (a `${PORT}` model may have been moved off a port in use)."""
 
 
 @dataclass
@@ -77,7 +79,7 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
             return _without_history(reader, boot_id, first)
         state, start = origin if origin is not None else (core.new_state(), 1)
         result = Rebuilt(state=state, from_snapshot_seq=start - 1)
-        spawned: dict[tuple[str, int], tuple[int, int, int]] = {}
+        spawned: dict[tuple[str, int], tuple[int, int, int, int | None]] = {}
         previous_boot: str | None = None
         for envelope in reader.iter_inputs(from_seq=start):
             body = envelope.body
@@ -88,10 +90,11 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
                 else:
                     previous_boot = body.boot_id
             elif isinstance(body, ProcessSpawned):
-                spawned[(body.model, body.instance)] = (body.pid, body.pgid, body.started_at_ms)
+                key = (body.model, body.instance)
+                spawned[key] = (body.pid, body.pgid, body.started_at_ms, body.port)
             elif isinstance(body, ProcessAdopted | ProcessRecorded):
                 started = body.started_at_ms or 0
-                spawned[(body.model, body.instance)] = (body.pid, body.pgid, started)
+                spawned[(body.model, body.instance)] = (body.pid, body.pgid, started, body.port)
             state = _replayed(state, envelope, db_path)
             result.replayed += 1
         result.state = state
@@ -184,19 +187,19 @@ def _unanswered_requests(reader: DatabaseReader, first_seq: int) -> list[str]:
 def _note_previous_run(
     result: Rebuilt,
     state: SchedulerState,
-    spawned: dict[tuple[str, int], tuple[int, int, int]],
+    spawned: dict[tuple[str, int], tuple[int, int, int, int | None]],
     reader: DatabaseReader,
 ) -> None:
     for view in core.model_views(state):
         if view.state not in _RUNNING:
             continue
         proc = state.models[view.model]
-        pid = pgid = started = None
+        pid = pgid = started = port = None
         found = spawned.get((view.model, view.instance)) or _spawn_from_log(
             reader, view.model, view.instance
         )
         if found is not None:
-            pid, pgid, started = found
+            pid, pgid, started, port = found
         result.processes.append(
             RecordedProcess(
                 model=view.model,
@@ -206,6 +209,7 @@ def _note_previous_run(
                 pid=pid,
                 pgid=pgid,
                 started_at_ms=started or None,
+                port=port,
             )
         )
     for request_id in sorted(state.requests):
@@ -216,13 +220,13 @@ def _note_previous_run(
 
 def _spawn_from_log(
     reader: DatabaseReader, model: str, instance: int
-) -> tuple[int, int, int] | None:
+) -> tuple[int, int, int, int | None] | None:
     """The spawn of a process recorded before the snapshot we started from (indexed by key)."""
     record = newest_start_record(reader, model, instance)
     if record is None:
         return None
     body = record.body
-    return body.pid, body.pgid, body.started_at_ms or 0  # type: ignore[attr-defined]
+    return body.pid, body.pgid, body.started_at_ms or 0, body.port  # type: ignore[attr-defined]
 
 
 async def settle(
@@ -244,7 +248,7 @@ async def settle(
     for proc in rebuilt.processes:
         reason = await _adoption_refusal(proc, spec_for, fingerprint_for, probe_timeout_ms)
         if reason is None and proc.pid is not None and proc.pgid is not None:
-            spec = spec_for(proc.model)
+            spec = _recorded_spec(proc, spec_for)
             assert spec is not None
             executor.adopt(spec, proc.instance, proc.pid, proc.pgid, proc.started_at_ms)
             submit(
@@ -283,6 +287,16 @@ async def settle(
     return adopted
 
 
+def _recorded_spec(
+    proc: RecordedProcess, spec_for: Callable[[str], ProcessSpec | None]
+) -> ProcessSpec | None:
+    """The model's spec on the port it was recorded on (a moved `${PORT}` stays moved)."""
+    spec = spec_for(proc.model)
+    if spec is None or proc.port is None:
+        return spec
+    return spec.on_port(proc.port)
+
+
 def _alive_and_ours(proc: RecordedProcess) -> bool:
     return proc.pid is not None and process_matches(proc.pid, proc.started_at_ms or 0)
 
@@ -302,7 +316,7 @@ async def _adoption_refusal(
         return "it is no longer running"
     if fingerprint_for(proc.model) != proc.fingerprint:
         return "its configuration changed"
-    spec = spec_for(proc.model)
+    spec = _recorded_spec(proc, spec_for)
     if spec is None:
         return "it is no longer configured"
     if not spec.skips_health_check and not await probe_health(spec.health_url, probe_timeout_ms):

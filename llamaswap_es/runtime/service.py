@@ -127,12 +127,13 @@ class SwapService:
             clock_ms=self.clock.now_ms,
         )
         rebuilt = await asyncio.to_thread(rebuild, self.store.path, self.store.boot_id)
-        log.info(
-            "event log %s: replayed %d events (from seq %d)",
-            self.store.path,
-            rebuilt.replayed,
-            rebuilt.from_snapshot_seq,
-        )
+        if rebuilt.previous_boot is None and rebuilt.from_snapshot_seq == 0:
+            log.info("event log %s: new", self.store.path)  # only this start's own record
+        else:
+            log.info(
+                "event log %s: recovered by replaying %d events after seq %d",
+                self.store.path, rebuilt.replayed, rebuilt.from_snapshot_seq,
+            )  # fmt: skip
         await self._note_snapshot_age(rebuilt.from_snapshot_seq)
         self._snapshot_due = rebuilt.history_lost
         self.loop = RunLoop(

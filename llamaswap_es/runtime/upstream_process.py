@@ -41,6 +41,7 @@ from llamaswap_es.runtime.hang_watch import HangDetection, HangVerdict, watch_fo
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import process_started_at_ms
 from llamaswap_es.runtime.output_pipe import OutputPipe
+from llamaswap_es.runtime.port_choice import PortChooser
 from llamaswap_es.runtime.port_guard import port_taken
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.readiness import await_ready, wait_first
@@ -92,8 +93,10 @@ class UpstreamProcess:
         tuning: Tuning,
         clock_ms: Callable[[], int],
         hang_detection: Callable[[], HangDetection] = HangDetection,
+        ports: PortChooser | None = None,
     ) -> None:
         self.spec = spec
+        self._ports = ports
         self.model = spec.model_id
         self.instance = instance
         self.state: State = "starting"
@@ -348,12 +351,15 @@ class UpstreamProcess:
         except ProcessError as exc:
             self._emit(self._start_failed(str(exc)))
             return False
-        taken = None
+        moved_from = None
         if not self.spec.skips_health_check:
             taken = await asyncio.to_thread(port_taken, self.spec.proxy, self.spec.port)
-        if taken:
-            self._emit(self._start_failed(taken))
-            return False
+            if taken and self.spec.auto_port is not None and self._ports is not None:
+                moved_from, taken = self.spec.port, await self._move_port(taken)
+                argv = self.spec.argv() if taken is None else argv
+            if taken:
+                self._emit(self._start_failed(taken))
+                return False
         try:
             popen = spawn(argv, self.spec, spawn_env(self.spec, self._tag))
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -376,9 +382,24 @@ class UpstreamProcess:
                 started_at_ms=self.started_at_ms,
                 port=self.spec.port,
                 argv=tuple(argv),
+                port_moved_from=moved_from,
             )
         )
         return True
+
+    async def _move_port(self, taken: str) -> str | None:
+        """`${PORT}` chose a port someone holds: take a free one (None) or say why not."""
+        assert self._ports is not None
+        port = await asyncio.to_thread(self._ports.choose, self.spec, (self.model, self.instance))
+        if port is None:
+            return f"{taken}; no free port was found above it either"
+        log.warning(
+            "model %s: port %s is in use by another program, starting it on port %d instead",
+            self.model, self.spec.port, port,
+        )  # fmt: skip
+        self.spec = self.spec.on_port(port)
+        self._teardown.spec = self.spec
+        return None
 
     def _write_output(self, text: str) -> None:
         self._logs.write_upstream(self.model, text)

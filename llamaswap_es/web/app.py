@@ -26,6 +26,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.projections import http_activity, http_metrics, http_queue
 from llamaswap_es.redaction import redact_text
+from llamaswap_es.runtime.log_context import clear_request
 from llamaswap_es.web import (
     config_reload,
     events_route,
@@ -34,6 +35,7 @@ from llamaswap_es.web import (
     log_routes,
     model_routes,
     ops_routes,
+    request_ids,
     static_routes,
 )
 from llamaswap_es.web.auth import api_key_middleware, is_public_route
@@ -53,18 +55,29 @@ STATUS_CHANGING = (
 )  # fmt: skip
 
 
+def is_static_asset(path: str) -> bool:
+    """A file the UI's page loads (a script, a style sheet, an icon): logged at debug, so a
+    page load writes one line at info, not fifty."""
+    if path == "/favicon.ico":
+        return True
+    return path.startswith("/ui/") and "." in path.rsplit("/", 1)[-1]
+
+
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     """llama-swap's access line, with any credential in the query string redacted. The target
     is logged as the client sent it (still percent-encoded, as Go's RequestURI is), so a `%0a`
     in a path cannot start a forged log line."""
     started = time.monotonic()
+    clear_request()  # a kept-alive connection's previous request is not this one
     response = await handler(request)
     if not request.path.startswith(UNLOGGED_PREFIXES):
         client = reported_client_ip(request)
         size = response.body_length or response.content_length or 0
+        quiet = is_static_asset(request.path) and response.status < 400
         target = shown_text(redact_text(request.raw_path))
-        access_log.info(
+        access_log.log(
+            logging.DEBUG if quiet else logging.INFO,
             'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
             client, request.method, target, request.version.major,
             request.version.minor, response.status, size,
@@ -88,6 +101,7 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
     )
     app[CTX] = ctx
     app.on_response_prepare.append(allow_listed_origin)
+    app.on_response_prepare.append(request_ids.add_header)
     for module in (
         ops_routes, config_reload, model_routes, listing, log_routes, events_route, log_api,
         static_routes, *extra_routes,

@@ -30,6 +30,7 @@ from llamaswap_es.events.types import (
 from llamaswap_es.projections.captures import CaptureRecorder
 from llamaswap_es.projections.inflight import InflightEntry
 from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
+from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
@@ -134,6 +135,7 @@ async def _serve_once(
     loop = service.loop
     assert loop is not None
     request_id = ctx.ids.new_id()
+    request_ids.assign(request, request_id, job.model_id)
     entry = ctx.inflight.begin(
         request_id=request_id,
         model=job.model_id,

@@ -13,10 +13,10 @@ from aiohttp import web
 from llamaswap_es.events.codec import envelope_to_json, to_payload
 from llamaswap_es.events.encodable import INT64_MAX, INT64_MIN
 from llamaswap_es.events.types import Envelope
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.explain import explain_log
 from llamaswap_es.web.context import CTX
 from llamaswap_es.web.errors import RequestError, error_response
-from tools.replay.errors import ReplayError
-from tools.replay.explain import explain_log
 
 MAX_LIMIT = 1000
 

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import check_request
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.dispatch import (
@@ -70,9 +71,13 @@ def _metadata(
 
 
 def _checked(ctx: AppContext, request: web.BaseRequest) -> dict[str, str]:
-    """The request's session metadata, once what it will record has passed the boundary (a
-    `RequestError` 400 otherwise, naming the header or the path)."""
-    return check_request(request, ctx.config.ui.activity.session_id)
+    """What the client says about itself (its session id from the first configured header it
+    sent, its own `X-Request-ID`: web/request_ids.py), once what the request will record has
+    passed the boundary (a `RequestError` 400 otherwise, naming the header or the path)."""
+    return {
+        **request_ids.client_metadata(request),
+        **check_request(request, ctx.config.ui.activity.session_id),
+    }
 
 
 async def model_request(request: web.Request) -> web.StreamResponse:

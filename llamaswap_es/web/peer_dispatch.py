@@ -23,6 +23,7 @@ from llamaswap_es.config.models import PeerConfig
 from llamaswap_es.errors import LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.runtime.loop import LoopStoppedError
+from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
@@ -63,6 +64,7 @@ async def serve_peer(
     loop = ctx.service.loop
     assert loop is not None
     request_id = ctx.ids.new_id()
+    request_ids.assign(request, request_id, requested)
     try:  # the record must fit in the log's inbox, as a local request's events must
         loop.check_capacity(f"peer request {request_id} for model {requested!r}")
     except LogUnavailableError as exc:

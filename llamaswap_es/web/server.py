@@ -15,21 +15,23 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from llamaswap_es.cli import ServeOptions, effective_db_path, listen_warning
+from llamaswap_es.cli import ServeOptions, effective_db_path, error_line, listen_warning
 from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.config.scheduling import config_secrets
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.config_watch import signature, watch_config
+from llamaswap_es.runtime.log_format import LogFormat, ProxyLineFormatter
 from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
+from llamaswap_es.runtime.supervisor_feed import SupervisorFeed, serving_status
 from llamaswap_es.web.app import build_app, publish_committed
 from llamaswap_es.web.config_reload import RELOADER, ConfigReloader
 from llamaswap_es.web.context import AppContext, new_context
@@ -40,7 +42,11 @@ log = logging.getLogger("llamaswap_es.server")
 LOG_LEVELS = {"debug": logging.DEBUG, "warn": logging.WARNING, "error": logging.ERROR}
 
 
-def run_server(options: ServeOptions) -> int:
+StartedHook = Callable[[AppContext], None]
+"""Called once the server listens (tests/fixtures/loop_stopping_server.py adds a control)."""
+
+
+def run_server(options: ServeOptions, *, on_started: StartedHook | None = None) -> int:
     """Run until stopped; the exit status (0 after a clean shutdown)."""
     try:
         import uvloop
@@ -49,9 +55,9 @@ def run_server(options: ServeOptions) -> int:
     except ImportError:
         runner = asyncio.run
     try:
-        return runner(serve(options))
+        return runner(serve(options, on_started=on_started))
     except LlamaSwapError as exc:
-        print(f"llamaswap-es: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -75,13 +81,15 @@ def _load(options: ServeOptions) -> tuple[LlamaSwapConfig, str | None, str | Non
     return load_config(str(demo), None), str(demo), None, True
 
 
-def _setup_logging(config: LlamaSwapConfig, logs: UpstreamLogs) -> None:
+def _setup_logging(config: LlamaSwapConfig, logs: UpstreamLogs, log_format: LogFormat) -> None:
+    """`logLevel` and `logTimeFormat` (both re-applied on reload) and `--log-format`."""
     level = LOG_LEVELS.get(config.log_level.strip().lower(), logging.INFO)
     root = logging.getLogger("llamaswap_es")
     for handler in list(root.handlers):
         if isinstance(handler, ProxyLogHandler):
             root.removeHandler(handler)
-    root.addHandler(ProxyLogHandler(logs, level, secrets=config_secrets(config)))
+    formatter = ProxyLineFormatter(config.log_time_format, log_format)
+    root.addHandler(ProxyLogHandler(logs, level, formatter, secrets=config_secrets(config)))
     root.setLevel(level)
     root.propagate = False
 
@@ -100,13 +108,15 @@ def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(options: ServeOptions) -> int:
+async def serve(options: ServeOptions, *, on_started: StartedHook | None = None) -> int:
     baseline = signature(options.config_file, options.config_dir)
     config, config_file, config_dir, is_demo = _load(options)
     logs = UpstreamLogs(log_to_stdout=config.log_to_stdout, stdout=sys.stdout)  # type: ignore[arg-type]
-    _setup_logging(config, logs)
+    _setup_logging(config, logs, options.log_format)  # type: ignore[arg-type]
     db_path = Path(effective_db_path(options, config)).expanduser()
     service = SwapService(config, db_path=db_path, logs=logs, config_sources=tuple(config.sources))
+    # Read (and remove) systemd's variables before any model starts: children never inherit them.
+    feed = SupervisorFeed.from_environ(os.environ, service.health, lambda: serving_status(service))
     await service.start()
     session = upstream_session()
     ctx = new_context(service, logs, session)
@@ -115,7 +125,7 @@ async def serve(options: ServeOptions) -> int:
     _wire_publishers(ctx)
 
     def logging_follows(new: LlamaSwapConfig) -> None:
-        _setup_logging(new, logs)
+        _setup_logging(new, logs, options.log_format)  # type: ignore[arg-type]
         logs.set_log_to_stdout(new.log_to_stdout)  # type: ignore[arg-type]
 
     reloader = ConfigReloader(ctx, config_file, config_dir, on_applied=logging_follows)
@@ -168,6 +178,14 @@ async def serve(options: ServeOptions) -> int:
     if warning:
         log.warning(warning)
         print(warning, file=sys.stderr, flush=True)
+    if feed is not None:
+        feed.ready()
+        log.info(
+            "systemd notified: ready%s",
+            f", watchdog fed every {feed.tick_s:g} s" if feed.watchdog_s else "",
+        )
+    if on_started is not None:
+        on_started(ctx)
 
     async def reload_after_change() -> None:
         await reloader.reload("--watch-config")
@@ -185,11 +203,17 @@ async def serve(options: ServeOptions) -> int:
         reason = service.health.report().text()
         log.critical("exiting with status %d: %s", EXIT_LOOP_FAILED, reason)
         print(f"llamaswap-es: exiting: {reason}", file=sys.stderr, flush=True)
+        stopping = f"exiting with status {EXIT_LOOP_FAILED}: {reason}"
     else:
         log.info("shutting down")
+        stopping = "shutting down: stopping every model"
+    if feed is not None:
+        await feed.stopping(stopping)
     if watcher is not None:
         watcher.cancel()
     await _shutdown(ctx, runner, site, service)
+    if feed is not None:
+        await feed.close()
     return EXIT_LOOP_FAILED if failed else 0
 
 

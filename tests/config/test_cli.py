@@ -95,3 +95,23 @@ def test_listen_warning(tmp_path: Path) -> None:
     assert listen_warning("localhost", open_config) is None
     assert "apiKeys" in (listen_warning("0.0.0.0", open_config) or "")
     assert listen_warning("", load_config(str(tmp_path / "keyed.yaml"), None, {})) is None
+
+
+def test_every_command_that_reads_the_log_defaults_to_the_servers_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    expected = str(tmp_path / "llamaswap-es" / "events.db")
+    parser = build_parser()
+    for argv in (
+        ["rebuild-projections"],
+        ["replay", "verify"],
+        ["replay", "timeline"],
+        ["replay", "explain", "--seq", "1"],
+        ["replay", "export", "-o", "x.cbor.zst"],
+        ["replay", "whatif"],
+    ):
+        assert parser.parse_args(argv).db == expected, argv
+    missing = _run("replay", "timeline", cwd=tmp_path)  # no log there yet: a clear error
+    assert missing.returncode == 2
+    assert expected in missing.stderr

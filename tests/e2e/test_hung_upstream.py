@@ -16,10 +16,10 @@ import json
 import aiohttp
 
 from llamaswap_es.events.reader import open_log
+from llamaswap_es.replay.explain import explain
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import pid_gone, wait_until
 from tests.fixtures.server import config_text, fake_model
-from tools.replay.explain import explain
 
 CHAT = "/v1/chat/completions"
 FAST_HANG_DETECTION = (

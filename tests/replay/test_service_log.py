@@ -9,11 +9,11 @@ from pathlib import Path
 from llamaswap_es.config import load_config
 from llamaswap_es.events.reader import open_log
 from llamaswap_es.events.types import Dispatch, RequestFinished, RequestReceived
+from llamaswap_es.replay.explain import explain
+from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from tests.runtime.test_service import write_config
-from tools.replay.explain import explain
-from tools.replay.verify import verify
 
 
 async def _serve(svc: SwapService, request_id: str, model: str) -> None:

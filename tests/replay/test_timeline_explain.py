@@ -14,12 +14,12 @@ from llamaswap_es.events.types import (
     RequestReceived,
     TimerFired,
 )
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.explain import explain, explain_log
 from tests.replay.conftest import ABC_ABC, run_replay
 from tests.replay.recording import group_config
 from tests.replay.recording import record as record_log
 from tests.runtime.log_builder import LogBuilder
-from tools.replay.errors import ReplayError
-from tools.replay.explain import explain, explain_log
 
 
 def _seq(path: Path, type_name: str, nth: int = 0) -> int:

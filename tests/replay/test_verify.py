@@ -10,9 +10,9 @@ from llamaswap_es.events import codec
 from llamaswap_es.events.reader import open_log
 from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.events.writer import LogWriter
+from llamaswap_es.replay.verify import verify
 from tests.replay.conftest import ABC_ABC, run_replay
 from tests.replay.recording import group_config, record
-from tools.replay.verify import verify
 
 
 def _seq_of(path: Path, type_name: str, nth: int = 0) -> int:

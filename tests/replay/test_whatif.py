@@ -15,12 +15,12 @@ from llamaswap_es.events.types import (
     RequestFinished,
     RequestReceived,
 )
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.traffic import extract_traffic
+from llamaswap_es.replay.whatif import apply_overrides, simulate
+from llamaswap_es.replay.whatif_table import summarise
 from tests.replay.conftest import run_replay
 from tests.replay.recording import Arrival, group_config, record
-from tools.replay.errors import ReplayError
-from tools.replay.traffic import extract_traffic
-from tools.replay.whatif import apply_overrides, simulate
-from tools.replay.whatif_table import summarise
 
 
 def _traffic(path: Path):  # type: ignore[no-untyped-def]

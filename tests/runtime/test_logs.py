@@ -8,6 +8,7 @@ import logging
 import sys
 
 from llamaswap_es.events.types import ProcessExited, ProcessReady, ProcessSpawned
+from llamaswap_es.runtime.log_format import ProxyLineFormatter
 from llamaswap_es.runtime.logs import (
     COMBINED,
     PROXY,
@@ -91,7 +92,8 @@ async def test_proxy_log_handler_and_log_to_stdout_both() -> None:
     stdout = io.StringIO()
     logs = UpstreamLogs(log_to_stdout="both", stdout=stdout)
     logger = logging.getLogger("test.proxy.log")
-    handler = ProxyLogHandler(logs, level=logging.INFO)
+    # No timestamp ("none", as llama-swap for a name it does not know): exact lines to compare.
+    handler = ProxyLogHandler(logs, level=logging.INFO, formatter=ProxyLineFormatter("none"))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     live = logs.subscribe(PROXY)  # a reader on the loop: thread writes are handed over to it

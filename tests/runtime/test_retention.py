@@ -17,6 +17,7 @@ from llamaswap_es import core
 from llamaswap_es.events.reader import DatabaseReader, open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, LoadRequested, ProcessRecorded
+from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.recovery import rebuild
 from llamaswap_es.runtime.retention import (
     DAY_MS,
@@ -26,7 +27,6 @@ from llamaswap_es.runtime.retention import (
     restatements,
 )
 from tests.runtime.log_builder import BASE_MS, LogBuilder
-from tools.replay.verify import verify
 
 NOW_MS = BASE_MS + 100 * DAY_MS
 CUTOFF_MS = NOW_MS - 30 * DAY_MS

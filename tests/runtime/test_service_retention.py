@@ -21,6 +21,7 @@ from llamaswap_es.events.types import (
     RequestReceived,
     UnloadRequested,
 )
+from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.clock import ManualClock
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.retention import DAY_MS
@@ -28,7 +29,6 @@ from llamaswap_es.runtime.service import SwapService
 from tests.fixtures.processes import wait_until
 from tests.runtime.log_builder import LogBuilder
 from tests.runtime.test_service import _serve_one, write_config
-from tools.replay.verify import verify
 
 HOUR_MS = 3_600_000
 

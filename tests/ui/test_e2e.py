@@ -25,12 +25,12 @@ import pytest
 
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.events.reader import open_log
+from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.orphans import find_tagged_processes
 from tests.fixtures.net import free_port_run
 from tests.fixtures.processes import SESSION_TAG_PREFIX
 from tests.fixtures.server import config_text, fake_model, start_server
 from tests.ui.browser import expect_page_shown, screenshot
-from tools.replay.verify import verify
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 from playwright.sync_api import expect
@@ -175,6 +175,30 @@ def test_activity_lists_the_request_and_opens_its_capture(page, server) -> None:
     row.get_by_role("link", name=re.compile(r"^\d+$")).click()
     expect(page.locator("h1.section-title")).to_have_text("Request story")
     expect(page.locator('[data-phase="finished"]')).to_have_count(1)
+
+
+def test_activity_finds_a_request_by_the_clients_own_request_id(page, server) -> None:
+    body = json.dumps({"model": "demo-fast", "messages": [{"role": "user", "content": "hi"}]})
+    req = urllib.request.Request(
+        server + "/v1/chat/completions", data=body.encode(), method="POST",
+        headers={"Content-Type": "application/json", "X-Request-ID": "ui-trace-7"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as res:
+        ours = res.headers["X-Request-ID"]
+    chat(server, "demo-fast")  # another request, which the filter must hide
+    page.goto(f"{server}/ui/#/activity")
+    expect(page.locator("tr[data-activity-id]").first).to_be_visible()
+    page.get_by_role("button", name="Filters").click()
+    search = page.get_by_label("Request ID")
+    search.fill("ui-trace-7")
+    search.press("Enter")
+    rows = page.locator("tr[data-activity-id]")
+    expect(rows).to_have_count(1)
+    rows.get_by_role("link", name=re.compile(r"^\d+$")).click()
+    expect(page).to_have_url(re.compile(f"#/story/{ours}$"))
+    page.go_back()
+    page.get_by_role("button", name="Clear filters").click()
+    assert page.errors == [], page.errors
 
 
 def test_events_show_the_swap_decision_and_its_story(page, server) -> None:

@@ -1,4 +1,4 @@
-// The server-paged, sortable activity table with column chooser, ID filter, page size, markdown
+// The server-paged, sortable activity table with column chooser, ID and request-id filters, page size, markdown
 // export, capture viewer and a link from each row to its request's story.
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
@@ -59,6 +59,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
         model: model ? [model] : undefined,
         min_id: filters.min_id,
         max_id: filters.max_id,
+        request_id: filters.request_id || undefined,
       });
       const d = await getJSON(`/api/metrics/activity${q}`);
       if (mine !== seq.current) return;
@@ -72,7 +73,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
   fetchRef.current = fetchPage;
   useEffect(() => {
     fetchPage();
-  }, [page, pageSize, sort.key, sort.order, filters.min_id, filters.max_id, model]);
+  }, [page, pageSize, sort.key, sort.order, filters.min_id, filters.max_id, filters.request_id, model]);
   // New activity refreshes at most once a second, and only on page 1 (later pages stay put).
   useEffect(() => {
     if (page !== 1 || !rev) return;
@@ -85,7 +86,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
   const cols = ids.filter((id) => visible.includes(id)).map((id) => COLUMN_BY_ID[id]);
   const rows = data?.data || [];
   const totalPages = data?.total_pages || 0;
-  const filterActive = Boolean(filters.min_id || filters.max_id);
+  const filterActive = Boolean(filters.min_id || filters.max_id || filters.request_id);
   const now = Date.now();
   const toggleSort = (c) => {
     if (!c.sort) return;
@@ -144,7 +145,10 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
     html`<div class="filter-drawer" role="group" aria-label="Activity filters">
       <label>ID from <input type="number" min="1" value=${filters.min_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, min_id: e.target.value }); }} /></label>
       <label>ID to <input type="number" min="1" value=${filters.max_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, max_id: e.target.value }); }} /></label>
-      <button type="button" class="btn small" disabled=${!filterActive} onClick=${() => setFilters({ min_id: "", max_id: "" })}>Clear filters</button>
+      <label title="Our request id (the X-Request-ID of its answer) or the client's own X-Request-ID">Request ID
+        <input type="search" maxlength="128" value=${filters.request_id || ""} onChange=${(e) => { setPage(1); setFilters({ ...filters, request_id: e.target.value.trim() }); }} />
+      </label>
+      <button type="button" class="btn small" disabled=${!filterActive} onClick=${() => setFilters({ min_id: "", max_id: "", request_id: "" })}>Clear filters</button>
       <label>Rows
         <select value=${pageSize} onChange=${(e) => { setPage(1); setPageSize(Number(e.target.value)); }}>
           ${PAGE_SIZES.map((n) => html`<option value=${n}>${n}</option>`)}

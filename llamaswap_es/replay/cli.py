@@ -17,7 +17,8 @@ from pathlib import Path
 from llamaswap_es.core.policies import policy_names
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.events.bundle import export_bundle, import_bundle
-from tools.replay.errors import ReplayError
+from llamaswap_es.paths import default_db_path
+from llamaswap_es.replay.errors import ReplayError
 
 EXIT_DIVERGED = 1
 EXIT_USAGE = 2
@@ -40,6 +41,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--since", metavar="DURATION", help="the last 10m / 2h / 1d of the log")
     p.add_argument("--model", metavar="MODEL", help="only what concerns this model")
     p.add_argument("--timers", action="store_true", help="show timer events too")
+    p.add_argument(
+        "--request", metavar="ID",
+        help="only this request: our request id or the client's own X-Request-ID",
+    )  # fmt: skip
     p.set_defaults(replay_handler=_timeline)
 
     p = sub.add_parser("explain", help="why a decision was made")
@@ -75,7 +80,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _log_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", required=True, metavar="PATH", help="event log database or bundle")
+    p.add_argument(
+        "--db", default=default_db_path(), metavar="PATH",
+        help="event log database or bundle (default: the server's, %(default)s)",
+    )  # fmt: skip
 
 
 def _range_flags(p: argparse.ArgumentParser) -> None:
@@ -97,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from tools.replay.verify import verify
+    from llamaswap_es.replay.verify import verify
 
     with _opened(args.db) as reader:
         report = verify(reader, args.from_seq, args.to_seq)
@@ -106,7 +114,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from tools.replay.timeline import parse_since, timeline
+    from llamaswap_es.replay.timeline import parse_since, timeline
 
     if args.since and (args.from_seq is not None or args.to_seq is not None):
         raise ReplayError("give either --since or --from/--to, not both")
@@ -120,6 +128,7 @@ def _timeline(args: argparse.Namespace) -> int:
             since_ms=since,
             model=args.model,
             timers=args.timers,
+            request=args.request,
         ):
             print(line)
             count += 1
@@ -129,7 +138,7 @@ def _timeline(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from tools.replay.explain import explain
+    from llamaswap_es.replay.explain import explain
 
     with _opened(args.db) as reader:
         explanation = explain(reader, args.seq)
@@ -143,7 +152,7 @@ def _explain(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import tempfile
 
-    from tools.replay.source import log_facts
+    from llamaswap_es.replay.source import log_facts
 
     source, output = Path(args.db), Path(args.output)
     if not output.name.endswith(".cbor.zst"):
@@ -193,10 +202,10 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _whatif(args: argparse.Namespace) -> int:
-    from tools.replay.source import iter_all, log_facts
-    from tools.replay.traffic import extract_traffic
-    from tools.replay.whatif import assumptions, parse_settings, simulate
-    from tools.replay.whatif_table import percentile, render_table, report_json
+    from llamaswap_es.replay.source import iter_all, log_facts
+    from llamaswap_es.replay.traffic import extract_traffic
+    from llamaswap_es.replay.whatif import assumptions, parse_settings, simulate
+    from llamaswap_es.replay.whatif_table import percentile, render_table, report_json
 
     settings = parse_settings(args.settings)
     if args.scheduler:
@@ -233,7 +242,7 @@ class _opened:
     """`with _opened(path) as reader`: open a log for one command and close it after."""
 
     def __init__(self, path: str | Path) -> None:
-        from tools.replay.source import open_source
+        from llamaswap_es.replay.source import open_source
 
         self.reader = open_source(path)
 

@@ -25,7 +25,7 @@ from llamaswap_es.events.types import (
     TimerFired,
     UnloadRequested,
 )
-from tools.replay.render import local_time, summary
+from llamaswap_es.replay.render import local_time, summary
 
 
 def input_sentence(env: Envelope, st: SchedulerState | None = None) -> str:

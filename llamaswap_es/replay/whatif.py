@@ -35,8 +35,8 @@ from llamaswap_es.events.types import (
     StopProcess,
     TimerFired,
 )
-from tools.replay.errors import ReplayError
-from tools.replay.traffic import Figures, Traffic
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.traffic import Figures, Traffic
 
 _GLOBAL_INTS = ("starvation_bound_ms", "min_resident_ms", "shutdown_grace_ms", "queue_timeout_ms")
 

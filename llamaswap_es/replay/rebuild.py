@@ -14,8 +14,8 @@ from llamaswap_es.core import REDUCER_VERSION, SnapshotError, new_state, reduce,
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.errors import StoreError
 from llamaswap_es.events.reader import LogReader, Snapshot
-from tools.replay.errors import ReplayError
-from tools.replay.source import LogFacts, iter_inputs
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.source import LogFacts, iter_inputs
 
 
 @dataclass

@@ -27,11 +27,11 @@ from llamaswap_es.events.types import (
     StopProcess,
     SwapPlanned,
 )
-from tools.replay.errors import ReplayError
-from tools.replay.rebuild import state_before
-from tools.replay.render import local_time, state_json, state_text, summary
-from tools.replay.source import envelope_json, iter_all, log_facts, open_source, read_one
-from tools.replay.wording import input_sentence
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.rebuild import state_before
+from llamaswap_es.replay.render import local_time, state_json, state_text, summary
+from llamaswap_es.replay.source import envelope_json, iter_all, log_facts, open_source, read_one
+from llamaswap_es.replay.wording import input_sentence
 
 
 @dataclass

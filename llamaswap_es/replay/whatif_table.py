@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.replay.traffic import Figures
+from llamaswap_es.replay.traffic import Figures
 
 METRICS = ("loads", "swaps", "served", "rejected", "wait_p50_ms", "wait_p95_ms", "wait_max_ms")
 _HEADINGS = ("loads", "swaps", "served", "rejected", "p50 ms", "p95 ms", "max ms")

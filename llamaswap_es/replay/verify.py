@@ -17,10 +17,10 @@ from llamaswap_es.core import REDUCER_VERSION, reduce
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.events.reader import LogReader
 from llamaswap_es.events.types import Decision, Envelope, ServerStarted
-from tools.replay.errors import ReplayError
-from tools.replay.rebuild import advance, later_origin, origin_before, state_before
-from tools.replay.render import envelope_line, state_text, summary
-from tools.replay.source import LogFacts, iter_all, log_facts
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.rebuild import advance, later_origin, origin_before, state_before
+from llamaswap_es.replay.render import envelope_line, state_text, summary
+from llamaswap_es.replay.source import LogFacts, iter_all, log_facts
 
 CONTEXT_ROWS = 6
 """Rows shown on each side of a divergence."""

@@ -17,7 +17,7 @@ from llamaswap_es.errors import StoreError
 from llamaswap_es.events import codec
 from llamaswap_es.events.reader import LogReader, connect_read_only, open_log
 from llamaswap_es.events.types import Envelope
-from tools.replay.errors import ReplayError
+from llamaswap_es.replay.errors import ReplayError
 
 
 def open_source(path: str | Path) -> LogReader:

@@ -32,8 +32,8 @@ from llamaswap_es.events.types import (
     SwapPlanned,
     UnloadRequested,
 )
-from tools.replay.errors import ReplayError
-from tools.replay.process_times import ProcessTimes
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.process_times import ProcessTimes
 
 DEFAULT_LOAD_MS = 1_000
 """Load time assumed when the recording never saw any model load."""

@@ -18,6 +18,7 @@ from llamaswap_es.events.types import (
     ConfigApplied,
     Dispatch,
     Envelope,
+    InputRefused,
     LoadRequested,
     PeerRequestFinished,
     ProcessAdopted,
@@ -41,11 +42,13 @@ from llamaswap_es.events.types import (
     TimerFired,
     UnloadRequested,
 )
-from tools.replay.errors import ReplayError
-from tools.replay.process_times import ProcessTimes
-from tools.replay.render import local_time, summary
-from tools.replay.source import iter_all, log_facts, read_one
+from llamaswap_es.replay.errors import ReplayError
+from llamaswap_es.replay.process_times import ProcessTimes
+from llamaswap_es.replay.render import local_time, summary
+from llamaswap_es.replay.source import iter_all, log_facts, read_one
 
+CLIENT_REQUEST_ID = "client_request_id"
+"""Where the client's own `X-Request-ID` is kept in a request's metadata (web/request_ids.py)."""
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 TIMER_TYPES = (SetTimer, CancelTimer, TimerFired)
@@ -68,6 +71,12 @@ class _Context:
         self.received: dict[str, tuple[int, str]] = {}
         self.dispatched: dict[str, int] = {}
         self.process_times = ProcessTimes()
+        self.wanted: set[str] = set()
+
+    def note_request(self, body: RequestReceived, wanted: str) -> None:
+        """Remember our id of the request `--request` names (ours or the client's own)."""
+        if wanted in (body.request_id, body.metadata.get(CLIENT_REQUEST_ID)):
+            self.wanted.add(body.request_id)
 
     def model_of(self, request_id: str) -> str | None:
         seen = self.received.get(request_id)
@@ -82,11 +91,13 @@ def timeline(
     since_ms: int | None = None,
     model: str | None = None,
     timers: bool = False,
+    request: str | None = None,
 ) -> Iterator[str]:
     """The lines of the window `from_seq..to_seq`, or of the last `since_ms` of the log.
 
     `since_ms` counts back from the log's last event (not from now), so an exported log shows
-    its own last minutes on any machine.
+    its own last minutes on any machine. `request` keeps the rows of one request, named by our
+    id or by the client's own `X-Request-ID`.
     """
     facts = log_facts(reader)
     if facts.empty:
@@ -98,6 +109,8 @@ def timeline(
         cutoff = (last.ts_ms if last else 0) - since_ms
     ctx = _Context()
     for env in iter_all(reader, facts.first_seq, hi):
+        if request is not None and isinstance(env.body, RequestReceived):
+            ctx.note_request(env.body, request)
         text = _line(env, ctx)
         shown = env.seq >= lo and (cutoff is None or env.ts_ms >= cutoff)
         if not shown or text is None:
@@ -105,6 +118,8 @@ def timeline(
         if not timers and isinstance(env.body, TIMER_TYPES):
             continue
         if model is not None and not _concerns(env, model, ctx):
+            continue
+        if request is not None and not _concerns_request(env, ctx):
             continue
         yield f"{local_time(env.ts_ms)}  {env.seq:>8}  {text}"
 
@@ -131,6 +146,19 @@ def _concerns(env: Envelope, model: str, ctx: _Context) -> bool:
     return True  # server-wide: boots, configs, shutdowns
 
 
+def _concerns_request(env: Envelope, ctx: _Context) -> bool:
+    b = env.body
+    if isinstance(b, QueuePositions):
+        return any(rid in ctx.wanted for rid in b.positions)
+    if isinstance(b, TIMER_TYPES):
+        kind, _, rest = b.timer_id.partition(":")
+        return kind == "queue" and rest in ctx.wanted
+    rid = getattr(b, "request_id", None)
+    if rid is None and isinstance(b, InputRefused):
+        rid = b.key
+    return rid is not None and rid in ctx.wanted
+
+
 def _line(env: Envelope, ctx: _Context) -> str | None:
     """The sentence for one row, updating the context (None: not a timeline row)."""
     b = env.body
@@ -144,7 +172,9 @@ def _line(env: Envelope, ctx: _Context) -> str | None:
         )
         path = f" {b.method} {b.path}" if b.path else ""
         stream = " stream" if b.stream else ""
-        return f"request {b.request_id} for {b.model}{via} received{path}{stream}"
+        client = b.metadata.get(CLIENT_REQUEST_ID)
+        theirs = f" (client's X-Request-ID {client})" if client else ""
+        return f"request {b.request_id}{theirs} for {b.model}{via} received{path}{stream}"
     if isinstance(b, Dispatch):
         ctx.dispatched[b.request_id] = ts
         arrived = ctx.received.get(b.request_id)
@@ -186,6 +216,8 @@ def _line(env: Envelope, ctx: _Context) -> str | None:
         return f"{b.model} starting (instance {b.instance}{', ' + b.reason if b.reason else ''})"
     if isinstance(b, ProcessSpawned):
         port = f", port {b.port}" if b.port else ""
+        if b.port_moved_from is not None:
+            port += f" because port {b.port_moved_from} was in use"
         return f"{b.model} spawned (instance {b.instance}, pid {b.pid}{port})"
     if isinstance(b, ProcessReady):
         took = f" after {took_ms} ms loading" if took_ms is not None else ""
