@@ -54,16 +54,14 @@ def test_snapshot_plus_tail_decides_like_the_full_run() -> None:
 
 def test_digest_is_stable_across_runs_and_machines() -> None:
     """Pinned: if this changes, the reducer or its encoding changed; bump REDUCER_VERSION."""
-    assert REDUCER_VERSION == "core-2"
+    assert REDUCER_VERSION == "core-3"
     assert digest(_busy_run().state) == digest(_busy_run().state)
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "b561e6c5855a39873ab3cc56c1ccc36121171cc587e2929910e60c98696c9d4e"
-"""Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
-`idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
-was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
-before, so core-2 snapshots and logs still replay."""
+PINNED_DIGEST = "536af14092f7aeeee1465812277f49b28833db0942cd57eef62565bedf65e297"
+"""core-3: the start backoff added `start_backoff_ms` and `start_backoff_max_ms` (config) and
+`failed_starts` (per model)."""
 
 
 def test_a_snapshot_from_before_idle_model_restores() -> None:
@@ -79,7 +77,7 @@ def test_a_snapshot_from_before_idle_model_restores() -> None:
 def test_restore_refuses_another_version_and_damage() -> None:
     data = snapshot(_busy_run().state)
     with pytest.raises(SnapshotError, match="rebuild the state from the log"):
-        restore(data.replace(b'"core-2"', b'"core-1"'))
+        restore(data.replace(REDUCER_VERSION.encode(), b"core-1"))
     with pytest.raises(SnapshotError, match="not valid JSON"):
         restore(b"{")
     with pytest.raises(SnapshotError, match="damaged"):
