@@ -304,6 +304,10 @@ def test_a_model_that_fails_to_start_shows_why(page, tmp_path) -> None:
         row.get_by_role("button", name="Load broken").click()
         failure = row.get_by_test_id("model-failure")
         expect(failure).to_contain_text("start failed:", timeout=15_000)
+        # the exit status and the model's own last line, its whole output tail on hover
+        expect(failure).to_contain_text("(exited with code 1)")
+        expect(failure).to_contain_text("failed to load model (--fail-at-start)")
+        expect(failure).to_have_attribute("title", re.compile(r"failed to load model"))
         expect(row).to_have_attribute("data-state", "stopped")  # llama-swap's name for it
         expect(model_row(page, "fine").get_by_test_id("model-failure")).to_have_count(0)
         screenshot(page, "models-failed")
