@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import anthropic
 import openai
 
 from llamaswap_es.events.reader import open_log
@@ -85,8 +86,20 @@ async def test_a_missing_binary_is_named_and_the_sdk_does_not_retry(server_facto
         assert f"binary '{MISSING}': not found" in message
     finally:
         await client.close()
-    events = await _log_until(server.db_path, lambda ev: _answered(ev, "ghost") >= 1)
-    assert len(_of(events, "RequestReceived", "ghost")) == 1, "the SDK retried"
+    # The anthropic SDK reads the same header: inside the window, one attempt, answered at once.
+    claude = anthropic.AsyncAnthropic(base_url=server.url, api_key="unused")  # 2 retries
+    try:
+        await claude.messages.create(
+            model="ghost", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        raise AssertionError("a model whose binary is missing answered")
+    except anthropic.APIStatusError as err:
+        assert err.status_code == 503 and err.response.headers["x-should-retry"] == "false"
+        assert f"binary '{MISSING}': not found" in err.message
+    finally:
+        await claude.close()
+    events = await _log_until(server.db_path, lambda ev: _answered(ev, "ghost") >= 2)
+    assert len(_of(events, "RequestReceived", "ghost")) == 2, "an SDK retried"
     (failed,) = _of(events, "ProcessStartFailed", "ghost")
     assert failed.kind == "command" and MISSING in failed.error
     async with aiohttp.ClientSession() as http, http.get(server.url + "/logs") as r:
