@@ -35,12 +35,19 @@ const notify = () => {
   for (const fn of loadListeners) fn();
 };
 
-export function startLoad(id, onError) {
+/**
+ * Load a model by asking its `/upstream/<id>/` (llama-swap's way). `retry`: its last start
+ * failed, so the server is leaving it alone for a while (the start backoff); the user's click is
+ * an explicit retry, so the model is unloaded first, which ends the backoff, and loaded at once.
+ */
+export function startLoad(id, onError, { retry = false } = {}) {
   if (pendingLoads.has(id)) return;
   const ctrl = new AbortController();
   pendingLoads.set(id, ctrl);
   notify();
-  fetch(`/upstream/${enc(id)}/?_=${Date.now()}`, { signal: ctrl.signal })
+  const ready = retry ? postJSON(`/api/models/unload/${enc(id)}`).catch(() => null) : Promise.resolve();
+  ready
+    .then(() => fetch(`/upstream/${enc(id)}/?_=${Date.now()}`, { signal: ctrl.signal }))
     .then(async (r) => {
       if (!r.ok && r.status >= 500) onError?.(`Loading ${id} failed (${r.status}): ${await errorText(r)}`);
     })
@@ -101,7 +108,7 @@ export function LoadButton({ model, onError, small = false }) {
   if (model.state === "starting" || model.state === "stopping") {
     return html`<button type="button" class=${cls} disabled aria-label=${`${name} is ${model.state}`}><${Spinner} label=${model.state} /></button>`;
   }
-  return html`<button type="button" class=${`${cls} primary`} aria-label=${`Load ${name}`} onClick=${() => startLoad(model.id, onError)}>
+  return html`<button type="button" class=${`${cls} primary`} aria-label=${`Load ${name}`} onClick=${() => startLoad(model.id, onError, { retry: model.failed === true })}>
     Load
   </button>`;
 }
