@@ -46,5 +46,26 @@ class StoreOverloadedError(StoreError):
     """The append queue is full: the writer cannot keep up, so the caller must back off."""
 
 
+class LogUnavailableError(StoreError):
+    """The event log cannot be written right now (disk full, I/O error, read-only file): new work
+    is refused until the run loop's retries get through; `retry_after_s` is the client's hint."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 5):
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class InputRefusedError(LlamaSwapError):
+    """One input could not be recorded or scheduled; it alone was refused and the loop goes on.
+
+    `status` is the HTTP status its request gets: 400 when the input itself cannot be encoded,
+    500 when the scheduler failed on it (a bug, reported in the server log and the event log).
+    """
+
+    def __init__(self, message: str, *, status: int):
+        self.status = status
+        super().__init__(message)
+
+
 class ProcessError(LlamaSwapError):
     """An upstream process could not be started, probed or stopped."""

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.disk import small_disk  # noqa: F401
 from tests.fixtures.net import free_port
-from tests.fixtures.processes import env_tag, no_leftover_processes, spawn_tagged  # noqa: F401
+from tests.fixtures.processes import (  # noqa: F401
+    env_tag,
+    freeze,
+    no_leftover_processes,
+    spawn_tagged,
+)
 from tests.fixtures.server import server_factory  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -380,6 +380,50 @@ class StoreConfig(GoStruct):
 OUR_SECTION = "llamaswap-es"
 
 
+class HangDetectionSettings(GoStruct):
+    """`llamaswap-es: hangDetection`: how a serving model is watched for a hang (ours).
+
+    While a model is ready its health endpoint is probed every `probeIntervalMs`; a probe that
+    gets no HTTP answer within `probeTimeoutMs` fails, and `failuresBeforeHung` failures in a row
+    declare it hung (it is stopped and its requests get an error). Any answer, even an error
+    status, counts as alive: this looks for silence, not for errors. Unknown keys are errors.
+    """
+
+    go_type: ClassVar[str] = "llamaswap-es hangDetection settings"
+    enabled: GoBool = True
+    probe_interval_ms: GoInt = Field(5_000, alias="probeIntervalMs")
+    probe_timeout_ms: GoInt = Field(5_000, alias="probeTimeoutMs")
+    failures_before_hung: GoInt = Field(3, alias="failuresBeforeHung")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = {(f.alias or n) for n, f in cls.model_fields.items()}
+            for key in data:
+                if key not in known:
+                    raise fatal_error(
+                        f'{OUR_SECTION}.hangDetection: unknown setting "{key}" (valid: '
+                        f"{', '.join(sorted(known))})"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _ranges(self) -> HangDetectionSettings:
+        minimums = {
+            "probeIntervalMs": (self.probe_interval_ms, 1),
+            "probeTimeoutMs": (self.probe_timeout_ms, 1),
+            "failuresBeforeHung": (self.failures_before_hung, 1),
+        }
+        for key, (value, least) in minimums.items():
+            if value < least:
+                raise fatal_error(
+                    f"{OUR_SECTION}.hangDetection.{key}: must be >= {least}, got {value} "
+                    "(to turn hang detection off, set enabled: false)"
+                )
+        return self
+
+
 class LlamaSwapEsSettings(GoStruct):
     """Our own settings (`llamaswap-es:`); unknown keys here are errors, to catch typos."""
 
@@ -406,6 +450,10 @@ class LlamaSwapEsSettings(GoStruct):
     """Events older than this many days are pruned, in steps anchored on reducer snapshots."""
     activity_retention_days: int = Field(0, alias="activityRetentionDays")
     """Activity rows older than this many days are deleted; 0 keeps them (as llama-swap does)."""
+    hang_detection: HangDetectionSettings = Field(
+        default_factory=HangDetectionSettings, alias="hangDetection"
+    )
+    """How a serving model is watched for a hang (probes while ready); on by default."""
 
     @field_validator("event_retention_days", "activity_retention_days", mode="before")
     @classmethod

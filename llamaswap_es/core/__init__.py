@@ -8,21 +8,26 @@ from llamaswap_es.core.reducer import REDUCER_VERSION, reduce
 from llamaswap_es.core.snapshot import SnapshotError, digest, restore, snapshot
 from llamaswap_es.core.state import SchedulerState, new_state
 from llamaswap_es.core.views import (
+    EMPTY_VIEW,
     ModelView,
     RequestView,
+    SchedulerView,
     is_shutting_down,
     model_view,
     model_views,
     queue_view,
     request_view,
     running_models,
+    scheduler_view,
 )
 
 __all__ = [
+    "EMPTY_VIEW",
     "REDUCER_VERSION",
     "ModelView",
     "RequestView",
     "SchedulerState",
+    "SchedulerView",
     "SnapshotError",
     "digest",
     "is_shutting_down",
@@ -34,5 +39,6 @@ __all__ = [
     "request_view",
     "restore",
     "running_models",
+    "scheduler_view",
     "snapshot",
 ]

@@ -90,8 +90,10 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
     for model_id in sorted(config.models):
         if model_id not in st.models:
             _add_model(st, config, model_id)
+    removed = {m for m in restart if st.models[m].retired}
     message = f"unspecific error: {old_router} is shutting down"
-    fail_waiters(st, restart, "config_reloaded", message, out, drop_swaps=True)
+    fail_waiters(st, removed, "config_reloaded", message, out, drop_swaps=True)
+    _requeue_waiters(st, restart - removed, out)
     if old.queue_timeout_ms != config.queue_timeout_ms:
         _retime_queue(st, out)
     if old.policy != config.policy or old.planner != config.planner:
@@ -125,6 +127,34 @@ def _replan(st: SchedulerState, out: Out) -> None:
     order = st.policy.queue_key
     st.queue.sort(key=lambda rid: order(requests[rid]))
     st.queue_changes += 1
+
+
+def _requeue_waiters(st: SchedulerState, models: set[str], out: Out) -> None:
+    """A reload changed these models (ours; llama-swap fails their waiters): a swap to one of
+    them is dropped, since its instance runs the old settings and is being stopped, and its
+    waiters go back to the queue, to be served by the new instance that the next swap starts.
+    Queued requests for them simply stay queued."""
+    if not models:
+        return
+    moved = False
+    for swap in st.swaps_in_order():
+        if swap.model not in models:
+            continue
+        del st.swaps[swap.model]
+        for rid in swap.waiters:
+            req = st.requests.get(rid)
+            if req is None:
+                continue
+            req.phase = QUEUED
+            st.queue.append(rid)
+            arm_queue_timeout(st, req, out)
+            moved = True
+    if moved:
+        st.touch_processes()
+        requests = st.requests
+        order = st.policy.queue_key
+        st.queue.sort(key=lambda rid: order(requests[rid]))
+        st.queue_changes += 1
 
 
 def _retime_queue(st: SchedulerState, out: Out) -> None:

@@ -57,6 +57,7 @@ from llamaswap_es.events.types import (
     LoadRequested,
     ProcessAdopted,
     ProcessExited,
+    ProcessHung,
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
@@ -69,6 +70,7 @@ from llamaswap_es.events.types import (
     RequestReceived,
     ServerStarted,
     ShutdownRequested,
+    StopProcess,
     TimerFired,
     UnloadRequested,
 )
@@ -78,9 +80,10 @@ REDUCER_VERSION = "core-3"
 replay can tell an intended change from a bug (snapshots of another version are not restored).
 core-2: per-request TTL overrides and the queue timeout (new state fields in snapshots; a log
 without them decides as under core-1).
-core-3: failed starts are recorded per model with a backoff (`core.start_backoff`; a new state
-field in snapshots, retry hints in Reject). A log whose configs predate the backoff settings
-decides as under core-2."""
+core-3: a reload keeps the waiters of a model it changed (they go back to the queue and are
+served by the new instance) instead of failing them. Failed starts are recorded per model with a
+backoff (`core.start_backoff`: a new state field in snapshots, retry hints in Reject); a log
+whose configs predate the backoff settings decides as without it, and its snapshots restore."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -283,6 +286,29 @@ def _on_exited(st: SchedulerState, env: Envelope, out: Out) -> None:
         _went_down(st, proc, "upstream command exited prematurely", out)
 
 
+HUNG = "hung"
+"""StopProcess.reason for a process declared hung (ProcessHung)."""
+
+
+def _on_hung(st: SchedulerState, env: Envelope, out: Out) -> None:
+    """Ours (ARCHITECTURE §11.6): a ready process that stopped answering its health probes is
+    stopped at once, with no grace: a hung (or SIGSTOPped) process cannot act on SIGTERM, and
+    its group holds the swap group hostage. Its in-flight requests stay counted until their own
+    RequestFinished (the web layer ends them with a 504 or an SSE error frame when this stop is
+    committed); queued requests wait as for any stop, and the next request for the model starts
+    a fresh instance. A stop already under way (a TTL, an eviction) is made immediate by a
+    second StopProcess (the executor only ever shortens a grace). A report for another instance,
+    or for one that is not serving, is stale and ignored."""
+    ev: ProcessHung = env.body  # type: ignore[assignment]
+    proc = _current(st, ev.model, ev.instance)
+    if proc is None:
+        return
+    if proc.state == READY:
+        stop_process(st, proc, HUNG, 0, out)
+    elif proc.state == STOPPING:
+        out.append(StopProcess(model=proc.model, instance=proc.instance, reason=HUNG, grace_ms=0))
+
+
 def _went_down(st: SchedulerState, proc: ModelProc, error: str, out: Out) -> None:
     """The current instance is gone, whichever way; `error` answers a start that it ends."""
     was = proc.state
@@ -403,6 +429,7 @@ _HANDLERS: dict[type, Callable[[SchedulerState, Envelope, Out], Any]] = {
     ProcessStartFailed: _on_start_failed,
     ProcessStopped: _on_stopped,
     ProcessExited: _on_exited,
+    ProcessHung: _on_hung,
     TimerFired: _on_timer,
     ConfigApplied: _on_config,
     UnloadRequested: _on_unload,

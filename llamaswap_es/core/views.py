@@ -1,11 +1,14 @@
 """Read-only views of the scheduler state for the HTTP layer, projections and the UI.
 
-Plain frozen records built on demand; they never expose the mutable state itself. Ordering is
-stable: models by id, queued requests by queue position.
+Plain frozen records; they never expose the mutable state itself. Ordering is stable: models by
+id, queued requests by queue position. Outside the run loop, everyone reads a `SchedulerView`
+that the loop publishes after each commit (ARCHITECTURE §11.5): the live state runs ahead of the
+log while a batch is being written, and nobody may see what the log does not yet hold.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llamaswap_es.core.effects import idle_ttl_ms
@@ -110,3 +113,40 @@ def running_models(st: SchedulerState) -> tuple[str, ...]:
 
 def is_shutting_down(st: SchedulerState) -> bool:
     return st.shutting_down
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerView:
+    """The scheduler as of the last committed batch (published by the run loop)."""
+
+    seq: int
+    """The state's last reduced input when the view was taken."""
+    models: Mapping[str, ModelView]
+    """Every model the scheduler knows, by id (in id order)."""
+    queue: tuple[RequestView, ...]
+    """Requests not yet dispatched: the queue in order, then swap waiters by swap age."""
+    running: tuple[str, ...]
+    shutting_down: bool
+
+    def model(self, model_id: str) -> ModelView | None:
+        return self.models.get(model_id)
+
+    def request(self, request_id: str) -> RequestView | None:
+        """A request while it waits for its dispatch (None once dispatched or ended)."""
+        for view in self.queue:
+            if view.request_id == request_id:
+                return view
+        return None
+
+
+EMPTY_VIEW = SchedulerView(seq=0, models={}, queue=(), running=(), shutting_down=False)
+
+
+def scheduler_view(st: SchedulerState) -> SchedulerView:
+    return SchedulerView(
+        seq=st.seq,
+        models={v.model: v for v in model_views(st)},
+        queue=tuple(queue_view(st)),
+        running=st.running_models(),
+        shutting_down=st.shutting_down,
+    )

@@ -130,22 +130,32 @@ class EventStore:
         Returns once the batch is committed. If the caller is cancelled while waiting, the batch
         may still be committed (the log, not the caller, is the truth).
         """
-        if self._closing:
-            raise StoreError(f"{self.path}: the event log is closed")
         if not envelopes:
             return []
-        if self._pending + len(envelopes) > self._max_pending:
-            raise StoreOverloadedError(
-                f"{self.path}: {self._pending} events are waiting to be written and "
-                f"{len(envelopes)} more would exceed the limit of {self._max_pending}; "
-                "the disk is not keeping up, retry later"
-            )
-        rows = encode_envelopes(envelopes, self._boot_id)
+        self._check_room(len(envelopes))
+        return await self.append_rows(encode_envelopes(envelopes, self._boot_id))
+
+    async def append_rows(self, rows: list[UnsequencedRow]) -> list[int]:
+        """`append_batch` for rows the caller already encoded (the run loop encodes each input
+        on its own, so that one that cannot be encoded is refused alone)."""
+        if not rows:
+            return []
+        self._check_room(len(rows))
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(rows, future))
         self._pending += len(rows)
         self._wakeup.set()
         return await future
+
+    def _check_room(self, count: int) -> None:
+        if self._closing:
+            raise StoreError(f"{self.path}: the event log is closed")
+        if self._pending + count > self._max_pending:
+            raise StoreOverloadedError(
+                f"{self.path}: {self._pending} events are waiting to be written and "
+                f"{count} more would exceed the limit of {self._max_pending}; "
+                "the disk is not keeping up, retry later"
+            )
 
     async def _run_writer(self) -> None:
         loop = asyncio.get_running_loop()

@@ -305,6 +305,22 @@ class TimerFired(Event):
     timer_id: str
 
 
+@_frozen
+class ProcessHung(Event):
+    """A ready process stopped answering: `failures` health probes in a row got no answer.
+
+    Reported once per instance by the executor's hang watch (`runtime.hang_watch`); the process
+    is still there, its group untouched. The reducer decides what to do (a stop, reason "hung").
+    """
+
+    KEY_FIELD = "model"
+    model: str
+    instance: int
+    failures: int
+    error: str
+    """What the failed probes met, in words (for the log, the client's error and `explain`)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs: operators (API, UI, hooks)
 
@@ -387,6 +403,22 @@ class OrphanReaped(Event):
     reason: str = ""
 
 
+@_frozen
+class InputRefused(Event):
+    """An input the run loop refused alone, recorded in its place (the reducer ignores it).
+
+    `stage` is "encode" (the input could not be written: the request got 400) or "reduce" (the
+    scheduler raised on it: a bug; the request got 500). The refused input itself is not in the
+    log, so a replay of the log reproduces the state the loop went on from.
+    """
+
+    KEY_FIELD = "key"
+    input_type: str
+    key: str | None = None
+    stage: str = "encode"
+    error: str = ""
+
+
 # --------------------------------------------------------------------------------------------
 # Decisions
 
@@ -448,7 +480,7 @@ class StopProcess(Decision):
     model: str
     instance: int
     reason: str
-    """evict, unload, ttl, reload, shutdown."""
+    """evict, unload, ttl, reload, shutdown, hung."""
     grace_ms: int
 
 

@@ -129,11 +129,19 @@ class ProjectionDatabase:
         return self._writer
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(write_connection)` on the write thread."""
+        """Run `fn(write_connection)` on the write thread; SQLite's errors become store errors
+        that name the file (a full disk is a `StoreFullError` the caller can wait out)."""
         if self._closed:
             raise StoreError(f"{self.path}: the projection database is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_thread, lambda: fn(self.writer()))
+
+        def call() -> T:
+            try:
+                return fn(self.writer())
+            except (sqlite3.Error, OSError) as exc:
+                raise translate_sqlite_error(exc, self.path) from exc
+
+        return await loop.run_in_executor(self._write_thread, call)
 
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`run` for synchronous callers (the rebuild command, tests)."""

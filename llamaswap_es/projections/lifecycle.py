@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from llamaswap_es.config.models import LlamaSwapConfig
-from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.core.views import SchedulerView
 from llamaswap_es.perf.hardware import detect_hardware
 from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
 from llamaswap_es.perf.sampler import PerformanceSampler
@@ -58,7 +58,7 @@ class Projections:
     sampler: PerformanceSampler
     hardware: dict[str, Any] | None
     inflight: InflightTracker
-    state: Callable[[], SchedulerState | None]
+    state: Callable[[], SchedulerView | None]
     config: Callable[[], LlamaSwapConfig]
     clock_ms: Callable[[], int] = wall_ms
     _pruning: set[asyncio.Task[int]] = field(default_factory=set, init=False, repr=False)
@@ -93,7 +93,7 @@ class Projections:
             log.warning("hardware detection failed: %s", exc)
             hardware = None
         registry, model_metrics, log_gauges = metrics_registry(
-            state=lambda: loop.state, sampler=sampler
+            state=lambda: loop.view, sampler=sampler, health=service.health.report
         )
         counted_from = model_metrics.seq = await service.store.last_seq()
         runner = ProjectionRunner(
@@ -121,7 +121,7 @@ class Projections:
             sampler=sampler,
             hardware=hardware,
             inflight=inflight,
-            state=lambda: loop.state,
+            state=lambda: loop.view,
             config=lambda: service.config,
             clock_ms=service.clock.now_ms,
         )

@@ -4,7 +4,8 @@ Everything lives in its own `CollectorRegistry` (never the process-global one, s
 one test process do not collide). Three sources:
 
 * `ModelMetrics`, an in-memory projection fed by the `ProjectionRunner`: requests by status,
-  tokens in and out, queue-wait and swap-duration histograms, loads, start failures, crashes.
+  tokens in and out, queue-wait and swap-duration histograms, loads, start failures, crashes,
+  hangs.
   Counters start when the server starts (Prometheus counters reset on restart by design; `rate()`
   copes), so start-up never replays the whole log for them.
 * `SchedulerCollector`: each model's state, queue depth and in-flight count at scrape time, from
@@ -18,13 +19,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from llamaswap_es.core.state import PROCESS_STATES, SchedulerState
-from llamaswap_es.core.views import model_views
+from llamaswap_es.core.state import PROCESS_STATES
+from llamaswap_es.core.views import SchedulerView
 from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
@@ -33,6 +35,7 @@ from llamaswap_es.events.types import (
     ProcessStartFailed,
     ProcessStopped,
     StartProcess,
+    StopProcess,
     SwapPlanned,
 )
 from llamaswap_es.perf.sampler import PerformanceSampler
@@ -80,6 +83,11 @@ class ModelMetrics:
             "llamaswap_es_model_crashes", "Ready processes that exited without being asked to.",
             ["model"], registry=registry,
         )  # fmt: skip
+        self.hangs = Counter(
+            "llamaswap_es_model_hangs",
+            "Ready processes declared hung (health probes unanswered) and killed.",
+            ["model"], registry=registry,
+        )  # fmt: skip
 
     def apply(self, envelopes: Sequence[Envelope]) -> None:
         """Process events (loads, crashes, swap durations), straight from the log."""
@@ -122,6 +130,8 @@ class ModelMetrics:
         elif isinstance(body, ProcessExited):
             self.crashes.labels(body.model).inc()
             self._swap_started.pop(body.model, None)
+        elif isinstance(body, StopProcess) and body.reason == "hung":
+            self.hangs.labels(body.model).inc()
         elif isinstance(body, ProcessStopped | Dispatch):
             self._swap_started.pop(body.model, None)
 
@@ -129,7 +139,7 @@ class ModelMetrics:
 class SchedulerCollector(Collector):
     """Model state, queue depth and in-flight requests, read from the reducer at scrape time."""
 
-    def __init__(self, state: Callable[[], SchedulerState | None]) -> None:
+    def __init__(self, state: Callable[[], SchedulerView | None]) -> None:
         self._state = state
 
     def collect(self) -> Iterator[Metric]:
@@ -145,12 +155,52 @@ class SchedulerCollector(Collector):
         in_flight = GaugeMetricFamily(
             "llamaswap_es_in_flight", "Requests being served by the model.", labels=["model"]
         )
-        for view in model_views(st) if st is not None else []:
+        for view in st.models.values() if st is not None else []:
             for name in PROCESS_STATES:
                 state.add_metric([view.model, name], 1.0 if view.state == name else 0.0)
             depth.add_metric([view.model], view.queue_depth + view.waiting)
             in_flight.add_metric([view.model], view.in_flight)
         yield from (state, depth, in_flight)
+
+
+class HealthFacts(Protocol):
+    """What the health families read (runtime's HealthReport has these fields)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def heartbeat_age_s(self) -> float: ...
+    @property
+    def degraded_since_s(self) -> float | None: ...
+
+
+class HealthCollector(Collector):
+    """What `/health` says, as numbers: alert on them (docs/architecture.md, Failure modes)."""
+
+    def __init__(self, report: Callable[[], HealthFacts]) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[Metric]:
+        report = self._report()
+        yield GaugeMetricFamily(
+            "llamaswap_es_healthy", "1 while /health answers 200, 0 while it answers 503.",
+            value=1.0 if report.ok else 0.0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "llamaswap_es_loop_heartbeat_age_seconds",
+            "Seconds since the scheduler's run loop last turned (it beats at least every second).",
+            value=report.heartbeat_age_s,
+        )
+        yield GaugeMetricFamily(
+            "llamaswap_es_event_log_writable",
+            "1 while the event log can be written; 0 while new requests are refused for it.",
+            value=0.0 if report.degraded_since_s is not None else 1.0,
+        )
+        yield GaugeMetricFamily(
+            "llamaswap_es_event_log_unwritable_seconds",
+            "How long the event log has not been writable (0 while it is).",
+            value=report.degraded_since_s or 0.0,
+        )
 
 
 class LogGauges:
@@ -247,14 +297,17 @@ class HostCollector(Collector):
 
 def metrics_registry(
     *,
-    state: Callable[[], SchedulerState | None],
+    state: Callable[[], SchedulerView | None],
     sampler: PerformanceSampler | None,
+    health: Callable[[], HealthFacts] | None = None,
 ) -> tuple[CollectorRegistry, ModelMetrics, LogGauges]:
     """A fresh registry with every family registered; feed `ModelMetrics` to the runner."""
     registry = CollectorRegistry(auto_describe=True)
     model_metrics = ModelMetrics(registry)
     log_gauges = LogGauges(registry)
     registry.register(SchedulerCollector(state))
+    if health is not None:
+        registry.register(HealthCollector(health))
     if sampler is not None and sampler.enabled:
         registry.register(HostCollector(sampler))
     return registry, model_metrics, log_gauges

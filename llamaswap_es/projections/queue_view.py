@@ -10,14 +10,13 @@ from typing import Any
 
 from llamaswap_es.config.capabilities import aliases_of, capability_fields
 from llamaswap_es.config.models import LlamaSwapConfig
-from llamaswap_es.core.state import SchedulerState
-from llamaswap_es.core.views import model_views, queue_view
+from llamaswap_es.core.views import SchedulerView
 
 UI_STATES = {"failed": "stopped"}
 """Our states the llama-swap UI does not know, shown as the nearest one it does."""
 
 
-def queue_payload(st: SchedulerState | None, now_ms: int) -> dict[str, Any]:
+def queue_payload(st: SchedulerView | None, now_ms: int) -> dict[str, Any]:
     """`GET /api/queue`: every model's state, depth and in-flight count, and every waiter."""
     if st is None:
         return {"models": [], "requests": []}
@@ -29,7 +28,7 @@ def queue_payload(st: SchedulerState | None, now_ms: int) -> dict[str, Any]:
             "in_flight": v.in_flight,
             "swapping": v.swapping,
         }
-        for v in model_views(st)
+        for v in st.models.values()
         if not v.retired or v.state != "stopped"
     ]
     requests = [
@@ -41,16 +40,16 @@ def queue_payload(st: SchedulerState | None, now_ms: int) -> dict[str, Any]:
             "waited_ms": max(0, now_ms - r.received_ms),
             "is_load": r.is_load,
         }
-        for r in queue_view(st)
+        for r in st.queue
     ]
     return {"models": models, "requests": requests}
 
 
 def model_status_payload(
-    config: LlamaSwapConfig, st: SchedulerState | None
+    config: LlamaSwapConfig, st: SchedulerView | None
 ) -> list[dict[str, Any]]:
     """The `modelStatus` SSE payload (spec/api.md §12): local models by id, then peer models."""
-    states = {v.model: v.state for v in model_views(st)} if st is not None else {}
+    states = {v.model: v.state for v in st.models.values()} if st is not None else {}
     shutting_down = st is not None and st.shutting_down
     out: list[dict[str, Any]] = []
     for model_id in sorted(config.models):

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from llamaswap_es.errors import StoreError
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.projections.activity import ActivityProjection, AppliedRow
 from llamaswap_es.projections.database import ProjectionDatabase
@@ -24,6 +25,9 @@ from llamaswap_es.projections.database import ProjectionDatabase
 log = logging.getLogger("llamaswap_es.projections.runner")
 
 RowListener = Callable[[list[AppliedRow]], None]
+
+RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+"""Backoff while the projection database cannot be written (the last delay repeats)."""
 
 
 class LogSource(Protocol):
@@ -110,7 +114,7 @@ class ProjectionRunner:
                 await self._wakeup.wait()
                 continue
             try:
-                await self._apply(batch)
+                await self._apply_until_written(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a projection must never take the server down
@@ -141,6 +145,30 @@ class ProjectionRunner:
                 self._next, batch[0].seq - 1,
             )  # fmt: skip
         return batch
+
+    async def _apply_until_written(self, batch: list[Envelope]) -> None:
+        """Apply, waiting out a database that cannot be written (disk full, I/O error): the
+        batch is retried with backoff, as the run loop retries its own, and nothing is skipped.
+        The lag shows on /metrics (`llamaswap_es_projection_lag_events`) meanwhile."""
+        attempt = 0
+        failing_since: float | None = None
+        while True:
+            try:
+                await self._apply(batch)
+            except StoreError as exc:
+                now = asyncio.get_running_loop().time()
+                if failing_since is None:
+                    failing_since = now
+                    log.error("projections wait at seq %d: %s; retrying", batch[0].seq, exc)
+                await asyncio.sleep(RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)])
+                attempt += 1
+                continue
+            if failing_since is not None:
+                log.warning(
+                    "projections written again after %.1f s",
+                    asyncio.get_running_loop().time() - failing_since,
+                )
+            return
 
     async def _apply(self, batch: list[Envelope]) -> None:
         rows = await self._db.run(lambda conn: self.activity.apply(conn, batch))

@@ -22,6 +22,7 @@ import aiohttp
 
 from llamaswap_es.events.types import Event, ProcessStartFailed, ProcessStopped
 from llamaswap_es.runtime.clock import SystemClock
+from llamaswap_es.runtime.hang_watch import HangDetection
 from llamaswap_es.runtime.health import probe_session
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import format_tag, tagged_with
@@ -40,7 +41,8 @@ class ProcessExecutor:
 
     All methods must be called from the event loop the executor runs on. `tuning`, when given,
     carries every timing knob (and overrides `probe_interval_ms`); `clock_ms` is the wall clock
-    used where the OS cannot tell a process's creation time.
+    used where the OS cannot tell a process's creation time. `hang_detection` is how ready
+    instances are watched for a hang (`set_hang_detection` changes it for running ones too).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class ProcessExecutor:
         probe_interval_ms: int = 100,
         clock_ms: Callable[[], int] | None = None,
         tuning: Tuning | None = None,
+        hang_detection: HangDetection | None = None,
     ) -> None:
         if tuning is None:
             tuning = Tuning(probe_interval_ms=probe_interval_ms)
@@ -60,6 +63,7 @@ class ProcessExecutor:
         self._env_tag = env_tag
         self._clock_ms = clock_ms or SystemClock().now_ms
         self._tuning = tuning
+        self._hang_detection = hang_detection or HangDetection()
         self._processes: dict[tuple[str, int], UpstreamProcess] = {}
         self._tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -127,6 +131,10 @@ class ProcessExecutor:
             self._report_soon(ProcessStopped(model=model, instance=instance))
             return
         upstream.request_stop(grace_ms, upstream.spec.cmd_stop if cmd_stop is None else cmd_stop)
+
+    def set_hang_detection(self, settings: HangDetection) -> None:
+        """New hang-watch settings (a reload); running watches use them from their next probe."""
+        self._hang_detection = settings
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -201,6 +209,7 @@ class ProcessExecutor:
             session=self._probe_session,
             tuning=self._tuning,
             clock_ms=self._clock_ms,
+            hang_detection=self._current_hang_detection,
         )
 
     def _own(self, key: tuple[str, int], upstream: UpstreamProcess, coro: object) -> None:
@@ -215,6 +224,9 @@ class ProcessExecutor:
                 del self._tasks[key]
 
         task.add_done_callback(forget)
+
+    def _current_hang_detection(self) -> HangDetection:
+        return self._hang_detection
 
     def _probe_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

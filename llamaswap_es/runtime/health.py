@@ -1,13 +1,16 @@
-"""One health probe: GET a URL and say whether it answered exactly HTTP 200.
+"""Health probes: GET a URL and say whether it answered exactly HTTP 200 (a start), or whether
+it answered at all (a serving model watched for a hang).
 
 llama-swap counts only 200 as healthy; anything else, a refused connection or a timeout means
 "not yet" (spec/core.md §1.4). Each probe has its own short timeout so a hung upstream cannot hold
-a start past its deadline.
+a start past its deadline. The hang watch asks less: any answer within its timeout is a sign of
+life, whatever the status (`probe_answer`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -56,6 +59,27 @@ async def probe_once(session: aiohttp.ClientSession, url: str, timeout_ms: int) 
             return resp.status == 200
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         return False
+
+
+async def probe_answer(session: aiohttp.ClientSession, url: str, timeout_ms: int) -> str | None:
+    """None if `url` sent any HTTP answer (its status line and headers) within `timeout_ms`;
+    otherwise what the probe met, in words ("no answer within 5 s", "cannot connect: …").
+
+    Only silence is a failure: a busy server that answers 503, or slowly but in time, is alive.
+    """
+    limit_s = max(timeout_ms, 1) / 1000
+    try:
+        # asyncio's timeout, not aiohttp's: that one rounds deadlines of 5 s and more up to the
+        # next whole second, which would add up to a second per failed probe.
+        async with asyncio.timeout(limit_s), session.get(url, allow_redirects=False):
+            return None
+    except TimeoutError:
+        return f"no answer within {limit_s:g} s"
+    except aiohttp.ClientConnectorError as exc:
+        errno = exc.os_error.errno  # asyncio's own text names no cause ("Connect call failed")
+        return f"cannot connect: {os.strerror(errno) if errno else exc.os_error}"
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def probe_health(url: str, timeout_ms: int = PROBE_TIMEOUT_MS) -> bool:

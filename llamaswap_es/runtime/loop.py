@@ -2,11 +2,22 @@
 
 Each turn drains everything waiting in the inbox and, for each input in order,
   1. stamps it with its seq (the loop is the only writer, so seqs are known in advance),
-  2. reduces it: `reduce(state, envelope) -> (state, decisions)`,
-  3. appends the input and its decisions (each decision's `cause` is the input's seq),
+  2. encodes it, reduces it: `reduce(state, envelope) -> (state, decisions)`, encodes the decisions,
 then commits the whole batch in one transaction (group commit), and only then acts: resolves
 waiting requests, hands process and timer commands to the actuator, publishes to projections.
 Write-ahead: nothing is acted on before it is in the log.
+
+Fault containment (ARCHITECTURE §11, docs/architecture.md "Failure modes"):
+* An input that cannot be encoded is refused alone: a request gets 400 naming the field, an
+  internal fact is repaired (`made_encodable`) and recorded; `InputRefused` takes its place.
+* If the reducer raises on a request, load or unload, that input alone is refused (500, recorded
+  as `InputRefused`), the batch before it commits, and the state is rebuilt from the committed log,
+  so the loop goes on from exactly what a replay gives. On any other input (a process or timer
+  fact, whose loss would leave the state out of step with the world), or when failures repeat,
+  the loop stops: `/health` turns 503 and the server exits non-zero for its supervisor.
+* A log that cannot be written (disk full, I/O error, read-only) degrades the loop instead of
+  ending it: the batch is retried with backoff for as long as it takes, new requests are refused
+  with 503, waiting ones are answered 503 after a second, and the loop heals when a write succeeds.
 
 Handlers and the executor never touch the state: they `submit` events and await results.
 """
@@ -15,38 +26,69 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llamaswap_es.errors import StoreError, StoreOverloadedError
+from llamaswap_es.errors import (
+    InputRefusedError,
+    LogUnavailableError,
+    StoreError,
+    StoreOverloadedError,
+)
+from llamaswap_es.events.encodable import made_encodable, safe_text, unencodable_field
+from llamaswap_es.events.rows import UnsequencedRow, encode_envelopes
 from llamaswap_es.events.types import (
     Decision,
     Dispatch,
     Envelope,
     Event,
+    InputRefused,
+    LoadRequested,
     QueuePositions,
     Reject,
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    UnloadRequested,
 )
 from llamaswap_es.runtime.clock import Clock
+from llamaswap_es.runtime.loop_health import HEARTBEAT_S, LoopHealth
 
 log = logging.getLogger("llamaswap_es.runtime.loop")
 
 Reducer = Callable[[Any, Envelope], tuple[Any, list[Decision]]]
 Listener = Callable[[Sequence[Envelope]], None]
+StateRebuilder = Callable[[], Awaitable[Any]]
+Viewer = Callable[[Any], Any]
+FatalHandler = Callable[[BaseException], None]
+
+CONTAINED_INPUTS: tuple[type[Event], ...] = (RequestReceived, LoadRequested, UnloadRequested)
+"""Inputs whose refusal leaves nothing behind: a reducer failure on one of them is contained.
+Any other input (a process, timer or finished-request fact) is part of the world the state must
+follow, so a failure on it stops the loop rather than go on with a state that misses it."""
+
+MAX_REDUCER_FAILURES = 5
+REDUCER_FAILURE_WINDOW_S = 60.0
+"""More contained reducer failures than this within the window stop the loop: a scheduler that
+fails this often is not to be trusted, and each failure costs a replay of the log."""
+
+REFUSE_WAITERS_AFTER_S = 1.0
+"""How long waiting requests are held while the log cannot be written before they get 503."""
+RETRY_AFTER_S = 5
+"""The `Retry-After` given to requests refused while the log cannot be written."""
+STILL_FAILING_LOG_EVERY_S = 30.0
 
 
-class LogWriter(Protocol):
+class LogAppender(Protocol):
     """What the loop needs of the event store."""
 
     @property
     def boot_id(self) -> str: ...
 
-    async def append_batch(self, envelopes: Sequence[Envelope]) -> list[int]: ...
+    async def append_rows(self, rows: list[UnsequencedRow]) -> list[int]: ...
 
     async def last_seq(self) -> int: ...
 
@@ -61,6 +103,10 @@ class LoopStoppedError(RuntimeError):
     """The loop is not running (shutting down, or stopped after a fatal error)."""
 
 
+class _GaveUp(Exception):
+    """The loop was stopped while the log could not be written: the batch is dropped unacted."""
+
+
 @dataclass(eq=False)
 class RequestTicket:
     """A handler's view of its request while the scheduler decides about it."""
@@ -73,6 +119,9 @@ class RequestTicket:
     admitted: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the scheduler has taken the request in (admission passed: no 404/429 yet)."""
     client_gone: bool = False
+    gone_status: int = 499
+    gone_reason: str = "the client left before its request was dispatched"
+    """How a Dispatch that arrives after the handler stopped waiting is finished in the log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,27 +130,47 @@ class _Input:
     ts_ms: int
 
 
+@dataclass(slots=True)
+class _Turn:
+    """One batch after reducing: what to commit, and the input the reducer failed on (if any)."""
+
+    envelopes: list[Envelope] = field(default_factory=list)
+    rows: list[UnsequencedRow] = field(default_factory=list)
+    failed: _Input | None = None
+    error: BaseException | None = None
+    rest: list[_Input] = field(default_factory=list)
+
+
 class RunLoop:
     def __init__(
         self,
-        store: LogWriter,
+        store: LogAppender,
         *,
         reduce: Reducer,
         state: Any,
         clock: Clock,
         actuator: Actuator,
+        rebuild_state: StateRebuilder | None = None,
+        on_fatal: FatalHandler | None = None,
+        health: LoopHealth | None = None,
+        view: Viewer | None = None,
         max_pending_requests: int = 10_000,
         max_batch: int = 2_000,
-        retry_delays_s: Sequence[float] = (0.05, 0.2, 1.0, 2.0, 5.0),
+        retry_delays_s: Sequence[float] = (0.05, 0.1, 0.2, 0.5, 1.0),
     ) -> None:
         self._store = store
         self._reduce = reduce
         self._state = state
         self._clock = clock
         self._actuator = actuator
+        self._rebuild_state = rebuild_state
+        self._on_fatal = on_fatal
+        self.health = health or LoopHealth()
+        self._viewer = view
+        self._view: Any = view(state) if view is not None else None
         self._max_pending_requests = max_pending_requests
         self._max_batch = max_batch
-        self._retry_delays_s = tuple(retry_delays_s)
+        self._retry_delays_s = tuple(retry_delays_s) or (1.0,)
         self._inbox: deque[_Input] = deque()
         self._wakeup = asyncio.Event()
         self._tickets: dict[str, RequestTicket] = {}
@@ -109,7 +178,9 @@ class RunLoop:
         self._next_seq = 0
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
+        self._stopping = False
         self._fatal: BaseException | None = None
+        self._reducer_failures: deque[float] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -118,12 +189,20 @@ class RunLoop:
     async def start(self) -> None:
         self._next_seq = await self._store.last_seq() + 1
         self._accepting = True
+        self.health.beat()
         self._task = asyncio.create_task(self._run(), name="llamaswap-es run loop")
 
     async def stop(self) -> None:
-        """Process what is already in the inbox, then end the loop."""
+        """Process what is already in the inbox, then end the loop.
+
+        While the log cannot be written the batch in hand is retried until its next failure and
+        then dropped: it was never acted on, so nothing anyone was told is lost.
+        """
         self._accepting = False
-        await self.flush()
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            while not self._idle.is_set():
+                await self._idle.wait()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -131,6 +210,7 @@ class RunLoop:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        self.health.stopped()
         for ticket in self._tickets.values():
             if not ticket.decision.done():
                 ticket.decision.set_exception(LoopStoppedError("the server is shutting down"))
@@ -145,8 +225,15 @@ class RunLoop:
 
     @property
     def state(self) -> Any:
-        """The scheduler state, read-only for callers (views for /running, the queue …)."""
+        """The live scheduler state: for the loop's own step and the snapshot taken between
+        batches. It runs ahead of the log while a batch is written: read `view` instead."""
         return self._state
+
+    @property
+    def view(self) -> Any:
+        """What the state was after the last committed batch (`view(state)` taken then): the
+        only thing handlers, pages and projections read (ARCHITECTURE §11.5)."""
+        return self._view
 
     @property
     def waiting_requests(self) -> int:
@@ -157,6 +244,11 @@ class RunLoop:
     def fatal_error(self) -> BaseException | None:
         return self._fatal
 
+    @property
+    def pending_inputs(self) -> int:
+        """Inputs submitted and not yet taken into a batch."""
+        return len(self._inbox)
+
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(envelopes)` after each committed batch (must not block)."""
         self._listeners.append(listener)
@@ -164,7 +256,8 @@ class RunLoop:
     # ------------------------------------------------------------------ submitting
 
     def submit(self, event: Event) -> None:
-        """Queue a fact for the reducer. Internal facts (processes, timers) are never refused."""
+        """Queue a fact for the reducer. Internal facts (processes, timers) are never refused,
+        not even while the log cannot be written: they are bounded by the work already admitted."""
         if self._fatal is not None:
             raise LoopStoppedError("the run loop stopped after a fatal error") from self._fatal
         self._inbox.append(_Input(event, self._clock.now_ms()))
@@ -174,8 +267,10 @@ class RunLoop:
     def submit_request(self, received: RequestReceived) -> RequestTicket:
         """Register a request and queue it; the ticket's future resolves with Dispatch or Reject.
 
-        Raises StoreOverloadedError when too many inputs are waiting (the caller answers 503),
-        and LoopStoppedError when the server no longer accepts requests.
+        Raises StoreOverloadedError when too many inputs are waiting and LogUnavailableError while
+        the log cannot be written (the caller answers 503), LoopStoppedError when the server no
+        longer accepts requests. The future may also fail with InputRefusedError (this request
+        alone was refused) or LogUnavailableError (refused while waiting).
         """
         self.check_capacity(f"request {received.request_id} for model {received.model!r}")
         future: asyncio.Future[Dispatch | Reject] = asyncio.get_running_loop().create_future()
@@ -187,9 +282,19 @@ class RunLoop:
     def check_capacity(self, what: str) -> None:
         """Refuse new client work as `submit_request` does, for work that needs no decision but
         will be recorded (a peer request): LoopStoppedError while shutting down,
-        StoreOverloadedError when too many inputs are waiting (`what` names the refused work)."""
+        LogUnavailableError while the log cannot be written, StoreOverloadedError when too many
+        inputs are waiting (`what` names the refused work)."""
         if not self._accepting:
+            if self._fatal is not None:
+                raise LoopStoppedError("the scheduler stopped after an internal error")
             raise LoopStoppedError("the server is shutting down")
+        cause = self.health.degraded_cause
+        if cause is not None:
+            raise LogUnavailableError(
+                f"{what} was refused: the event log cannot be written ({cause}); new requests "
+                f"are refused until it can be, and the server resumes by itself",
+                retry_after_s=RETRY_AFTER_S,
+            )
         if len(self._inbox) >= self._max_pending_requests:
             raise StoreOverloadedError(
                 f"{len(self._inbox)} events are waiting to be written; {what} was refused"
@@ -203,67 +308,121 @@ class RunLoop:
     async def _run(self) -> None:
         try:
             while True:
+                self.health.beat()
                 if not self._inbox:
                     self._idle.set()
                     self._wakeup.clear()
-                    await self._wakeup.wait()
+                    try:  # wake now and then only to beat: an idle loop is a live loop
+                        await asyncio.wait_for(self._wakeup.wait(), HEARTBEAT_S)
+                    except TimeoutError:
+                        pass
                     continue
                 batch = [
                     self._inbox.popleft() for _ in range(min(self._max_batch, len(self._inbox)))
                 ]
-                envelopes = self._reduce_batch(batch)
-                await self._commit(envelopes)
-                self._act(envelopes)
+                turn = self._reduce_batch(batch)
+                if turn.rows:
+                    await self._commit(turn)
+                    # After a reducer failure the state is half-changed until it is rebuilt:
+                    # the view is published from the rebuilt state instead.
+                    self._act(turn.envelopes, publish=turn.failed is None)
+                if turn.failed is not None:
+                    await self._contain_reducer_failure(turn)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # a reducer bug or a store that cannot be written
-            self._fatal = exc
-            self._accepting = False
-            log.critical("run loop stopped: %r", exc, exc_info=exc)
-            for ticket in self._tickets.values():
-                if not ticket.decision.done():
-                    ticket.decision.set_exception(
-                        LoopStoppedError("the scheduler stopped after an internal error")
-                    )
+        except _GaveUp as exc:
+            log.error("%s", exc)
             self._idle.set()
+        except BaseException as exc:  # a bug the loop cannot contain, or a foreign writer
+            self._die(exc)
 
-    def _reduce_batch(self, batch: list[_Input]) -> list[Envelope]:
+    def _reduce_batch(self, batch: list[_Input]) -> _Turn:
+        """Encode and reduce each input in order; stop at the first one the reducer fails on."""
         boot = self._store.boot_id
-        envelopes: list[Envelope] = []
+        turn = _Turn()
         seq = self._next_seq
-        for item in batch:
-            source = Envelope(body=item.body, ts_ms=item.ts_ms, boot=boot, seq=seq)
-            envelopes.append(source)
-            seq += 1
-            self._state, decisions = self._reduce(self._state, source)
-            for decision in decisions:
-                envelopes.append(
-                    Envelope(body=decision, ts_ms=item.ts_ms, boot=boot, seq=seq, cause=source.seq)
-                )
-                seq += 1
-        return envelopes
+        for index, item in enumerate(batch):
+            source, row = self._encoded_input(item, boot, seq)
+            try:
+                state, decisions = self._reduce(self._state, source)
+                made = [
+                    Envelope(body=d, ts_ms=item.ts_ms, boot=boot, seq=seq + 1 + i, cause=seq)
+                    for i, d in enumerate(decisions)
+                ]
+                rows = encode_envelopes(made, boot)
+            except Exception as exc:  # the state may be half-changed: it is rebuilt
+                turn.failed, turn.error, turn.rest = item, exc, batch[index + 1 :]
+                return turn
+            self._state = state
+            turn.envelopes.append(source)
+            turn.rows.append(row)
+            turn.envelopes.extend(made)
+            turn.rows.extend(rows)
+            seq += 1 + len(made)
+        return turn
 
-    async def _commit(self, envelopes: list[Envelope]) -> None:
-        """Append the batch in one transaction, retrying a failing disk before giving up."""
+    def _encoded_input(self, item: _Input, boot: str, seq: int) -> tuple[Envelope, UnsequencedRow]:
+        """The input's envelope and row; a request that cannot be encoded becomes its refusal,
+        an internal fact that cannot be encoded is repaired (and recorded as repaired)."""
+        source = Envelope(body=item.body, ts_ms=item.ts_ms, boot=boot, seq=seq)
+        try:
+            return source, encode_envelopes([source], boot)[0]
+        except (TypeError, ValueError, RecursionError) as exc:
+            problem = unencodable_field(item.body) or safe_text(str(exc), 300)
+        body = item.body
+        if isinstance(body, RequestReceived):
+            replacement: Event = InputRefused(
+                input_type=body.type_name,
+                key=safe_text(body.request_id, 200),
+                stage="encode",
+                error=problem,
+            )
+            log.warning("request %s refused: it cannot be recorded (%s)", replacement.key, problem)
+        else:
+            replacement = made_encodable(body)  # type: ignore[assignment]
+            log.warning("%s repaired before recording: %s", body.type_name, problem)
+        source = Envelope(body=replacement, ts_ms=item.ts_ms, boot=boot, seq=seq)
+        return source, encode_envelopes([source], boot)[0]
+
+    async def _commit(self, turn: _Turn) -> None:
+        """Append the batch in one transaction; while the log cannot be written, degrade and
+        retry with backoff for as long as it takes (memory stays bounded: new requests are
+        refused meanwhile), then heal."""
         attempt = 0
+        failing_since: float | None = None
+        logged_at = 0.0
         while True:
             try:
-                seqs = await self._store.append_batch(envelopes)
+                seqs = await self._store.append_rows(turn.rows)
                 break
-            except StoreOverloadedError:
-                raise
             except StoreError as exc:
-                if attempt >= len(self._retry_delays_s):
-                    raise
-                log.error(
-                    "could not write %d events to the log (attempt %d): %s; retrying",
-                    len(envelopes),
-                    attempt + 1,
-                    exc,
-                )
-                await asyncio.sleep(self._retry_delays_s[attempt])
+                now = time.monotonic()
+                cause = str(exc)
+                if self._stopping:
+                    raise _GaveUp(
+                        f"shutting down with {len(turn.rows)} events that cannot be written "
+                        f"({cause}); they were never acted on"
+                    ) from exc
+                if failing_since is None:
+                    failing_since = now
+                if now - logged_at >= STILL_FAILING_LOG_EVERY_S:
+                    logged_at = now
+                    log.error(
+                        "cannot write %d events to the log (for %.0f s, retrying): %s",
+                        len(turn.rows), now - failing_since, cause,
+                    )  # fmt: skip
+                if not isinstance(exc, StoreOverloadedError):
+                    self.health.degraded(cause)
+                if now - failing_since >= REFUSE_WAITERS_AFTER_S:
+                    self._refuse_waiters(cause)
+                delay = self._retry_delays_s[min(attempt, len(self._retry_delays_s) - 1)]
                 attempt += 1
-        expected = [e.seq for e in envelopes]
+                self.health.beat()
+                await asyncio.sleep(delay)
+        if failing_since is not None:
+            lasted = self.health.healed()
+            log.warning("the event log is writable again after %.1f s; serving resumes", lasted)
+        expected = [e.seq for e in turn.envelopes]
         if seqs != expected:
             raise StoreError(
                 f"the log assigned seqs {seqs[:1]}…{seqs[-1:]} but the run loop expected "
@@ -271,7 +430,77 @@ class RunLoop:
             )
         self._next_seq = expected[-1] + 1 if expected else self._next_seq
 
-    def _act(self, envelopes: list[Envelope]) -> None:
+    def _refuse_waiters(self, cause: str) -> None:
+        """Answer every waiting request 503 now; the log records each as cancelled (or, if its
+        dispatch is in the batch being retried, as finished with that 503) once it is writable."""
+        for ticket in list(self._tickets.values()):
+            if ticket.client_gone or ticket.decision.done():
+                continue
+            message = (
+                f"request {ticket.request_id} for model {ticket.model!r} was refused: the event "
+                f"log cannot be written ({cause})"
+            )
+            ticket.decision.set_exception(LogUnavailableError(message, retry_after_s=RETRY_AFTER_S))
+            ticket.gone_status, ticket.gone_reason = 503, message
+            self.abandon_ticket(
+                ticket, RequestCancelled(request_id=ticket.request_id, reason="log_unavailable")
+            )
+
+    async def _contain_reducer_failure(self, turn: _Turn) -> None:
+        """The reducer raised on `turn.failed`: refuse it alone and rebuild the state from the
+        committed log, or stop the loop when that cannot be trusted (see the module's text)."""
+        item, error = turn.failed, turn.error
+        assert item is not None and error is not None
+        body = item.body
+        key = body.key if isinstance(body.key, str) else None
+        what = f"{body.type_name}" + (f" {key}" if key else "")
+        now = time.monotonic()
+        self._reducer_failures.append(now)
+        while self._reducer_failures and now - self._reducer_failures[0] > REDUCER_FAILURE_WINDOW_S:
+            self._reducer_failures.popleft()
+        if not isinstance(body, CONTAINED_INPUTS) or self._rebuild_state is None:
+            raise RuntimeError(f"the scheduler failed on {what}: {error!r}") from error
+        if len(self._reducer_failures) > MAX_REDUCER_FAILURES:
+            raise RuntimeError(
+                f"the scheduler failed {len(self._reducer_failures)} times within "
+                f"{REDUCER_FAILURE_WINDOW_S:.0f} s, the last on {what}: {error!r}"
+            ) from error
+        log.critical(
+            "the scheduler failed on %s (a bug: please report it with this traceback); that input "
+            "alone is refused and the state is rebuilt from the log", what, exc_info=error,
+        )  # fmt: skip
+        refused = InputRefused(
+            input_type=body.type_name,
+            key=safe_text(key, 200) if key else None,
+            stage="reduce",
+            error=safe_text(f"{type(error).__name__}: {error}", 500),
+        )
+        self._state = await self._rebuild_state()
+        if self._viewer is not None:
+            self._view = self._viewer(self._state)
+        self._inbox.extendleft(reversed([_Input(refused, item.ts_ms), *turn.rest]))
+        self._idle.clear()
+
+    def _die(self, exc: BaseException) -> None:
+        self._fatal = exc
+        self._accepting = False
+        self.health.fatal(safe_text(str(exc), 300) or type(exc).__name__)
+        log.critical("run loop stopped: %r", exc, exc_info=exc)
+        for ticket in self._tickets.values():
+            if not ticket.decision.done():
+                ticket.decision.set_exception(
+                    LoopStoppedError("the scheduler stopped after an internal error")
+                )
+        self._idle.set()
+        if self._on_fatal is not None:
+            try:
+                self._on_fatal(exc)
+            except Exception:
+                log.exception("the fatal-error handler failed")
+
+    def _act(self, envelopes: list[Envelope], *, publish: bool = True) -> None:
+        if publish and self._viewer is not None:  # committed: publish before anyone is told
+            self._view = self._viewer(self._state)
         for envelope in envelopes:
             body = envelope.body
             if isinstance(body, RequestReceived):
@@ -286,6 +515,8 @@ class RunLoop:
                 ticket = self._tickets.get(body.request_id)
                 if ticket is not None and ticket.client_gone:
                     del self._tickets[body.request_id]
+            elif isinstance(body, InputRefused):
+                self._answer_refused(body, envelope.seq)
             elif isinstance(body, QueuePositions):
                 self._tell_positions(body.positions)
             elif isinstance(body, Decision):
@@ -301,21 +532,38 @@ class RunLoop:
                     "a log listener failed on seqs %d..%d", envelopes[0].seq, envelopes[-1].seq
                 )
 
+    def _answer_refused(self, refused: InputRefused, seq: int) -> None:
+        if refused.input_type != "RequestReceived" or refused.key is None:
+            return
+        ticket = self._tickets.pop(refused.key, None)
+        if ticket is None or ticket.decision.done():
+            return
+        if refused.stage == "encode":
+            message = f"request {refused.key} cannot be recorded: {refused.error}"
+            status = 400
+        else:
+            message = (
+                f"the scheduler failed on request {refused.key} ({refused.error}); it was not "
+                f"served, and the failure is recorded in the event log at seq {seq}"
+            )
+            status = 500
+        ticket.decision.set_exception(InputRefusedError(message, status=status))
+
     def _answer(self, decision: Dispatch | Reject) -> None:
         ticket = self._tickets.pop(decision.request_id, None)
         if ticket is not None and not ticket.client_gone and not ticket.decision.done():
             ticket.decision.set_result(decision)
         elif isinstance(decision, Dispatch):
-            self._finish_unclaimed(decision)
+            self._finish_unclaimed(decision, ticket)
 
-    def _finish_unclaimed(self, dispatch: Dispatch) -> None:
+    def _finish_unclaimed(self, dispatch: Dispatch, ticket: RequestTicket | None) -> None:
         """A dispatch whose client already left: end it at once so in-flight counts stay exact."""
         self.submit(
             RequestFinished(
                 request_id=dispatch.request_id,
                 model=dispatch.model,
-                status=499,
-                error="the client left before its request was dispatched",
+                status=ticket.gone_status if ticket is not None else 499,
+                error=ticket.gone_reason if ticket is not None else RequestTicket.gone_reason,
             )
         )
 

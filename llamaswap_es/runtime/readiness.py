@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 
@@ -56,10 +56,11 @@ async def await_ready(
 
 async def wait_first(
     *events: asyncio.Event,
-    probe: asyncio.Future[bool] | None = None,
+    probe: asyncio.Future[Any] | None = None,
     timeout_s: float | None = None,
 ) -> None:
-    """Wait until any event is set, the probe is done, or the timeout passes."""
+    """Wait until any event is set, the probe (or any other future) is done, or the timeout
+    passes."""
     if any(event.is_set() for event in events):
         return
     waiters = [asyncio.ensure_future(event.wait()) for event in events]

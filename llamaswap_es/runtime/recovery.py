@@ -21,8 +21,10 @@ from pathlib import Path
 
 from llamaswap_es import core
 from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.errors import StoreError
 from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.types import (
+    Envelope,
     Event,
     OrphanReaped,
     ProcessAdopted,
@@ -90,10 +92,30 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
             elif isinstance(body, ProcessAdopted | ProcessRecorded):
                 started = body.started_at_ms or 0
                 spawned[(body.model, body.instance)] = (body.pid, body.pgid, started)
-            state, _ = core.reduce(state, envelope)
+            state = _replayed(state, envelope, db_path)
             result.replayed += 1
         result.state = state
         return result
+
+
+class UnreplayableLogError(StoreError):
+    """The reducer raised on an input that is committed in the log: the server cannot know its
+    state, so it refuses to start and names the input and the command that shows it."""
+
+
+def _replayed(state: SchedulerState, envelope: Envelope, db_path: Path) -> SchedulerState:
+    try:
+        state, _ = core.reduce(state, envelope)
+    except Exception as exc:
+        raise UnreplayableLogError(
+            f"{db_path}: the scheduler ({core.REDUCER_VERSION}) cannot take the committed "
+            f"{envelope.type} at seq {envelope.seq} ({type(exc).__name__}: {exc}). This is a "
+            f"bug: `llamaswap-es replay timeline --db {db_path} --from {max(1, envelope.seq - 20)}"
+            f" --to {envelope.seq}` shows what led to it and `llamaswap-es replay verify --db "
+            f"{db_path}` where it fails; please report it with that output. To serve meanwhile, "
+            "move the log aside (the server starts a new one)."
+        ) from exc
+    return state
 
 
 def _usable_snapshot(reader: DatabaseReader, first_seq: int) -> tuple[SchedulerState, int] | None:
@@ -138,7 +160,7 @@ def _without_history(reader: DatabaseReader, boot_id: str, first_seq: int) -> Re
     result.unfinished_requests = _unanswered_requests(reader, first_seq)
     if ours is not None:
         for envelope in reader.iter_inputs(from_seq=ours.seq):
-            state, _ = core.reduce(state, envelope)
+            state = _replayed(state, envelope, reader.path)
             result.replayed += 1
     result.state = state
     return result

@@ -19,6 +19,7 @@ from llamaswap_es import __version__, core
 from llamaswap_es.config import LlamaSwapConfig, build_schedule, config_hash
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.core.views import SchedulerView
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
@@ -26,6 +27,7 @@ from llamaswap_es.events.types import (
     ConfigApplied,
     Decision,
     Envelope,
+    Event,
     LoadRequested,
     ProcessRecorded,
     ProcessStartFailed,
@@ -37,8 +39,10 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.runtime.clock import Clock, SystemClock
 from llamaswap_es.runtime.executor import ProcessExecutor
+from llamaswap_es.runtime.hang_watch import HangDetection
 from llamaswap_es.runtime.logs import UpstreamLogs
-from llamaswap_es.runtime.loop import RunLoop
+from llamaswap_es.runtime.loop import LoopStoppedError, RunLoop
+from llamaswap_es.runtime.loop_health import LoopHealth
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.process_specs import process_spec
 from llamaswap_es.runtime.recovery import rebuild, settle
@@ -47,7 +51,7 @@ from llamaswap_es.runtime.timers import Timers
 
 log = logging.getLogger("llamaswap_es.runtime.service")
 
-StatePredicate = Callable[[SchedulerState], bool]
+ViewPredicate = Callable[[SchedulerView], bool]
 
 SNAPSHOT_EVERY_EVENTS = 50_000
 """A reducer snapshot is saved after this many new events, so a restart after a crash replays at
@@ -109,6 +113,9 @@ class SwapService:
         self._pruning: set[asyncio.Task[int]] = set()
         self._prune_lock = asyncio.Lock()
         self._snapshot_listeners: list[SnapshotListener] = []
+        self.health = LoopHealth()
+        self.failed = asyncio.Event()
+        """Set when the run loop stopped after a fatal error: the server must exit non-zero."""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -129,17 +136,26 @@ class SwapService:
         await self._note_snapshot_age(rebuilt.from_snapshot_seq)
         self._snapshot_due = rebuilt.history_lost
         self.loop = RunLoop(
-            self.store, reduce=core.reduce, state=rebuilt.state, clock=self.clock, actuator=self
+            self.store,
+            reduce=core.reduce,
+            state=rebuilt.state,
+            clock=self.clock,
+            actuator=self,
+            rebuild_state=self._replayed_state,
+            on_fatal=self._on_loop_fatal,
+            health=self.health,
+            view=core.scheduler_view,
         )
         self.loop.add_listener(self._on_committed)
         self.executor = ProcessExecutor(
-            report=self.loop.submit,
+            report=self._report,
             logs=self.logs,
             env_tag=self.env_tag,
             probe_interval_ms=self._probe_interval_ms,
             clock_ms=self.clock.now_ms,  # spawn times on the log's clock
+            hang_detection=HangDetection.from_settings(self._config.llamaswap_es.hang_detection),
         )
-        self.timers = Timers(self.clock, self.loop.submit)
+        self.timers = Timers(self.clock, self._report)
         await self.loop.start()
         await settle(
             rebuilt,
@@ -153,6 +169,24 @@ class SwapService:
         self._preload()
         await self.loop.flush()
         self.prune_soon()
+
+    def _report(self, event: Event) -> None:
+        """The executor's and the timers' way in: never raises into their tasks (a stopped loop
+        means the process is exiting, and recovery settles whatever this fact would have said)."""
+        assert self.loop is not None
+        try:
+            self.loop.submit(event)
+        except LoopStoppedError:
+            log.debug("not recorded, the run loop has stopped: %s", event.type_name)
+
+    async def _replayed_state(self) -> SchedulerState:
+        """The state a replay of the committed log gives (after a contained reducer failure)."""
+        assert self.store is not None
+        rebuilt = await asyncio.to_thread(rebuild, self.store.path, self.store.boot_id)
+        return rebuilt.state
+
+    def _on_loop_fatal(self, exc: BaseException) -> None:
+        self.failed.set()
 
     async def _note_snapshot_age(self, snapshot_seq: int) -> None:
         """Start the 24-hour snapshot clock from the snapshot recovery used (now if none)."""
@@ -171,12 +205,14 @@ class SwapService:
         loop, store = self.loop, self.store
         assert store is not None and self.executor is not None and self.timers is not None
         loop.stop_accepting()
-        if loop.fatal_error is None:
+        if loop.fatal_error is None and self.health.log_writable:
             loop.submit(ShutdownRequested(grace_ms=self._shutdown_grace_ms, reason=reason))
             await self.wait_until(
-                lambda st: all(v.state in ("stopped", "failed") for v in core.model_views(st)),
+                lambda view: all(v.state in ("stopped", "failed") for v in view.models.values()),
                 timeout_s=self._shutdown_grace_ms / 1000 + 5,
             )
+        # Whatever the log or the loop could record, every model's process group is stopped
+        # here: a dead loop or a full disk must never leave a model running without its server.
         await self.executor.close(1000)
         self.timers.cancel_all()
         await loop.stop()
@@ -185,9 +221,15 @@ class SwapService:
         await asyncio.gather(*self._pruning, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        if loop.fatal_error is None:
-            await self._save_snapshot()
-        await store.close()
+        if loop.fatal_error is None and self.health.log_writable:
+            try:
+                await self._save_snapshot()
+            except Exception as exc:  # a cache: the next start replays a little more
+                log.warning("could not save the reducer snapshot at shutdown: %s", exc)
+        try:
+            await store.close()
+        except Exception as exc:
+            log.error("closing the event log failed: %s", exc)
 
     async def _save_snapshot(self) -> None:
         assert self.loop is not None and self.store is not None
@@ -215,7 +257,10 @@ class SwapService:
         schedule = build_schedule(config)  # raises ConfigError before anything changes
         self._config, self._schedule = config, schedule
         self._sources = tuple(sources) or self._sources
-        assert self.loop is not None
+        assert self.loop is not None and self.executor is not None
+        self.executor.set_hang_detection(
+            HangDetection.from_settings(config.llamaswap_es.hang_detection)
+        )
         self.loop.submit(self._config_applied("reload"))
         self._preload()
         await self.loop.flush()
@@ -286,19 +331,19 @@ class SwapService:
             )
             timeout_s = longest / 1000 + 10
         return await self.wait_until(
-            lambda st: all(
+            lambda view: all(
                 v.state in ("stopped", "failed")
-                for v in core.model_views(st)
+                for v in view.models.values()
                 if not targets or v.model in targets
             ),
             timeout_s=timeout_s,
         )
 
-    async def wait_until(self, predicate: StatePredicate, *, timeout_s: float) -> bool:
-        """Wait until the scheduler state satisfies `predicate` (checked after each commit)."""
+    async def wait_until(self, predicate: ViewPredicate, *, timeout_s: float) -> bool:
+        """Wait until the committed view satisfies `predicate` (checked after each commit)."""
         assert self.loop is not None
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while not predicate(self.loop.state):
+        while not predicate(self.loop.view):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self.loop.fatal_error is not None:
                 return False
@@ -306,7 +351,7 @@ class SwapService:
             try:
                 await asyncio.wait_for(changed.wait(), remaining)
             except TimeoutError:
-                return predicate(self.loop.state)
+                return predicate(self.loop.view)
         return True
 
     def _on_committed(self, envelopes: Sequence[Envelope]) -> None:
@@ -357,8 +402,17 @@ class SwapService:
 
     @property
     def state(self) -> SchedulerState:
+        """The live state (snapshots, retention); handlers read `view`."""
         assert self.loop is not None
         return self.loop.state
+
+    @property
+    def view(self) -> SchedulerView:
+        """The scheduler as of the last committed batch: what handlers and pages may show."""
+        if self.loop is None:
+            return core.EMPTY_VIEW
+        view: SchedulerView = self.loop.view
+        return view
 
     # ------------------------------------------------------------------ retention
 

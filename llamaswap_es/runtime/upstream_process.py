@@ -7,7 +7,8 @@ Every outcome is reported as one event (spec/core.md §1.3-1.6, ARCHITECTURE §6
 * spawn error, early exit, health timeout -> `ProcessStartFailed` (group already cleaned up),
   with its kind, the exit status and the tail of the model's own output (`output_tail`);
 * healthy -> `ProcessReady`; later exit nobody asked for -> rest of the group killed,
-  `ProcessExited` (with its output tail);
+  `ProcessExited` (with its output tail); while ready, enough health probes in a row
+  unanswered -> `ProcessHung`, once (the reducer then sends the stop; `hang_watch`);
 * stop requested (at any point, also before the spawn) -> `ProcessStopped` only, once the whole
   group is gone and reaped.
 
@@ -36,6 +37,7 @@ from llamaswap_es.events.types import (
     START_TIMEOUT,
     Event,
     ProcessExited,
+    ProcessHung,
     ProcessReady,
     ProcessSpawned,
     ProcessStartFailed,
@@ -43,6 +45,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.runtime.adopted_output import attach_adopted_output
 from llamaswap_es.runtime.exit_watch import open_pidfd, wait_exit
+from llamaswap_es.runtime.hang_watch import HangDetection, HangVerdict, watch_for_hang
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import process_started_at_ms
 from llamaswap_es.runtime.output_pipe import OutputPipe
@@ -97,6 +100,7 @@ class UpstreamProcess:
         session: Callable[[], aiohttp.ClientSession],
         tuning: Tuning,
         clock_ms: Callable[[], int],
+        hang_detection: Callable[[], HangDetection] = HangDetection,
     ) -> None:
         self.spec = spec
         self.model = spec.model_id
@@ -110,6 +114,7 @@ class UpstreamProcess:
         self._session = session
         self._tuning = tuning
         self._clock_ms = clock_ms
+        self._hang_detection = hang_detection
         self._pipe = OutputPipe()
         self._tail = OutputTail()
         self._popen: subprocess.Popen[bytes] | None = None
@@ -263,8 +268,8 @@ class UpstreamProcess:
             self._emit(ProcessStopped(model=self.model, instance=self.instance))
 
     async def _settle_ready(self) -> None:
-        """Wait for a stop or an exit of a ready instance and settle it."""
-        await wait_first(self._stop, self._exited)
+        """Wait for a stop or an exit of a ready instance and settle it; watch for a hang."""
+        await self._serve_watched()
         if self._stop.is_set():
             await self._stop_and_report()
             return
@@ -287,6 +292,54 @@ class UpstreamProcess:
                 exit_code=self._exit_code,
                 signal=self._exit_signal,
                 output_tail=tail,
+            )
+        )
+
+    async def _serve_watched(self) -> None:
+        """Until a stop or an exit: probe for a hang, and report one once (`ProcessHung`).
+
+        The instance keeps serving after the report: the reducer answers with a stop, which ends
+        this wait like any other. A model without a health check (`checkEndpoint: none`) has
+        nothing to probe and is not watched.
+        """
+        if self.spec.skips_health_check:
+            await wait_first(self._stop, self._exited)
+            return
+        name = f"{self.model}#{self.instance}"
+        watch = asyncio.ensure_future(
+            watch_for_hang(self.spec.health_url, self._session, self._hang_detection, name=name)
+        )
+        try:
+            await wait_first(self._stop, self._exited, probe=watch)
+        finally:
+            if not watch.done():
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+        if self._stop.is_set() or self._exited.is_set() or watch.cancelled():
+            return
+        failure = watch.exception()
+        if failure is not None:  # a bug in the watch must not end the instance: serve unwatched
+            log.error(
+                "hang watch failed model=%s instance=%s: %r", self.model, self.instance, failure
+            )
+        else:
+            self._report_hung(watch.result())
+        await wait_first(self._stop, self._exited)
+
+    def _report_hung(self, verdict: HangVerdict) -> None:
+        log.error(
+            "upstream hung model=%s instance=%s pid=%s error=%r",
+            self.model,
+            self.instance,
+            self.pid,
+            verdict.error,
+        )
+        self._emit(
+            ProcessHung(
+                model=self.model,
+                instance=self.instance,
+                failures=verdict.failures,
+                error=verdict.error,
             )
         )
 

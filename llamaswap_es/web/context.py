@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from llamaswap_es import __version__, core
+from llamaswap_es import __version__
 from llamaswap_es.config import LlamaSwapConfig
 from llamaswap_es.config.namespace import NameResolver, name_resolver
 from llamaswap_es.projections.event_hub import EventHub
@@ -21,6 +21,7 @@ from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.ids import IdProvider, UlidIds
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
+from llamaswap_es.web.hung_upstreams import HungUpstreams
 
 
 @dataclass
@@ -46,6 +47,8 @@ class AppContext:
     projections: Projections | None = None
     active_profile: str | None = None
     selectors: dict[str, SelectorLoad] = field(default_factory=dict)
+    hung: HungUpstreams = field(default_factory=HungUpstreams)
+    """Forwards per upstream instance, ended at once when it is declared hung."""
     _resolver: NameResolver | None = None
     _resolver_for: int = 0
 
@@ -67,7 +70,7 @@ class AppContext:
 
     def model_state(self, model_id: str) -> str:
         """The scheduler's state of a local model: stopped, starting, ready, stopping, failed."""
-        view = core.model_view(self.service.state, model_id)
+        view = self.service.view.model(model_id)
         return view.state if view is not None else "stopped"
 
 
@@ -77,7 +80,7 @@ CTX: web.AppKey[AppContext] = web.AppKey("llamaswap_es.context", AppContext)
 def new_context(
     service: SwapService, logs: UpstreamLogs, session: aiohttp.ClientSession
 ) -> AppContext:
-    return AppContext(
+    ctx = AppContext(
         service=service,
         logs=logs,
         hub=EventHub(),
@@ -85,3 +88,6 @@ def new_context(
         session=session,
         ids=UlidIds(service.clock.now_ms),
     )
+    if service.loop is not None:
+        service.loop.add_listener(ctx.hung.on_committed)
+    return ctx

@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from llamaswap_es import core
-from llamaswap_es.errors import StoreOverloadedError
+from llamaswap_es.errors import InputRefusedError, LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import (
     Dispatch,
     Reject,
@@ -105,8 +104,8 @@ async def serve_local(
         address = executor.address(job.model_id) if executor is not None else None
         still_serving = address is not None and address[0] == first.instance
         await ctx.service.wait_until(
-            lambda st: (
-                (v := core.model_view(st, job.model_id)) is None
+            lambda view: (
+                (v := view.model(job.model_id)) is None
                 or v.instance != first.instance
                 or v.state != "ready"
             ),
@@ -157,14 +156,15 @@ async def _serve_once(
     )
     try:
         ticket = loop.submit_request(received)
+    except LogUnavailableError as exc:
+        _done(ctx, entry, job)
+        return log_unavailable_response(request, exc)
     except StoreOverloadedError as exc:
         _done(ctx, entry, job)
         return error_response(request, 503, f"server overloaded: {exc}")
-    except LoopStoppedError:
+    except LoopStoppedError as exc:
         _done(ctx, entry, job)
-        return error_response(
-            request, 500, f"unspecific error: {router_name(ctx)} is shutting down"
-        )
+        return loop_stopped_response(request, ctx, exc)
 
     loading: LoadingStream | None = None
     try:
@@ -186,6 +186,13 @@ async def _serve_once(
             code="shutting_down",
             message=f"unspecific error: {router_name(ctx)} is shutting down",
         )
+    except (InputRefusedError, LogUnavailableError) as exc:
+        if loading is not None:
+            await loading.stop()
+        _done(ctx, entry, job)
+        if isinstance(exc, LogUnavailableError):
+            return log_unavailable_response(request, exc)
+        return error_response(request, exc.status, str(exc))
     if loading is not None:
         await loading.stop()
 
@@ -225,7 +232,7 @@ async def _await_decision(
             ticket.position_changed.clear()
             if loading is not None and ticket.position is not None:
                 loading.set_position(ticket.position)
-        view = core.request_view(ctx.service.state, ticket.request_id)
+        view = ctx.service.view.request(ticket.request_id)
         if view is not None:
             phase = {"queued": "queued", "waiting": "loading"}.get(view.phase, entry.phase)
             ctx.inflight.set_phase(entry, phase, view.position)
@@ -399,6 +406,7 @@ async def _forward_dispatched(
         if recorder is not None:
             recorder.tap(chunk)
 
+    hung = ctx.hung.watch(job.model_id, dispatch.instance)  # ends it if declared hung
     try:
         forwarded = await forward(
             request,
@@ -411,8 +419,10 @@ async def _forward_dispatched(
             metered_path=path,
             on_finished=finished,
             tap=tap,
+            abort=hung,
         )
     finally:
+        ctx.hung.release(job.model_id, dispatch.instance, hung)
         # Every dispatch ends exactly once in the log, whatever happened above: otherwise its
         # in-flight slot would never be released and the model could never be evicted.
         if not reported:
@@ -470,6 +480,29 @@ def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
 def router_name(ctx: AppContext) -> str:
     """The router's name in llama-swap's shutdown message ("group" or "matrix")."""
     return "matrix" if ctx.service.schedule.planner.kind == "matrix" else "group"
+
+
+def log_unavailable_response(request: web.BaseRequest, exc: LogUnavailableError) -> web.Response:
+    """503 + Retry-After while the event log cannot be written (the message names the cause)."""
+    return error_response(
+        request, 503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
+def loop_stopped_response(
+    request: web.BaseRequest, ctx: AppContext, exc: LoopStoppedError
+) -> web.Response:
+    """llama-swap's 500 while shutting down; 503 with the reason once the scheduler has failed
+    (the server is exiting for its supervisor to restart it)."""
+    loop = ctx.service.loop
+    if loop is not None and loop.fatal_error is not None:
+        return error_response(
+            request,
+            503,
+            f"{exc}; the server is restarting, retry shortly",
+            headers={"Retry-After": "5"},
+        )
+    return error_response(request, 500, f"unspecific error: {router_name(ctx)} is shutting down")
 
 
 def cancel_callback(task: asyncio.Task[object] | None) -> Callable[[], None] | None:

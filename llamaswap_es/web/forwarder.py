@@ -4,7 +4,9 @@ The reverse proxy of spec/api.md §6.9 with our fixes: every upstream chunk is w
 as it arrives (no buffering), a client that leaves ends the upstream request at once (freeing the
 model for the next request), and an upstream that dies mid-answer ends the client's response with
 an error it can see instead of a hang: an SSE `error` event (raised by the OpenAI and Anthropic
-SDKs) or, for other bodies, a cut connection (an incomplete chunked body).
+SDKs) or, for other bodies, a cut connection (an incomplete chunked body). A forward can also be
+ended from outside (`abort`, an upstream declared hung): the client then gets that error as a
+response of its own if nothing was sent yet, else as the same kind of SSE `error` event.
 
 `forward()` returns the response for the handler to return and a `ForwardResult` for the
 `RequestFinished` event. The `aiohttp.ClientSession` is shared and owned by the caller; see
@@ -58,6 +60,16 @@ class ForwardTimeouts:
 
     connect_s: float | None = 30.0
     response_header_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ForwardAbort:
+    """Why a forward is ended from outside, and the error its client gets (status, envelope
+    code, message)."""
+
+    status: int
+    message: str
+    code: str
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,7 @@ async def forward(
     add_forwarded_for: bool = True,
     on_finished: Callable[[ForwardResult], None] | None = None,
     tap: Callable[[bytes], None] | None = None,
+    abort: asyncio.Future[ForwardAbort] | None = None,
 ) -> Forwarded:
     """Forward `request` to `upstream_url` (a base such as `http://127.0.0.1:5800`).
 
@@ -186,10 +199,12 @@ async def forward(
     no value can be returned; use it to submit `RequestFinished`.
     `tap`, when given, sees every response body chunk as it is sent (captures); it must not
     block, and if it raises it is logged and not called again (forwarding goes on).
+    `abort`, when it resolves first, ends the forward: the upstream request is dropped and the
+    client gets the `ForwardAbort`'s error (see the module doc).
     """
     proxy = _Proxy(
         request, session, upstream_url.rstrip("/") + (path_qs or request.raw_path), body,
-        headers, response, timeouts, metered_path, keep_host, add_forwarded_for, tap,
+        headers, response, timeouts, metered_path, keep_host, add_forwarded_for, tap, abort,
     )  # fmt: skip
     return await proxy.run(on_finished)
 
@@ -210,6 +225,7 @@ class _Proxy:
         keep_host: bool,
         add_forwarded_for: bool,
         tap: Callable[[bytes], None] | None = None,
+        abort: asyncio.Future[ForwardAbort] | None = None,
     ):
         self.request = request
         self.session = session
@@ -235,16 +251,25 @@ class _Proxy:
         self.content_type = ""
         self.tap = tap
         self.unreachable = False
+        self.abort = abort
+        self.error_code: str | None = None
 
     async def run(self, on_finished: Callable[[ForwardResult], None] | None) -> Forwarded:
         pump = asyncio.create_task(self._pump())
         watch = asyncio.create_task(self._watch_client())
         result: ForwardResult | None = None
+        waiters: set[asyncio.Future[Any]] = {pump, watch}
+        if self.abort is not None:
+            waiters.add(self.abort)
         try:
-            done, _ = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             await _cancel_all(pump, watch)
+            ended = self.abort if self.abort in done and pump not in done else None
             client_left = watch in done and pump not in done and not self.complete
-            if client_left and self.error is None:
+            if ended is not None and not ended.cancelled():
+                client_left = False
+                await self._end_from_outside(ended.result())
+            elif client_left and self.error is None:
                 self.error = f"client disconnected after {self.bytes_out} bytes"
             elif (failure := pump.exception()) is not None:
                 self.error = self.error or f"forwarding failed: {failure!r}"
@@ -363,6 +388,23 @@ class _Proxy:
         if transport is not None:
             transport.close()
 
+    async def _end_from_outside(self, abort: ForwardAbort) -> None:
+        """The upstream request is already dropped; tell the client why, as it can read it."""
+        self.error = abort.message
+        self.error_code = abort.code
+        if self.response is None:  # nothing sent yet: an error response of its own
+            self.status = abort.status
+            return
+        if "text/event-stream" in self.response.headers.get("Content-Type", "") or self.preamble:
+            event = sse_error_event(abort.message, status=abort.status, code=abort.code)
+            with contextlib.suppress(ConnectionError):
+                await self.response.write(event)
+                await self.response.write_eof()
+            return
+        transport = self.request.transport  # a plain body half sent: cut it (incomplete body)
+        if transport is not None:
+            transport.close()
+
     async def _fail_before_response(self, status: int, message: str) -> None:
         self.status = status
         self.error = message
@@ -375,7 +417,7 @@ class _Proxy:
         if self.response is not None:
             return self.response
         if self.status:
-            return error_response(self.request, self.status, self.error or "")
+            return error_response(self.request, self.status, self.error or "", code=self.error_code)
         # The client left before anything was sent: nobody will read this.
         return web.Response(status=499)
 
@@ -409,9 +451,11 @@ async def _cancel_all(*tasks: asyncio.Task[None]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def sse_error_event(message: str) -> bytes:
+def sse_error_event(
+    message: str, *, status: int = 502, code: str = "upstream_disconnected"
+) -> bytes:
     """A last SSE event both SDKs raise as an error (`event: error` with an `error` object)."""
-    payload = envelope_json(502, message, code="upstream_disconnected")
+    payload = envelope_json(status, message, code=code)
     return b"event: error\ndata: " + payload + b"\n\n"
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from aiohttp import web
 
-from llamaswap_es import core
 from llamaswap_es.config.capabilities import aliases_of, capability_fields, has_capabilities
 from llamaswap_es.projections.queue_view import model_status_payload
 from llamaswap_es.web.context import CTX, AppContext
@@ -140,7 +139,7 @@ async def running(request: web.Request) -> web.Response:
         if state in ("stopped", "failed"):
             continue
         model = ctx.config.models[model_id]
-        view = core.model_view(ctx.service.state, model_id)
+        view = ctx.service.view.model(model_id)
         entries.append(
             {
                 "model": model_id,
@@ -165,4 +164,4 @@ def _ttl_seconds(idle_ttl_ms: int | None) -> int:
 
 def model_status(ctx: AppContext) -> list[dict[str, Any]]:
     """The `modelStatus` event payload for this server right now."""
-    return model_status_payload(ctx.config, ctx.service.state)
+    return model_status_payload(ctx.config, ctx.service.view)

@@ -35,8 +35,18 @@ def _ok_text() -> web.Response:
     return web.Response(text="OK", content_type="text/plain")
 
 
-async def health(_: web.Request) -> web.Response:
-    return _ok_text()
+async def health(request: web.Request) -> web.Response:
+    """llama-swap's `OK`, but only while it is true: 503 with the reasons when the run loop has
+    stopped, is not turning, or cannot write the event log (runtime/loop_health.py)."""
+    report = request.app[CTX].service.health.report()
+    if report.ok:
+        return _ok_text()
+    return web.Response(
+        status=503,
+        text=f"unhealthy: {report.text()}\n",
+        content_type="text/plain",
+        headers={"Retry-After": "5"},
+    )
 
 
 async def favicon(_: web.Request) -> web.Response:

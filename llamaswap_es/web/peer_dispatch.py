@@ -20,7 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from llamaswap_es.config.models import PeerConfig
-from llamaswap_es.errors import StoreOverloadedError
+from llamaswap_es.errors import LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.runtime.loop import LoopStoppedError
 from llamaswap_es.web.client_address import reported_client_ip
@@ -28,8 +28,9 @@ from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.dispatch import (
     cancel_callback,
     finish_capture,
+    log_unavailable_response,
+    loop_stopped_response,
     meterable_encodings,
-    router_name,
 )
 from llamaswap_es.web.errors import error_response
 from llamaswap_es.web.forwarder import ForwardResult, ForwardTimeouts, forward
@@ -63,12 +64,12 @@ async def serve_peer(
     request_id = ctx.ids.new_id()
     try:  # the record must fit in the log's inbox, as a local request's events must
         loop.check_capacity(f"peer request {request_id} for model {requested!r}")
+    except LogUnavailableError as exc:
+        return log_unavailable_response(request, exc)
     except StoreOverloadedError as exc:
         return error_response(request, 503, f"server overloaded: {exc}")
-    except LoopStoppedError:
-        return error_response(
-            request, 500, f"unspecific error: {router_name(ctx)} is shutting down"
-        )
+    except LoopStoppedError as exc:
+        return loop_stopped_response(request, ctx, exc)
     received_ms = ctx.service.clock.now_ms()
     path = urlsplit(path_qs).path
     metered = request.method == "POST"

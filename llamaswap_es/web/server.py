@@ -15,7 +15,9 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -167,12 +169,32 @@ async def serve(options: ServeOptions) -> int:
         if options.watch_config
         else None
     )
-    await stop.wait()
-    log.info("shutting down")
+    await _first_of(stop.wait(), service.failed.wait())
+    failed = service.failed.is_set()
+    if failed:  # the run loop is dead: say so, stop every model, exit for the supervisor
+        reason = service.health.report().text()
+        log.critical("exiting with status %d: %s", EXIT_LOOP_FAILED, reason)
+        print(f"llamaswap-es: exiting: {reason}", file=sys.stderr, flush=True)
+    else:
+        log.info("shutting down")
     if watcher is not None:
         watcher.cancel()
     await _shutdown(ctx, runner, site, service)
-    return 0
+    return EXIT_LOOP_FAILED if failed else 0
+
+
+EXIT_LOOP_FAILED = 3
+"""The exit status after the scheduler failed (a bug): a supervisor restarts the server, whose
+recovery replays the log; systemd's `Restart=on-failure` does."""
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def _shutdown(

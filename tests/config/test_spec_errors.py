@@ -630,6 +630,36 @@ CASES = [
         "must be a whole number of days (0 keeps everything), got a month",
         "llamaswap-es.eventRetentionDays",
     ),
+    (
+        "ours-hang-detection-zero-interval",
+        "llamaswap-es:\n  hangDetection:\n    probeIntervalMs: 0\n",
+        {},
+        "llamaswap-es.hangDetection.probeIntervalMs: must be >= 1, got 0 (to turn hang "
+        "detection off, set enabled: false)",
+        "llamaswap-es.hangDetection",
+    ),
+    (
+        "ours-hang-detection-no-failures",
+        "llamaswap-es:\n  hangDetection:\n    failuresBeforeHung: 0\n",
+        {},
+        "llamaswap-es.hangDetection.failuresBeforeHung: must be >= 1, got 0",
+        "llamaswap-es.hangDetection",
+    ),
+    (
+        "ours-hang-detection-typo",
+        "llamaswap-es:\n  hangDetection:\n    probeTimeoutSeconds: 5\n",
+        {},
+        'llamaswap-es.hangDetection: unknown setting "probeTimeoutSeconds" (valid: enabled, '
+        "failuresBeforeHung, probeIntervalMs, probeTimeoutMs)",
+        "llamaswap-es.hangDetection",
+    ),
+    (
+        "ours-hang-detection-not-a-map",
+        "llamaswap-es:\n  hangDetection: false\n",
+        {},
+        "cannot unmarshal !!bool `false` into llamaswap-es hangDetection settings",
+        "llamaswap-es.hangDetection",
+    ),
 ]
 
 

@@ -227,3 +227,22 @@ def test_profiles_selectors_and_peers_load(load_yaml) -> None:
     assert c.peers["p1"].timeouts.response_header == 60
     assert c.selectors["s"].settings.spillover == 1
     assert c.profiles["p"].pins == {"x": "s", "y": "", "z": "p1/org/model"}
+
+
+def test_hang_detection_is_on_by_default_and_can_be_tuned_or_turned_off(load_yaml) -> None:
+    default = load_yaml("models: {}\n").llamaswap_es.hang_detection
+    assert default.enabled
+    assert (default.probe_interval_ms, default.probe_timeout_ms) == (5_000, 5_000)
+    assert default.failures_before_hung == 3
+    tuned = load_yaml(
+        "llamaswap-es:\n  hangDetection:\n    probeIntervalMs: 200\n    probeTimeoutMs: 300\n"
+        "    failuresBeforeHung: 2\n"
+    ).llamaswap_es.hang_detection
+    assert (tuned.probe_interval_ms, tuned.probe_timeout_ms, tuned.failures_before_hung) == (
+        200,
+        300,
+        2,
+    )
+    off = load_yaml("llamaswap-es:\n  hangDetection: {enabled: false}\n")
+    assert not off.llamaswap_es.hang_detection.enabled
+    assert load_yaml("llamaswap-es:\n  hangDetection: ~\n").llamaswap_es.hang_detection.enabled

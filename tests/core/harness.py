@@ -9,6 +9,7 @@ Steps are written as llama-swap's scenario lines (spec/core.md §9), translated 
     stopped A         ProcessStopped (current)   exit A       ProcessExited (current)
     fail A [<error>] [kind=K] [exit=N] [signal=N] [out=words_with_underscores]
                       ProcessStartFailed         timer <id>   TimerFired
+    hung A [N]        ProcessHung (current instance, or instance N)
     unload [A B] [grace=N]                       shutdown [N]
     reload <name>     ConfigApplied with the named config of the run
     boot              ServerStarted              adopt A N    ProcessAdopted(instance N)
@@ -40,6 +41,7 @@ from llamaswap_es.events.types import (
     LoadRequested,
     ProcessAdopted,
     ProcessExited,
+    ProcessHung,
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
@@ -60,6 +62,7 @@ from llamaswap_es.events.types import (
 )
 
 BASE_TS = 1_000_000
+HUNG_ERROR = "3 health probes in a row got no answer within 5 s"
 
 
 def models(*ids: str, **overrides: dict) -> dict[str, ModelSchedule]:
@@ -197,6 +200,9 @@ class Run:
                 signal=int(fields["signal"]) if "signal" in fields else None,
                 output_tail=fields.get("out", "").replace("_", " "),
             )
+        if verb == "hung":
+            instance = int(args[1]) if len(args) > 1 else self.instance(args[0])
+            return ProcessHung(model=args[0], instance=instance, failures=3, error=HUNG_ERROR)
         if verb == "timer":
             return TimerFired(timer_id=args[0])
         if verb == "unload":

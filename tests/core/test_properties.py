@@ -4,9 +4,9 @@ After every step the invariants hold (the harness checks `check_invariants` and 
 ledger). At the end of each example, replaying the recorded inputs into a fresh state gives the
 identical decisions, and a snapshot taken halfway plus the tail gives the same decisions and the
 same final digest as the full run. Process events respect what an executor could report: ready
-or start-failed for a starting instance, stopped for a stopping one, a crash for a ready one,
-plus the odd stale event from an older instance; timers fire at or after their time. Failed
-starts come in every kind (a command that cannot run, an exit with one of two outputs, a
+or start-failed for a starting instance, stopped for a stopping one, a crash or a hang for a
+ready one, plus the odd stale event from an older instance; timers fire at or after their time.
+Failed starts come in every kind (a command that cannot run, an exit with one of two outputs, a
 timeout), so the start backoff opens, grows, expires and is reset along the way.
 """
 
@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from llamaswap_es.core import digest, new_state, reduce, restore, snapshot
 from llamaswap_es.events.types import (
     ProcessExited,
+    ProcessHung,
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
@@ -205,13 +206,28 @@ class SchedulerMachine(RuleBasedStateMachine):
         model = data.draw(st.sampled_from(self._procs("ready")))
         self.run.step(f"exit {model}")
 
+    @precondition(lambda self: self._procs("ready", "stopping"))
+    @rule(data=st.data())
+    def hang(self, data) -> None:
+        """The executor reports a hung instance only while it serves; the reducer may already
+        have decided a stop that has not reached the executor yet (stopping)."""
+        model = data.draw(st.sampled_from(self._procs("ready", "stopping")))
+        self.run.step(f"hung {model}")
+
     @precondition(lambda self: any(p.instance > 1 for p in self.run.state.models.values()))
-    @rule(data=st.data(), kind=st.sampled_from((ProcessReady, ProcessStopped, ProcessExited)))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from((ProcessReady, ProcessStopped, ProcessExited, ProcessHung)),
+    )
     def stale_event(self, data, kind) -> None:
         candidates = sorted(m for m, p in self.run.state.models.items() if p.instance > 1)
         model = data.draw(st.sampled_from(candidates))
         old = self.run.state.models[model].instance - 1
-        assert self.run.feed(kind(model=model, instance=old)) == []
+        if kind is ProcessHung:
+            event = ProcessHung(model=model, instance=old, failures=3, error="no answer")
+        else:
+            event = kind(model=model, instance=old)
+        assert self.run.feed(event) == []
         assert self.run.feed(ProcessStartFailed(model=model, instance=old, error="x")) == []
 
     @precondition(lambda self: self.run.state.timers)

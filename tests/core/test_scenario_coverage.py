@@ -37,7 +37,7 @@ NAMED = {
     61: (SERIAL, "test_s61_same_model_back_to_back_without_parallelism"),
     62: (SERIAL, "test_s62_ignores_groups_persistence_and_the_matrix"),
     63: (SERIAL, "test_s63_failure_cancellation_and_a_gone_client"),
-    66: (CONTROL, "test_s66_reload_restarts_only_a_changed_model_and_fails_its_waiters"),
+    66: (CONTROL, "test_s66_reload_restarts_only_a_changed_model_and_keeps_its_waiters_ours"),
 }
 """Scenarios covered by a named test function, or by a row of the FIFO table named here."""
 

@@ -369,7 +369,9 @@ def test_s66_reload_with_an_identical_config_keeps_models_running_ours() -> None
     play(run, [("reload same", ""), ("req r1 A", "dispatch r1 A#1")])
 
 
-def test_s66_reload_restarts_only_a_changed_model_and_fails_its_waiters() -> None:
+def test_s66_reload_restarts_only_a_changed_model_and_keeps_its_waiters_ours() -> None:
+    """llama-swap fails the waiters of a model a reload changed ("shutting down"); ours go back
+    to the queue and are served by the new instance (they were valid requests)."""
     base, configs = _reload_configs()
     run = Run(base, configs)
     bring_up(run, "A")
@@ -392,8 +394,26 @@ def test_s66_reload_restarts_only_a_changed_model_and_fails_its_waiters() -> Non
         run,
         [
             ("req r1 A", ["plan A []", "start A#1"]),
-            ("reload changed", ["reject r1 500 config_reloaded", "stop A#1 reload 10000"]),
-            ("stopped A", ""),
+            ("req r2 B", "pos r2:1"),
+            # r1's swap started the old A#1: it is dropped, r1 queued again (ahead of r2, by
+            # arrival) and planned at once; the new swap waits for the old instance's stop.
+            ("reload changed", ["stop A#1 reload 10000", "plan A []", "pos r2:1"]),
+            ("stopped A", "start A#2"),
+            ("ready A", "dispatch r1 A#2"),
+            ("done r1", ["plan B [A]", "stop A#2 evict 10000"]),
+        ],
+    )
+
+
+def test_s66_reload_removing_a_model_fails_its_waiters() -> None:
+    base, configs = _reload_configs()
+    run = Run(base, configs)
+    play(
+        run,
+        [
+            ("req r1 B", ["plan B []", "start B#1"]),
+            ("reload without_b", ["reject r1 500 config_reloaded", "stop B#1 reload 10000"]),
+            ("stopped B", ""),
         ],
     )
     assert run.outputs[-2][0].message == "unspecific error: group is shutting down"

@@ -124,9 +124,9 @@ SCENARIOS: dict[str, list[tuple[str, object]]] = {
     ],
     "a start ended by a stop (a reload while starting) is no failure": [
         ("@0 req r1 A", ["plan A []", "start A#1"]),
-        ("@50 reload changed", ["reject r1 500 config_reloaded", "stop A#1 reload 10000"]),
-        ("@100 " + EXIT_1, ""),
-        ("@200 req r2 A", ["plan A []", "start A#2"]),
+        ("@50 reload changed", ["stop A#1 reload 10000", "plan A []"]),  # r1 waits for the new
+        ("@100 " + EXIT_1, "start A#2"),  # the old instance's exit opens no window
+        ("@200 ready A", "dispatch r1 A#2"),
     ],
 }
 

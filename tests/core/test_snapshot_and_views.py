@@ -60,8 +60,14 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
 
 
 PINNED_DIGEST = "536af14092f7aeeee1465812277f49b28833db0942cd57eef62565bedf65e297"
-"""core-3: the start backoff added `start_backoff_ms` and `start_backoff_max_ms` (config) and
-`failed_starts` (per model)."""
+"""Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
+`idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
+was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
+before, so core-2 snapshots and logs still replay. Changed again with the bump to core-3 (the
+version is part of what the digest covers), and within core-3, unreleased, for the start
+backoff: `start_backoff_ms`/`start_backoff_max_ms` (config) and `failed_starts` (per model),
+each read as off/None when absent, so core-3 snapshots and logs from before it still restore
+and replay to the same decisions."""
 
 
 def test_a_snapshot_from_before_idle_model_restores() -> None:

@@ -129,6 +129,33 @@ async def test_a_reload_restarts_only_the_model_whose_config_changed(server_fact
         assert await _upstream_pid(http, server.url, "b") != pid_b
 
 
+async def test_a_reload_that_changes_a_model_serves_its_waiting_request_with_the_new_one(
+    server_factory,
+) -> None:
+    """llama-swap answers a changed model's waiting requests 500 "shutting down"; ours are served
+    by the new instance (the old one, still loading, is stopped for the reload)."""
+    port = free_port()
+
+    def config(*flags: str) -> str:
+        return config_text([fake_model("a", *flags, port=port)])
+
+    server = server_factory(config("--load-delay-ms", "20000"))
+    assert server.config_path is not None
+    async with aiohttp.ClientSession() as http:
+        waiting = asyncio.ensure_future(http.post(server.url + CHAT, json=_chat("a")))
+        await wait_until(
+            lambda: "StartProcess" in _types(server.db_path), 20, "the old instance to start"
+        )
+        server.config_path.write_text(config("--tokens", "4"))
+        async with http.post(server.url + "/api/config/reload") as r:
+            assert r.status == 200, await r.text()
+        async with await asyncio.wait_for(waiting, 30) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["usage"]["completion_tokens"] == 4
+    types = _types(server.db_path)
+    assert types.count("StartProcess") == 2 and "Reject" not in types
+
+
 async def test_an_invalid_reload_keeps_the_old_config(server_factory) -> None:
     server = server_factory(config_text([fake_model("a")]))
     assert server.config_path is not None

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from llamaswap_es.config import load_config
 from llamaswap_es.core.state import SchedulerState
+from llamaswap_es.core.views import scheduler_view
 from llamaswap_es.projections import http_queue
 from llamaswap_es.projections.inflight import InflightTracker
 from llamaswap_es.projections.queue_view import model_status_payload, queue_payload
@@ -63,4 +64,4 @@ def test_model_status_lists_local_models_by_id_then_peers(tmp_path: Path) -> Non
 
 
 def test_an_empty_scheduler_has_an_empty_queue() -> None:
-    assert queue_payload(SchedulerState(), 0) == {"models": [], "requests": []}
+    assert queue_payload(scheduler_view(SchedulerState()), 0) == {"models": [], "requests": []}

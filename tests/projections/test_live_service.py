@@ -17,7 +17,6 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from llamaswap_es import core
 from llamaswap_es.config import load_config
 from llamaswap_es.events.reader import open_log
 from llamaswap_es.events.types import Dispatch, RequestFinished, RequestReceived
@@ -133,7 +132,7 @@ async def test_activity_metrics_and_queue_view_on_the_real_service(
         async with serve_routes(projections, *modules) as (base, http):
             # r1 finds `a` stopped: while it loads, the queue view shows r1 waiting on the swap.
             first = asyncio.create_task(serve(svc, "r1", "a", stream=False))
-            assert await svc.wait_until(lambda st: bool(core.queue_view(st)), timeout_s=10)
+            assert await svc.wait_until(lambda view: bool(view.queue), timeout_s=10)
             async with http.get(f"{base}/api/queue") as resp:
                 queue = await resp.json()
             reported = {"r1": await first}
@@ -146,7 +145,7 @@ async def test_activity_metrics_and_queue_view_on_the_real_service(
                 scraped = samples(await resp.text())
             async with http.get(f"{base}/api/metrics/activity?order=asc") as resp:
                 listed = await resp.json()
-            status = model_status_payload(svc.config, svc.state)
+            status = model_status_payload(svc.config, svc.view)
     finally:
         await projections.stop()
         await svc.shutdown()

@@ -27,6 +27,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.runtime.clock import ManualClock
 from llamaswap_es.runtime.loop import RunLoop
+from tests.fixtures.processes import wait_until
 
 
 class _Recorder:
@@ -180,5 +181,34 @@ async def test_a_request_cancelled_before_any_decision_leaves_nothing_behind(
     loop.abandon_ticket(ticket, RequestCancelled(request_id="r1"))
     await loop.flush()
     assert loop.waiting_requests == 0
+    await loop.stop()
+    await store.close()
+
+
+async def test_readers_see_only_what_is_committed(db_path: Path) -> None:
+    """While a batch waits for the disk (here another connection holds the write lock), the
+    published view still shows the last committed state; the live state has run ahead."""
+    import sqlite3
+
+    store = await EventStore.open(db_path)
+    loop = RunLoop(
+        store, reduce=_reducer, state={}, clock=ManualClock(), actuator=_Recorder(), view=dict
+    )
+    await loop.start()
+    await asyncio.wait_for(
+        loop.submit_request(RequestReceived(request_id="r1", model="a")).decision, 5
+    )
+    assert loop.view == {"in_flight": 1}
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer cannot commit until this ends
+    try:
+        ticket = loop.submit_request(RequestReceived(request_id="r2", model="a"))
+        await wait_until(lambda: loop.state.get("in_flight") == 2, 5, "r2 to be reduced")
+        assert loop.view == {"in_flight": 1} and not ticket.decision.done()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await asyncio.wait_for(ticket.decision, 10)
+    assert loop.view == {"in_flight": 2}
     await loop.stop()
     await store.close()

@@ -63,7 +63,7 @@ async def test_requests_start_models_and_a_second_model_swaps_out_the_first(
     try:
         assert await _serve_one(svc, "r1", "a") == "a"
         assert await _serve_one(svc, "r2", "b") == "b"
-        states = {v.model: v.state for v in core.model_views(svc.state)}
+        states = {v.model: v.state for v in svc.view.models.values()}
         assert states == {"a": "stopped", "b": "ready"}
     finally:
         await svc.shutdown()
@@ -83,7 +83,7 @@ async def test_unload_waits_until_the_model_is_stopped(
     try:
         await _serve_one(svc, "r1", "a")
         assert await svc.unload(["a"]) is True
-        assert core.model_view(svc.state, "a").state == "stopped"
+        assert svc.view.model("a").state == "stopped"
         assert svc.executor.address("a") is None
     finally:
         await svc.shutdown()
@@ -99,7 +99,7 @@ async def test_preload_starts_the_listed_model_without_a_request(
     await svc.start()
     try:
         ready = await svc.wait_until(
-            lambda st: core.model_view(st, "a").state == "ready", timeout_s=30
+            lambda view: view.model("a").state == "ready", timeout_s=30
         )
         assert ready
     finally:

@@ -143,7 +143,7 @@ async def test_a_pruned_log_without_a_usable_snapshot_starts_empty_and_adopts_no
         assert "holds no usable snapshot of reducer" in caplog.text
         assert "starting from an empty scheduler state" in caplog.text
         assert upstream.wait(timeout=10) is not None  # reaped as an orphan, not adopted
-        assert core.model_view(svc.state, "a").state == "stopped"
+        assert svc.view.model("a").state == "stopped"
         started_seq = await svc.store.last_seq()
     finally:
         await svc.shutdown()

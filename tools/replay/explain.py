@@ -196,6 +196,15 @@ def _stop(body: StopProcess, st: SchedulerState, siblings: list[Envelope]) -> li
             "it is unloaded.",
             grace,
         ]
+    if body.reason == "hung":
+        serving = proc.in_flight if proc is not None else 0
+        return [
+            f"Model {body.model} (instance {body.instance}) was declared hung: its health probes "
+            f"went unanswered while it was serving {serving} request(s).",
+            "It is killed at once, with no grace: a hung process cannot act on SIGTERM, and it "
+            "would hold its swap group. Its requests in flight are answered with an error "
+            f"naming {body.model}; the next request for it starts a fresh instance.",
+        ]
     words = {
         "unload": "an unload was requested",
         "reload": "a configuration reload changed or removed it",

@@ -22,6 +22,7 @@ from llamaswap_es.events.types import (
     PeerRequestFinished,
     ProcessAdopted,
     ProcessExited,
+    ProcessHung,
     ProcessReady,
     ProcessRecorded,
     ProcessSpawned,
@@ -201,6 +202,8 @@ def _line(env: Envelope, ctx: _Context) -> str | None:
     if isinstance(b, ProcessExited):
         how = f"code {b.exit_code}, signal {b.signal}"
         return f"{b.model} exited unexpectedly (instance {b.instance}, {how})"
+    if isinstance(b, ProcessHung):
+        return f"{b.model} hung (instance {b.instance}): {b.error}"
     if isinstance(b, ProcessAdopted):
         return f"{b.model} adopted from the previous run (instance {b.instance}, pid {b.pid})"
     if isinstance(b, ProcessRecorded):

@@ -12,6 +12,7 @@ from llamaswap_es.events.types import (
     LoadRequested,
     ProcessAdopted,
     ProcessExited,
+    ProcessHung,
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
@@ -51,6 +52,8 @@ def _what(env: Envelope, st: SchedulerState | None) -> str:
         return f"model {b.model} (instance {b.instance}) failed to start: {b.error}"
     if isinstance(b, ProcessExited):
         return f"model {b.model} (instance {b.instance}) exited unexpectedly (code {b.exit_code})"
+    if isinstance(b, ProcessHung):
+        return f"model {b.model} (instance {b.instance}) stopped responding: {b.error}"
     if isinstance(b, ProcessAdopted):
         return f"recovery adopted the running process of {b.model} (instance {b.instance})"
     if isinstance(b, TimerFired):
