@@ -289,7 +289,7 @@ async def kill9_case(workdir: Path, rounds: int, seed: int) -> dict[str, Any]:
         answered: list[str] = []
         stop = asyncio.Event()
         load = asyncio.ensure_future(_load(server.url, answered, stop))
-        await asyncio.sleep(rng.uniform(0.3, 1.5))  # the fault's moment: random on purpose
+        await asyncio.sleep(rng.uniform(0.5, 3.0))  # the fault's moment: random on purpose
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
         stop.set()

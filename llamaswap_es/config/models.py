@@ -17,10 +17,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from llamaswap_es.config.browser_access import (
+    AccessEntryError,
+    normalize_allowed_host,
+    normalize_allowed_origin,
+)
 from llamaswap_es.config.go_url import go_url_parse_error
 from llamaswap_es.config.gotypes import (
     GoAnyMap,
@@ -454,6 +460,27 @@ class LlamaSwapEsSettings(GoStruct):
         default_factory=HangDetectionSettings, alias="hangDetection"
     )
     """How a serving model is watched for a hang (probes while ready); on by default."""
+    allowed_hosts: GoStrList = Field(default_factory=list, alias="allowedHosts")
+    """Host names (besides loopback names and IP addresses) under which the admin API and UI
+    answer; `*.domain` for its subdomains, `*` for any (behind a reverse proxy that checks it)."""
+    allowed_origins: GoStrList = Field(default_factory=list, alias="allowedOrigins")
+    """Web origins (`scheme://host[:port]`) whose pages may call the admin API cross-origin."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="after")
+    @classmethod
+    def _browser_access(cls, entries: list[str], info: ValidationInfo) -> list[str]:
+        """Each entry normalised to what the request header is compared with; one that could
+        never match is refused with what to write instead."""
+        hosts = info.field_name == "allowed_hosts"
+        normalize = normalize_allowed_host if hosts else normalize_allowed_origin
+        key = "allowedHosts" if hosts else "allowedOrigins"
+        normalized: list[str] = []
+        for index, entry in enumerate(entries):
+            try:
+                normalized.append(normalize(entry))
+            except AccessEntryError as exc:
+                raise fatal_error(f"{key}[{index}]: {exc}") from None
+        return list(dict.fromkeys(normalized))
 
     @field_validator("event_retention_days", "activity_retention_days", mode="before")
     @classmethod

@@ -139,9 +139,15 @@ def config_as_json(config: LlamaSwapConfig) -> dict[str, Any]:
         if peer.get("apiKey"):
             peer["apiKey"] = SECRET_MASK
     data["aliases"] = dict(sorted(config.alias_table.items()))
+    return _mask_secrets(data, config_secrets(config))
+
+
+def config_secrets(config: LlamaSwapConfig) -> list[str]:
+    """Every credential the config holds (API keys, peers' keys), longest first: what must
+    never appear in the event log, a log line or a dump, wherever its text landed."""
     secrets = [key for key in config.api_keys if key]
     secrets += [peer.api_key for peer in config.peers.values() if peer.api_key]
-    return _mask_secrets(data, sorted(set(secrets), key=len, reverse=True))
+    return sorted(set(secrets), key=len, reverse=True)
 
 
 def _mask_secrets(node: Any, secrets: list[str]) -> Any:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from llamaswap_es.redaction import redact_text
+
 REDACTED_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 )
@@ -27,14 +29,15 @@ InflightListener = Callable[[dict[str, Any]], None]
 
 def redact_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
     """First value per header (canonical name); credentials, and any value holding one of the
-    configured keys, replaced by `[REDACTED]` (never stored or sent)."""
+    configured keys, replaced by `[REDACTED]` (never stored or sent); a credential inside another
+    value (a `Referer` URL's `?api_key=`) is redacted in place."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         canonical = "-".join(part.capitalize() for part in name.split("-"))
         if canonical in out:
             continue
         sensitive = name.lower() in REDACTED_HEADERS or any(s and s in value for s in secrets)
-        out[canonical] = "[REDACTED]" if sensitive else value
+        out[canonical] = "[REDACTED]" if sensitive else redact_text(value)
     return out
 
 

@@ -18,8 +18,10 @@ import logging
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Literal, TextIO
+
+from llamaswap_es.redaction import redact_text
 
 PROXY = "proxy"
 UPSTREAM = "upstream"
@@ -259,18 +261,26 @@ class UpstreamLogs:
 
 
 class ProxyLogHandler(logging.Handler):
-    """Feeds our own `logging` records into the proxy log as `[LEVEL] message` lines."""
+    """Feeds our own `logging` records into the proxy log as `[LEVEL] message` lines.
+
+    Every line is passed through `redact_text` (with the configured keys as `secrets`) on its
+    way in, so no log call, present or future, can put a credential into the proxy log, stdout
+    or what `/logs` serves.
+    """
 
     _LEVELS = {"WARNING": "WARN", "CRITICAL": "ERROR"}
 
-    def __init__(self, logs: UpstreamLogs, level: int = logging.INFO) -> None:
+    def __init__(
+        self, logs: UpstreamLogs, level: int = logging.INFO, *, secrets: Sequence[str] = ()
+    ) -> None:
         super().__init__(level)
         self._logs = logs
+        self._secrets = tuple(secrets)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             level = self._LEVELS.get(record.levelname, record.levelname)
-            text = f"[{level}] {self.format(record)}\n"
+            text = f"[{level}] {redact_text(self.format(record), self._secrets)}\n"
             self._logs.write_proxy(text)
         except Exception:
             self.handleError(record)

@@ -1,7 +1,8 @@
 """The aiohttp application: llama-swap's middleware order and every route module.
 
-Order (spec/api.md §2): access log → CORS preflight → API keys → Go-mux-style 404/405 and
-`RequestError` rendering → the route. Each route module has one job and a `register(router)`.
+Order (spec/api.md §2): access log → Host check (ours, admin routes) → CORS per route family →
+API keys → Go-mux-style 404/405 and `RequestError` rendering → the route. Each route module has
+one job and a `register(router)`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from llamaswap_es.events.types import (
     StopProcess,
 )
 from llamaswap_es.projections import http_activity, http_metrics, http_queue
+from llamaswap_es.redaction import redact_text
 from llamaswap_es.web import (
     config_reload,
     events_route,
@@ -37,8 +39,9 @@ from llamaswap_es.web import (
 from llamaswap_es.web.auth import api_key_middleware, is_public_route
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import CTX, AppContext
-from llamaswap_es.web.cors import cors_middleware
+from llamaswap_es.web.cors import allow_listed_origin, cors_middleware
 from llamaswap_es.web.errors import go_mux_errors_middleware
+from llamaswap_es.web.host_check import host_check_middleware
 
 access_log = logging.getLogger("llamaswap_es.access")
 
@@ -51,6 +54,7 @@ STATUS_CHANGING = (
 
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """llama-swap's access line, with any credential in the query string redacted."""
     started = time.monotonic()
     response = await handler(request)
     if not request.path.startswith(UNLOGGED_PREFIXES):
@@ -58,7 +62,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
         size = response.body_length or response.content_length or 0
         access_log.info(
             'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
-            client, request.method, request.path_qs, request.version.major,
+            client, request.method, redact_text(request.path_qs), request.version.major,
             request.version.minor, response.status, size,
             request.headers.get("User-Agent", ""), time.monotonic() - started,
         )  # fmt: skip
@@ -69,13 +73,17 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
     app = web.Application(
         middlewares=[
             access_log_middleware,
-            cors_middleware,
+            host_check_middleware(
+                lambda: ctx.config.llamaswap_es.allowed_hosts, lambda: ctx.listen_host
+            ),
+            cors_middleware(lambda: ctx.config.llamaswap_es.allowed_origins),
             api_key_middleware(lambda: ctx.config.api_keys, exempt=is_public_route),
             go_mux_errors_middleware,
         ],
         client_max_size=ctx.body_limit,
     )
     app[CTX] = ctx
+    app.on_response_prepare.append(allow_listed_origin)
     for module in (
         ops_routes, config_reload, model_routes, listing, log_routes, events_route, log_api,
         static_routes, *extra_routes,

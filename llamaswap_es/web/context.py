@@ -49,6 +49,8 @@ class AppContext:
     selectors: dict[str, SelectorLoad] = field(default_factory=dict)
     hung: HungUpstreams = field(default_factory=HungUpstreams)
     """Forwards per upstream instance, ended at once when it is declared hung."""
+    listen_host: str = ""
+    """The `--listen` host ("" = all interfaces); a name here is one the Host check allows."""
     _resolver: NameResolver | None = None
     _resolver_for: int = 0
 

@@ -28,6 +28,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from llamaswap_es.redaction import redact_text
 from llamaswap_es.web.errors import envelope_json, error_response
 from llamaswap_es.web.response_meter import ResponseMeter
 
@@ -304,7 +305,10 @@ class _Proxy:
             return
         except aiohttp.ClientError as err:
             self.unreachable = self.response is None
-            await self._fail_before_response(502, f"upstream {self.url} unreachable: {err}")
+            # The URL carries the client's query (it may hold a key): redacted, as it is both
+            # answered and recorded in the event log.
+            message = redact_text(f"upstream {self.url} unreachable: {err}")
+            await self._fail_before_response(502, message)
             return
         async with upstream:
             try:
@@ -371,7 +375,9 @@ class _Proxy:
         try:
             self.tap(chunk)  # type: ignore[misc]
         except Exception:
-            log.exception("a response tap failed for %s; it is not called again", self.url)
+            log.exception(
+                "a response tap failed for %s; it is not called again", redact_text(self.url)
+            )
             self.tap = None
 
     async def _upstream_died(self, err: BaseException) -> None:

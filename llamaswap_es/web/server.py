@@ -23,6 +23,7 @@ from aiohttp import web
 
 from llamaswap_es.cli import ServeOptions, effective_db_path, listen_warning
 from llamaswap_es.config import LlamaSwapConfig, load_config
+from llamaswap_es.config.scheduling import config_secrets
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.projections.lifecycle import Projections
@@ -74,7 +75,7 @@ def _setup_logging(config: LlamaSwapConfig, logs: UpstreamLogs) -> None:
     for handler in list(root.handlers):
         if isinstance(handler, ProxyLogHandler):
             root.removeHandler(handler)
-    root.addHandler(ProxyLogHandler(logs, level))
+    root.addHandler(ProxyLogHandler(logs, level, secrets=config_secrets(config)))
     root.setLevel(level)
     root.propagate = False
 
@@ -103,6 +104,7 @@ async def serve(options: ServeOptions) -> int:
     await service.start()
     session = upstream_session()
     ctx = new_context(service, logs, session)
+    ctx.listen_host = options.listen_host
     ctx.projections = await Projections.start(service, inflight=ctx.inflight, hub=ctx.hub)
     _wire_publishers(ctx)
 

@@ -39,7 +39,7 @@ async def base_url():
         web.post("/v1/chat/completions", _ok),
         web.get("/upstream/{rest:.*}", _ok),
     ]
-    middlewares = [cors_middleware, api_key_middleware(KEYS)]
+    middlewares = [cors_middleware(), api_key_middleware(KEYS)]
     async with serving(app_with(routes, middlewares)) as server:
         yield str(server.make_url(""))
 
