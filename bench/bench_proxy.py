@@ -287,7 +287,9 @@ def main(argv: list[str]) -> None:
     if not args.upstream_logs:
         flags.append("--quiet")
     config = (
-        "healthCheckTimeout: 30\nmodels:\n"
+        # fifo: 32 concurrent clients of one model are served together, as the figures in
+        # docs/benchmarks.md were measured (serial, the default, serves one request at a time)
+        "healthCheckTimeout: 30\nrouting: {scheduler: {use: fifo}}\nmodels:\n"
         + fake_model_yaml(MODEL, port, *flags, extra=EXTRA)
         + "\n"
     )

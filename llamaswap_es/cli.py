@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_subcommand(
         subparsers, "check-config", "validate a configuration", _add_config_flags, check_config
     )
+    add_subcommand(
+        subparsers, "config-schema", "print the configuration's JSON Schema",
+        _add_schema_flags, config_schema,
+    )  # fmt: skip
     add_subcommand(subparsers, "replay", replay_cli.HELP, replay_cli.configure, replay_cli.run)
     add_subcommand(
         subparsers, "rebuild-projections", "rebuild from the log", *rebuild_projections.SUBCOMMAND
@@ -211,7 +215,28 @@ def check_config(args: argparse.Namespace) -> int:
         build_schedule(config)  # a group naming no model would stop the server: say so now
     except ConfigError as error:
         return _config_error(error)
+    for warning in config.warnings:  # accepted, but worth saying: on stderr, once each
+        print(f"llamaswap-es: warning: {warning}", file=sys.stderr)
     print(json.dumps(config_as_json(config), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _add_schema_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--update", action="store_true",
+        help="rewrite the checked-in config-schema.json files instead of printing",
+    )  # fmt: skip
+
+
+def config_schema(args: argparse.Namespace) -> int:
+    """Print config-schema.json (generated from the config models), or rewrite the copies."""
+    from llamaswap_es.config.json_schema import schema_text, update_files
+
+    if args.update:
+        for path in update_files():
+            print(f"wrote {path}")
+        return 0
+    sys.stdout.write(schema_text())
     return 0
 
 

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from llamaswap_es.config.yaml_dialect import GoTimestamp, go_format_value, yaml_tag_of
@@ -173,17 +173,53 @@ def _to_duration_ns(value: Any) -> int:
     raise unmarshal_error(value, "time.Duration")
 
 
-GoStr = Annotated[str, BeforeValidator(_to_str)]
-GoInt = Annotated[int, BeforeValidator(_to_int)]
-GoBool = Annotated[bool, BeforeValidator(_to_bool)]
-GoStrList = Annotated[list[str], BeforeValidator(_to_str_list)]
-GoAnyMap = Annotated[dict[str, Any], BeforeValidator(_to_any_map)]
-GoIntMap = Annotated[dict[str, int], BeforeValidator(_to_int_map)]
-GoStrMap = Annotated[dict[str, str], BeforeValidator(_to_str_map)]
+# What each type accepts, as JSON Schema (config-schema.json), beside the decoder that accepts it.
+# `null` keeps a scalar's default (or empties a list or map), and a value that is one whole macro
+# reference (`${name}`, `${env.NAME}`) is substituted, typed, before decoding.
+MACRO_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^\$\{[^}]+\}$"}
+SCALAR_SCHEMA: dict[str, Any] = {"type": ["string", "number", "boolean", "null"]}
+INT_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": ["number", "null"]}, MACRO_SCHEMA],
+    "description": "a whole number (a fraction is truncated, as yaml.v3 does)",
+}
+BOOL_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": ["boolean", "null"]}, {"enum": sorted(_TRUE | _FALSE)}, MACRO_SCHEMA]
+}
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^[-+]?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$"},
+        {"type": "null"},
+        MACRO_SCHEMA,
+    ],
+    "description": "a Go duration: 5s, 1m30s, 250ms",
+}
+
+GoStr = Annotated[str, BeforeValidator(_to_str), WithJsonSchema(SCALAR_SCHEMA)]
+GoInt = Annotated[int, BeforeValidator(_to_int), WithJsonSchema(INT_SCHEMA)]
+GoBool = Annotated[bool, BeforeValidator(_to_bool), WithJsonSchema(BOOL_SCHEMA)]
+GoStrList = Annotated[
+    list[str],
+    BeforeValidator(_to_str_list),
+    WithJsonSchema({"type": ["array", "null"], "items": SCALAR_SCHEMA}),
+]
+GoAnyMap = Annotated[
+    dict[str, Any], BeforeValidator(_to_any_map), WithJsonSchema({"type": ["object", "null"]})
+]
+GoIntMap = Annotated[
+    dict[str, int],
+    BeforeValidator(_to_int_map),
+    WithJsonSchema({"type": ["object", "null"], "additionalProperties": INT_SCHEMA}),
+]
+GoStrMap = Annotated[
+    dict[str, str],
+    BeforeValidator(_to_str_map),
+    WithJsonSchema({"type": ["object", "null"], "additionalProperties": SCALAR_SCHEMA}),
+]
 GoDurationNs = Annotated[
     int,
     BeforeValidator(_to_duration_ns),
     PlainSerializer(format_go_duration, return_type=str),
+    WithJsonSchema(DURATION_SCHEMA),
 ]
 
 __all__ = [

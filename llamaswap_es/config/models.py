@@ -18,9 +18,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from llamaswap_es.config.browser_access import (
     AccessEntryError,
@@ -29,6 +31,7 @@ from llamaswap_es.config.browser_access import (
 )
 from llamaswap_es.config.go_url import go_url_parse_error
 from llamaswap_es.config.gotypes import (
+    SCALAR_SCHEMA,
     GoAnyMap,
     GoBool,
     GoDurationNs,
@@ -43,13 +46,23 @@ from llamaswap_es.config.gotypes import (
 from llamaswap_es.config.yaml_dialect import go_format_value, natural_key
 
 DEFAULT_SESSION_ID_HEADERS = ("X-Session-ID", "X-Litellm-Session-Id")
+LOG_TO_STDOUT = ("proxy", "upstream", "both", "none")
+SCHEDULERS = ("fifo", "serial")
+"""Every registered scheduling policy (core.policies keeps the registry; a test holds the two
+equal). llama-swap knows fifo; serial is the fork's, and the default (scheduler_default)."""
+ROUTERS = ("group", "matrix")
 DEFAULT_IGNORE_PATHS = (r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$",)
 
 
 class GoStruct(BaseModel):
     """Base of every config object: yaml.v3's decoding rules for Go structs."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=False)
+    model_config = ConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=False,
+        use_attribute_docstrings=True,  # the docstrings below are config-schema.json's text
+    )
     go_type: ClassVar[str] = "struct"
 
     @model_validator(mode="before")
@@ -195,6 +208,10 @@ class ModelConfig(GoStruct):
 # routing
 
 
+DEFAULT_GROUP = "(default)"
+"""The group the loader adds for every model that belongs to no group (llama-swap's name)."""
+
+
 class GroupConfig(GoStruct):
     """A group of the group router (spec §10.2)."""
 
@@ -229,7 +246,11 @@ class MatrixConfig(GoStruct):
     go_type: ClassVar[str] = "config.MatrixConfig"
     vars: GoStrMap = Field(default_factory=dict)
     evict_costs: GoIntMap = Field(default_factory=dict)
-    sets: Annotated[dict[str, str], BeforeValidator(_decode_sets)] = Field(default_factory=dict)
+    sets: Annotated[
+        dict[str, str],
+        BeforeValidator(_decode_sets),
+        WithJsonSchema({"type": ["object", "null"], "additionalProperties": SCALAR_SCHEMA}),
+    ] = Field(default_factory=dict)
 
 
 class RouterSettings(GoStruct):
@@ -240,7 +261,8 @@ class RouterSettings(GoStruct):
 
 class RouterConfig(GoStruct):
     go_type: ClassVar[str] = "config.RouterConfig"
-    use: GoStr = ""
+    use: GoStr = Field("", json_schema_extra={"enum": ["", *ROUTERS, None]})
+    """`group` (the default) or `matrix`."""
     settings: RouterSettings = Field(default_factory=RouterSettings)
 
 
@@ -256,7 +278,9 @@ class SchedulerSettings(GoStruct):
 
 class SchedulerSection(GoStruct):
     go_type: ClassVar[str] = "config.SchedulerConfig"
-    use: GoStr = ""
+    use: GoStr = Field("", json_schema_extra={"enum": ["", *SCHEDULERS, None]})
+    """`serial` (the default here: one request and one model at a time) or `fifo` (llama-swap's:
+    concurrent requests, priorities, models side by side as groups or the matrix allow)."""
     settings: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
 
@@ -273,10 +297,11 @@ class RoutingConfig(GoStruct):
 class PeerConfig(GoStruct):
     """A remote OpenAI-compatible server whose models we forward to (spec §11)."""
 
+    model_config = ConfigDict(json_schema_extra={"required": ["proxy", "models"]})
     go_type: ClassVar[str] = "config.PeerConfig"
     proxy: GoStr = ""
     api_key: GoStr = Field("", alias="apiKey")
-    models: GoStrList = Field(default_factory=list)
+    models: GoStrList = Field(default_factory=list, json_schema_extra={"minItems": 1})
     filters: PeerFilters = Field(default_factory=PeerFilters)
     timeouts: PeerTimeouts = Field(default_factory=PeerTimeouts)
 
@@ -384,6 +409,19 @@ class StoreConfig(GoStruct):
 
 
 OUR_SECTION = "llamaswap-es"
+_POSITIVE: dict[str, Any] = {"exclusiveMinimum": 0}
+
+
+def _normal_or_full_schema(schema: dict[str, Any]) -> None:
+    """config-schema.json: the text `normal` or `full`, in any case (not any scalar)."""
+    schema.pop("type", None)
+    schema["anyOf"] = [
+        {"type": "string", "pattern": "^([nN][oO][rR][mM][aA][lL]|[fF][uU][lL][lL])$"},
+        {"type": "null"},
+    ]
+
+
+_NOT_NEGATIVE: dict[str, Any] = {"minimum": 0}
 
 
 class HangDetectionSettings(GoStruct):
@@ -433,28 +471,47 @@ class HangDetectionSettings(GoStruct):
 class LlamaSwapEsSettings(GoStruct):
     """Our own settings (`llamaswap-es:`); unknown keys here are errors, to catch typos."""
 
-    go_type: ClassVar[str] = "llamaswap-es settings"
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": False})
+    go: ClassVar[str] = "llamaswap-es settings"
     db: GoStr | None = None
     """Event-log path; the command line's --db wins."""
-    synchronous: GoStr = "normal"
+    synchronous: GoStr = Field("normal", json_schema_extra=_normal_or_full_schema)
     """SQLite durability: `normal` (default) or `full`."""
-    probe_interval_ms: GoInt = Field(100, alias="probeIntervalMs")
-    starvation_bound_seconds: GoInt = Field(300, alias="starvationBoundSeconds")
-    queue_timeout_seconds: GoInt = Field(0, alias="queueTimeoutSeconds")
-    min_resident_seconds: GoInt = Field(0, alias="minResidentSeconds")
+    probe_interval_ms: GoInt = Field(100, alias="probeIntervalMs", json_schema_extra=_POSITIVE)
+    """Health-probe interval while a model starts, in ms (llama-swap: 1 s)."""
+    starvation_bound_seconds: GoInt = Field(
+        300, alias="starvationBoundSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
+    """A request queued longer than this forces its swap; 0 keeps llama-swap's order."""
+    queue_timeout_seconds: GoInt = Field(
+        0, alias="queueTimeoutSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
+    """A request still queued this long after it arrived is answered 503; 0 = off."""
+    min_resident_seconds: GoInt = Field(
+        0, alias="minResidentSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
+    """A model ready for less than this is not evicted for a swap; 0 = off."""
     idle_model: GoStr = Field("", alias="idleModel")
     """A model (id or alias) loaded when a TTL unload leaves the GPU idle; "" = off. Resolved
     to its real id by the loader's normalisation."""
-    start_backoff_seconds: GoInt = Field(2, alias="startBackoffSeconds")
+    start_backoff_seconds: GoInt = Field(
+        2, alias="startBackoffSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
     """After a failed start the model is not started again for this long, doubling with each
     failure in a row; 0 = off (llama-swap's: start again for every request)."""
-    start_backoff_max_seconds: GoInt = Field(60, alias="startBackoffMaxSeconds")
-    """Where the doubling stops."""
-    max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB")
-    shutdown_timeout_seconds: GoInt = Field(30, alias="shutdownTimeoutSeconds")
-    event_retention_days: int = Field(0, alias="eventRetentionDays")
+    start_backoff_max_seconds: GoInt = Field(
+        60, alias="startBackoffMaxSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
+    """Where the doubling stops (at least startBackoffSeconds; unset, raised to it)."""
+    max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB", json_schema_extra=_POSITIVE)
+    """Largest request body accepted, in MB."""
+    shutdown_timeout_seconds: GoInt = Field(
+        30, alias="shutdownTimeoutSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
+    """Grace for stopping models on shutdown before they are killed."""
+    event_retention_days: int = Field(0, alias="eventRetentionDays", ge=0)
     """Events older than this many days are pruned, in steps anchored on reducer snapshots."""
-    activity_retention_days: int = Field(0, alias="activityRetentionDays")
+    activity_retention_days: int = Field(0, alias="activityRetentionDays", ge=0)
     """Activity rows older than this many days are deleted; 0 keeps them (as llama-swap does)."""
     hang_detection: HangDetectionSettings = Field(
         default_factory=HangDetectionSettings, alias="hangDetection"
@@ -558,7 +615,9 @@ class LlamaSwapConfig(GoStruct):
     health_check_timeout: GoInt = Field(120, alias="healthCheckTimeout")
     log_level: GoStr = Field("info", alias="logLevel")
     log_time_format: GoStr = Field("", alias="logTimeFormat")
-    log_to_stdout: GoStr = Field("proxy", alias="logToStdout")
+    log_to_stdout: GoStr = Field(
+        "proxy", alias="logToStdout", json_schema_extra={"enum": [*LOG_TO_STDOUT, None]}
+    )
     log_requests: GoBool = Field(False, alias="logRequests")
     metrics_max_in_memory: GoInt = Field(1000, alias="metricsMaxInMemory")
     capture_buffer: GoInt = Field(5, alias="captureBuffer")
@@ -590,7 +649,14 @@ class LlamaSwapConfig(GoStruct):
     )
 
     # Filled in by the loader's normalisation (not YAML keys).
-    alias_table: dict[str, str] = Field(default_factory=dict, exclude=True, alias="\x00aliases")
+    alias_table: SkipJsonSchema[dict[str, str]] = Field(
+        default_factory=dict, exclude=True, alias="\x00aliases"
+    )
     """alias → real model id, explicit and setParamsByID-generated aliases alike."""
-    sources: tuple[str, ...] = Field(default=(), exclude=True, alias="\x00sources")
+    sources: SkipJsonSchema[tuple[str, ...]] = Field(default=(), exclude=True, alias="\x00sources")
     """The files this configuration was read from, in merge order."""
+    warnings: SkipJsonSchema[tuple[str, ...]] = Field(
+        default=(), exclude=True, alias="\x00warnings"
+    )
+    """What the loader wants said once about a config it accepted (check-config prints them,
+    the server logs them at start and when a reload brings a new one)."""

@@ -14,24 +14,25 @@ from llamaswap_es.config.go_url import go_url_parse_error
 from llamaswap_es.config.gotypes import format_go_duration
 from llamaswap_es.config.matrix import CompiledMatrix, expand_matrix
 from llamaswap_es.config.models import (
+    DEFAULT_GROUP,
     DEFAULT_IGNORE_PATHS,
+    LOG_TO_STDOUT,
     OUR_SECTION,
+    SCHEDULERS,
     GroupConfig,
     LlamaSwapConfig,
     MatrixConfig,
     ModelConfig,
 )
+from llamaswap_es.config.scheduler_default import DEFAULT_SCHEDULER, default_scheduler_warning
 from llamaswap_es.core.matrix_dsl import MatrixError
 
 MIN_HEALTH_CHECK_TIMEOUT_S = 15
 DEFAULT_UNLOAD_TIMEOUT_S = 10
 MIN_PERFORMANCE_EVERY_NS = 5_000_000_000
-LOG_TO_STDOUT = ("proxy", "upstream", "both", "none")
 MODALITIES = ("text", "audio", "image")
-DEFAULT_GROUP = "(default)"
 COMFYUI_MODEL = "comfyui_auto"
 COMFYUI_MIN_CONCURRENCY = 50
-SCHEDULERS = ("fifo", "serial")  # serial is ours (the fork's policy); llama-swap knows fifo
 
 
 class ConfigIssue(ValueError):
@@ -49,7 +50,7 @@ def normalize(config: LlamaSwapConfig) -> CompiledMatrix | None:
     for model_id in sorted(config.models):
         _model(config, model_id, config.models[model_id])
     compiled = _routing(config)
-    _scheduler(config)
+    _scheduler(config, compiled)
     _preload(config)
     _idle_model(config)
     _api_keys(config)
@@ -263,13 +264,17 @@ def _groups(config: LlamaSwapConfig, groups: dict[str, GroupConfig], path: str) 
             owner[member] = name
 
 
-def _scheduler(config: LlamaSwapConfig) -> None:
+def _scheduler(config: LlamaSwapConfig, compiled: CompiledMatrix | None) -> None:
     scheduler = config.routing.scheduler
     if scheduler.use == "":
-        scheduler.use = "fifo"
+        warning = default_scheduler_warning(config, compiled)
+        if warning:
+            config.warnings = (*config.warnings, warning)
+        scheduler.use = DEFAULT_SCHEDULER
     if scheduler.use not in SCHEDULERS:
         raise ConfigIssue(
-            f'routing.scheduler.use: unknown scheduler "{scheduler.use}" (valid: fifo)',
+            f'routing.scheduler.use: unknown scheduler "{scheduler.use}" '
+            f"(valid: {', '.join(SCHEDULERS)})",
             "routing.scheduler.use",
         )
     for key in scheduler.settings.fifo.priority:

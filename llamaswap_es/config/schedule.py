@@ -139,6 +139,8 @@ class SchedulerConfig:
     """Models that get a process (group members, or every model under the matrix), by id."""
     planner: EvictionPlanner = field(default_factory=GroupPlanner)
     policy: SchedulerPolicy = "fifo"
+    """The scheduling policy. The loader always sets it (`serial` unless the config names
+    `fifo`); this default serves schedules built by hand, as the core's scenario tests do."""
     starvation_bound_ms: int = 0
     """Ours (ARCHITECTURE §9.2): a request queued longer than this forces its swap; 0 = off,
     which keeps llama-swap's order exactly."""

@@ -21,6 +21,8 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 from yaml.resolver import BaseResolver
 
+from llamaswap_es.config.yaml_aliases import check_aliases
+
 try:  # libyaml's parser is much faster on large files; the pure one behaves the same
     from yaml._yaml import CParser as _CParser
 except ImportError:  # pragma: no cover - libyaml missing
@@ -263,19 +265,27 @@ def yaml_error_text(error: yaml.YAMLError) -> str:
 
 
 def load_tree(text: str) -> Any:
-    """Parse one YAML document into plain data with yaml.v3's typing (None when empty)."""
+    """Parse one YAML document into plain data with yaml.v3's typing (None when empty).
+
+    Aliases are checked before anything is built (config/yaml_aliases.py): an anchor that
+    contains itself or an alias bomb is a YAMLError naming the line, as in yaml.v3.
+    """
     loader = GoLoader(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        check_aliases(node, text)
+        return None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()
 
 
 def compose_tree(text: str) -> Node | None:
-    """Parse one YAML document into a node tree (for the multi-file merge)."""
+    """Parse one YAML document into a node tree (for the multi-file merge), aliases checked."""
     loader = GoLoader(text)
     try:
-        return loader.get_single_node()
+        node = loader.get_single_node()
+        check_aliases(node, text)
+        return node
     finally:
         loader.dispose()
 

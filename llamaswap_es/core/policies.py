@@ -4,8 +4,9 @@ A policy decides what happens to admitted requests: grant now, join a swap, queu
 swap, and what to do when something that may unblock the queue happens (`wake`). Everything else
 (process states, swap execution, accounting, unload, reload, shutdown) is common and lives in the
 reducer. A policy holds no state of its own: what it needs is in `SchedulerState`, so snapshots
-need no policy-specific code. Adding a policy: write one module with a class like the two below
-and add it to `POLICIES`.
+need no policy-specific code. Adding a policy: write one module with a class like fifo's or
+serial's and add it to `_registry` (and the config's list); docs/scheduling-policies.md walks
+through it with a worked example.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def _registry() -> dict[str, SchedulingPolicy]:
 
 
 POLICIES: dict[str, SchedulingPolicy] = {}
+
+
+def policy_names() -> list[str]:
+    """The registered policies' names, sorted (for choices and error messages)."""
+    if not POLICIES:
+        POLICIES.update(_registry())
+    return sorted(POLICIES)
 
 
 def policy_named(name: str) -> SchedulingPolicy:

@@ -9,6 +9,7 @@ numbers) so that it is recorded rather than lost. Requests are refused instead (
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from llamaswap_es.events import codec
@@ -32,8 +33,8 @@ def unencodable_field(body: Event | Decision) -> str | None:
 
 
 def made_encodable(body: Event | Decision) -> Event | Decision:
-    """A copy of `body` whose every field encodes: text with its bad characters replaced by "?" (and
-    bounded), integers clamped to 64 bits, anything else JSON cannot hold turned into text."""
+    """A copy of `body` whose every field encodes: text with its bad characters replaced by U+FFFD
+    (and bounded), integers clamped to 64 bits, anything else JSON cannot hold turned into text."""
     changes = {
         f.name: _repaired(getattr(body, f.name), 0)
         for f in dataclasses.fields(body)  # type: ignore[arg-type]
@@ -60,10 +61,16 @@ def _repaired(value: Any, depth: int) -> Any:
 
 
 def safe_text(text: str, limit: int = MAX_TEXT) -> str:
-    """`text` as valid UTF-8 (lone surrogates become U+FFFD), at most `limit` characters."""
+    """`text` as valid UTF-8 (lone surrogates become U+FFFD, as Go's encoder writes a byte that
+    is not UTF-8), at most `limit` characters."""
     if len(text) > limit:
         text = text[:limit] + "…"
-    return text.encode("utf-8", "replace").decode("utf-8")
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _describe(exc: BaseException) -> str:

@@ -187,7 +187,10 @@ async def transcriptions(request: web.Request) -> web.Response:
     """Multipart form with `file` (and usually `model`): the text says how big the file was."""
     if not request.content_type.startswith("multipart/"):
         raise bad_request("expected a multipart/form-data body")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeError) as exc:  # a boundary or part aiohttp cannot read
+        raise bad_request(f"invalid multipart body: {exc}") from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise bad_request("missing file")

@@ -36,6 +36,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"invalid JSON body: {exc}") from None
+    except RecursionError:  # deeper than Python reads: a 400 like any unreadable body, not a 500
+        raise bad_request("invalid JSON body: nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request("the JSON body must be an object")
     return body

@@ -1,7 +1,8 @@
 """The hardware snapshot of `/api/hardware` (spec/api.md §18), taken once at start-up.
 
 Facts we cannot find are `null`; a value outside llama-swap's vocabularies is `other` with the
-raw text beside it, as its schema (version 1) requires. GPUs come from NVML (`NvmlGpus.info`).
+raw text beside it, as its schema (version 1) requires. GPUs come from the GPU source the sampler
+uses (`GpuSource.info`: NVML, LACT, nvidia-smi, rocm-smi or sysfs).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import psutil
 
 import llamaswap_es
-from llamaswap_es.perf.nvml import NvmlGpus
+from llamaswap_es.perf.gpu_sources import GpuSource
 
 _ARCHITECTURES = {
     "x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64",
@@ -24,7 +25,7 @@ _ARCHITECTURES = {
 _OS_FAMILIES = {"linux": "linux", "darwin": "macos", "windows": "windows", "freebsd": "freebsd"}
 
 
-def detect_hardware(gpus: NvmlGpus | None, *, now: datetime | None = None) -> dict[str, Any]:
+def detect_hardware(gpus: GpuSource | None, *, now: datetime | None = None) -> dict[str, Any]:
     """The schema-version-1 snapshot; raises OSError only if the host cannot be read at all."""
     captured = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
@@ -113,19 +114,21 @@ def _cpu() -> dict[str, Any]:
     }
 
 
-def _accelerators(gpus: NvmlGpus | None) -> list[dict[str, Any]]:
+def _accelerators(gpus: GpuSource | None) -> list[dict[str, Any]]:
     if gpus is None:
         return []
     return [
         {
             "index": info.index,
             "kind": "gpu",
-            "vendor": "nvidia",
+            "vendor": info.vendor,
             "model": info.name or None,
             "architecture": None,
             "memory": {"kind": "dedicated", "capacity_bytes": info.memory_total_bytes or None},
             "driver": (
-                {"name": "nvidia", "version": info.driver_version} if info.driver_version else None
+                {"name": info.vendor, "version": info.driver_version}
+                if info.driver_version
+                else None
             ),
             "power_limit_watts": info.power_limit_watts,
         }

@@ -13,10 +13,9 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from llamaswap_es.perf.samples import GpuStat
+from llamaswap_es.perf.samples import GpuInfo, GpuStat
 
 log = logging.getLogger("llamaswap_es.perf.nvml")
 
@@ -35,19 +34,9 @@ def load_nvml() -> Any | None:
     return pynvml
 
 
-@dataclass(frozen=True, slots=True)
-class GpuInfo:
-    """What does not change while the server runs: for `/api/hardware`."""
-
-    index: int
-    name: str
-    uuid: str
-    memory_total_bytes: int
-    power_limit_watts: float | None
-    driver_version: str | None
-
-
 class NvmlGpus:
+    name = "NVML"
+
     def __init__(self, nvml: Any, handles: list[Any]) -> None:
         self._nvml = nvml
         self._handles = handles

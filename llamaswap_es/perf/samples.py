@@ -89,3 +89,36 @@ class GpuStat:
             "fan_speed_pct": self.fan_speed_pct,
             "power_draw_w": self.power_draw_w,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    """What does not change while the server runs: for `/api/hardware`."""
+
+    index: int
+    name: str
+    uuid: str
+    memory_total_bytes: int
+    power_limit_watts: float | None
+    driver_version: str | None
+    vendor: str = "nvidia"
+    """`nvidia`, `amd`, `intel` or `other` (the accelerator's vendor in the hardware snapshot)."""
+
+
+_MB = 1024 * 1024
+
+
+def info_from_stats(stats: list[GpuStat], vendor: str) -> list[GpuInfo]:
+    """The hardware facts a source without an info call can give: from one sample."""
+    return [
+        GpuInfo(
+            index=stat.id,
+            name=stat.name,
+            uuid=stat.uuid,
+            memory_total_bytes=int(stat.mem_total_mb * _MB),
+            power_limit_watts=None,
+            driver_version=None,
+            vendor=vendor,
+        )
+        for stat in stats
+    ]

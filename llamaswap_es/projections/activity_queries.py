@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from llamaswap_es.events.encodable import INT64_MAX, INT64_MIN
+
 SORT_COLUMNS = {
     "id": "id",
     "time": "ts_created",
@@ -62,11 +64,15 @@ class ActivityQuery:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _int(value: str, message: str) -> int:
+def _int(value: str, message: str, name: str) -> int:
+    """An integer parameter SQLite can hold (a larger one failed the query: a 500)."""
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ActivityQueryError(message) from None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ActivityQueryError(f"{name} must be at most {INT64_MAX}")
+    return number
 
 
 def parse_rfc3339(text: str) -> int | None:
@@ -86,11 +92,11 @@ def parse_activity_query(params: Mapping[str, str], models: Sequence[str]) -> Ac
     """Validate `/api/metrics/activity`'s parameters (`models` are the repeated `model` values)."""
     limit, page = 25, 1
     if (text := params.get("limit")) is not None and text != "":
-        limit = _int(text, "invalid limit")
+        limit = _int(text, "invalid limit", "limit")
         if not 1 <= limit <= 999:
             raise ActivityQueryError("limit must be between 1 and 999")
     if (text := params.get("page")) is not None and text != "":
-        page = _int(text, "page must be >= 1")
+        page = _int(text, "page must be >= 1", "page")
         if page < 1:
             raise ActivityQueryError("page must be >= 1")
     sort = params.get("sort") or "id"
@@ -111,7 +117,7 @@ def parse_activity_query(params: Mapping[str, str], models: Sequence[str]) -> Ac
     ids: dict[str, int | None] = {"min_id": None, "max_id": None}
     for name in ids:
         if text := params.get(name):
-            value = _int(text, f"{name} must be >= 1")
+            value = _int(text, f"{name} must be >= 1", name)
             if value < 1:
                 raise ActivityQueryError(f"{name} must be >= 1")
             ids[name] = value
@@ -154,7 +160,8 @@ def list_activity(conn: sqlite3.Connection, query: ActivityQuery) -> dict[str, A
         f"LEFT JOIN captures c ON c.request_id = a.request_id{where} "
         f"ORDER BY a.{column} {direction}, a.id {direction} LIMIT ? OFFSET ?"
     )
-    rows = conn.execute(sql, [*params, query.limit, (query.page - 1) * query.limit]).fetchall()
+    offset = min((query.page - 1) * query.limit, INT64_MAX)  # past every row: an empty page
+    rows = conn.execute(sql, [*params, query.limit, offset]).fetchall()
     return {
         "data": [entry_json(row) for row in rows],
         "page": query.page,

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from llamaswap_es.errors import LlamaSwapError
+from llamaswap_es.events.encodable import INT64_MAX, INT64_MIN
 from llamaswap_es.projections.activity_queries import (
     ActivityQueryError,
     activity_stats,
@@ -50,6 +51,8 @@ def register_routes(router: web.UrlDispatcher, deps: Any) -> None:
             activity_id = int(request.match_info["id"])
         except ValueError:
             return error_response(request, 400, "invalid capture ID")
+        if not INT64_MIN <= activity_id <= INT64_MAX:  # SQLite's integers: no such capture
+            return error_response(request, 404, "capture not found")
         found = await deps.captures.load(activity_id)
         if found is None:
             return error_response(request, 404, "capture not found")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from llamaswap_es.events.encodable import safe_text
 from llamaswap_es.redaction import redact_text
 
 REDACTED_HEADERS = frozenset(
@@ -30,14 +31,15 @@ InflightListener = Callable[[dict[str, Any]], None]
 def redact_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
     """First value per header (canonical name); credentials, and any value holding one of the
     configured keys, replaced by `[REDACTED]` (never stored or sent); a credential inside another
-    value (a `Referer` URL's `?api_key=`) is redacted in place."""
+    value (a `Referer` URL's `?api_key=`) is redacted in place. A byte that is not UTF-8 shows as
+    U+FFFD (and a value is bounded), so the capture's encoder can always store it."""
     out: dict[str, str] = {}
     for name, value in headers.items():
         canonical = "-".join(part.capitalize() for part in name.split("-"))
         if canonical in out:
             continue
         sensitive = name.lower() in REDACTED_HEADERS or any(s and s in value for s in secrets)
-        out[canonical] = "[REDACTED]" if sensitive else redact_text(value)
+        out[canonical] = "[REDACTED]" if sensitive else safe_text(redact_text(value))
     return out
 
 

@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry
 
 from llamaswap_es.config.models import LlamaSwapConfig
 from llamaswap_es.core.views import SchedulerView
+from llamaswap_es.perf.gpu_sources import GpuSource, open_gpu_source
 from llamaswap_es.perf.hardware import detect_hardware
-from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
+from llamaswap_es.perf.nvml import load_nvml
 from llamaswap_es.perf.sampler import PerformanceSampler
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.activity_retention import prune_activity
@@ -76,19 +77,26 @@ class Projections:
         inflight: InflightTracker,
         hub: EventHub | None = None,
         nvml: Any | None = None,
-        use_nvml: bool = True,
+        use_gpus: bool = True,
     ) -> Projections:
-        """Start after `service.start()`; `nvml` replaces pynvml (tests hand in a fake)."""
+        """Start after `service.start()`; `nvml` replaces pynvml (tests hand in a fake);
+        `use_gpus=False` reads no GPU source at all."""
         assert service.store is not None and service.loop is not None
         config = service.config
         db = ProjectionDatabase(service.store.path)
         loop = service.loop
+
+        def open_gpus() -> GpuSource | None:
+            if not use_gpus:
+                return None
+            return open_gpu_source(nvml if nvml is not None else load_nvml())
+
         gpus = None
-        if not config.performance.disabled and use_nvml:
-            gpus = NvmlGpus.open(nvml if nvml is not None else load_nvml())
-        sampler = PerformanceSampler.from_config(config.performance, gpus)
+        if not config.performance.disabled:
+            gpus = await asyncio.to_thread(open_gpus)  # may run nvidia-smi: not on the loop
+        sampler = PerformanceSampler.from_config(config.performance, gpus, open_gpus)
         try:
-            hardware: dict[str, Any] | None = detect_hardware(gpus)
+            hardware: dict[str, Any] | None = await asyncio.to_thread(detect_hardware, gpus)
         except Exception as exc:  # /api/hardware answers 503 instead
             log.warning("hardware detection failed: %s", exc)
             hardware = None
@@ -128,6 +136,15 @@ class Projections:
         service.add_snapshot_listener(lambda _seq: projections.prune_activity_soon())
         projections.prune_activity_soon()
         return projections
+
+    async def follow_config(self, config: LlamaSwapConfig) -> None:
+        """A reload applied `config`: captures, monitoring and activity retention follow it."""
+        self.captures.configure(budget_mib=config.capture_buffer, secrets=capture_secrets(config))
+        performance = config.performance
+        await self.sampler.reconfigure(
+            every_s=performance.every / 1e9, disabled=performance.disabled
+        )
+        self.prune_activity_soon()
 
     def prune_activity_soon(self) -> asyncio.Task[int] | None:
         """Apply `activityRetentionDays` in the background; the task returns the rows deleted."""

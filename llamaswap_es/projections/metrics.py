@@ -239,6 +239,8 @@ class HostCollector(Collector):
         self._sampler = sampler
 
     def collect(self) -> Iterator[Metric]:
+        if not self._sampler.enabled:  # monitoring turned off, maybe by a reload: no families
+            return
         sys = self._sampler.latest_sys()
         if sys is not None:
             cpu = GaugeMetricFamily(
@@ -308,6 +310,6 @@ def metrics_registry(
     registry.register(SchedulerCollector(state))
     if health is not None:
         registry.register(HealthCollector(health))
-    if sampler is not None and sampler.enabled:
+    if sampler is not None:  # its families appear only while monitoring is enabled
         registry.register(HostCollector(sampler))
     return registry, model_metrics, log_gauges

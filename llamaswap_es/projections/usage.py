@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -99,16 +100,23 @@ def _first_int(obj: dict[str, Any], *paths: tuple[str, ...]) -> int | None:
         node: Any = obj
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, int | float) and not isinstance(node, bool):
+        if _is_finite_number(node):
             return int(node)
     return None
 
 
 def _number(obj: dict[str, Any], key: str) -> float | None:
     value = obj.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
+    return float(value) if _is_finite_number(value) else None
+
+
+def _is_finite_number(value: Any) -> bool:
+    """A JSON number we can count with: Python's parser also reads `NaN`, `Infinity` and
+    `1e999` (infinite), and `int()` of those raises, so an upstream's odd answer could end
+    its metering in an exception."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 def build_metrics(findings: UsageFindings, wall_ms: int) -> dict[str, Any]:
@@ -138,7 +146,8 @@ def build_metrics(findings: UsageFindings, wall_ms: int) -> dict[str, Any]:
         upstream_ms = (_number(timings, "prompt_ms") or 0.0) + (
             _number(timings, "predicted_ms") or 0.0
         )
-        out["duration_ms"] = max(wall_ms, int(upstream_ms))
+        if math.isfinite(upstream_ms):  # two huge finite times can add up to infinity
+            out["duration_ms"] = max(wall_ms, int(upstream_ms))
         cache_n = _number(timings, "cache_n")
         if cache_n is not None:
             out["cache_tokens"] = int(cache_n)
@@ -222,7 +231,7 @@ class SseUsageScanner:
             return
         try:
             event = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON we can read
             return
         self.findings.add_event(event)
 
@@ -232,7 +241,7 @@ def findings_from_json_body(body: bytes, path: str = "") -> UsageFindings:
     findings = UsageFindings()
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON we can read
         return findings
     if isinstance(doc, list):  # /infill answers an array; timings come from its last element
         if path.startswith("/infill") and doc and isinstance(doc[-1], dict):
@@ -286,7 +295,7 @@ def error_message_from_response(status: int, body: bytes) -> str:
 def _message_from_json(body: bytes) -> str:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON we can read
         return ""
     if not isinstance(doc, dict):
         return ""

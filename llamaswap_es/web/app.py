@@ -37,6 +37,7 @@ from llamaswap_es.web import (
     static_routes,
 )
 from llamaswap_es.web.auth import api_key_middleware, is_public_route
+from llamaswap_es.web.boundary import shown_text
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.cors import allow_listed_origin, cors_middleware
@@ -64,7 +65,7 @@ async def access_log_middleware(request: web.Request, handler: web.Handler) -> w
             'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
             client, request.method, redact_text(request.path_qs), request.version.major,
             request.version.minor, response.status, size,
-            request.headers.get("User-Agent", ""), time.monotonic() - started,
+            shown_text(request.headers.get("User-Agent", "")), time.monotonic() - started,
         )  # fmt: skip
     return response
 

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from llamaswap_es.config import LlamaSwapConfig, config_hash, load_config
 from llamaswap_es.errors import ConfigError
-from llamaswap_es.projections.captures import capture_secrets
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.errors import error_response
 from llamaswap_es.web.listing import model_status
@@ -52,6 +51,7 @@ class ConfigReloader:
     async def reload(self, origin: str) -> ReloadOutcome:
         """Apply the files as they are now; `origin` names who asked (for the log line)."""
         async with self._lock:
+            said = set(self._ctx.service.config.warnings)
             try:
                 new = await asyncio.to_thread(load_config, self._config_file, self._config_dir)
                 await self._ctx.service.reload(new, tuple(new.sources))
@@ -61,14 +61,14 @@ class ConfigReloader:
                 return ReloadOutcome(False, message)
             self._on_applied(new)
             self._ctx.service.prune_soon()  # retention settings apply now, not at the next snapshot
-            if self._ctx.projections is not None:
-                self._ctx.projections.captures.configure(
-                    budget_mib=new.capture_buffer, secrets=capture_secrets(new)
-                )
-                self._ctx.projections.prune_activity_soon()
+            if self._ctx.projections is not None:  # captures, monitoring, activity retention
+                await self._ctx.projections.follow_config(new)
             self._ctx.active_profile = None
             self._ctx.hub.publish("modelStatus", model_status(self._ctx))
             log.info("configuration reloaded (%s)", origin)
+            for warning in new.warnings:
+                if warning not in said:  # once: what the running config said is not repeated
+                    log.warning(warning)
             return ReloadOutcome(True, "configuration reloaded", config_hash(new))
 
 

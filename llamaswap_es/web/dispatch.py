@@ -30,6 +30,7 @@ from llamaswap_es.events.types import (
 from llamaswap_es.projections.captures import CaptureRecorder
 from llamaswap_es.projections.inflight import InflightEntry
 from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
+from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.errors import error_response, render_error, too_many_requests_response
@@ -143,16 +144,18 @@ async def _serve_once(
         cancel=cancel_callback(asyncio.current_task()),
         metadata=job.metadata,
     )
-    received = RequestReceived(
-        request_id=request_id,
-        model=job.model_id,
-        requested_model=job.requested,
-        path=urlsplit(job.upstream_path_qs).path,
-        method=request.method,
-        stream=job.stream,
-        metadata=dict(job.metadata),
-        ttl_override_ms=job.ttl_override_ms,
-        priority=job.priority,
+    received = recordable_event(
+        RequestReceived(
+            request_id=request_id,
+            model=job.model_id,
+            requested_model=job.requested,
+            path=urlsplit(job.upstream_path_qs).path,
+            method=request.method,
+            stream=job.stream,
+            metadata=dict(job.metadata),
+            ttl_override_ms=job.ttl_override_ms,
+            priority=job.priority,
+        )
     )
     try:
         ticket = loop.submit_request(received)
@@ -174,7 +177,7 @@ async def _serve_once(
             await loading.start(request)
         decision = await _await_decision(ctx, ticket, entry, loading)
     except asyncio.CancelledError:
-        loop.abandon_ticket(ticket, RequestCancelled(request_id=request_id))
+        loop.abandon_ticket(ticket, recordable_event(RequestCancelled(request_id=request_id)))
         if loading is not None:
             await loading.stop()
         _done(ctx, entry, job)
@@ -318,12 +321,12 @@ async def _forward_dispatched(
     path = urlsplit(job.upstream_path_qs).path
     if address is None or address[0] != dispatch.instance:
         message = f"[{job.model_id}] process is not ready"
-        loop.submit(
+        loop.submit(recordable_event(
             RequestFinished(
                 request_id=dispatch.request_id, model=job.model_id, status=503,
                 error=message + ("; retried as a new request" if may_retry else ""), path=path,
             )
-        )  # fmt: skip
+        ))  # fmt: skip
         if may_retry:
             ctx.inflight.finish(entry)
             return _Gone(dispatch.instance)
@@ -357,28 +360,30 @@ async def _forward_dispatched(
             # The instance died in the instant before the forward (its exit not reported yet):
             # it refused or reset the connection, and the client has been sent nothing.
             gone = True
-            loop.submit(
+            loop.submit(recordable_event(
                 RequestFinished(
                     request_id=dispatch.request_id, model=job.model_id, status=503,
                     error=f"[{job.model_id}] {result.error}; retried as a new request", path=path,
                 )
-            )  # fmt: skip
+            ))  # fmt: skip
             ctx.inflight.finish(entry)
             return
         if recorder is not None:
             finish_capture(recorder, result)
         loop.submit(
-            RequestFinished(
-                request_id=dispatch.request_id,
-                model=job.model_id,
-                status=result.status,
-                duration_ms=result.duration_ms,
-                bytes_out=result.bytes_out,
-                error=result.error,
-                metrics=result.metrics,
-                content_type=result.content_type,
-                ttfb_ms=result.ttfb_ms or 0,
-                path=path,
+            recordable_event(
+                RequestFinished(
+                    request_id=dispatch.request_id,
+                    model=job.model_id,
+                    status=result.status,
+                    duration_ms=result.duration_ms,
+                    bytes_out=result.bytes_out,
+                    error=result.error,
+                    metrics=result.metrics,
+                    content_type=result.content_type,
+                    ttfb_ms=result.ttfb_ms or 0,
+                    path=path,
+                )
             )
         )
         _done(ctx, entry, job)
@@ -484,9 +489,7 @@ def router_name(ctx: AppContext) -> str:
 
 def log_unavailable_response(request: web.BaseRequest, exc: LogUnavailableError) -> web.Response:
     """503 + Retry-After while the event log cannot be written (the message names the cause)."""
-    return error_response(
-        request, 503, str(exc), headers={"Retry-After": str(exc.retry_after_s)}
-    )
+    return error_response(request, 503, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
 
 
 def loop_stopped_response(

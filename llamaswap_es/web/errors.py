@@ -29,6 +29,10 @@ _KNOWN_KINDS: dict[int, tuple[str, str]] = {
     504: ("server_error", "gateway_timeout"),
 }
 
+_UNENCODABLE = "replace"
+"""A message may quote a client's value that is not valid text (a lone surrogate from a JSON
+escape or a non-UTF-8 header byte): it shows as "?" rather than failing the error itself."""
+
 TOO_MANY_REQUESTS_BODY = (
     b'{"src":"llama-swap","error":{"message":"Too many requests",'
     b'"type":"rate_limit_error","param":null,"code":"concurrency_limit"}}'
@@ -73,7 +77,7 @@ def envelope_json(status: int, message: str, *, code: str | None = None) -> byte
             "code": code or default_code,
         },
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(errors=_UNENCODABLE)
 
 
 def render_error(
@@ -85,10 +89,10 @@ def render_error(
     already sent 200 headers is appended to that stream as raw bytes (spec/api.md §6.11).
     """
     if "text/plain" in accept:
-        return f"llama-swap: {message}".encode(), "text/plain"
+        return f"llama-swap: {message}".encode(errors=_UNENCODABLE), "text/plain"
     if "text/html" in accept:
         page = f"<html><body><h1>llama-swap</h1><p>{html.escape(message)}</p></body></html>"
-        return page.encode(), "text/html"
+        return page.encode(errors=_UNENCODABLE), "text/html"
     return envelope_json(status, message, code=code), "application/json"
 
 

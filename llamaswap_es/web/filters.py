@@ -9,11 +9,11 @@ from strip and set. Inputs are plain values so the config classes stay out of th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llamaswap_es.web import json_body
 from llamaswap_es.web.errors import RequestError
 
 PROTECTED_KEYS = frozenset({"model"})
@@ -85,10 +85,7 @@ def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> 
     """
     if not filters.applies_to(requested_name):
         return body
-    try:
-        doc = json.loads(body) if body.strip() else {}
-    except (ValueError, UnicodeDecodeError) as err:
-        raise RequestError(400, f"invalid JSON in request body: {err}") from None
+    doc = json_body.parse(body) if body.strip() else {}
     if not isinstance(doc, dict):
         raise RequestError(400, "request body must be a JSON object to apply model filters")
     if filters.use_model_name:
@@ -105,7 +102,7 @@ def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> 
                 set_path(doc, key, value)
             except PathError as err:
                 raise RequestError(500, f"filters: cannot set {key!r}: {err}") from None
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return json_body.dump(doc)
 
 
 class PathError(ValueError):

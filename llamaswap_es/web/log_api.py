@@ -11,9 +11,10 @@ import asyncio
 from aiohttp import web
 
 from llamaswap_es.events.codec import envelope_to_json, to_payload
+from llamaswap_es.events.encodable import INT64_MAX, INT64_MIN
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.web.context import CTX
-from llamaswap_es.web.errors import error_response
+from llamaswap_es.web.errors import RequestError, error_response
 from tools.replay.errors import ReplayError
 from tools.replay.explain import explain_log
 
@@ -30,13 +31,21 @@ envelope_json = envelope_to_json
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
+    """An integer query parameter; 400 naming it when it is not one that SQLite can hold
+    (a sequence number past 64 bits used to fail the query with OverflowError, a 500)."""
     raw = request.query.get(name, "")
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be an integer, got {raw!r}") from None
+        value = None
+    if value is None or not INT64_MIN <= value <= INT64_MAX:
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise RequestError(
+            400, f"{name} must be an integer from {INT64_MIN} to {INT64_MAX}, got {shown!r}"
+        )
+    return value
 
 
 def _mentions(envelope: Envelope, model: str | None, request_id: str | None) -> bool:

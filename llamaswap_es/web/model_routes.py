@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from llamaswap_es.web.boundary import check_request
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.dispatch import (
     LocalRequest,
@@ -58,27 +59,25 @@ def register(router: web.UrlDispatcher) -> None:
 
 
 def _metadata(
-    ctx: AppContext, request: web.BaseRequest, model_id: str, priority: int | None = None
+    ctx: AppContext, model_id: str, session: dict[str, str], priority: int | None = None
 ) -> dict[str, str]:
     schedule = ctx.service.schedule.models.get(model_id)
     if priority is None:
         priority = schedule.priority if schedule else 0
     metadata = {"fifo_priority": str(priority)}
-    metadata.update(_session(ctx, request))
+    metadata.update(session)
     return metadata
 
 
-def _session(ctx: AppContext, request: web.BaseRequest) -> dict[str, str]:
-    """The client's session id from the first configured header it sent (none: empty)."""
-    for header in ctx.config.ui.activity.session_id:
-        value = request.headers.get(header, "")
-        if value:
-            return {"session_id": value}
-    return {}
+def _checked(ctx: AppContext, request: web.BaseRequest) -> dict[str, str]:
+    """The request's session metadata, once what it will record has passed the boundary (a
+    `RequestError` 400 otherwise, naming the header or the path)."""
+    return check_request(request, ctx.config.ui.activity.session_id)
 
 
 async def model_request(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
+    session = _checked(ctx, request)
     selection = await select_model(request, body_limit=ctx.body_limit)
     body: bytes | None = selection.body if request.method != "GET" else None
     query = dict(request.query)
@@ -123,7 +122,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
                 body = rewrite_model_in_multipart(
                     body, request.headers.get("Content-Type", ""), use_name
                 )
-        metadata = _metadata(ctx, request, local, priority)
+        metadata = _metadata(ctx, local, session, priority)
         if selector_id is not None:
             metadata["selector"] = selector_id
         target = requested
@@ -156,7 +155,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             body = apply_filters(body, requested, filters)
             if requested != peer_model:
                 body = rewrite_model_in_json(body, peer_model)
-        metadata = _session(ctx, request)
+        metadata = dict(session)
         if selector_id is not None:
             metadata["selector"] = selector_id
         return await serve_peer(
@@ -184,6 +183,7 @@ def _pinned_upstream_path(ctx: AppContext, rest: str) -> str:
 
 async def upstream_request(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
+    session = _checked(ctx, request)
     raw_path, _, raw_query = request.raw_path.partition("?")
     rest = _pinned_upstream_path(ctx, raw_path[len("/upstream/") :])
     match = (
@@ -217,14 +217,14 @@ async def upstream_request(request: web.Request) -> web.StreamResponse:
             body=body,
             stream=False,
             loading_allowed=False,
-            metadata=_metadata(ctx, request, local),
+            metadata=_metadata(ctx, local, session),
             websocket=is_websocket_upgrade(request),
         )
         return await serve_local(request, ctx, job)
     fqn = ctx.resolver.peer(name)
     if fqn is None:
         return error_response(request, 404, f"no router for model {name}")
-    return await serve_peer(request, ctx, fqn, name, body, path_qs, metadata=_session(ctx, request))
+    return await serve_peer(request, ctx, fqn, name, body, path_qs, metadata=dict(session))
 
 
 async def _ignored_websocket(
@@ -257,6 +257,7 @@ async def comfyui_request(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     if COMFYUI_MODEL not in ctx.service.schedule.models:
         return error_response(request, 404, f"local model {COMFYUI_MODEL} not found")
+    _checked(ctx, request)  # its events record the path
     raw_path, _, raw_query = request.raw_path.partition("?")
     rest = raw_path[len("/comfyui") :] or "/"
     path_qs = rest + (f"?{raw_query}" if raw_query else "")

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
+from llamaswap_es.web import json_body
 from llamaswap_es.web.errors import RequestError
 from llamaswap_es.web.keep_alive import ttl_fields
 
@@ -110,10 +110,7 @@ def model_from_json(body: bytes) -> tuple[str, bool, tuple[tuple[str, object], .
     """
     if not body.strip():
         return "", False, ()
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise RequestError(400, f"invalid JSON in request body: {err}") from None
+    doc = json_body.parse(body)
     if not isinstance(doc, dict):
         return "", False, ()
     return _as_text(doc.get("model")), _truthy(doc.get("stream")), ttl_fields(doc)
@@ -148,10 +145,9 @@ def multipart_text_fields(
     Only small text fields are wanted (the model name), so the body is scanned in place rather
     than parsed into temp files; the first occurrence of a name wins, as in Go's form parsing.
     """
-    boundary = multipart_boundary(content_type)
-    if boundary is None:
+    delimiter = multipart_delimiter(content_type)
+    if delimiter is None:
         raise RequestError(400, "multipart request without a boundary in its Content-Type")
-    delimiter = b"--" + boundary.encode("latin-1")
     found: dict[str, str] = {}
     for part in body.split(delimiter)[1:]:
         if part.startswith(b"--"):
@@ -159,20 +155,35 @@ def multipart_text_fields(
         head, sep, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
         if not sep:
             continue
-        headers = BytesHeaderParser().parsebytes(head + b"\r\n\r\n")
-        disposition = headers.get("Content-Disposition", "")
-        params = dict(_disposition_params(disposition))
+        params = dict(_disposition_params(_content_disposition(head)))
         name = params.get("name")
         if name in names and "filename" not in params and name not in found:
             found[name] = content.removesuffix(b"\r\n").decode("utf-8", "replace")
     return found
 
 
-def multipart_boundary(content_type: str) -> str | None:
+def _content_disposition(head: bytes) -> str:
+    """A part's Content-Disposition value, read as UTF-8 text (browsers send file names that
+    way; a byte that is not UTF-8 becomes U+FFFD). The email parser would hand back a `Header`
+    object, not text, for a name that is not ASCII."""
+    for line in head.decode("utf-8", "replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() == "content-disposition":
+            return value.strip()
+    return ""
+
+
+def multipart_delimiter(content_type: str) -> bytes | None:
+    """`--<boundary>` as the bytes the client sent in its Content-Type (None: no boundary).
+
+    Header text is the client's bytes decoded as UTF-8 with each other byte kept as a lone
+    surrogate; encoding it back the same way gives those bytes exactly, whatever they are.
+    """
     for param in content_type.split(";")[1:]:
         key, _, value = param.strip().partition("=")
-        if key.lower() == "boundary" and value:
-            return value.strip('"')
+        boundary = value.strip('"')
+        if key.lower() == "boundary" and boundary:
+            return b"--" + boundary.encode("utf-8", "surrogateescape")
     return None
 
 

@@ -8,13 +8,13 @@ or the `model` query parameter), so the upstream sees the name it expects.
 
 from __future__ import annotations
 
-import json
 import re
 from urllib.parse import urlencode
 
+from llamaswap_es.web import json_body
 from llamaswap_es.web.context import AppContext, SelectorLoad
 from llamaswap_es.web.errors import RequestError
-from llamaswap_es.web.model_selection import multipart_boundary
+from llamaswap_es.web.model_selection import multipart_delimiter
 
 
 def pinned_name(ctx: AppContext, requested: str) -> str:
@@ -85,13 +85,13 @@ def release_selector(ctx: AppContext, selector_id: str, target: str) -> None:
 def rewrite_model_in_json(body: bytes, name: str) -> bytes:
     """Set the top-level `model` of a JSON body (the body is unchanged if it is not an object)."""
     try:
-        doc = json.loads(body)
-    except ValueError:
+        doc = json_body.parse(body)
+    except RequestError:
         return body
     if not isinstance(doc, dict):
         return body
     doc["model"] = name
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_body.dump(doc)
 
 
 _MODEL_PART = re.compile(rb'(?im)^content-disposition:[^\r\n]*;\s*name="?model"?(;|\s*$)')
@@ -103,10 +103,9 @@ def rewrite_model_in_multipart(body: bytes, content_type: str, name: str) -> byt
     (llama-swap rebuilds the whole form with a new boundary and re-types file parts as
     application/octet-stream; keeping the other parts untouched is simpler and loses nothing.)
     """
-    boundary = multipart_boundary(content_type)
-    if not boundary:
+    delimiter = multipart_delimiter(content_type)
+    if delimiter is None:
         return body
-    delimiter = b"--" + boundary.encode()
     parts = body.split(delimiter)
     for index in range(1, len(parts) - 1):
         head, separator, _content = parts[index].partition(b"\r\n\r\n")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
+from llamaswap_es.web import json_body
 from llamaswap_es.web.context import CTX
-from llamaswap_es.web.errors import error_response
+from llamaswap_es.web.errors import RequestError, error_response
 
 log = logging.getLogger("llamaswap_es.web.ops")
 
@@ -103,8 +103,8 @@ async def profiles(request: web.Request) -> web.Response:
 async def set_active_profile(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     try:
-        doc = json.loads(await request.read())
-    except ValueError:
+        doc = json_body.parse(await request.read())
+    except RequestError:
         return error_response(request, 400, "invalid profile request")
     if not isinstance(doc, dict) or "name" not in doc:
         return error_response(request, 400, "profile name is required")

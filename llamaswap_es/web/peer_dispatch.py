@@ -23,6 +23,7 @@ from llamaswap_es.config.models import PeerConfig
 from llamaswap_es.errors import LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.runtime.loop import LoopStoppedError
+from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.dispatch import (
@@ -106,22 +107,24 @@ async def serve_peer(
         error = result.error
         if error and result.status == 502 and not result.response_headers:
             error = f"{PEER_PROXY_ERROR}: {error}"
-        record = PeerRequestFinished(
-            request_id=request_id,
-            model=requested,
-            peer=peer_id,
-            path=path,
-            method=request.method,
-            stream=stream,
-            status=result.status,
-            received_ms=received_ms,
-            duration_ms=result.duration_ms,
-            ttfb_ms=result.ttfb_ms or 0,
-            bytes_out=result.bytes_out,
-            error=error,
-            metrics=result.metrics,
-            content_type=result.content_type,
-            metadata=dict(metadata or {}),
+        record = recordable_event(
+            PeerRequestFinished(
+                request_id=request_id,
+                model=requested,
+                peer=peer_id,
+                path=path,
+                method=request.method,
+                stream=stream,
+                status=result.status,
+                received_ms=received_ms,
+                duration_ms=result.duration_ms,
+                ttfb_ms=result.ttfb_ms or 0,
+                bytes_out=result.bytes_out,
+                error=error,
+                metrics=result.metrics,
+                content_type=result.content_type,
+                metadata=dict(metadata or {}),
+            )
         )
         try:
             loop.submit(record)

@@ -62,10 +62,16 @@ def _load(options: ServeOptions) -> tuple[LlamaSwapConfig, str | None, str | Non
     if options.config_file or options.config_dir:
         config = load_config(options.config_file, options.config_dir)
         return config, options.config_file, options.config_dir, False
-    db_dir = Path(effective_db_path(options, None)).expanduser().parent
-    db_dir.mkdir(parents=True, exist_ok=True)
-    demo = db_dir / "demo-config.yaml"
-    demo.write_text(demo_config_yaml())
+    db_path = Path(effective_db_path(options, None)).expanduser()
+    demo = db_path.parent / "demo-config.yaml"
+    try:  # before any other check: a --db that cannot be written fails here first
+        demo.parent.mkdir(parents=True, exist_ok=True)
+        demo.write_text(demo_config_yaml())
+    except OSError as exc:
+        raise LlamaSwapError(
+            f"{db_path}: cannot write the demo configuration {demo.name} beside the event log: "
+            f"{exc}; pass --db a path in a writable directory"
+        ) from None
     return load_config(str(demo), None), str(demo), None, True
 
 
@@ -156,6 +162,8 @@ async def serve(options: ServeOptions) -> int:
         file=sys.stderr,
         flush=True,
     )
+    for notice in config.warnings:  # the loader's, e.g. serial by default (a reload says new ones)
+        log.warning(notice)
     warning = listen_warning(options.listen_host, config)
     if warning:
         log.warning(warning)

@@ -1,4 +1,8 @@
-"""Every real-world config in shared/compat loads (or fails) exactly as llama-swap's loader does."""
+"""Every real-world config in shared/compat loads (or fails) exactly as llama-swap's loader does.
+
+One deliberate difference: a config that names no scheduler gets `serial` (the fork's default)
+where llama-swap's loader reports `fifo`, and is warned when it relies on fifo's co-residency.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import pytest
 
 from llamaswap_es.config import build_schedule, load_config
+from llamaswap_es.config.yaml_dialect import load_tree
 from llamaswap_es.errors import ConfigError
 from tests.conftest import COMPAT_CONFIGS_DIR
 
@@ -31,6 +36,25 @@ def _group_view(config) -> dict[str, Any]:
     }
 
 
+def _names_scheduler(name: str) -> bool:
+    """Whether the file itself sets routing.scheduler.use (read as YAML, not by our loader)."""
+    tree = load_tree((COMPAT_CONFIGS_DIR / name).read_text())
+    routing = tree.get("routing") if isinstance(tree, dict) else None
+    scheduler = routing.get("scheduler") if isinstance(routing, dict) else None
+    return isinstance(scheduler, dict) and bool(scheduler.get("use"))
+
+
+def _relies_on_co_residency(router: dict[str, Any]) -> bool:
+    """From llama-swap's own view of the routing: models may run side by side."""
+    if router["use"] == "matrix":
+        return True  # every matrix in this corpus has a set of several models
+    return any(
+        (not g["swap"] and len(g["members"]) > 1) or not g["exclusive"] or g["persistent"]
+        for name, g in router["groups"].items()
+        if name != "(default)"
+    )
+
+
 @pytest.mark.skipif(not EXPECTED, reason=f"{COMPAT_CONFIGS_DIR} is absent")
 @pytest.mark.parametrize(("name", "variant"), CASES)
 def test_config_matches_llama_swap(name: str, variant: str, monkeypatch) -> None:
@@ -48,8 +72,14 @@ def test_config_matches_llama_swap(name: str, variant: str, monkeypatch) -> None
     assert sorted(config.models) == expected["models"]
     assert config.alias_table == expected["aliases"]
     assert config.hooks.on_startup.preload == expected["preload"]
-    assert config.routing.scheduler.use == expected["scheduler"]
     router = expected["router"]
+    if _names_scheduler(name):
+        assert config.routing.scheduler.use == expected["scheduler"]
+        assert not config.warnings
+    else:  # ours: serial by default, and a warning exactly when fifo's co-residency mattered
+        assert (expected["scheduler"], config.routing.scheduler.use) == ("fifo", "serial")
+        warned = [w for w in config.warnings if "routing.scheduler.use is not set" in w]
+        assert len(warned) == int(_relies_on_co_residency(router)), config.warnings
     assert config.routing.router.use == router["use"]
     if router["use"] == "group":
         assert _group_view(config) == router["groups"]

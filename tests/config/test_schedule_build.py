@@ -25,7 +25,7 @@ def test_schedule_resolves_every_default(load_yaml) -> None:
     assert (a.concurrency_limit, a.ttl_ms, a.health_check_timeout_ms) == (4, 30_000, 60_000)
     assert (b.concurrency_limit, b.unload_timeout_ms) == (10, 7_000)
     assert (schedule.starvation_bound_ms, schedule.min_resident_ms) == (12_000, 3_000)
-    assert schedule.shutdown_grace_ms == 30_000 and schedule.policy == "fifo"
+    assert schedule.shutdown_grace_ms == 30_000 and schedule.policy == "serial"
     assert schedule.queue_timeout_ms == 0  # off unless asked for
     assert SchedulerConfig.from_dict(schedule.to_dict()) == schedule
 

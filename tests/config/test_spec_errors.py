@@ -430,7 +430,7 @@ CASES = [
         "scheduler-unknown",
         "routing:\n  scheduler:\n    use: lifo\n",
         {},
-        'routing.scheduler.use: unknown scheduler "lifo" (valid: fifo)',
+        'routing.scheduler.use: unknown scheduler "lifo" (valid: fifo, serial)',  # ours: + serial
         "routing.scheduler.use",
     ),
     ("peer-no-proxy", "peers:\n  p:\n    models: [a]\n", {}, "proxy is required", None),

@@ -22,7 +22,7 @@ def test_empty_document_gets_llama_swaps_defaults(load_yaml) -> None:
     )
     assert c.performance.every == 5_000_000_000 and not c.performance.disabled
     assert c.ui.activity.session_id == ["X-Session-ID", "X-Litellm-Session-Id"]
-    assert c.routing.router.use == "group" and c.routing.scheduler.use == "fifo"
+    assert c.routing.router.use == "group" and c.routing.scheduler.use == "serial"  # ours
     default = c.routing.router.settings.groups["(default)"]
     assert (default.swap, default.exclusive, default.persistent, default.members) == (
         True,

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from llamaswap_es.events.reader import open_log
-from tests.fixtures.server import config_text, fake_model
+from tests.fixtures.server import FIFO, config_text, fake_model
 
 CHAT = "/v1/chat/completions"
 
@@ -51,7 +51,7 @@ def _finished(events: list) -> list:
 async def test_abcabc_is_served_aabbcc_with_three_loads(server_factory) -> None:
     # a's load must outlast the arrival of the first four requests (each waited for in the log)
     models = [fake_model(m, "--load-delay-ms", "1500", "--tokens", "3") for m in "abc"]
-    server = server_factory(config_text(models))
+    server = server_factory(config_text(models, header=FIFO))  # serial would load 6 times
     async with aiohttp.ClientSession() as http:
         tasks = []
         for i, model in enumerate("abcabc"):
@@ -245,7 +245,8 @@ async def test_a_dropped_connection_to_a_healthy_upstream_is_retried_on_the_same
 
 async def test_a_request_priority_header_goes_ahead_in_the_queue(server_factory) -> None:
     busy = fake_model("a", "--tokens", "20", "--token-delay-ms", "40")
-    server = server_factory(config_text([busy, fake_model("b"), fake_model("c")]))
+    models = [busy, fake_model("b"), fake_model("c")]
+    server = server_factory(config_text(models, header=FIFO))  # serial keeps arrival order
     async with aiohttp.ClientSession() as http:
 
         def post(model: str, **headers: str):

@@ -14,7 +14,7 @@ import psutil
 from llamaswap_es.events.reader import open_log
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import pid_gone, wait_until
-from tests.fixtures.server import config_text, fake_model
+from tests.fixtures.server import FIFO, config_text, fake_model
 
 CHAT = "/v1/chat/completions"
 
@@ -98,7 +98,7 @@ async def test_a_changed_config_reaps_the_old_process_instead(server_factory) ->
 
 async def test_a_reload_restarts_only_the_model_whose_config_changed(server_factory) -> None:
     ports = {"a": free_port(), "b": free_port()}
-    together = "groups:\n  both:\n    swap: false\n    members: [a, b]"
+    together = f"{FIFO}\ngroups:\n  both:\n    swap: false\n    members: [a, b]"
 
     def config(b_flags: tuple[str, ...]) -> str:
         models = [fake_model("a", port=ports["a"]), fake_model("b", *b_flags, port=ports["b"])]
@@ -207,13 +207,17 @@ async def test_watch_config_reloads_when_the_file_changes(server_factory) -> Non
         while True:  # the watcher polls every 2 s, as llama-swap's does
             async with http.get(server.url + "/v1/models") as r:
                 ids = [m["id"] for m in (await r.json())["data"]]
-            if ids == ["a", "b"]:
+            # The new config is served a moment before its ConfigApplied is committed: wait
+            # for both, not for the first alone.
+            if ids == ["a", "b"] and "reload" in _reasons(server.db_path):
                 break
             await asyncio.sleep(0.1)
-    reasons = []
-    with open_log(server.db_path) as reader:
-        reasons = [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
-    assert reasons == ["startup", "reload"]
+    assert _reasons(server.db_path) == ["startup", "reload"]
+
+
+def _reasons(db_path) -> list[str]:
+    with open_log(db_path) as reader:
+        return [e.body.reason for e in reader.iter_envelopes() if e.type == "ConfigApplied"]
 
 
 async def test_a_second_signal_exits_at_once_and_leaves_no_model_running(server_factory) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -165,3 +166,32 @@ def test_the_ring_buffer_keeps_one_hour() -> None:
     for _ in range(800):
         sampler.sample_once()
     assert len(sampler.sys_stats()) == 720
+
+
+async def test_a_reload_that_disables_monitoring_closes_the_gpus_and_one_that_enables_reopens() -> (
+    None
+):
+    opened: list[FakeNvml] = []
+
+    def open_gpus() -> NvmlGpus | None:
+        opened.append(FakeNvml())
+        return NvmlGpus.open(opened[-1])
+
+    async def sampled() -> None:
+        async with asyncio.timeout(10):
+            while not sampler.latest_gpus():
+                await asyncio.sleep(0.01)
+
+    sampler = PerformanceSampler(every_s=3600, open_gpus=open_gpus)
+    sampler.start()
+    try:
+        await sampled()
+        await sampler.reconfigure(every_s=3600, disabled=True)
+        assert not sampler.enabled and opened[0].shut_down
+        assert sampler.latest_gpus() == [] and sampler.sys_stats() == []
+        await sampler.reconfigure(every_s=3600, disabled=False)
+        await sampled()
+        assert len(opened) == 2 and not opened[1].shut_down
+    finally:
+        await sampler.stop()
+    assert opened[1].shut_down

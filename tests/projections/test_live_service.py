@@ -122,7 +122,7 @@ async def test_activity_metrics_and_queue_view_on_the_real_service(
     config = load_config(str(write_config(tmp_path)), None)
     svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
     await svc.start()
-    projections = await Projections.start(svc, inflight=InflightTracker(), use_nvml=False)
+    projections = await Projections.start(svc, inflight=InflightTracker(), use_gpus=False)
     modules = (
         http_activity.register_routes,
         http_metrics.register_routes,
@@ -197,7 +197,7 @@ async def test_activity_metrics_and_queue_view_on_the_real_service(
     # from the log), a new request adds exactly one row.
     svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
     await svc.start()
-    projections = await Projections.start(svc, inflight=InflightTracker(), use_nvml=False)
+    projections = await Projections.start(svc, inflight=InflightTracker(), use_gpus=False)
     try:
         await serve(svc, "r4", "b", stream=True)
         await svc.loop.flush()

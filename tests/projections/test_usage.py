@@ -139,6 +139,21 @@ def test_non_json_body_is_minimal():
     assert tokens(m) == (0,) * 7
 
 
+def test_numbers_that_are_not_finite_are_ignored_not_an_exception():
+    # Python's parser reads NaN, Infinity and 1e999; int() of them raises.
+    body = (
+        b'{"usage":{"prompt_tokens":1e999,"completion_tokens":NaN},"timings":'
+        b'{"predicted_n":Infinity,"prompt_ms":1e308,"predicted_ms":1e308}}'
+    )
+    m = metrics_from_response(body, JSON, wall_ms=9)
+    assert (m["input_tokens"], m["output_tokens"], m["duration_ms"]) == (0, 0, 9)
+
+
+def test_json_nested_too_deeply_is_minimal():
+    m = metrics_from_response(b"[" * 100_000 + b"]" * 100_000, JSON, wall_ms=4)
+    assert tokens(m) == (0,) * 7
+
+
 # --- Anthropic ------------------------------------------------------------------------------
 
 

@@ -135,7 +135,7 @@ async def test_an_internal_fact_that_cannot_be_encoded_is_repaired_and_recorded(
     await h.loop.flush()
     finished = [r.body for r in await h.store.read(from_seq=1) if r.type == "RequestFinished"]
     assert len(finished) == 1
-    assert finished[0].metrics == {"tokens": 2**63 - 1} and finished[0].error == "?!"
+    assert finished[0].metrics == {"tokens": 2**63 - 1} and finished[0].error == "\ufffd!"
     assert h.loop.state["finished"] == 1 == _replay(db_path)["finished"]
     await h.close()
 

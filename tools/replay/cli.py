@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from llamaswap_es.core.policies import policy_names
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.events.bundle import export_bundle, import_bundle
 from tools.replay.errors import ReplayError
@@ -60,7 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("whatif", help="re-run the recorded traffic under another policy/config")
     _log_flag(p)
-    p.add_argument("--scheduler", choices=("fifo", "serial"), help="the policy to try")
+    p.add_argument("--scheduler", choices=policy_names(), help="the policy to try")
     p.add_argument(
         "--set",
         action="append",
