@@ -2,8 +2,8 @@
 
 llama-swap's flags work in both spellings (`-config` and `--config`, `-flag=value` too) so that
 switching is a change of one command. Without a subcommand the server runs; subcommands
-(`check-config`, later `replay`, `rebuild-projections`) each register with one `add_subcommand`
-line in `build_parser`.
+(`check-config`, `replay`, `rebuild-projections`, `wol-proxy`) each register with one
+`add_subcommand` line in `build_parser`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from llamaswap_es.config import build_schedule, config_as_json, load_config
 from llamaswap_es.config.models import LlamaSwapConfig
 from llamaswap_es.errors import ConfigError
 from llamaswap_es.projections import rebuild as rebuild_projections
+from llamaswap_es.wol import command as wol_command
 from tools.replay import cli as replay_cli
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_subcommand(
         subparsers, "rebuild-projections", "rebuild from the log", *rebuild_projections.SUBCOMMAND
     )
+    add_subcommand(subparsers, "wol-proxy", wol_command.HELP, *wol_command.SUBCOMMAND)
     return parser
 
 

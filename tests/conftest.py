@@ -14,6 +14,7 @@ from tests.fixtures.processes import (  # noqa: F401
     no_leftover_processes,
     spawn_tagged,
 )
+from tests.fixtures.prometheus import prometheus_factory  # noqa: F401
 from tests.fixtures.server import server_factory  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

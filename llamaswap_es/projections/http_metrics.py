@@ -1,7 +1,8 @@
 """`GET /metrics`, `GET /api/performance` and `GET /api/hardware` (spec/api.md §17, §18).
 
-deps: `registry` (CollectorRegistry), `log_gauges`, `runner` (for the lag), `store` (last seq),
-`db_path`, `sampler` (PerformanceSampler), `hardware` (dict or None). A `Projections` has them all.
+deps: `registry` (CollectorRegistry), `log_gauges`, `model_metrics` and `state` (each configured
+model's counters start at 0), `runner` (for the lag), `store` (last seq), `db_path`, `sampler`
+(PerformanceSampler), `hardware` (dict or None). A `Projections` has them all.
 
 Deliberate difference: with `performance.disabled` llama-swap answers `/metrics` with 503; we still
 serve the per-model metrics (ARCHITECTURE §9.9) and leave out only the host families.
@@ -25,6 +26,8 @@ def register_routes(router: web.UrlDispatcher, deps: Any) -> None:
     async def metrics(request: web.Request) -> web.StreamResponse:
         last = await deps.store.last_seq()
         deps.log_gauges.update(deps.db_path, last, max(0, last - deps.runner.applied_seq))
+        if (view := deps.state()) is not None:
+            deps.model_metrics.declare(view.models)
         body = generate_latest(deps.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 

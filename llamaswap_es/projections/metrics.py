@@ -17,7 +17,7 @@ one test process do not collide). Three sources:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -88,6 +88,21 @@ class ModelMetrics:
             "Ready processes declared hung (health probes unanswered) and killed.",
             ["model"], registry=registry,
         )  # fmt: skip
+
+    def declare(self, models: Iterable[str]) -> None:
+        """Give each model its counters at 0 before anything happens to it.
+
+        A labelled counter is exported only once it has a child; one that first appears at 1
+        hides that first crash or failed start from `increase()` and from alert rules
+        (docs/grafana/), and a dashboard shows "No data" instead of 0. The `/metrics` handler
+        declares the configured models before each scrape.
+        """
+        for model in models:
+            self.loads.labels(model)
+            self.start_failures.labels(model)
+            self.crashes.labels(model)
+            for direction in ("input", "output"):
+                self.tokens.labels(model, direction)
 
     def apply(self, envelopes: Sequence[Envelope]) -> None:
         """Process events (loads, crashes, swap durations), straight from the log."""

@@ -55,15 +55,18 @@ STATUS_CHANGING = (
 
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """llama-swap's access line, with any credential in the query string redacted."""
+    """llama-swap's access line, with any credential in the query string redacted. The target
+    is logged as the client sent it (still percent-encoded, as Go's RequestURI is), so a `%0a`
+    in a path cannot start a forged log line."""
     started = time.monotonic()
     response = await handler(request)
     if not request.path.startswith(UNLOGGED_PREFIXES):
         client = reported_client_ip(request)
         size = response.body_length or response.content_length or 0
+        target = shown_text(redact_text(request.raw_path))
         access_log.info(
             'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
-            client, request.method, redact_text(request.path_qs), request.version.major,
+            client, request.method, target, request.version.major,
             request.version.minor, response.status, size,
             shown_text(request.headers.get("User-Agent", "")), time.monotonic() - started,
         )  # fmt: skip

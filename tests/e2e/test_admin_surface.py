@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from yarl import URL
 
 from tests.fixtures.server import config_text, fake_model
 
@@ -138,3 +139,15 @@ async def test_a_key_in_the_query_never_reaches_the_logs(server_factory) -> None
     assert '"GET /running?access_token=[REDACTED] HTTP/1.1" 401' in log
     for text in (log, streamed, server.output()):
         assert secret not in text
+
+
+async def test_an_encoded_newline_in_a_path_cannot_forge_a_log_line(server_factory) -> None:
+    server = server_factory(config_text([fake_model("a")]))
+    async with aiohttp.ClientSession() as http:
+        forged = "/v1/models%0A[INFO]%20forged%20line"
+        async with http.get(URL(server.url + forged, encoded=True)) as response:
+            assert response.status == 404
+        async with http.get(server.url + "/logs") as response:
+            log = await response.text()
+    assert f'"GET {forged} HTTP/1.1" 404' in log
+    assert not any(line.startswith("[INFO] forged") for line in log.splitlines())

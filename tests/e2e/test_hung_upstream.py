@@ -48,7 +48,9 @@ async def test_a_frozen_upstream_is_cleared_its_clients_told_and_its_group_freed
     server_factory, freeze
 ) -> None:
     slow = ("--tokens", "400", "--token-delay-ms", "50")  # a 20 s answer: frozen long before
-    config = config_text([fake_model("a", *slow), fake_model("b")], header=FAST_HANG_DETECTION)
+    # fifo: two requests served by `a` at once (serial, the default, serves one at a time)
+    header = FAST_HANG_DETECTION + "routing:\n  scheduler:\n    use: fifo\n"
+    config = config_text([fake_model("a", *slow), fake_model("b")], header=header)
     server = server_factory(config)  # no groups: one swap group, one model at a time
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         pid = await _upstream_pid(http, server.url, "a")

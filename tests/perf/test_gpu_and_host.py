@@ -27,7 +27,7 @@ class SteppingClock:
 
 
 def make_deps(sampler: PerformanceSampler, hardware: dict | None = None) -> SimpleNamespace:
-    registry, _model_metrics, log_gauges = metrics_registry(state=lambda: None, sampler=sampler)
+    registry, model_metrics, log_gauges = metrics_registry(state=lambda: None, sampler=sampler)
 
     class Store:
         async def last_seq(self) -> int:
@@ -35,7 +35,8 @@ def make_deps(sampler: PerformanceSampler, hardware: dict | None = None) -> Simp
 
     return SimpleNamespace(
         registry=registry, log_gauges=log_gauges, runner=SimpleNamespace(applied_seq=0),
-        store=Store(), db_path="/nonexistent/events.db", sampler=sampler, hardware=hardware,
+        model_metrics=model_metrics, state=lambda: None, store=Store(),
+        db_path="/nonexistent/events.db", sampler=sampler, hardware=hardware,
     )  # fmt: skip
 
 

@@ -184,6 +184,11 @@ async def test_activity_metrics_and_queue_view_on_the_real_service(
     assert value("llamaswap_es_queue_wait_seconds_count", model="a") == 2
     assert value("llamaswap_es_swap_duration_seconds_count", model="b") == 1
     assert value("llamaswap_es_model_loads_total", model="a") == 1
+    # Nothing crashed or failed to start, and each model says so with a 0 (not a missing
+    # series), so that `increase()` and the alert rules see the first crash too.
+    for model in ("a", "b"):
+        assert value("llamaswap_es_model_crashes_total", model=model) == 0
+        assert value("llamaswap_es_model_start_failures_total", model=model) == 0
     assert value("llamaswap_es_model_state", model="b", state="ready") == 1
     assert value("llamaswap_es_model_state", model="a", state="stopped") == 1
     assert value("llamaswap_es_projection_lag_events") == 0
