@@ -495,6 +495,15 @@ class LlamaSwapEsSettings(GoStruct):
     idle_model: GoStr = Field("", alias="idleModel")
     """A model (id or alias) loaded when a TTL unload leaves the GPU idle; "" = off. Resolved
     to its real id by the loader's normalisation."""
+    start_backoff_seconds: GoInt = Field(
+        2, alias="startBackoffSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
+    """After a failed start the model is not started again for this long, doubling with each
+    failure in a row; 0 = off (llama-swap's: start again for every request)."""
+    start_backoff_max_seconds: GoInt = Field(
+        60, alias="startBackoffMaxSeconds", json_schema_extra=_NOT_NEGATIVE
+    )
+    """Where the doubling stops (at least startBackoffSeconds; unset, raised to it)."""
     max_request_body_mb: GoInt = Field(32, alias="maxRequestBodyMB", json_schema_extra=_POSITIVE)
     """Largest request body accepted, in MB."""
     shutdown_timeout_seconds: GoInt = Field(
@@ -575,11 +584,25 @@ class LlamaSwapEsSettings(GoStruct):
             "queueTimeoutSeconds": self.queue_timeout_seconds,
             "minResidentSeconds": self.min_resident_seconds,
             "shutdownTimeoutSeconds": self.shutdown_timeout_seconds,
+            "startBackoffSeconds": self.start_backoff_seconds,
+            "startBackoffMaxSeconds": self.start_backoff_max_seconds,
         }
         for key, value in non_negative.items():
             if value < 0:
                 raise fatal_error(f"{OUR_SECTION}.{key}: must be >= 0, got {value}")
+        self._check_backoff()
         return self
+
+    def _check_backoff(self) -> None:
+        """The cap must not be below the first window; left unset, it grows to fit it."""
+        first, cap = self.start_backoff_seconds, self.start_backoff_max_seconds
+        if "start_backoff_max_seconds" not in self.model_fields_set:
+            self.start_backoff_max_seconds = max(cap, first)
+        elif first > 0 and cap < first:
+            raise fatal_error(
+                f"{OUR_SECTION}.startBackoffMaxSeconds: must be >= startBackoffSeconds "
+                f"({first}), got {cap}"
+            )
 
 
 # ------------------------------------------------------------------------------------------

@@ -154,6 +154,12 @@ class SchedulerConfig:
     idle_model: str = ""
     """Ours (`idleModel`): the model loaded when a TTL unload leaves every process stopped and
     nothing waiting (see `core.reducer`); "" = off. A real id, never an alias."""
+    start_backoff_ms: int = 0
+    """Ours: after a failed start, the model is not started again for this long (doubling with
+    each failure in a row, up to `start_backoff_max_ms`); requests meanwhile are answered at
+    once with the failure. 0 = off (llama-swap starts it again for every request)."""
+    start_backoff_max_ms: int = 0
+    """The longest backoff window (the doubling stops here); at least `start_backoff_ms`."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +171,8 @@ class SchedulerConfig:
             "shutdown_grace_ms": self.shutdown_grace_ms,
             "queue_timeout_ms": self.queue_timeout_ms,
             "idle_model": self.idle_model,
+            "start_backoff_ms": self.start_backoff_ms,
+            "start_backoff_max_ms": self.start_backoff_max_ms,
         }
 
     @classmethod
@@ -178,4 +186,7 @@ class SchedulerConfig:
             shutdown_grace_ms=data["shutdown_grace_ms"],
             queue_timeout_ms=data.get("queue_timeout_ms", 0),  # absent in older logs
             idle_model=data.get("idle_model", ""),  # absent in older logs
+            # absent in older logs: off, so they replay as they were decided
+            start_backoff_ms=data.get("start_backoff_ms", 0),
+            start_backoff_max_ms=data.get("start_backoff_max_ms", 0),
         )

@@ -124,6 +124,8 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
         min_resident_ms=ours.min_resident_seconds * 1000,
         shutdown_grace_ms=ours.shutdown_timeout_seconds * 1000,
         idle_model=ours.idle_model,  # a real id: normalisation resolved and checked it
+        start_backoff_ms=ours.start_backoff_seconds * 1000,
+        start_backoff_max_ms=ours.start_backoff_max_seconds * 1000,
     )
 
 

@@ -21,6 +21,7 @@ from llamaswap_es.core.effects import (
 )
 from llamaswap_es.core.eviction import build_planner
 from llamaswap_es.core.policies import policy_named
+from llamaswap_es.core.start_backoff import forget_failures
 from llamaswap_es.core.state import (
     EVICTING,
     QUEUED,
@@ -78,6 +79,7 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
         elif proc.retired or schedule.fingerprint != proc.schedule.fingerprint:
             proc.retired = False
             proc.schedule = schedule
+            forget_failures(proc)  # a changed command deserves a fresh start at once
             restart.add(model_id)
         else:
             ttl_changed = schedule.ttl_ms != proc.schedule.ttl_ms
@@ -222,6 +224,7 @@ def unload(st: SchedulerState, event: UnloadRequested, out: Out) -> None:
     pending = False
     for model_id in targets:
         proc = st.models[model_id]
+        forget_failures(proc)  # an operator's unload: the next request tries it at once
         grace = proc.schedule.unload_timeout_ms if event.grace_ms is None else event.grace_ms
         stop_process(st, proc, "unload", grace, out)
         if proc.state == STOPPING:
@@ -264,6 +267,7 @@ def new_boot(st: SchedulerState) -> None:
         proc = st.models[model_id]
         proc.in_flight = 0
         proc.reserved = 0
+        forget_failures(proc)  # a restart is a fresh try (often after fixing what failed)
         if proc.state in RUNNING_STATES:
             proc.state = STOPPED
         if proc.retired:

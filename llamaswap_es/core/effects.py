@@ -195,12 +195,31 @@ def grant(st: SchedulerState, req: Request, out: Out) -> None:
     out.append(Dispatch(request_id=req.request_id, model=req.model, instance=proc.instance))
 
 
-def fail(st: SchedulerState, req: Request, status: int, code: str, message: str, out: Out) -> None:
+def fail(
+    st: SchedulerState,
+    req: Request,
+    status: int,
+    code: str,
+    message: str,
+    out: Out,
+    *,
+    retry_after_ms: int | None = None,
+    permanent: bool = False,
+) -> None:
     """Answer a waiting request with an error and release its slot (loads end silently)."""
     cancel_queue_timeout(st, req, out)
     end_request(st, req, st.models[req.model])
     if not req.is_load:
-        out.append(Reject(request_id=req.request_id, status=status, code=code, message=message))
+        out.append(
+            Reject(
+                request_id=req.request_id,
+                status=status,
+                code=code,
+                message=message,
+                retry_after_ms=retry_after_ms,
+                permanent=permanent,
+            )
+        )
 
 
 def end_request(st: SchedulerState, req: Request, proc: ModelProc) -> None:

@@ -6,7 +6,8 @@
 * reservations add up: reserved = queued + swap waiters + in flight, per model;
 * no model is started while a model it cannot coexist with is starting, ready or stopping;
 * armed timers belong to live instances (queue timers to waiting requests); swaps are in a
-  consistent phase.
+  consistent phase;
+* no model is started inside the backoff window its failed starts opened (`start_backoff`).
 Each failure is an AssertionError that names the model or request and the numbers involved.
 """
 
@@ -137,6 +138,13 @@ def _check_starts(st: SchedulerState, starts: list[StartProcess]) -> None:
     """
     if not starts or st.policy is None:
         return
+    backoff_on = st.config is not None and st.config.start_backoff_ms > 0
+    for start in starts:
+        failed = st.models[start.model].failed_starts
+        assert not backoff_on or failed is None or st.now_ms >= failed.retry_at_ms, (
+            f"{start.model} (instance {start.instance}) was started at {st.now_ms}, inside the "
+            f"backoff window of its {failed.count} failed starts (until {failed.retry_at_ms})"
+        )
     planner = st.policy.planner(st)
     started_later = [s.model for s in starts]
     for start in starts:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
-from llamaswap_es.core.effects import Out, fail, grant
+from llamaswap_es.core.effects import Out, grant
 from llamaswap_es.core.eviction import Planner
+from llamaswap_es.core.start_backoff import fail_for_start
 from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Swap
 
 
@@ -48,7 +49,8 @@ class SchedulingPolicy(Protocol):
 
 
 def answer_waiters(st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
-    """Grant every waiter in join order, or fail each with llama-swap's 500 (§3.6)."""
+    """Grant every waiter in join order, or fail each with llama-swap's 500 (§3.6), with the
+    failure's retry hints (`start_backoff`)."""
     requests = st.requests
     for rid in swap.waiters:
         req = requests.get(rid)
@@ -57,7 +59,7 @@ def answer_waiters(st: SchedulerState, swap: Swap, error: str | None, out: Out) 
         if error is None:
             grant(st, req, out)
         else:
-            fail(st, req, 500, "start_failed", f"unspecific error: {error}", out)
+            fail_for_start(st, req, error, out)
 
 
 def _registry() -> dict[str, SchedulingPolicy]:

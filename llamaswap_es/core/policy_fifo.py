@@ -30,6 +30,7 @@ from llamaswap_es.core.effects import (
 )
 from llamaswap_es.core.eviction import Planner
 from llamaswap_es.core.policies import answer_waiters
+from llamaswap_es.core.start_backoff import refuse_while_backing_off
 from llamaswap_es.core.state import QUEUED, READY, WAITING, ModelProc, Request, SchedulerState, Swap
 from llamaswap_es.core.swaps import start_swap
 
@@ -106,6 +107,8 @@ class FifoPolicy:
             swap.waiters.append(req.request_id)
             req.phase = WAITING
             cancel_queue_timeout(st, req, out)  # a load under way for it is not given up
+            return True
+        if refuse_while_backing_off(st, req, out):  # ours: its last start failed just now
             return True
         running = running_for(st, model)
         plan = plan_eviction(st, model, running)

@@ -16,6 +16,7 @@ from typing import ClassVar
 from llamaswap_es.core.effects import Out, grant, plan_eviction, running_for, young_victims
 from llamaswap_es.core.eviction import EveryOtherEviction, Planner
 from llamaswap_es.core.policies import answer_waiters
+from llamaswap_es.core.start_backoff import backing_off, refuse_while_backing_off
 from llamaswap_es.core.state import QUEUED, READY, ModelProc, Request, SchedulerState, Swap
 from llamaswap_es.core.swaps import start_swap
 
@@ -33,6 +34,8 @@ class SerialPolicy:
         return (req.arrival,)
 
     def place(self, st: SchedulerState, req: Request, out: Out) -> None:
+        if refuse_while_backing_off(st, req, out):  # ours: answered at once, never queued
+            return
         st.queue.append(req.request_id)
         req.phase = QUEUED
         st.queue_changes += 1
@@ -50,6 +53,11 @@ class SerialPolicy:
         while st.queue and not st.swaps and st.in_flight_total == 0:
             rid = st.queue[0]
             req = st.requests[rid]
+            if backing_off(st, st.models[req.model]) is not None:  # queued before it failed
+                st.queue.pop(0)
+                st.queue_changes += 1
+                refuse_while_backing_off(st, req, out)
+                continue
             model = req.model
             running = running_for(st, model)
             plan = plan_eviction(st, model, running)

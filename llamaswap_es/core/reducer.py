@@ -35,6 +35,7 @@ from llamaswap_es.core.effects import (
     remove_waiting,
     stop_process,
 )
+from llamaswap_es.core.start_backoff import forget_failures, record_failure
 from llamaswap_es.core.state import (
     DISPATCHED,
     FAILED,
@@ -80,7 +81,9 @@ replay can tell an intended change from a bug (snapshots of another version are 
 core-2: per-request TTL overrides and the queue timeout (new state fields in snapshots; a log
 without them decides as under core-1).
 core-3: a reload keeps the waiters of a model it changed (they go back to the queue and are
-served by the new instance) instead of failing them."""
+served by the new instance) instead of failing them. Failed starts are recorded per model with a
+backoff (`core.start_backoff`: a new state field in snapshots, retry hints in Reject); a log
+whose configs predate the backoff settings decides as without it, and its snapshots restore."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -134,6 +137,7 @@ def _on_load(st: SchedulerState, env: Envelope, out: Out) -> None:
     proc = st.models.get(ev.model)
     if st.shutting_down or proc is None or proc.retired or st.config is None:
         return
+    forget_failures(proc)  # an operator asks for it: try at once, whatever failed before
     if proc.reserved >= proc.schedule.concurrency_limit:
         return
     req = Request(f"load:{env.seq}", ev.model, env.seq, env.ts_ms, proc.schedule.priority, True)
@@ -219,6 +223,7 @@ def _on_ready(st: SchedulerState, env: Envelope, out: Out) -> None:
     proc = _current(st, ev.model, ev.instance)
     if proc is None or proc.state != STARTING:  # e.g. ready just before our stop reached it
         return
+    forget_failures(proc)
     mark_ready(st, proc, out)
     swap = st.swaps.get(ev.model)
     if swap is not None and swap.phase == LAUNCHING:
@@ -228,8 +233,12 @@ def _on_ready(st: SchedulerState, env: Envelope, out: Out) -> None:
 def _on_start_failed(st: SchedulerState, env: Envelope, out: Out) -> None:
     ev: ProcessStartFailed = env.body  # type: ignore[assignment]
     proc = _current(st, ev.model, ev.instance)
-    if proc is not None:
-        _went_down(st, proc, ev.error, out)
+    if proc is None:
+        return
+    error = ev.error
+    if proc.state == STARTING:  # not one a stop (reload, unload, eviction) had already ended
+        error = record_failure(st, proc, ev)
+    _went_down(st, proc, error, out)
 
 
 def _on_stopped(st: SchedulerState, env: Envelope, out: Out) -> None:
@@ -405,6 +414,7 @@ def _on_adopted(st: SchedulerState, env: Envelope, out: Out) -> None:
     if proc is None or proc.retired or proc.state not in (STOPPED, FAILED):
         return
     proc.instance = ev.instance
+    forget_failures(proc)
     mark_ready(st, proc, out)
     st.policy.wake(st, out)
 

@@ -9,6 +9,7 @@ swaps by their creation seq), so a restored state decides exactly like the origi
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from llamaswap_es.config.schedule import ModelSchedule, SchedulerConfig
@@ -39,10 +40,40 @@ LAUNCHING = "launching"
 """The target was started (or was already starting): waiting for ProcessReady/StartFailed."""
 
 
+@dataclass(frozen=True, slots=True)
+class FailedStarts:
+    """A model's run of failed starts in a row (ours, see `core.start_backoff`).
+
+    Kept until a start succeeds, the model's config changes, or an operator loads or unloads it.
+    """
+
+    count: int
+    """Failed starts in a row."""
+    detail: str
+    """The last failure as the client is told it: llama-swap's text, the exit status and the
+    tail of the model's own output."""
+    kind: str
+    """The last failure's `ProcessStartFailed.kind`."""
+    permanent: bool
+    """It will not pass by itself: clients are told not to retry."""
+    retry_at_ms: int
+    """No new start before this time (the end of the backoff window)."""
+    instance: int
+    """The instance whose start failed last (its waiters get this failure's retry hints)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FailedStarts:
+        return cls(**data)
+
+
 class ModelProc:
     """One model's process as the reducer knows it, with its request accounting."""
 
     __slots__ = (
+        "failed_starts",
         "in_flight",
         "instance",
         "last_used_ms",
@@ -76,6 +107,8 @@ class ModelProc:
         self.stop_reason = ""
         """Why the last stop was issued (StopProcess.reason; an unload overrides a TTL stop
         under way). Read when that stop completes: only a TTL stop loads the idle model."""
+        self.failed_starts: FailedStarts | None = None
+        """Its failed starts in a row, and the backoff they earned; None after a success."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +123,7 @@ class ModelProc:
             "retired": self.retired,
             "ttl_override_ms": self.ttl_override_ms,
             "stop_reason": self.stop_reason,
+            "failed_starts": None if self.failed_starts is None else self.failed_starts.to_dict(),
         }
 
     @classmethod
@@ -100,6 +134,8 @@ class ModelProc:
         proc.retired = data["retired"]
         proc.ttl_override_ms = data["ttl_override_ms"]
         proc.stop_reason = data.get("stop_reason", "")  # absent in snapshots before idleModel
+        failed = data.get("failed_starts")
+        proc.failed_starts = None if failed is None else FailedStarts.from_dict(failed)
         return proc
 
 

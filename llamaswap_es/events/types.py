@@ -247,6 +247,33 @@ class ProcessStartFailed(Event):
     model: str
     instance: int
     error: str
+    """llama-swap's text for the failure ("upstream command exited prematurely", "failed to start
+    command '…': …", "health check timed out after 2m0s" …)."""
+    kind: str = ""
+    """What went wrong, one of the `START_*` kinds below; the reducer decides from it whether the
+    failure is permanent (the client should not retry). "" in logs written before it existed."""
+    exit_code: int | None = None
+    signal: int | None = None
+    """How the process ended when it exited while starting (`kind` "exited")."""
+    output_tail: str = ""
+    """The last lines of the model's own output (bounded, see runtime.output_tail): why it
+    failed, in its own words ("model file not found")."""
+
+
+START_COMMAND = "command"
+"""`ProcessStartFailed.kind`: the command cannot be run as configured (binary not found, not
+executable, an unparsable `cmd`, no `proxy`). Permanent: it fails the same way until fixed."""
+START_SPAWN = "spawn"
+"""The OS refused the spawn for a reason that may pass (out of processes or memory)."""
+START_EXITED = "exited"
+"""The process exited before it was healthy. Permanent when it happens twice in a row with the
+same exit status and output (a missing model file, a bad flag)."""
+START_TIMEOUT = "timeout"
+"""The health check timed out (a slow load may succeed next time)."""
+START_PORT = "port"
+"""Its port was held by another process."""
+START_INTERNAL = "internal"
+"""Our own failure (a bug)."""
 
 
 @_frozen
@@ -259,6 +286,8 @@ class ProcessExited(Event):
     pid: int | None = None
     exit_code: int | None = None
     signal: int | None = None
+    output_tail: str = ""
+    """The last lines of its own output before it died (bounded, see runtime.output_tail)."""
 
 
 @_frozen
@@ -417,8 +446,13 @@ class Reject(Decision):
     status: int
     code: str
     """Short machine-readable reason: model_not_found, rate_limited, start_failed, model_unloaded,
-    shutting_down, abandoned, queue_timeout …"""
+    shutting_down, abandoned, queue_timeout, start_backoff …"""
     message: str
+    retry_after_ms: int | None = None
+    """When trying again may help (ms from now; the HTTP `Retry-After`); None: no hint."""
+    permanent: bool = False
+    """The cause will not pass by itself (a binary not found, a start that fails the same way
+    twice): clients are told not to retry (`x-should-retry: false`)."""
 
 
 @_frozen

@@ -256,6 +256,26 @@ def _reject(body: Reject, cause: Envelope, st: SchedulerState) -> list[str]:
         return [head, f"The configuration in force has no such model (models: {known})."]
     if body.code == "start_failed" and req is not None:
         return [head, f"The swap to {req.model} that it waited for failed to start its process."]
+    if body.code == "start_backoff":
+        model = req.model if req is not None else getattr(cause.body, "model", None)
+        proc = st.models.get(model) if model else None
+        failed = proc.failed_starts if proc is not None else None
+        if failed is not None and st.config is not None:
+            times = "once" if failed.count == 1 else f"{failed.count} times in a row"
+            lines = [
+                head,
+                f"Model {model} had failed to start ({times}); the start backoff "
+                f"(startBackoffSeconds: {st.config.start_backoff_ms // 1000}, doubling up to "
+                f"{st.config.start_backoff_max_ms // 1000}) left it alone until "
+                f"{local_time(failed.retry_at_ms)}, so the request was answered without "
+                "starting it.",
+            ]
+            if failed.permanent:
+                lines.append(
+                    "That failure is permanent (a command that cannot run, or the same exit and "
+                    "output twice in a row), so the client was told not to retry."
+                )
+            return lines
     if body.code == "shutting_down":
         return [head, "The server had begun shutting down, so nothing new is admitted."]
     if body.code == "queue_timeout" and req is not None and st.config is not None:

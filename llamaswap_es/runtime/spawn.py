@@ -6,6 +6,7 @@ children the same way, so the way lives here, once.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 
@@ -40,4 +41,31 @@ def spawn(argv: list[str], spec: ProcessSpec, env: dict[str, str]) -> subprocess
     )
 
 
-__all__ = ["spawn", "spawn_env"]
+_CANNOT_RUN = {
+    errno.ENOENT: "not found",
+    errno.EACCES: "permission denied (is it executable?)",
+    errno.EPERM: "not permitted",
+    errno.ENOEXEC: "not an executable (a script without a #! line?)",
+    errno.ENOTDIR: "a part of its path is not a directory",
+    errno.EISDIR: "is a directory",
+    errno.ELOOP: "too many symbolic links",
+    errno.ENAMETOOLONG: "its path is too long",
+}
+"""errno of a spawn that fails the same way until the command is fixed (permanent)."""
+
+
+def spawn_error(exc: BaseException, argv: list[str], cwd: str | None) -> tuple[str, bool]:
+    """llama-swap's "failed to start command '…': …" for a spawn that raised, naming what could
+    not be run (the binary or the working directory), and whether it is permanent."""
+    command = " ".join(argv)
+    if isinstance(exc, OSError) and exc.errno in _CANNOT_RUN:
+        filename = exc.filename if exc.filename is not None else argv[0]
+        what = "working directory" if cwd is not None and filename == cwd else "binary"
+        reason = f"{what} {str(filename)!r}: {_CANNOT_RUN[exc.errno]}"
+        return f"failed to start command '{command}': {reason}", True
+    if isinstance(exc, ValueError | subprocess.SubprocessError):  # e.g. a NUL byte in an arg
+        return f"failed to start command '{command}': {exc}", True
+    return f"failed to start command '{command}': {exc}", False
+
+
+__all__ = ["spawn", "spawn_env", "spawn_error"]

@@ -4,10 +4,11 @@ One task per instance owns every transition, so a stop that lands mid-start, a c
 health timeout can never race each other: the task sees whichever happened first and settles it.
 Every outcome is reported as one event (spec/core.md §1.3-1.6, ARCHITECTURE §6 and §9):
 
-* spawn error, early exit, health timeout -> `ProcessStartFailed` (group already cleaned up);
+* spawn error, early exit, health timeout -> `ProcessStartFailed` (group already cleaned up),
+  with its kind, the exit status and the tail of the model's own output (`output_tail`);
 * healthy -> `ProcessReady`; later exit nobody asked for -> rest of the group killed,
-  `ProcessExited`; while ready, enough health probes in a row unanswered -> `ProcessHung`, once
-  (the reducer then sends the stop; `hang_watch`);
+  `ProcessExited` (with its output tail); while ready, enough health probes in a row
+  unanswered -> `ProcessHung`, once (the reducer then sends the stop; `hang_watch`);
 * stop requested (at any point, also before the spawn) -> `ProcessStopped` only, once the whole
   group is gone and reaped.
 
@@ -25,8 +26,15 @@ from typing import Literal
 
 import aiohttp
 
+from llamaswap_es.core.start_backoff import describe_exit
 from llamaswap_es.errors import ProcessError
 from llamaswap_es.events.types import (
+    START_COMMAND,
+    START_EXITED,
+    START_INTERNAL,
+    START_PORT,
+    START_SPAWN,
+    START_TIMEOUT,
     Event,
     ProcessExited,
     ProcessHung,
@@ -41,11 +49,12 @@ from llamaswap_es.runtime.hang_watch import HangDetection, HangVerdict, watch_fo
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.orphans import process_started_at_ms
 from llamaswap_es.runtime.output_pipe import OutputPipe
+from llamaswap_es.runtime.output_tail import OutputTail
 from llamaswap_es.runtime.port_choice import PortChooser
 from llamaswap_es.runtime.port_guard import port_taken
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.readiness import await_ready, wait_first
-from llamaswap_es.runtime.spawn import spawn, spawn_env
+from llamaswap_es.runtime.spawn import spawn, spawn_env, spawn_error
 from llamaswap_es.runtime.teardown import Teardown
 
 log = logging.getLogger("llamaswap_es.runtime.executor")
@@ -110,6 +119,7 @@ class UpstreamProcess:
         self._clock_ms = clock_ms
         self._hang_detection = hang_detection
         self._pipe = OutputPipe()
+        self._tail = OutputTail()
         self._popen: subprocess.Popen[bytes] | None = None
         self._exited = asyncio.Event()
         self._exit_code: int | None = None
@@ -189,9 +199,16 @@ class UpstreamProcess:
             if self._stop.is_set():
                 self._emit(ProcessStopped(model=self.model, instance=self.instance, forced=True))
             elif self.state == "starting":
-                self._emit(self._start_failed(f"internal error: {exc}"))
+                self._emit(self._start_failed(f"internal error: {exc}", START_INTERNAL))
             else:
-                self._emit(ProcessExited(model=self.model, instance=self.instance, pid=self.pid))
+                self._emit(
+                    ProcessExited(
+                        model=self.model,
+                        instance=self.instance,
+                        pid=self.pid,
+                        output_tail=self._tail.text(),
+                    )
+                )
         finally:
             self.state = "exited"
             await self._end_helpers()
@@ -242,15 +259,14 @@ class UpstreamProcess:
             await self._stop_and_report()
             return
         if outcome == "exited":
-            error = "upstream command exited prematurely"
-            await self._teardown.reap_after_exit()
+            error, kind = "upstream command exited prematurely", START_EXITED
+            await self._teardown.reap_after_exit()  # also reads the rest of its output
         else:
             timeout_s = self.spec.health_check_timeout_ms / 1000
-            error = f"health check timed out after {timeout_s:g}s"
+            error, kind = f"health check timed out after {timeout_s:g}s", START_TIMEOUT
             self._teardown.set_grace(self._tuning.abort_grace_ms)
             await self._teardown.stop(self.spec.cmd_stop)
-        log.warning("start failed model=%s instance=%s error=%r", self.model, self.instance, error)
-        self._emit(self._start_failed(error))
+        self._emit(self._start_failed(error, kind, exited=outcome == "exited"))
         if self._stop.is_set():
             self._emit(ProcessStopped(model=self.model, instance=self.instance))
 
@@ -261,14 +277,16 @@ class UpstreamProcess:
             await self._stop_and_report()
             return
         self.state = "exited"  # at once: address() must not hand out a dead upstream meanwhile
+        await self._teardown.reap_after_exit()  # also reads the rest of its output
+        tail = self._tail.text()
         log.warning(
-            "upstream exited unexpectedly model=%s instance=%s code=%s signal=%s",
+            "upstream exited unexpectedly model=%s instance=%s code=%s signal=%s output_tail=%r",
             self.model,
             self.instance,
             self._exit_code,
             self._exit_signal,
+            tail,
         )
-        await self._teardown.reap_after_exit()
         self._emit(
             ProcessExited(
                 model=self.model,
@@ -276,6 +294,7 @@ class UpstreamProcess:
                 pid=self.pid,
                 exit_code=self._exit_code,
                 signal=self._exit_signal,
+                output_tail=tail,
             )
         )
 
@@ -344,12 +363,12 @@ class UpstreamProcess:
 
     async def _spawn(self) -> bool:
         if not self.spec.proxy.strip():
-            self._emit(self._start_failed("upstream proxy missing"))
+            self._emit(self._start_failed("upstream proxy missing", START_COMMAND))
             return False
         try:
             argv = self.spec.argv()
         except ProcessError as exc:
-            self._emit(self._start_failed(str(exc)))
+            self._emit(self._start_failed(str(exc), START_COMMAND))
             return False
         moved_from = None
         if not self.spec.skips_health_check:
@@ -358,12 +377,13 @@ class UpstreamProcess:
                 moved_from, taken = self.spec.port, await self._move_port(taken)
                 argv = self.spec.argv() if taken is None else argv
             if taken:
-                self._emit(self._start_failed(taken))
+                self._emit(self._start_failed(taken, START_PORT))
                 return False
         try:
             popen = spawn(argv, self.spec, spawn_env(self.spec, self._tag))
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            self._emit(self._start_failed(f"failed to start command '{' '.join(argv)}': {exc}"))
+            error, permanent = spawn_error(exc, argv, self.spec.cwd)
+            self._emit(self._start_failed(error, START_COMMAND if permanent else START_SPAWN))
             return False
         self._popen = popen
         self._teardown.track(popen.pid, popen.pid, own_child=True)
@@ -402,6 +422,7 @@ class UpstreamProcess:
         return None
 
     def _write_output(self, text: str) -> None:
+        self._tail.write(text)
         self._logs.write_upstream(self.model, text)
 
     async def _watch_child_exit(self, popen: subprocess.Popen[bytes], pidfd: int | None) -> None:
@@ -442,8 +463,28 @@ class UpstreamProcess:
         self._helpers.add(task)
         task.add_done_callback(self._helpers.discard)
 
-    def _start_failed(self, error: str) -> ProcessStartFailed:
-        return ProcessStartFailed(model=self.model, instance=self.instance, error=error)
+    def _start_failed(self, error: str, kind: str, *, exited: bool = False) -> ProcessStartFailed:
+        """The failure event, with the exit status (when it exited) and the output tail; logged
+        here once, as one line, so the server's log says why without the model's log."""
+        event = ProcessStartFailed(
+            model=self.model,
+            instance=self.instance,
+            error=error,
+            kind=kind,
+            exit_code=self._exit_code if exited else None,
+            signal=self._exit_signal if exited else None,
+            output_tail=self._tail.text(),
+        )
+        log.warning(
+            "start failed model=%s instance=%s kind=%s error=%r exit=%r output_tail=%r",
+            self.model,
+            self.instance,
+            kind,
+            error,
+            describe_exit(event.exit_code, event.signal),
+            event.output_tail,
+        )
+        return event
 
     def _emit(self, event: Event) -> None:
         try:

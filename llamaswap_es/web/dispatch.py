@@ -277,11 +277,26 @@ async def _answer_reject(
     if reject.code == QUEUE_TIMEOUT_CODE:
         headers = {"Retry-After": str(retry_after_s)}
         return error_response(request, reject.status, reject.message, code=ours, headers=headers)
-    return error_response(request, reject.status, reject.message)
+    headers = retry_headers(reject)
+    return error_response(request, reject.status, reject.message, code=ours, headers=headers)
+
+
+def retry_headers(reject: Reject) -> dict[str, str] | None:
+    """What a client (and the openai/anthropic SDKs) should do about a failed start:
+    `Retry-After` (whole seconds, rounded up) until the model may be started again, and
+    `x-should-retry: false` when the cause will not pass by itself, which both SDKs obey
+    instead of retrying a 5xx."""
+    headers = {}
+    if reject.retry_after_ms is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(reject.retry_after_ms / 1000)))
+    if reject.permanent:
+        headers["x-should-retry"] = "false"
+    return headers or None
 
 
 QUEUE_TIMEOUT_CODE = "queue_timeout"
-OWN_ERROR_CODES = frozenset({QUEUE_TIMEOUT_CODE})
+START_BACKOFF_CODE = "start_backoff"
+OWN_ERROR_CODES = frozenset({QUEUE_TIMEOUT_CODE, START_BACKOFF_CODE})
 """Reject codes of ours (llama-swap has no such error) that go into the envelope's `code`."""
 
 

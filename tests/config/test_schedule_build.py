@@ -45,6 +45,28 @@ def test_a_schedule_logged_before_the_queue_timeout_existed_still_reads(load_yam
     assert SchedulerConfig.from_dict(old).queue_timeout_ms == 0
 
 
+def test_start_backoff_is_on_by_default_and_reaches_the_scheduler(load_yaml) -> None:
+    schedule = build_schedule(load_yaml(BASE))
+    assert (schedule.start_backoff_ms, schedule.start_backoff_max_ms) == (2_000, 60_000)
+    text = BASE.replace(
+        "minResidentSeconds: 3\n", "minResidentSeconds: 3\n  startBackoffSeconds: 0\n"
+    )
+    assert build_schedule(load_yaml(text)).start_backoff_ms == 0  # off: llama-swap's behaviour
+    text = BASE.replace(
+        "minResidentSeconds: 3\n", "minResidentSeconds: 3\n  startBackoffSeconds: 90\n"
+    )
+    schedule = build_schedule(load_yaml(text))
+    assert (schedule.start_backoff_ms, schedule.start_backoff_max_ms) == (90_000, 90_000)
+    assert SchedulerConfig.from_dict(schedule.to_dict()) == schedule
+
+
+def test_a_schedule_logged_before_the_start_backoff_existed_reads_as_off(load_yaml) -> None:
+    old = build_schedule(load_yaml(BASE)).to_dict()
+    del old["start_backoff_ms"], old["start_backoff_max_ms"]
+    restored = SchedulerConfig.from_dict(old)
+    assert (restored.start_backoff_ms, restored.start_backoff_max_ms) == (0, 0)
+
+
 def test_idle_model_reaches_the_scheduler_as_a_real_id(load_yaml) -> None:
     assert build_schedule(load_yaml(BASE)).idle_model == ""  # off unless asked for
     text = BASE.replace("minResidentSeconds: 3\n", "minResidentSeconds: 3\n  idleModel: bee\n")

@@ -582,6 +582,20 @@ CASES = [
         None,
     ),
     (
+        "ours-negative-start-backoff",
+        "llamaswap-es:\n  startBackoffSeconds: -2\n",
+        {},
+        "llamaswap-es.startBackoffSeconds: must be >= 0, got -2",
+        None,
+    ),
+    (
+        "ours-start-backoff-cap-below-first",
+        "llamaswap-es:\n  startBackoffSeconds: 10\n  startBackoffMaxSeconds: 5\n",
+        {},
+        "llamaswap-es.startBackoffMaxSeconds: must be >= startBackoffSeconds (10), got 5",
+        None,
+    ),
+    (
         "ours-idle-model-unknown",
         M + "llamaswap-es:\n  idleModel: ghost\n",
         {},

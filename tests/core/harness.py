@@ -7,7 +7,8 @@ Steps are written as llama-swap's scenario lines (spec/core.md §9), translated 
     cancel r1         RequestCancelled           abandon r1   RequestAbandoned
     load A            LoadRequested              ready A      ProcessReady (current instance)
     stopped A         ProcessStopped (current)   exit A       ProcessExited (current)
-    fail A <error>    ProcessStartFailed         timer <id>   TimerFired
+    fail A [<error>] [kind=K] [exit=N] [signal=N] [out=words_with_underscores]
+                      ProcessStartFailed         timer <id>   TimerFired
     hung A [N]        ProcessHung (current instance, or instance N)
     unload [A B] [grace=N]                       shutdown [N]
     reload <name>     ConfigApplied with the named config of the run
@@ -106,7 +107,10 @@ def render(decision: Decision) -> str:
     if isinstance(decision, Dispatch):
         return f"dispatch {decision.request_id} {decision.model}#{decision.instance}"
     if isinstance(decision, Reject):
-        return f"reject {decision.request_id} {decision.status} {decision.code}"
+        line = f"reject {decision.request_id} {decision.status} {decision.code}"
+        if decision.retry_after_ms is not None:
+            line += f" retry={decision.retry_after_ms}"
+        return line + (" permanent" if decision.permanent else "")
     if isinstance(decision, SwapPlanned):
         return f"plan {decision.model} [{','.join(decision.evict)}]"
     if isinstance(decision, StartProcess):
@@ -185,8 +189,17 @@ class Run:
         if verb == "exit":
             return ProcessExited(model=args[0], instance=self.instance(args[0]), exit_code=1)
         if verb == "fail":
-            error = " ".join(args[1:]) or "health check timed out after 120s"
-            return ProcessStartFailed(model=args[0], instance=self.instance(args[0]), error=error)
+            fields = dict(a.split("=", 1) for a in args[1:] if "=" in a)
+            error = " ".join(a for a in args[1:] if "=" not in a)
+            return ProcessStartFailed(
+                model=args[0],
+                instance=self.instance(args[0]),
+                error=error or "health check timed out after 120s",
+                kind=fields.get("kind", ""),
+                exit_code=int(fields["exit"]) if "exit" in fields else None,
+                signal=int(fields["signal"]) if "signal" in fields else None,
+                output_tail=fields.get("out", "").replace("_", " "),
+            )
         if verb == "hung":
             instance = int(args[1]) if len(args) > 1 else self.instance(args[0])
             return ProcessHung(model=args[0], instance=instance, failures=3, error=HUNG_ERROR)

@@ -6,6 +6,8 @@ identical decisions, and a snapshot taken halfway plus the tail gives the same d
 same final digest as the full run. Process events respect what an executor could report: ready
 or start-failed for a starting instance, stopped for a stopping one, a crash or a hang for a
 ready one, plus the odd stale event from an older instance; timers fire at or after their time.
+Failed starts come in every kind (a command that cannot run, an exit with one of two outputs, a
+timeout), so the start backoff opens, grows, expires and is reset along the way.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ CONFIGS = {
         ],
         _schedules(),
         idle_model="C",
+        start_backoff_ms=700,
+        start_backoff_max_ms=2000,
     ),
     "matrix": replace(
         matrix_config(
@@ -57,6 +61,8 @@ CONFIGS = {
         ),
         models=_schedules(),
         idle_model="B",
+        start_backoff_ms=1000,
+        start_backoff_max_ms=1000,
     ),
     "serial": classic(*MODELS, schedules=_schedules(), policy="serial", idle_model="B"),
     "bounded": classic(
@@ -65,6 +71,17 @@ CONFIGS = {
         starvation_bound_ms=3000,
         min_resident_ms=2000,
         queue_timeout_ms=2500,
+    ),
+    "backoff": classic(
+        *MODELS, schedules=_schedules(), start_backoff_ms=1000, start_backoff_max_ms=4000
+    ),
+    "serial_backoff": classic(
+        *MODELS,
+        schedules=_schedules(),
+        policy="serial",
+        start_backoff_ms=500,
+        start_backoff_max_ms=8000,
+        queue_timeout_ms=3000,
     ),
 }
 
@@ -78,7 +95,25 @@ def _variants(base):
         "same": base,
         "changed": replace(base, models=changed),
         "policy": replace(base, policy=other_policy),
+        "backoff": replace(
+            base,
+            start_backoff_ms=0 if base.start_backoff_ms else 1500,
+            start_backoff_max_ms=0 if base.start_backoff_ms else 3000,
+        ),
     }
+
+
+FAILURES = (
+    "ready",
+    "kind=exited exit=1 out=no_model_file",
+    "kind=exited exit=1 out=out_of_memory",
+    "kind=exited signal=9",
+    "kind=command",
+    "kind=command",
+    "kind=timeout",
+    "",
+)
+"""Outcomes of a start: ready (weighted up), or a failure of each kind the executor reports."""
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -100,6 +135,9 @@ class SchedulerMachine(RuleBasedStateMachine):
     def _procs(self, *states: str) -> list[str]:
         return sorted(m for m, p in self.run.state.models.items() if p.state in states)
 
+    def _failed(self) -> list[str]:
+        return sorted(m for m, p in self.run.state.models.items() if p.failed_starts is not None)
+
     def _requests(self, dispatched: bool) -> list[str]:
         return sorted(
             r
@@ -117,6 +155,15 @@ class SchedulerMachine(RuleBasedStateMachine):
     def request(self, model: str, advance: int, ttl: str) -> None:
         self.next_id += 1
         self.run.step(f"@{self._at(advance)} req r{self.next_id} {model}{ttl}")
+
+    @precondition(lambda self: self._failed())
+    @rule(data=st.data(), advance=st.integers(0, 2500))
+    def retry_failed_model(self, data, advance: int) -> None:
+        """A client that keeps asking for a model whose start failed (inside or after its
+        backoff window)."""
+        model = data.draw(st.sampled_from(self._failed()))
+        self.next_id += 1
+        self.run.step(f"@{self._at(advance)} req r{self.next_id} {model}")
 
     @precondition(lambda self: self._requests(dispatched=True))
     @rule(data=st.data(), advance=st.integers(0, 3000))
@@ -138,12 +185,14 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self._procs("starting"))
     @rule(
-        data=st.data(), ok=st.sampled_from((True, True, True, False)), advance=st.integers(0, 4000)
+        data=st.data(),
+        outcome=st.sampled_from(FAILURES[:1] * 3 + FAILURES),
+        advance=st.integers(0, 4000),
     )
-    def start_result(self, data, ok: bool, advance: int) -> None:
+    def start_result(self, data, outcome: str, advance: int) -> None:
         model = data.draw(st.sampled_from(self._procs("starting")))
-        verb = "ready" if ok else "fail"
-        self.run.step(f"@{self._at(advance)} {verb} {model}")
+        step = f"ready {model}" if outcome == "ready" else f"fail {model} {outcome}".rstrip()
+        self.run.step(f"@{self._at(advance)} {step}")
 
     @precondition(lambda self: self._procs("stopping"))
     @rule(data=st.data(), advance=st.integers(0, 2000))
@@ -194,7 +243,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     def unload(self, names: list[str]) -> None:
         self.run.step("unload " + " ".join(names))
 
-    @rule(variant=st.sampled_from(("same", "changed", "policy")))
+    @rule(variant=st.sampled_from(("same", "changed", "policy", "backoff")))
     def reload(self, variant: str) -> None:
         self.run.step(f"reload {variant}")
 

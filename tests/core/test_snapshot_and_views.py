@@ -59,12 +59,15 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "2e9a019dd00802f6202428cbc16aa12c6e3ea244cd2466c3fdd097e3e0e71e0b"
+PINNED_DIGEST = "536af14092f7aeeee1465812277f49b28833db0942cd57eef62565bedf65e297"
 """Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
 `idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
 was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
 before, so core-2 snapshots and logs still replay. Changed again with the bump to core-3 (the
-version is part of what the digest covers)."""
+version is part of what the digest covers), and within core-3, unreleased, for the start
+backoff: `start_backoff_ms`/`start_backoff_max_ms` (config) and `failed_starts` (per model),
+each read as off/None when absent, so core-3 snapshots and logs from before it still restore
+and replay to the same decisions."""
 
 
 def test_a_snapshot_from_before_idle_model_restores() -> None:
@@ -80,7 +83,7 @@ def test_a_snapshot_from_before_idle_model_restores() -> None:
 def test_restore_refuses_another_version_and_damage() -> None:
     data = snapshot(_busy_run().state)
     with pytest.raises(SnapshotError, match="rebuild the state from the log"):
-        restore(data.replace(b'"core-3"', b'"core-1"'))
+        restore(data.replace(REDUCER_VERSION.encode(), b"core-1"))
     with pytest.raises(SnapshotError, match="not valid JSON"):
         restore(b"{")
     with pytest.raises(SnapshotError, match="damaged"):

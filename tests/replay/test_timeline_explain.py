@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from llamaswap_es.events.reader import open_log
 from llamaswap_es.events.types import (
+    ConfigApplied,
     PeerRequestFinished,
+    ProcessStartFailed,
     RequestFinished,
     RequestReceived,
     TimerFired,
@@ -129,3 +132,22 @@ def test_a_ttl_stop_is_explained_with_the_ttl_a_request_set(tmp_path: Path) -> N
     with open_log(tmp_path / "ttl.db") as reader:
         text = explain(reader, reader.last_seq()).text
     assert "ttl of 5000 ms (set by a request's ttl/keep_alive)" in text, text
+
+
+def test_a_start_backoff_answer_is_explained_with_the_window_and_the_failure(
+    tmp_path: Path,
+) -> None:
+    builder = LogBuilder(tmp_path / "backoff.db", models=("a",))
+    backoff = replace(group_config(("a",)), start_backoff_ms=2_000, start_backoff_max_ms=8_000)
+    builder.input(ConfigApplied(config_hash="b", schedule=backoff.to_dict(), reason="reload"))
+    builder.input(RequestReceived(request_id="r1", model="a"))
+    failed = ProcessStartFailed(model="a", instance=1, error="failed to start", kind="command")
+    builder.input(failed)
+    [reject] = builder.input(RequestReceived(request_id="r2", model="a"))
+    builder.close()
+    assert (reject.code, reject.permanent, reject.retry_after_ms) == ("start_backoff", True, 2000)
+    with open_log(tmp_path / "backoff.db") as reader:
+        text = explain(reader, reader.last_seq()).text
+    assert "Request r2 is answered 503 (start_backoff)" in text
+    assert "Model a had failed to start (once); the start backoff (startBackoffSeconds: 2" in text
+    assert "so the client was told not to retry" in text

@@ -62,3 +62,4 @@ async def test_exit_during_a_streamed_request_is_reported_with_its_code(harness:
     assert (exited.exit_code, exited.signal) == (EXIT_DURING_REQUEST_CODE, None)
     assert not group_alive(spawned.pgid)
     assert "exiting during a request" in harness.logs.history("fragile")
+    assert "exiting during a request" in exited.output_tail  # the crash says why, in its event

@@ -57,6 +57,8 @@ async def test_exit_at_start_fails_with_llama_swaps_message(harness: Harness) ->
     failed = await harness.events.expect(ProcessStartFailed)
     assert (failed.model, failed.instance) == ("beta", 3)
     assert failed.error == "upstream command exited prematurely"
+    assert (failed.kind, failed.exit_code, failed.signal) == ("exited", 1, None)
+    assert failed.output_tail.endswith("main: error: failed to load model (--fail-at-start)")
     assert not group_alive(spawned.pgid)
     assert "failed to load model" in harness.logs.history("beta")
 
@@ -64,15 +66,18 @@ async def test_exit_at_start_fails_with_llama_swaps_message(harness: Harness) ->
 async def test_unstartable_commands_fail_without_a_spawn(harness: Harness) -> None:
     harness.executor.start(fake_spec("ghost", free_port(), cmd="/no/such/binary --flag"), 1)
     failed = await harness.events.expect(ProcessStartFailed)
-    assert failed.error.startswith("failed to start command '/no/such/binary --flag': ")
+    assert failed.error == (
+        "failed to start command '/no/such/binary --flag': binary '/no/such/binary': not found"
+    )
+    assert failed.kind == "command"
 
     harness.executor.start(fake_spec("blank", free_port(), cmd="  # nothing\n"), 1)
     failed = await harness.events.expect(ProcessStartFailed)
-    assert failed.error == "model 'blank': empty command in cmd"
+    assert (failed.error, failed.kind) == ("model 'blank': empty command in cmd", "command")
 
     harness.executor.start(fake_spec("nowhere", free_port(), proxy=""), 1)
     failed = await harness.events.expect(ProcessStartFailed)
-    assert failed.error == "upstream proxy missing"
+    assert (failed.error, failed.kind) == ("upstream proxy missing", "command")
     assert not harness.events.of(ProcessSpawned)
 
 
@@ -81,7 +86,12 @@ async def test_health_timeout_fails_the_start_and_kills_the_group(harness: Harne
     harness.executor.start(spec, 1)
     spawned = await harness.events.expect(ProcessSpawned)
     failed = await harness.events.expect(ProcessStartFailed)
-    assert failed.error == "health check timed out after 0.8s"
+    assert (failed.error, failed.kind, failed.exit_code) == (
+        "health check timed out after 0.8s",
+        "timeout",
+        None,
+    )
+    assert "loading" in failed.output_tail  # what it was doing when we gave up
     assert not group_alive(spawned.pgid)
     assert "slow" not in harness.executor.running()
 

@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -319,7 +320,8 @@ def test_reload_config_from_the_models_page(page, server) -> None:
 
 def test_a_model_that_fails_to_start_shows_why(page, tmp_path) -> None:
     # Its own small server: the demo has no failing model. The reason comes from the event log.
-    config = config_text([fake_model("broken", "--fail-at-start"), fake_model("fine")])
+    models = [fake_model("broken", "--fail-at-start"), fake_model("fine")]
+    config = config_text(models, header="llamaswap-es:\n  startBackoffSeconds: 600")
     tag = f"{SESSION_TAG_PREFIX}.ui-failure-{os.getpid()}"
     running = start_server(tmp_path, tag, config)
     try:
@@ -328,11 +330,32 @@ def test_a_model_that_fails_to_start_shows_why(page, tmp_path) -> None:
         row.get_by_role("button", name="Load broken").click()
         failure = row.get_by_test_id("model-failure")
         expect(failure).to_contain_text("start failed:", timeout=15_000)
+        # the exit status and the model's own last line, its whole output tail on hover
+        expect(failure).to_contain_text("(exited with code 1)")
+        expect(failure).to_contain_text("failed to load model (--fail-at-start)")
+        expect(failure).to_have_attribute("title", re.compile(r"failed to load model"))
         expect(row).to_have_attribute("data-state", "stopped")  # llama-swap's name for it
         expect(model_row(page, "fine").get_by_test_id("model-failure")).to_have_count(0)
         screenshot(page, "models-failed")
+        # A request is refused for the backoff window; the user's Load click retries at once.
+        status, text = http(running.url, "/upstream/broken/")
+        assert status == 503 and "not started again for" in text, (status, text)
+        row.get_by_role("button", name="Load broken").click()
+        _wait_for_starts(running.url, "broken", 2)
     finally:
         running.stop(timeout_s=STOP_TIMEOUT_S)
+
+
+def _wait_for_starts(base: str, model: str, count: int, timeout_s: float = 15) -> None:
+    """Until the event log holds `count` StartProcess decisions for `model` (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _, text = http(base, "/api/log/events?type=StartProcess&limit=1000")
+        starts = [e for e in json.loads(text)["events"] if e["payload"]["model"] == model]
+        if len(starts) >= count:
+            return
+        assert time.monotonic() < deadline, f"{model} was started {len(starts)} times, not {count}"
+        time.sleep(0.05)
 
 
 def test_load_test_timeline_separates_load_from_generation(page, server) -> None:

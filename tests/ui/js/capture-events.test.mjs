@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { base64ToText, bodyKind, headerValue, prettyJson, stitchSseChat } from "../../../ui/js/lib/capture.js";
-import { describeEvent, failureText, isDecision, matchesFilter, mergeEvents, queueFromInflight, storyPhases } from "../../../ui/js/lib/event-log.js";
+import { describeEvent, failureOutput, failureText, isDecision, matchesFilter, mergeEvents, queueFromInflight, storyPhases } from "../../../ui/js/lib/event-log.js";
 import { phaseTotals, timelineSegments, trackLoading } from "../../../ui/js/lib/loadtest.js";
 
 const b64 = (s) => Buffer.from(s, "utf8").toString("base64");
@@ -75,6 +75,11 @@ test("a peer request's story reads received, then served by its peer", () => {
 
 test("a failed model's reason reads from its newest failure event", () => {
   assert.equal(failureText({ type: "ProcessStartFailed", payload: { error: "exited with code 1 while starting" } }), "start failed: exited with code 1 while starting");
+  const startFailed = { type: "ProcessStartFailed", payload: { error: "upstream command exited prematurely", exit_code: 1, output_tail: "loading x.gguf\nerror: model file not found\n" } };
+  assert.equal(failureText(startFailed), 'start failed: upstream command exited prematurely (exited with code 1): "error: model file not found"');
+  assert.equal(failureOutput(startFailed), "loading x.gguf\nerror: model file not found\n");
+  assert.equal(failureOutput({ type: "ProcessExited", payload: {} }), "");
+  assert.equal(failureText({ type: "ProcessExited", payload: { exit_code: 3, output_tail: "bye" } }), 'crashed: exited with code 3: "bye"');
   assert.equal(failureText({ type: "ProcessExited", payload: { exit_code: 3 } }), "crashed: exited with code 3");
   assert.equal(failureText({ type: "ProcessExited", payload: { signal: 9 } }), "crashed: killed by signal 9");
   assert.equal(failureText(undefined), "");

@@ -155,16 +155,38 @@ export function storyPhases(events) {
   return phases;
 }
 
-/** Why a model is "failed", in words, from its newest ProcessStartFailed or ProcessExited. */
+/**
+ * Why a model is "failed", in words, from its newest ProcessStartFailed or ProcessExited: the
+ * cause, how the process ended, and the last line of its own output (the whole tail, up to 20
+ * lines, is `failureOutput`).
+ */
 export function failureText(event) {
   if (!event) return "";
   const p = event.payload || {};
-  if (event.type === "ProcessStartFailed") return `start failed: ${p.error || "no reason recorded"}`;
-  if (event.type === "ProcessExited") {
-    const how = p.signal ? `killed by signal ${p.signal}` : `exited with code ${p.exit_code ?? "?"}`;
-    return `crashed: ${how}`;
+  const last = lastLine(p.output_tail);
+  const said = last ? `: "${last}"` : "";
+  if (event.type === "ProcessStartFailed") {
+    const how = exitText(p);
+    return `start failed: ${p.error || "no reason recorded"}${how ? ` (${how})` : ""}${said}`;
   }
+  if (event.type === "ProcessExited") return `crashed: ${exitText(p) || "exited with code ?"}${said}`;
   return "";
+}
+
+/** The tail of the model's own output recorded with its failure ("" when none). */
+export function failureOutput(event) {
+  return event?.payload?.output_tail || "";
+}
+
+function exitText(p) {
+  if (p.signal) return `killed by signal ${p.signal}`;
+  if (p.exit_code !== undefined && p.exit_code !== null) return `exited with code ${p.exit_code}`;
+  return "";
+}
+
+function lastLine(text) {
+  const lines = (text || "").split("\n").filter((l) => l.trim());
+  return lines.length ? lines[lines.length - 1].trim() : "";
 }
 
 /**

@@ -2,7 +2,7 @@
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { enc, errorText, getJSON, postJSON } from "../api.js";
-import { failureText } from "../lib/event-log.js";
+import { failureOutput, failureText } from "../lib/event-log.js";
 import { formatContext } from "../lib/format.js";
 import { useModelList, useStore } from "../store.js";
 import { Card, Empty, ErrorNote, Spinner, StatusDot, Switch, usePersisted } from "../ui/common.js";
@@ -35,12 +35,19 @@ const notify = () => {
   for (const fn of loadListeners) fn();
 };
 
-export function startLoad(id, onError) {
+/**
+ * Load a model by asking its `/upstream/<id>/` (llama-swap's way). `retry`: its last start
+ * failed, so the server is leaving it alone for a while (the start backoff); the user's click is
+ * an explicit retry, so the model is unloaded first, which ends the backoff, and loaded at once.
+ */
+export function startLoad(id, onError, { retry = false } = {}) {
   if (pendingLoads.has(id)) return;
   const ctrl = new AbortController();
   pendingLoads.set(id, ctrl);
   notify();
-  fetch(`/upstream/${enc(id)}/?_=${Date.now()}`, { signal: ctrl.signal })
+  const ready = retry ? postJSON(`/api/models/unload/${enc(id)}`).catch(() => null) : Promise.resolve();
+  ready
+    .then(() => fetch(`/upstream/${enc(id)}/?_=${Date.now()}`, { signal: ctrl.signal }))
     .then(async (r) => {
       if (!r.ok && r.status >= 500) onError?.(`Loading ${id} failed (${r.status}): ${await errorText(r)}`);
     })
@@ -101,30 +108,36 @@ export function LoadButton({ model, onError, small = false }) {
   if (model.state === "starting" || model.state === "stopping") {
     return html`<button type="button" class=${cls} disabled aria-label=${`${name} is ${model.state}`}><${Spinner} label=${model.state} /></button>`;
   }
-  return html`<button type="button" class=${`${cls} primary`} aria-label=${`Load ${name}`} onClick=${() => startLoad(model.id, onError)}>
+  return html`<button type="button" class=${`${cls} primary`} aria-label=${`Load ${name}`} onClick=${() => startLoad(model.id, onError, { retry: model.failed === true })}>
     Load
   </button>`;
 }
 
+const NO_FAILURE = { text: "", output: "" };
+
 /** Why a model's last start failed (`failed` in modelStatus is ours), read from the event log
- * by the model's key; llama-swap's state for it stays "stopped". */
+ * by the model's key; llama-swap's state for it stays "stopped". `output` is the tail of the
+ * model's own output recorded with the failure (shown on hover). */
 function useLastFailure(id, failed) {
-  const [text, setText] = useState("");
+  const [failure, setFailure] = useState(NO_FAILURE);
   useEffect(() => {
     if (!failed) {
-      setText("");
+      setFailure(NO_FAILURE);
       return undefined;
     }
     let live = true;
     const url = `/api/log/events?key=${enc(id)}&type=ProcessStartFailed&type=ProcessExited&limit=1`;
     getJSON(url)
-      .then((doc) => live && setText(failureText(doc.events?.[0])))
-      .catch(() => live && setText(""));
+      .then((doc) => {
+        const event = doc.events?.[0];
+        if (live) setFailure({ text: failureText(event), output: failureOutput(event) });
+      })
+      .catch(() => live && setFailure(NO_FAILURE));
     return () => {
       live = false;
     };
   }, [id, failed]);
-  return text;
+  return failure;
 }
 
 function ModelRow({ m, showCaps, onError }) {
@@ -138,9 +151,9 @@ function ModelRow({ m, showCaps, onError }) {
       ${m.aliases?.length ? html`<span class="muted small"> · ${m.aliases.join(", ")}</span>` : ""}
     </a>
     ${m.description && html`<span class="muted small desc">${m.description}</span>`}
-    ${failure &&
-    html`<span class="small failure" data-testid="model-failure"
-      >${failure} · <a href=${`#/models/${enc(m.id)}`}>its log</a></span
+    ${failure.text &&
+    html`<span class="small failure" data-testid="model-failure" title=${failure.output}
+      >${failure.text} · <a href=${`#/models/${enc(m.id)}`}>its log</a></span
     >`}
     ${showCaps && html`<${CapabilityTags} model=${m} />`}
     <span class="spacer"></span>
