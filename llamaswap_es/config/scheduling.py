@@ -12,7 +12,8 @@ import hashlib
 import json
 from typing import Any
 
-from llamaswap_es.config.models import LlamaSwapConfig, ModelConfig
+from llamaswap_es.config.history import shown_url
+from llamaswap_es.config.models import OUR_SECTION, LlamaSwapConfig, ModelConfig
 from llamaswap_es.config.normalize import DEFAULT_GROUP, resolve_local
 from llamaswap_es.config.schedule import (
     EvictionPlanner,
@@ -136,6 +137,9 @@ def config_as_json(config: LlamaSwapConfig) -> dict[str, Any]:
     for peer in data.get("peers", {}).values():
         if peer.get("apiKey"):
             peer["apiKey"] = SECRET_MASK
+    ours = data.get(OUR_SECTION, {})
+    if ours.get("historyDatabase"):  # a password in the URL is a secret too
+        ours["historyDatabase"] = shown_url(ours["historyDatabase"])
     data["aliases"] = dict(sorted(config.alias_table.items()))
     secrets = [key for key in config.api_keys if key]
     secrets += [peer.api_key for peer in config.peers.values() if peer.api_key]
