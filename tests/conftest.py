@@ -8,6 +8,12 @@ import pytest
 
 from tests.fixtures.disk import small_disk  # noqa: F401
 from tests.fixtures.net import free_port
+from tests.fixtures.postgres import (  # noqa: F401
+    own_postgres,
+    pg_url,
+    postgres_server,
+    postgres_template,
+)
 from tests.fixtures.processes import env_tag, no_leftover_processes, spawn_tagged  # noqa: F401
 from tests.fixtures.server import server_factory  # noqa: F401
 

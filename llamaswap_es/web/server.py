@@ -25,6 +25,7 @@ from llamaswap_es.cli import ServeOptions, effective_db_path, listen_warning
 from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import LlamaSwapError
+from llamaswap_es.projections.history.engine import require_driver
 from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.config_watch import signature, watch_config
 from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
@@ -99,6 +100,7 @@ async def serve(options: ServeOptions) -> int:
     logs = UpstreamLogs(log_to_stdout=config.log_to_stdout, stdout=sys.stdout)  # type: ignore[arg-type]
     _setup_logging(config, logs)
     db_path = Path(effective_db_path(options, config)).expanduser()
+    require_driver(config.llamaswap_es.history_database)  # before any model starts
     service = SwapService(config, db_path=db_path, logs=logs, config_sources=tuple(config.sources))
     await service.start()
     session = upstream_session()
