@@ -44,6 +44,9 @@ log = logging.getLogger("llamaswap_es.projections.history")
 WRITE_INTERVAL_S = 0.1
 """After a write the sink waits this long before the next: at most ~10 transactions a second,
 each taking everything committed meanwhile (the lag this adds is at most this)."""
+BEHIND_EVENTS = 1_000
+"""With this many events still unwritten after a write, the next write starts at once: waiting
+only batches what is already a full batch, and a starved or recovering sink catches up sooner."""
 RETRY_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 """Backoff while the history database cannot be written (the last delay repeats)."""
 IDLE_CHECKPOINT_EVERY = 5_000
@@ -223,8 +226,8 @@ class HistorySink:
                 wrote = await self._apply(batch)
                 self._healed()
                 self._signal_progress()
-                if wrote and self._interval > 0:
-                    await asyncio.sleep(self._interval)
+                if wrote and self._interval > 0 and self.lag_events < BEHIND_EVENTS:
+                    await asyncio.sleep(self._interval)  # batch up; but never when behind
             except asyncio.CancelledError:
                 raise
             except RETRYABLE as exc:
