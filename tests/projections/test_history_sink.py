@@ -2,7 +2,7 @@
 
 Exactly once: every request and decision of the log lands once, a restart adds nothing, a
 checkpoint set back writes nothing twice, an outage is waited out and caught up without a gap; a
-second log under the same node name is refused; the run loop's listener never waits.
+second log under the same node name is refused; the run loop's buffer stays bounded meanwhile.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ async def test_a_second_log_under_the_same_node_name_is_refused(node: Node, tmp_
         await other_store.close()
 
 
-async def test_the_listener_never_waits_and_memory_stays_bounded_while_the_database_is_down(
+async def test_memory_stays_bounded_while_the_database_is_down_and_nothing_is_lost(
     db_path: Path, tmp_path: Path
 ) -> None:
     """An SQLite history file in a directory that does not exist yet: every write fails."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llamaswap_es.projections.activity_queries import ActivityQueryError, parse_activity_query
 from llamaswap_es.projections.history.engine import DB_TIMEOUT_S, READ_ONLY, HistoryDatabase
@@ -55,7 +57,7 @@ def register_routes(router: web.UrlDispatcher, deps: Any) -> None:
         db = _database(deps)
         if db is None:
             return error_response(request, 404, _OFF)
-        return await _read(request, db, lambda conn: _nodes_body(conn))
+        return await _read(request, db, _nodes_body)
 
     router.add_get("/api/history", status)
     router.add_get("/api/history/activity", activity)
@@ -69,11 +71,14 @@ def _database(deps: Any) -> HistoryDatabase | None:
     return deps.history.db
 
 
-async def _nodes_body(conn: Any) -> dict[str, Any]:
+Query = Callable[[AsyncConnection], Awaitable[dict[str, Any]]]
+
+
+async def _nodes_body(conn: AsyncConnection) -> dict[str, Any]:
     return {"nodes": await list_nodes(conn)}
 
 
-async def _read(request: web.Request, db: HistoryDatabase, query: Any) -> web.StreamResponse:
+async def _read(request: web.Request, db: HistoryDatabase, query: Query) -> web.StreamResponse:
     try:
         async with asyncio.timeout(DB_TIMEOUT_S), db.engine.connect() as conn:
             reading = await conn.execution_options(**{READ_ONLY: True})
