@@ -22,7 +22,7 @@ import re
 import time
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llamaswap_es.events.schema import Migration, available_migrations
@@ -50,20 +50,28 @@ def split_statements(sql: str) -> list[str]:
     return [part.strip() for part in _STATEMENT_END.split(kept) if part.strip()]
 
 
-async def _version(conn: AsyncConnection) -> int:
+async def _create_version_table(conn: AsyncConnection) -> None:
+    """Under the migration lock only: PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe
+    against a concurrent one (both may try to create the table's type)."""
     await conn.execute(
         text(
             f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, "
             "name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
         )
     )
+
+
+async def _version(conn: AsyncConnection) -> int:
+    exists = await conn.run_sync(lambda sync: inspect(sync).has_table(SCHEMA_TABLE))
+    if not exists:
+        return 0
     found = (await conn.execute(text(f"SELECT max(version) FROM {SCHEMA_TABLE}"))).scalar()
     return int(found or 0)
 
 
 async def schema_version(db: HistoryDatabase) -> int:
     """The newest migration recorded in the history database (0 for a new one)."""
-    async with db.engine.begin() as conn:
+    async with db.engine.connect() as conn:
         return await _version(conn)
 
 
@@ -99,6 +107,7 @@ async def _apply(db: HistoryDatabase, migration: Migration, newest: int) -> int:
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
                 )
+            await _create_version_table(conn)
             current = await _version(conn)
             _refuse_newer(db, current, newest)
             if current >= migration.version:
