@@ -85,9 +85,15 @@ async def test_a_full_disk_refuses_new_work_with_503_and_heals_when_space_return
         assert await _metric(http, server.url, "llamaswap_es_event_log_writable") == 1
     # Every answer is in the history as the client saw it: the request that met the full disk
     # was admitted in the batch that could not be written, answered 503 after a second, and
-    # recorded with that 503 once the log was writable again.
-    with open_log(server.db_path) as reader:
-        finished = [e.body for e in reader.iter_envelopes() if e.type == "RequestFinished"]
+    # recorded with that 503 once the log was writable again. The last request's end is
+    # committed just after its answer (sooner or later as the file's other writers, the
+    # projections and the history sink, take their turns): wait for it.
+    def finished_requests() -> list:
+        with open_log(server.db_path) as reader:
+            return [e.body for e in reader.iter_envelopes() if e.type == "RequestFinished"]
+
+    await wait_until(lambda: len(finished_requests()) >= 3, 10, "the last request's end")
+    finished = finished_requests()
     assert [f.status for f in finished] == [200, 503, 200]
     assert "event log cannot be written" in (finished[1].error or "")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,20 +32,13 @@ log = logging.getLogger("llamaswap_es.projections.history")
 
 RETENTION_HOLD = "history"
 """The history sink's row in the local `projection_checkpoints`: event-log retention never
-prunes past it, so whatever the history database has not written yet stays in the log."""
+prunes past it, so whatever the history database has not written yet stays in the log. Written
+from the sink's first write on (a new sink does not hold back what retention already wants to
+prune: it backfills what the log still has), kept across restarts, removed with the sink off."""
 
 
 def read_log_id(conn: sqlite3.Connection) -> str:
     return str(conn.execute("SELECT id FROM log_identity").fetchone()[0])
-
-
-def _hold_everything(conn: sqlite3.Connection) -> None:
-    """A new sink holds the whole log until it has written something (seq 0)."""
-    conn.execute(
-        "INSERT INTO projection_checkpoints (name, seq, state, updated_ms) "
-        "VALUES (?, 0, '{}', ?) ON CONFLICT (name) DO NOTHING",
-        (RETENTION_HOLD, time.time_ns() // 1_000_000),
-    )
 
 
 def _release(conn: sqlite3.Connection) -> None:
@@ -77,7 +69,6 @@ class History:
             settings.history_database, projection_db.path, application_name=f"llamaswap-es {node}"
         )
         log_id = await projection_db.query(read_log_id)
-        await projection_db.run(_hold_everything)
         path = projection_db.path
 
         async def hold(seq: int) -> None:

@@ -52,7 +52,8 @@ RETRY_DELAYS_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 IDLE_CHECKPOINT_EVERY = 5_000
 """Batches that add no row are not written; the checkpoint still moves every this many seqs."""
 RETENTION_HOLD_EVERY_S = 5.0
-"""How often the local `history` checkpoint (which holds event-log retention back) is moved up."""
+"""How often the local `history` checkpoint (which holds event-log retention back) is moved up
+while the sink writes without pause; it also moves whenever the sink has caught up."""
 CURRENT_WITHIN_S = 1.0
 """A sink whose oldest unwritten event is younger than this is `current`, else `behind`."""
 
@@ -220,7 +221,7 @@ class HistorySink:
                         continue
                     self._oldest_unwritten_ms = None
                     self._signal_progress()
-                    await self._hold()
+                    await self._hold(force=True)  # caught up: retention may prune up to here
                     await self._wakeup.wait()
                     continue
                 wrote = await self._apply(batch)
@@ -316,8 +317,8 @@ class HistorySink:
 
     async def _hold(self, *, force: bool = False) -> None:
         """Move the local retention hold up to what the database has (every few seconds)."""
-        if self._hold_retention is None or self._written_seq is None:
-            return
+        if self._hold_retention is None or not self._written_seq:
+            return  # nothing written yet: nothing to hold back
         now = time.monotonic()
         if self._written_seq == self._held_seq or (
             not force and now - self._held_at < RETENTION_HOLD_EVERY_S
