@@ -44,6 +44,7 @@ from llamaswap_es.config.gotypes import (
     fatal_error,
     unmarshal_error,
 )
+from llamaswap_es.config.history import HistorySettingError, check_node_name, parse_history_url
 from llamaswap_es.config.yaml_dialect import go_format_value, natural_key
 
 DEFAULT_SESSION_ID_HEADERS = ("X-Session-ID", "X-Litellm-Session-Id")
@@ -539,6 +540,12 @@ class LlamaSwapEsSettings(GoStruct):
             except AccessEntryError as exc:
                 raise fatal_error(f"{key}[{index}]: {exc}") from None
         return list(dict.fromkeys(normalized))
+    node_name: GoStr = Field("", alias="nodeName")
+    """This server's name in the fleet's history; "" = the host name (`effective_node_name`)."""
+    history_database: GoStr = Field("", alias="historyDatabase")
+    """Where the history sink writes: a database URL; "" = this node's own event-log file."""
+    history_sink: GoBool = Field(True, alias="historySink")
+    """False turns the history sink off (nothing is written to any history database)."""
 
     @field_validator("event_retention_days", "activity_retention_days", mode="before")
     @classmethod
@@ -572,6 +579,16 @@ class LlamaSwapEsSettings(GoStruct):
                 f'{OUR_SECTION}.synchronous: must be "normal" or "full", got "{self.synchronous}"'
             )
         self.synchronous = self.synchronous.lower()
+        try:
+            self.node_name = check_node_name(self.node_name)
+        except HistorySettingError as exc:
+            raise fatal_error(f"{OUR_SECTION}.nodeName: {exc}") from None
+        self.history_database = self.history_database.strip()
+        if self.history_database:
+            try:
+                parse_history_url(self.history_database)
+            except HistorySettingError as exc:
+                raise fatal_error(f"{OUR_SECTION}.historyDatabase: {exc}") from None
         positive = {
             "probeIntervalMs": self.probe_interval_ms,
             "maxRequestBodyMB": self.max_request_body_mb,

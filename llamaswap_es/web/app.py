@@ -25,6 +25,7 @@ from llamaswap_es.events.types import (
     StopProcess,
 )
 from llamaswap_es.projections import http_activity, http_metrics, http_queue
+from llamaswap_es.projections.history import http as http_history
 from llamaswap_es.redaction import redact_text
 from llamaswap_es.runtime.log_context import clear_request
 from llamaswap_es.web import (
@@ -108,7 +109,7 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
     ):  # fmt: skip
         module.register(app.router)  # type: ignore[attr-defined]
     if ctx.projections is not None:
-        for projection_routes in (http_activity, http_queue, http_metrics):
+        for projection_routes in (http_activity, http_queue, http_metrics, http_history):
             projection_routes.register_routes(app.router, ctx.projections)
     return app
 
