@@ -51,7 +51,8 @@ def run() -> dict[str, Any]:
 
 
 async def _run(workdir: Path) -> dict[str, Any]:
-    config = "healthCheckTimeout: 30\nmodels:\n" + "\n".join(
+    # fifo: the frozen model serves two requests at once (serial, the default, serves one)
+    config = "healthCheckTimeout: 30\nrouting:\n  scheduler:\n    use: fifo\nmodels:\n" + "\n".join(
         [
             fake_model_yaml("a", free_port(), *SLOW, extra=("unloadTimeout: 2",)),
             fake_model_yaml("b", free_port(), "--tokens", "2", "--quiet"),
