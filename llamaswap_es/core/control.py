@@ -44,11 +44,7 @@ def install_config(st: SchedulerState, config: SchedulerConfig) -> None:
     """
     planner = build_planner(config.planner, config.models)
     policy = policy_named(config.policy)
-    st.config = config
-    st.planner = planner
-    st.policy = policy
-    st._evict_cache.clear()
-    st.touch_processes()
+    st.install(config, policy, planner)
 
 
 def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:

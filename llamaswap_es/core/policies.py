@@ -35,7 +35,11 @@ class SchedulingPolicy(Protocol):
         ...
 
     def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
-        """A swap ended (its entry is already removed): answer its waiters, then move on."""
+        """A swap ended (its entry is already removed): answer its waiters, then move on.
+
+        Called by the reducer for a `SwapEnded` follow-up, never from inside another policy
+        call: a swap that `start_swap` ends at once (its target was ready, nothing to evict)
+        is handed over here after the call that started it has returned."""
         ...
 
     def on_request_ended(self, st: SchedulerState, proc: ModelProc, out: Out) -> None:

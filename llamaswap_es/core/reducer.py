@@ -35,6 +35,7 @@ from llamaswap_es.core.effects import (
     remove_waiting,
     stop_process,
 )
+from llamaswap_es.core.followups import WAKE_POLICY, drain_followups
 from llamaswap_es.core.start_backoff import forget_failures, record_failure
 from llamaswap_es.core.state import (
     DISPATCHED,
@@ -97,6 +98,7 @@ def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, l
     state.now_ms = envelope.ts_ms
     changes = state.queue_changes
     handler(state, envelope, out)
+    drain_followups(state, out)
     if state.queue_changes != changes and state.queue:
         out.append(QueuePositions(positions={rid: i + 1 for i, rid in enumerate(state.queue)}))
     return state, out
@@ -227,7 +229,7 @@ def _on_ready(st: SchedulerState, env: Envelope, out: Out) -> None:
     mark_ready(st, proc, out)
     swap = st.swaps.get(ev.model)
     if swap is not None and swap.phase == LAUNCHING:
-        complete_swap(st, swap, None, out)
+        complete_swap(st, swap, None)
 
 
 def _on_start_failed(st: SchedulerState, env: Envelope, out: Out) -> None:
@@ -321,9 +323,9 @@ def _went_down(st: SchedulerState, proc: ModelProc, error: str, out: Out) -> Non
     advance_evicting_swaps(st, out)
     swap = st.swaps.get(proc.model)
     if was == STARTING and swap is not None and swap.phase == LAUNCHING:
-        complete_swap(st, swap, error, out)
-    else:
-        st.policy.wake(st, out)
+        complete_swap(st, swap, error)
+    else:  # behind the swaps that the stop let finish (advance_evicting_swaps)
+        st.followups.append(WAKE_POLICY)
     forget_if_retired(st, proc)
 
 
