@@ -20,7 +20,7 @@ from llamaswap_es.core.effects import (
     ttl_timer_id,
 )
 from llamaswap_es.core.eviction import build_planner
-from llamaswap_es.core.policies import policy_named
+from llamaswap_es.core.policy_registry import policy_named
 from llamaswap_es.core.start_backoff import forget_failures
 from llamaswap_es.core.state import (
     EVICTING,
