@@ -660,7 +660,7 @@ class LlamaSwapConfig(GoStruct):
     )
     """What the loader wants said once about a config it accepted (check-config prints them,
     the server logs them at start and when a reload brings a new one)."""
-    auto_ports: dict[str, AutoPort] = Field(
+    auto_ports: SkipJsonSchema[dict[str, AutoPort]] = Field(
         default_factory=dict, exclude=True, alias="\x00autoPorts"
     )
     """Models whose port `${PORT}` chose, with their texts before it (config/auto_port.py)."""
