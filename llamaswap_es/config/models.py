@@ -44,6 +44,7 @@ from llamaswap_es.config.gotypes import (
     fatal_error,
     unmarshal_error,
 )
+from llamaswap_es.config.policy_registry import BUILTIN_POLICIES
 from llamaswap_es.config.yaml_dialect import go_format_value, natural_key
 
 DEFAULT_SESSION_ID_HEADERS = ("X-Session-ID", "X-Litellm-Session-Id")
@@ -276,7 +277,7 @@ class SchedulerSettings(GoStruct):
 
 class SchedulerSection(GoStruct):
     go_type: ClassVar[str] = "config.SchedulerConfig"
-    use: GoStr = ""
+    use: GoStr = Field("", json_schema_extra={"examples": [*BUILTIN_POLICIES]})
     """The scheduling policy: `serial` (the default here: one request and one model at a time),
     `fifo` (llama-swap's: concurrent requests, priorities, models side by side as groups or the
     matrix allow), or the name of a policy another installed package registers in the entry

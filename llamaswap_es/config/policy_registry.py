@@ -70,8 +70,9 @@ def policy_names() -> list[str]:
 
 
 def unknown_policy_text(name: str) -> str:
-    """The error text for a name no policy is registered under, listing the valid ones."""
+    """The error text for a name no policy is registered under, listing the valid ones
+    (llama-swap's wording first, then how a policy from another package gets in)."""
     return (
-        f'unknown scheduler "{name}" (valid: {", ".join(policy_names())}; a policy from another '
-        f"package registers itself in the entry point group {ENTRY_POINT_GROUP})"
+        f'unknown scheduler "{name}" (valid: {", ".join(policy_names())}); a policy from '
+        f"another package registers itself in the entry point group {ENTRY_POINT_GROUP}"
     )

@@ -3,18 +3,20 @@
 The names come from `config.policy_registry` (the built-ins and the entry point group
 `llamaswap_es.policies`); the core cannot import code itself (it does no I/O), so every command
 that runs a reducer calls `load_policies()` first: `llamaswap-es` (serve, check-config, replay)
-does at start, and the server again before a reload, so a policy installed meanwhile can be
-selected without a restart. A policy that cannot be imported is an error that names its entry
-point and what went wrong; nothing is skipped silently.
+does at start, and the server again before a reload (`load_config_and_policies`), so a policy
+installed meanwhile can be selected without a restart. A policy that cannot be imported is an
+error that names its entry point and what went wrong; nothing is skipped silently.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.config.policy_registry import PolicyEntry, policy_entries
 from llamaswap_es.core.policies import SchedulingPolicy
 from llamaswap_es.core.policy_registry import loaded_policy_names, register_policy
+from llamaswap_es.errors import ConfigError
 
 
 class PolicyLoadError(ValueError):
@@ -55,3 +57,14 @@ def _register(entry: PolicyEntry, policy: object) -> SchedulingPolicy:
         return register_policy(policy)
     except ValueError as exc:
         raise PolicyLoadError(f"{entry.origin}: {exc}") from None
+
+
+def load_config_and_policies(config_file: str | None, config_dir: str | None) -> LlamaSwapConfig:
+    """`load_config` for a server that reloads: policies installed since it started are loaded
+    first, so the config may select them; a policy that cannot be loaded is a ConfigError (the
+    reload is refused and the running config kept, as for any bad config)."""
+    try:
+        load_policies()
+    except ValueError as exc:  # PolicyLoadError, PolicyRegistryError: they name the plugin
+        raise ConfigError(str(exc), key_path="routing.scheduler.use") from None
+    return load_config(config_file, config_dir)
