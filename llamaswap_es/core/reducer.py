@@ -6,6 +6,10 @@ state is mutated in place and returned, for speed; the function is deterministic
 inputs give the same decisions on any machine, every tie is broken by sorted ids or arrival.
 It never raises on odd input (a stale instance, an unknown request or timer): it ignores it.
 
+One input is one step: its handler runs, then the follow-ups it set off (a swap that ended, the
+policy's wake behind it: `core.followups`) are handed to the policy in order, then the queue
+positions go out. The policy is never called from inside itself.
+
 Process events map llama-swap's harness onto the log (ARCHITECTURE §5, spec/core.md §8): the
 executor reports ProcessReady / ProcessStartFailed / ProcessStopped / ProcessExited for the
 instance the reducer assigned; an event for another instance is stale and ignored.
