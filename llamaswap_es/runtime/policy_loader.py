@@ -26,7 +26,10 @@ class PolicyLoadError(ValueError):
 def load_policies() -> list[str]:
     """Import and register every registered policy not loaded yet; return all loaded names."""
     loaded = set(loaded_policy_names())
-    for name, entry in policy_entries().items():
+    entries = policy_entries()
+    if set(entries) - loaded:
+        importlib.invalidate_caches()  # a package installed since the last import is seen
+    for name, entry in entries.items():
         if name not in loaded:
             _register(entry, _import(entry))
     return loaded_policy_names()

@@ -2,7 +2,8 @@
 installed with pip into a temporary directory (a real `*.dist-info` with its entry point),
 put on PYTHONPATH, and then `check-config` accepts a config that selects it, a real server
 schedules with it (the newest waiting request first: no swap back and forth), and
-`replay whatif --scheduler newest-first` re-runs the recorded traffic under it. The fixture
+`replay whatif --scheduler newest-first` re-runs the recorded traffic under it; installed while
+a server runs, a reload can select it. The fixture
 replays the server's log at teardown (`replay verify`), which needs the policy in this process
 too."""
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +94,31 @@ async def test_a_policy_package_schedules_a_real_server(
     serial = _cli(pythonpath, *replay, "serial")
     total = next(line.split() for line in serial.stdout.splitlines() if line.startswith("TOTAL"))
     assert total[1:3] == ["2", "3"]  # the same traffic under serial swaps back to a
+
+
+async def test_a_policy_installed_while_the_server_runs_is_selected_by_a_reload(
+    server_factory, policy_plugin_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(policy_plugin_dir))
+    load_policies()  # for the fixture's replay verify, in this process
+    site = tmp_path / "site"  # on the server's path from the start, empty until "installed"
+    site.mkdir()
+    models = [fake_model("a")]
+    server = server_factory(
+        config_text(models), env={"PYTHONPATH": os.pathsep.join((str(REPO_ROOT), str(site)))}
+    )
+    assert server.config_path is not None
+    selecting = config_text(models, header=f"routing: {{scheduler: {{use: {PLUGIN_POLICY}}}}}")
+    server.config_path.write_text(selecting)
+    async with aiohttp.ClientSession() as http:
+        reload = server.url + "/api/config/reload"
+        async with http.post(reload, headers={"Accept": "text/plain"}) as refused:
+            assert refused.status == 400  # not installed yet: named, the running config kept
+            said = await refused.text()
+            assert f'unknown scheduler "{PLUGIN_POLICY}" (valid: fifo, serial)' in said, said
+        shutil.copytree(policy_plugin_dir, site, dirs_exist_ok=True)  # what pip install writes
+        async with http.post(reload) as applied:
+            assert applied.status == 200, await applied.text()
+        assert await _chat(http, server.url, "a") == 200
+    policies = [c.schedule["policy"] for c in _log(server.db_path, "ConfigApplied")]
+    assert policies == ["serial", PLUGIN_POLICY]
