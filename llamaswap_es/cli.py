@@ -25,6 +25,7 @@ from llamaswap_es.errors import ConfigError
 from llamaswap_es.paths import default_db_path
 from llamaswap_es.projections import rebuild as rebuild_projections
 from llamaswap_es.replay import cli as replay_cli
+from llamaswap_es.runtime.policy_loader import load_policies
 from llamaswap_es.wol import command as wol_command
 
 PROGRAM = "llamaswap-es"
@@ -259,11 +260,16 @@ def config_schema(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_normalise_go_flags(sys.argv[1:] if argv is None else argv))
-    if getattr(args, "handler", None) is not None:
-        return args.handler(args)
-    if args.version:
+    if args.version and getattr(args, "handler", None) is None:
         print(f"llamaswap-es {__version__}")
         return 0
+    try:  # every command may run a reducer, or check a config that names a plugin's policy
+        load_policies()
+    except ValueError as error:  # PolicyLoadError, PolicyRegistryError: they name the plugin
+        print(f"llamaswap-es: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     try:
         options = serve_options(args)
     except ValueError as error:

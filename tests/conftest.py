@@ -8,6 +8,7 @@ import pytest
 
 from tests.fixtures.disk import small_disk  # noqa: F401
 from tests.fixtures.net import free_port
+from tests.fixtures.policy_plugin import policy_plugin_dir  # noqa: F401
 from tests.fixtures.postgres import (  # noqa: F401
     own_postgres,
     pg_url,

@@ -45,13 +45,11 @@ from llamaswap_es.config.gotypes import (
     unmarshal_error,
 )
 from llamaswap_es.config.history import HistorySettingError, check_node_name, parse_history_url
+from llamaswap_es.config.policy_registry import BUILTIN_POLICIES
 from llamaswap_es.config.yaml_dialect import go_format_value, natural_key
 
 DEFAULT_SESSION_ID_HEADERS = ("X-Session-ID", "X-Litellm-Session-Id")
 LOG_TO_STDOUT = ("proxy", "upstream", "both", "none")
-SCHEDULERS = ("fifo", "serial")
-"""Every registered scheduling policy (core.policies keeps the registry; a test holds the two
-equal). llama-swap knows fifo; serial is the fork's, and the default (scheduler_default)."""
 ROUTERS = ("group", "matrix")
 DEFAULT_IGNORE_PATHS = (r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$",)
 
@@ -280,9 +278,11 @@ class SchedulerSettings(GoStruct):
 
 class SchedulerSection(GoStruct):
     go_type: ClassVar[str] = "config.SchedulerConfig"
-    use: GoStr = Field("", json_schema_extra={"enum": ["", *SCHEDULERS, None]})
-    """`serial` (the default here: one request and one model at a time) or `fifo` (llama-swap's:
-    concurrent requests, priorities, models side by side as groups or the matrix allow)."""
+    use: GoStr = Field("", json_schema_extra={"examples": [*BUILTIN_POLICIES]})
+    """The scheduling policy: `serial` (the default here: one request and one model at a time),
+    `fifo` (llama-swap's: concurrent requests, priorities, models side by side as groups or the
+    matrix allow), or the name of a policy another installed package registers in the entry
+    point group `llamaswap_es.policies`."""
     settings: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
 

@@ -18,11 +18,15 @@ from llamaswap_es.config.models import (
     DEFAULT_IGNORE_PATHS,
     LOG_TO_STDOUT,
     OUR_SECTION,
-    SCHEDULERS,
     GroupConfig,
     LlamaSwapConfig,
     MatrixConfig,
     ModelConfig,
+)
+from llamaswap_es.config.policy_registry import (
+    PolicyRegistryError,
+    policy_entries,
+    unknown_policy_text,
 )
 from llamaswap_es.config.scheduler_default import DEFAULT_SCHEDULER, default_scheduler_warning
 from llamaswap_es.core.matrix_dsl import MatrixError
@@ -271,10 +275,13 @@ def _scheduler(config: LlamaSwapConfig, compiled: CompiledMatrix | None) -> None
         if warning:
             config.warnings = (*config.warnings, warning)
         scheduler.use = DEFAULT_SCHEDULER
-    if scheduler.use not in SCHEDULERS:
+    try:
+        known = scheduler.use in policy_entries()
+    except PolicyRegistryError as exc:
+        raise ConfigIssue(f"routing.scheduler.use: {exc}", "routing.scheduler.use") from None
+    if not known:
         raise ConfigIssue(
-            f'routing.scheduler.use: unknown scheduler "{scheduler.use}" '
-            f"(valid: {', '.join(SCHEDULERS)})",
+            f"routing.scheduler.use: {unknown_policy_text(scheduler.use)}",
             "routing.scheduler.use",
         )
     for key in scheduler.settings.fifo.priority:

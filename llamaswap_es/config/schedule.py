@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-SchedulerPolicy = Literal["fifo", "serial"]
-
 
 @dataclass(frozen=True, slots=True)
 class ModelSchedule:
@@ -138,9 +136,10 @@ class SchedulerConfig:
     models: dict[str, ModelSchedule] = field(default_factory=dict)
     """Models that get a process (group members, or every model under the matrix), by id."""
     planner: EvictionPlanner = field(default_factory=GroupPlanner)
-    policy: SchedulerPolicy = "fifo"
-    """The scheduling policy. The loader always sets it (`serial` unless the config names
-    `fifo`); this default serves schedules built by hand, as the core's scenario tests do."""
+    policy: str = "fifo"
+    """The scheduling policy's registered name (`config.policy_registry`). The loader always
+    sets it (`serial` unless the config names another); this default serves schedules built by
+    hand, as the core's scenario tests do."""
     starvation_bound_ms: int = 0
     """Ours (ARCHITECTURE §9.2): a request queued longer than this forces its swap; 0 = off,
     which keeps llama-swap's order exactly."""

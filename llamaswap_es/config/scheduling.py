@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, cast
+from typing import Any
 
 from llamaswap_es.config.history import shown_url
 from llamaswap_es.config.models import OUR_SECTION, LlamaSwapConfig, ModelConfig
@@ -22,7 +22,6 @@ from llamaswap_es.config.schedule import (
     MatrixPlanner,
     ModelSchedule,
     SchedulerConfig,
-    SchedulerPolicy,
 )
 from llamaswap_es.config.yaml_dialect import natural_key
 from llamaswap_es.errors import ConfigError
@@ -119,7 +118,7 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
     return SchedulerConfig(
         models=models,
         planner=planner,
-        policy=cast(SchedulerPolicy, config.routing.scheduler.use),  # normalisation checked it
+        policy=config.routing.scheduler.use,  # normalisation checked it is registered
         starvation_bound_ms=ours.starvation_bound_seconds * 1000,
         queue_timeout_ms=ours.queue_timeout_seconds * 1000,
         min_resident_ms=ours.min_resident_seconds * 1000,

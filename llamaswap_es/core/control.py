@@ -20,7 +20,7 @@ from llamaswap_es.core.effects import (
     ttl_timer_id,
 )
 from llamaswap_es.core.eviction import build_planner
-from llamaswap_es.core.policies import policy_named
+from llamaswap_es.core.policy_registry import policy_named
 from llamaswap_es.core.start_backoff import forget_failures
 from llamaswap_es.core.state import (
     EVICTING,
@@ -44,11 +44,7 @@ def install_config(st: SchedulerState, config: SchedulerConfig) -> None:
     """
     planner = build_planner(config.planner, config.models)
     policy = policy_named(config.policy)
-    st.config = config
-    st.planner = planner
-    st.policy = policy
-    st._evict_cache.clear()
-    st.touch_processes()
+    st.install(config, policy, planner)
 
 
 def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:

@@ -84,7 +84,7 @@ def running_for(st: SchedulerState, target: str) -> tuple[str, ...]:
     (the matrix solver would otherwise see it "already running" and evict nothing, letting it
     restart beside a model it cannot coexist with).
     """
-    cached = st._running_for.get(target)
+    cached = st.cached_running_for(target)
     if cached is not None:
         return cached
     running = st.running_models()
@@ -95,20 +95,16 @@ def running_for(st: SchedulerState, target: str) -> tuple[str, ...]:
     proc = st.models.get(target)
     if proc is not None and proc.state == STOPPING:
         running = tuple(m for m in running if m != target)
-    st._running_for[target] = running
+    st.remember_running_for(target, running)
     return running
 
 
 def plan_eviction(st: SchedulerState, target: str, running: tuple[str, ...]) -> EvictionPlan:
     """The policy's planner answer for (target, running), cached until the config changes."""
-    key = (target, running)
-    cache = st._evict_cache
-    plan = cache.get(key)
+    plan = st.cached_plan(target, running)
     if plan is None:
-        if len(cache) >= _EVICT_CACHE_LIMIT:
-            cache.clear()
         plan = st.policy.planner(st).plan(target, running)
-        cache[key] = plan
+        st.remember_plan(target, running, plan, _EVICT_CACHE_LIMIT)
     return plan
 
 
@@ -258,7 +254,7 @@ def forget_if_retired(st: SchedulerState, proc: ModelProc) -> None:
     ):
         del st.models[proc.model]
         st.touch_processes()
-        st._evict_cache.clear()
+        st.forget_plans()
 
 
 # ------------------------------------------------------------------------ processes, timers

@@ -136,7 +136,7 @@ def _check_starts(st: SchedulerState, starts: list[StartProcess]) -> None:
 
     Models started later in the same step are left out of each check: they were not running yet.
     """
-    if not starts or st.policy is None:
+    if not starts or not st.configured:
         return
     backoff_on = st.config is not None and st.config.start_backoff_ms > 0
     for start in starts:

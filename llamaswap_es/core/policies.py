@@ -1,12 +1,13 @@
-"""Scheduling policies: the contract, the shared answer to a finished swap, and the registry.
+"""Scheduling policies: the contract, and the shared answer to a finished swap.
 
 A policy decides what happens to admitted requests: grant now, join a swap, queue, or start a
 swap, and what to do when something that may unblock the queue happens (`wake`). Everything else
 (process states, swap execution, accounting, unload, reload, shutdown) is common and lives in the
 reducer. A policy holds no state of its own: what it needs is in `SchedulerState`, so snapshots
 need no policy-specific code. Adding a policy: write one module with a class like fifo's or
-serial's and add it to `_registry` (and the config's list); docs/scheduling-policies.md walks
-through it with a worked example.
+serial's, in this package or in your own, and register it in the entry point group
+`llamaswap_es.policies` (`config.policy_registry`); docs/scheduling-policies.md walks through
+it with a worked example.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ class SchedulingPolicy(Protocol):
         ...
 
     def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
-        """A swap ended (its entry is already removed): answer its waiters, then move on."""
+        """A swap ended (its entry is already removed): answer its waiters, then move on.
+
+        Called by the reducer for a `SwapEnded` follow-up, never from inside another policy
+        call: a swap that `start_swap` ends at once (its target was ready, nothing to evict)
+        is handed over here after the call that started it has returned."""
         ...
 
     def on_request_ended(self, st: SchedulerState, proc: ModelProc, out: Out) -> None:
@@ -60,32 +65,3 @@ def answer_waiters(st: SchedulerState, swap: Swap, error: str | None, out: Out) 
             grant(st, req, out)
         else:
             fail_for_start(st, req, error, out)
-
-
-def _registry() -> dict[str, SchedulingPolicy]:
-    from llamaswap_es.core.policy_fifo import FifoPolicy
-    from llamaswap_es.core.policy_serial import SerialPolicy
-
-    return {p.name: p for p in (FifoPolicy(), SerialPolicy())}
-
-
-POLICIES: dict[str, SchedulingPolicy] = {}
-
-
-def policy_names() -> list[str]:
-    """The registered policies' names, sorted (for choices and error messages)."""
-    if not POLICIES:
-        POLICIES.update(_registry())
-    return sorted(POLICIES)
-
-
-def policy_named(name: str) -> SchedulingPolicy:
-    """The policy registered under `name`; ValueError names the unknown one."""
-    if not POLICIES:
-        POLICIES.update(_registry())
-    try:
-        return POLICIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown scheduling policy {name!r} (valid: {', '.join(sorted(POLICIES))})"
-        ) from None

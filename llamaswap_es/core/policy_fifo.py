@@ -71,31 +71,20 @@ class FifoPolicy:
             self.wake(st, out)
 
     def wake(self, st: SchedulerState, out: Out) -> None:
-        """Drain: one ordered pass over the queue; repeated if a nested completion asked."""
+        """Drain: one ordered pass over the queue (a swap that ends meanwhile is a follow-up,
+        handled after this pass, so the drain is never re-entered)."""
         if not st.queue:
             return
-        if st._draining:
-            st._redrain = True
-            return
-        st._draining = True
-        try:
-            again = True
-            while again and st.queue:
-                st._redrain = False
-                left = False
-                requests = st.requests
-                for rid in list(st.queue):
-                    req = requests.get(rid)
-                    if req is not None and req.phase == QUEUED and self._try(st, req, out):
-                        left = True
-                if left:
-                    st.queue = [
-                        rid for rid in st.queue if rid in requests and requests[rid].phase == QUEUED
-                    ]
-                    st.queue_changes += 1
-                again = st._redrain
-        finally:
-            st._draining = False
+        left = False
+        requests = st.requests
+        for rid in list(st.queue):
+            req = requests.get(rid)
+            if req is not None and req.phase == QUEUED and self._try(st, req, out):
+                left = True
+        if left:
+            queue = st.queue
+            st.queue = [rid for rid in queue if rid in requests and requests[rid].phase == QUEUED]
+            st.queue_changes += 1
 
     # ------------------------------------------------------------------ decision tree
 

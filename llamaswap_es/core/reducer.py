@@ -6,6 +6,10 @@ state is mutated in place and returned, for speed; the function is deterministic
 inputs give the same decisions on any machine, every tie is broken by sorted ids or arrival.
 It never raises on odd input (a stale instance, an unknown request or timer): it ignores it.
 
+One input is one step: its handler runs, then the follow-ups it set off (a swap that ended, the
+policy's wake behind it: `core.followups`) are handed to the policy in order, then the queue
+positions go out. The policy is never called from inside itself.
+
 Process events map llama-swap's harness onto the log (ARCHITECTURE §5, spec/core.md §8): the
 executor reports ProcessReady / ProcessStartFailed / ProcessStopped / ProcessExited for the
 instance the reducer assigned; an event for another instance is stale and ignored.
@@ -35,6 +39,7 @@ from llamaswap_es.core.effects import (
     remove_waiting,
     stop_process,
 )
+from llamaswap_es.core.followups import WAKE_POLICY, drain_followups
 from llamaswap_es.core.start_backoff import forget_failures, record_failure
 from llamaswap_es.core.state import (
     DISPATCHED,
@@ -97,6 +102,7 @@ def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, l
     state.now_ms = envelope.ts_ms
     changes = state.queue_changes
     handler(state, envelope, out)
+    drain_followups(state, out)
     if state.queue_changes != changes and state.queue:
         out.append(QueuePositions(positions={rid: i + 1 for i, rid in enumerate(state.queue)}))
     return state, out
@@ -227,7 +233,7 @@ def _on_ready(st: SchedulerState, env: Envelope, out: Out) -> None:
     mark_ready(st, proc, out)
     swap = st.swaps.get(ev.model)
     if swap is not None and swap.phase == LAUNCHING:
-        complete_swap(st, swap, None, out)
+        complete_swap(st, swap, None)
 
 
 def _on_start_failed(st: SchedulerState, env: Envelope, out: Out) -> None:
@@ -321,9 +327,9 @@ def _went_down(st: SchedulerState, proc: ModelProc, error: str, out: Out) -> Non
     advance_evicting_swaps(st, out)
     swap = st.swaps.get(proc.model)
     if was == STARTING and swap is not None and swap.phase == LAUNCHING:
-        complete_swap(st, swap, error, out)
-    else:
-        st.policy.wake(st, out)
+        complete_swap(st, swap, error)
+    else:  # behind the swaps that the stop let finish (advance_evicting_swaps)
+        st.followups.append(WAKE_POLICY)
     forget_if_retired(st, proc)
 
 

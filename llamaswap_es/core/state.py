@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from llamaswap_es.config.schedule import ModelSchedule, SchedulerConfig
 
 if TYPE_CHECKING:
-    from llamaswap_es.core.eviction import EvictionPlan
+    from llamaswap_es.core.eviction import EvictionPlan, Planner
+    from llamaswap_es.core.followups import FollowUp
+    from llamaswap_es.core.policies import SchedulingPolicy
 
 # Process states (ARCHITECTURE §5). `failed` is `stopped` after a start that did not succeed.
 STOPPED = "stopped"
@@ -242,19 +244,18 @@ class SchedulerState:
     """The whole reducer state. Create it with `new_state()`; mutate it only through `reduce`."""
 
     __slots__ = (
-        "_draining",
         "_evict_cache",
-        "_redrain",
+        "_planner",
+        "_policy",
         "_running_cache",
         "_running_for",
         "config",
         "config_error",
         "config_hash",
+        "followups",
         "in_flight_total",
         "models",
         "now_ms",
-        "planner",
-        "policy",
         "queue",
         "queue_changes",
         "requests",
@@ -284,16 +285,70 @@ class SchedulerState:
         self.queue_changes = 0
         """Bumped on every queue insert or removal, so one QueuePositions goes out per input."""
         # Derived (not snapshotted): rebuilt from `config` by `core.reducer.install_config`.
-        self.planner: Any = None
-        self.policy: Any = None
+        self._planner: Planner | None = None
+        self._policy: SchedulingPolicy | None = None
         self._running_cache: tuple[str, ...] | None = None
         self._running_for: dict[str, tuple[str, ...]] = {}
         self._evict_cache: dict[tuple[str, tuple[str, ...]], EvictionPlan] = {}
-        # Transient within one reduce step (always False between steps).
-        self._draining = False
-        self._redrain = False
+        # Transient within one reduce step (always empty between steps).
+        self.followups: list[FollowUp] = []
+        """What an input set off and the reducer handles next, in the same step (a swap that
+        ended, a wake of the policy): `core.followups`. Never snapshotted."""
 
     # ---------------------------------------------------------------- derived helpers
+
+    @property
+    def policy(self) -> SchedulingPolicy:
+        """The scheduling policy of the applied config (`core.control.install_config`)."""
+        policy = self._policy
+        if policy is None:
+            raise LookupError("no config applied yet: the scheduler has no policy")
+        return policy
+
+    @property
+    def planner(self) -> Planner:
+        """The eviction planner of the applied config (groups or the matrix)."""
+        planner = self._planner
+        if planner is None:
+            raise LookupError("no config applied yet: the scheduler has no eviction planner")
+        return planner
+
+    @property
+    def configured(self) -> bool:
+        """Whether a config was installed (so `policy` and `planner` exist)."""
+        return self._policy is not None
+
+    def install(self, config: SchedulerConfig, policy: SchedulingPolicy, planner: Planner) -> None:
+        """Use `config` with its policy and planner from now on; cached plans are forgotten."""
+        self.config = config
+        self._policy = policy
+        self._planner = planner
+        self.forget_plans()
+        self.touch_processes()
+
+    def cached_plan(self, target: str, running: tuple[str, ...]) -> EvictionPlan | None:
+        """The planner's answer for (target, running) if asked before under this config."""
+        return self._evict_cache.get((target, running))
+
+    def remember_plan(
+        self, target: str, running: tuple[str, ...], plan: EvictionPlan, limit: int
+    ) -> None:
+        """Keep a planner answer (the cache is emptied when it would grow past `limit`)."""
+        cache = self._evict_cache
+        if len(cache) >= limit:
+            cache.clear()
+        cache[(target, running)] = plan
+
+    def forget_plans(self) -> None:
+        """Drop cached planner answers: the config or the set of models changed."""
+        self._evict_cache.clear()
+
+    def cached_running_for(self, target: str) -> tuple[str, ...] | None:
+        """`effects.running_for(target)` if computed since the last process or swap change."""
+        return self._running_for.get(target)
+
+    def remember_running_for(self, target: str, running: tuple[str, ...]) -> None:
+        self._running_for[target] = running
 
     @property
     def router_name(self) -> str:

@@ -3,9 +3,10 @@
 A swap for target T with evict set E is `SwapPlanned`, then `StopProcess` for each model of E
 that still runs (grace = its unloadTimeout, ARCHITECTURE §9.4), then, once every model of E and
 T itself are stopped, `StartProcess(T, instance+1)`. It ends well at `ProcessReady(T)` and badly
-at `ProcessStartFailed(T)`; the policy then answers its waiters. A target that is `stopping`
-(TTL, unload) is waited for before it is started again (#946). A target that is already ready
-(llama-swap's one-way non-exclusive case) completes as soon as its evictions are done.
+at `ProcessStartFailed(T)`; a `SwapEnded` follow-up then has the policy answer its waiters.
+A target that is `stopping` (TTL, unload) is waited for before it is started again (#946).
+A target that is already ready (llama-swap's one-way non-exclusive case) completes as soon as
+its evictions are done.
 There is no rollback: models evicted for a failed target stay down.
 """
 
@@ -19,6 +20,7 @@ from llamaswap_es.core.effects import (
     stop_process,
 )
 from llamaswap_es.core.eviction import EvictionPlan
+from llamaswap_es.core.followups import SwapEnded
 from llamaswap_es.core.state import (
     EVICTING,
     LAUNCHING,
@@ -78,7 +80,7 @@ def advance_swap(st: SchedulerState, swap: Swap, out: Out) -> None:
         return
     swap.phase = LAUNCHING
     if target.state == READY:
-        complete_swap(st, swap, None, out)
+        complete_swap(st, swap, None)
     elif target.state != STARTING:
         start_process(st, target, start_reason(swap.request_id), out)
 
@@ -92,9 +94,10 @@ def advance_evicting_swaps(st: SchedulerState, out: Out) -> None:
             advance_swap(st, swap, out)
 
 
-def complete_swap(st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
-    """The swap is over: forget it and let the policy answer its waiters (and drain)."""
+def complete_swap(st: SchedulerState, swap: Swap, error: str | None) -> None:
+    """The swap is over: forget it now, and record the follow-up in which the policy answers its
+    waiters (and moves on) once the current handler has returned (`core.followups`)."""
     if st.swaps.get(swap.model) is swap:
         del st.swaps[swap.model]
         st.touch_processes()
-    st.policy.on_swap_done(st, swap, error, out)
+    st.followups.append(SwapEnded(swap, error))

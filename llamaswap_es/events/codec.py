@@ -71,7 +71,8 @@ def _plain(value: Any) -> Any:
 
 def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
     """One log row as the API and the tools show it: `{seq, ts_ms, type, key, boot, cause,
-    payload}` with the payload as plain data."""
+    payload, text}` with the payload as plain data and `text` its type's own sentence
+    (`describe`), which the UI shows as it is."""
     return {
         "seq": envelope.seq,
         "ts_ms": envelope.ts_ms,
@@ -80,6 +81,7 @@ def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
         "boot": envelope.boot,
         "cause": envelope.cause,
         "payload": to_payload(envelope.body),
+        "text": envelope.body.describe(),
     }
 
 

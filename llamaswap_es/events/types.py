@@ -14,6 +14,7 @@ so a late event from an older instance of the same model can be told apart and i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +41,21 @@ class _Registered:
     @property
     def key(self) -> str | None:
         return None if self.KEY_FIELD is None else getattr(self, self.KEY_FIELD)
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        """This event in one sentence for people: the ONE text of its type, shown by the replay
+        timeline, `replay explain` and the UI's Events page (the API sends it as `text`).
+
+        Written next to each type's fields, so a new type brings its own words. `elapsed_ms` is
+        what only a reader of the whole log knows (a request's queue wait or run time, a
+        process's load or stop time): given, it goes into the sentence; the types it means
+        nothing to ignore it. This default names the type and its non-empty fields."""
+        parts = [self.type_name]
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # every subclass is one
+            value = getattr(self, f.name)
+            if value not in ("", None, (), [], {}) and value is not False:
+                parts.append(f"{f.name}={value}")
+        return " ".join(parts)
 
 
 class Event(_Registered):
@@ -69,6 +85,9 @@ def all_event_classes() -> dict[str, type[_Registered]]:
 
 _frozen = dataclass(frozen=True, slots=True, kw_only=True)
 
+CLIENT_REQUEST_ID = "client_request_id"
+"""`RequestReceived.metadata` key of the client's own X-Request-ID (when it sent one)."""
+
 # --------------------------------------------------------------------------------------------
 # Inputs: the server itself
 
@@ -81,6 +100,11 @@ class ServerStarted(Event):
     boot_id: str
     pid: int
     version: str
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return (
+            f"the server started (boot {self.boot_id}, pid {self.pid}, llamaswap-es {self.version})"
+        )
 
 
 @_frozen
@@ -95,11 +119,20 @@ class ConfigApplied(Event):
     sources: tuple[str, ...] = ()
     reason: str = "startup"
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        policy = self.schedule.get("policy", "?")
+        models = len(self.schedule.get("models", {}))
+        return f"configuration applied ({self.reason}, policy {policy}, {models} models)"
+
 
 @_frozen
 class ShutdownRequested(Event):
     grace_ms: int | None = None
     reason: str = "signal"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        grace = f", grace {self.grace_ms} ms" if self.grace_ms is not None else ""
+        return f"shutdown requested ({self.reason}{grace})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,6 +160,18 @@ class RequestReceived(Event):
     """The client's own queue priority (`X-Request-Priority`), in place of its model's fifo
     priority; None = the model's. Absent in older payloads."""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        via = (
+            f" (asked for {self.requested_model})"
+            if self.requested_model and self.requested_model != self.model
+            else ""
+        )
+        path = f" {self.method} {self.path}" if self.path else ""
+        stream = " stream" if self.stream else ""
+        client = self.metadata.get(CLIENT_REQUEST_ID)
+        theirs = f" (client's X-Request-ID {client})" if client else ""
+        return f"request {self.request_id}{theirs} for {self.model}{via} received{path}{stream}"
+
 
 TTL_FOREVER = -1
 """`RequestReceived.ttl_override_ms` for "keep the model loaded indefinitely"."""
@@ -139,6 +184,10 @@ class RequestCancelled(Event):
     KEY_FIELD = "request_id"
     request_id: str
     reason: str = "client_gone"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        wait = f" after waiting {elapsed_ms} ms" if elapsed_ms is not None else ""
+        return f"request {self.request_id} cancelled by its client{wait} ({self.reason})"
 
 
 @_frozen
@@ -161,6 +210,14 @@ class RequestFinished(Event):
     """Time from dispatch to the upstream's first response byte."""
     path: str = ""
     """The path forwarded upstream (after `/v` stripping)."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        took = self.duration_ms if elapsed_ms is None else elapsed_ms
+        error = f", error: {self.error}" if self.error else ""
+        return (
+            f"request {self.request_id} finished on {self.model}: status {self.status} "
+            f"in {took} ms{error}"
+        )
 
 
 @_frozen
@@ -197,6 +254,14 @@ class PeerRequestFinished(Event):
     metadata: dict[str, str] = field(default_factory=dict)
     """Request metadata for the activity history (a selector, a session id); never secrets."""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        error = f", error: {self.error}" if self.error else ""
+        what = f"{self.method} {self.path}" if self.path else self.method
+        return (
+            f"peer request {self.request_id} for {self.model} finished on peer {self.peer}: "
+            f"{what} status {self.status} in {self.duration_ms} ms{error}"
+        )
+
 
 @_frozen
 class RequestAbandoned(Event):
@@ -205,6 +270,9 @@ class RequestAbandoned(Event):
     KEY_FIELD = "request_id"
     request_id: str
     reason: str = "server_restarted"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"request {self.request_id} abandoned ({self.reason})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +295,12 @@ class ProcessSpawned(Event):
     instead (runtime/port_choice.py). None when it runs where the config says. Absent in older
     payloads."""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        port = f", port {self.port}" if self.port else ""
+        if self.port_moved_from is not None:
+            port += f" because port {self.port_moved_from} was in use"
+        return f"{self.model} spawned (instance {self.instance}, pid {self.pid}{port})"
+
 
 @_frozen
 class ProcessReady(Event):
@@ -234,6 +308,10 @@ class ProcessReady(Event):
     model: str
     instance: int
     pid: int | None = None
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        took = f" after {elapsed_ms} ms loading" if elapsed_ms is not None else ""
+        return f"{self.model} ready (instance {self.instance}){took}"
 
 
 @_frozen
@@ -258,6 +336,10 @@ class ProcessStartFailed(Event):
     output_tail: str = ""
     """The last lines of the model's own output (bounded, see runtime.output_tail): why it
     failed, in its own words ("model file not found")."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        took = f" after {elapsed_ms} ms" if elapsed_ms is not None else ""
+        return f"{self.model} failed to start (instance {self.instance}){took}: {self.error}"
 
 
 START_COMMAND = "command"
@@ -289,6 +371,10 @@ class ProcessExited(Event):
     output_tail: str = ""
     """The last lines of its own output before it died (bounded, see runtime.output_tail)."""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        how = f"code {self.exit_code}, signal {self.signal}"
+        return f"{self.model} exited unexpectedly (instance {self.instance}, {how})"
+
 
 @_frozen
 class ProcessStopped(Event):
@@ -302,11 +388,19 @@ class ProcessStopped(Event):
     forced: bool = False
     """True when the grace ran out and the group was SIGKILLed."""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        took = f" after {elapsed_ms} ms" if elapsed_ms is not None else ""
+        forced = " (killed: the grace ran out)" if self.forced else ""
+        return f"{self.model} stopped (instance {self.instance}){took}{forced}"
+
 
 @_frozen
 class TimerFired(Event):
     KEY_FIELD = "timer_id"
     timer_id: str
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"timer {self.timer_id} fired"
 
 
 @_frozen
@@ -324,6 +418,9 @@ class ProcessHung(Event):
     error: str
     """What the failed probes met, in words (for the log, the client's error and `explain`)."""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"{self.model} hung (instance {self.instance}): {self.error}"
+
 
 # --------------------------------------------------------------------------------------------
 # Inputs: operators (API, UI, hooks)
@@ -338,6 +435,10 @@ class UnloadRequested(Event):
     """None means each model's own unloadTimeout."""
     origin: str = "api"
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        which = ", ".join(self.models) or "all models"
+        return f"unload of {which} requested ({self.origin})"
+
 
 @_frozen
 class LoadRequested(Event):
@@ -347,6 +448,9 @@ class LoadRequested(Event):
     model: str
     origin: str = "api"
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"load of {self.model} requested ({self.origin})"
+
 
 # --------------------------------------------------------------------------------------------
 # Inputs: recovery after a crash of the server
@@ -355,6 +459,10 @@ class LoadRequested(Event):
 @_frozen
 class RecoveryStarted(Event):
     previous_boot: str | None = None
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        previous = self.previous_boot or "none"
+        return f"recovery started (previous boot {previous})"
 
 
 @_frozen
@@ -369,6 +477,11 @@ class ProcessAdopted(Event):
     port: int | None = None
     started_at_ms: int | None = None
     """The OS's creation time of the process, so a later restart can adopt it again."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return (
+            f"{self.model} adopted from the previous run (instance {self.instance}, pid {self.pid})"
+        )
 
 
 @_frozen
@@ -390,6 +503,12 @@ class ProcessRecorded(Event):
     port: int | None = None
     started_at_ms: int | None = None
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return (
+            f"{self.model} still running (instance {self.instance}, pid {self.pid}): its start "
+            "re-stated so that older history can be pruned"
+        )
+
 
 START_RECORDS = ("ProcessSpawned", "ProcessAdopted", "ProcessRecorded")
 """The events that record where a running process is (pid, pgid, start time): recovery adopts
@@ -405,6 +524,11 @@ class OrphanReaped(Event):
     pid: int
     pgid: int | None = None
     reason: str = ""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        reason = f": {self.reason}" if self.reason else ""
+        model = self.model or "an unknown model"
+        return f"orphan process group of {model} reaped (pid {self.pid}){reason}"
 
 
 @_frozen
@@ -422,6 +546,10 @@ class InputRefused(Event):
     stage: str = "encode"
     error: str = ""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        key = f" for {self.key}" if self.key else ""
+        return f"input {self.input_type}{key} refused ({self.stage}): {self.error}"
+
 
 # --------------------------------------------------------------------------------------------
 # Decisions
@@ -435,6 +563,12 @@ class Dispatch(Decision):
     request_id: str
     model: str
     instance: int
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        wait = f", queue wait {elapsed_ms} ms" if elapsed_ms is not None else ""
+        return (
+            f"request {self.request_id} dispatched to {self.model} (instance {self.instance}){wait}"
+        )
 
 
 @_frozen
@@ -454,6 +588,10 @@ class Reject(Decision):
     """The cause will not pass by itself (a binary not found, a start that fails the same way
     twice): clients are told not to retry (`x-should-retry: false`)."""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        wait = f" after {elapsed_ms} ms" if elapsed_ms is not None else ""
+        return f"request {self.request_id} rejected {self.status} {self.code}{wait}: {self.message}"
+
 
 @_frozen
 class SwapPlanned(Decision):
@@ -469,6 +607,11 @@ class SwapPlanned(Decision):
     request_id: str | None = None
     rule: str = ""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        evict = ", ".join(self.evict) or "nothing"
+        who = f" for {self.request_id}" if self.request_id else ""
+        return f"swap to {self.model} planned{who}: evict {evict} (rule: {self.rule})"
+
 
 @_frozen
 class StartProcess(Decision):
@@ -476,6 +619,10 @@ class StartProcess(Decision):
     model: str
     instance: int
     reason: str = ""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        reason = f", {self.reason}" if self.reason else ""
+        return f"{self.model} starting (instance {self.instance}{reason})"
 
 
 @_frozen
@@ -487,12 +634,22 @@ class StopProcess(Decision):
     """evict, unload, ttl, reload, shutdown, hung."""
     grace_ms: int
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return (
+            f"{self.model} stopping (instance {self.instance}, {self.reason}, "
+            f"grace {self.grace_ms} ms)"
+        )
+
 
 @_frozen
 class QueuePositions(Decision):
     """The 1-based queue position of every queued request (only the newest value matters)."""
 
     positions: dict[str, int] = field(default_factory=dict)
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        order = sorted(self.positions.items(), key=lambda p: p[1])
+        return "queue: " + (", ".join(f"{rid} #{n}" for rid, n in order) or "empty")
 
 
 @_frozen
@@ -502,11 +659,18 @@ class SetTimer(Decision):
     at_ms: int
     purpose: str = ""
 
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        purpose = f" ({self.purpose})" if self.purpose else ""
+        return f"timer {self.timer_id} set{purpose}"
+
 
 @_frozen
 class CancelTimer(Decision):
     KEY_FIELD = "timer_id"
     timer_id: str
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"timer {self.timer_id} cancelled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from llamaswap_es.core.policies import policy_names
+from llamaswap_es.config.policy_registry import policy_names
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.events.bundle import export_bundle, import_bundle
 from llamaswap_es.paths import default_db_path

@@ -102,7 +102,7 @@ def explain(reader: LogReader, seq: int) -> Explanation:
         for e in iter_all(reader, cause.seq + 1, seq)
         if e.body.IS_DECISION and e.cause == cause.seq
     ]
-    sentences = [input_sentence(cause, state)]
+    sentences = [input_sentence(cause)]
     sentences += _decision_sentences(decision, cause, state, siblings)
     return Explanation(seq, decision, cause, sentences, state)
 

@@ -14,21 +14,11 @@ from collections.abc import Iterator
 
 from llamaswap_es.events.reader import LogReader
 from llamaswap_es.events.types import (
+    CLIENT_REQUEST_ID,
     CancelTimer,
-    ConfigApplied,
     Dispatch,
     Envelope,
     InputRefused,
-    LoadRequested,
-    PeerRequestFinished,
-    ProcessAdopted,
-    ProcessExited,
-    ProcessHung,
-    ProcessReady,
-    ProcessRecorded,
-    ProcessSpawned,
-    ProcessStartFailed,
-    ProcessStopped,
     QueuePositions,
     Reject,
     RequestAbandoned,
@@ -36,19 +26,15 @@ from llamaswap_es.events.types import (
     RequestFinished,
     RequestReceived,
     SetTimer,
-    StartProcess,
-    StopProcess,
     SwapPlanned,
     TimerFired,
     UnloadRequested,
 )
 from llamaswap_es.replay.errors import ReplayError
 from llamaswap_es.replay.process_times import ProcessTimes
-from llamaswap_es.replay.render import local_time, summary
+from llamaswap_es.replay.render import local_time
 from llamaswap_es.replay.source import iter_all, log_facts, read_one
 
-CLIENT_REQUEST_ID = "client_request_id"
-"""Where the client's own `X-Request-ID` is kept in a request's metadata (web/request_ids.py)."""
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 TIMER_TYPES = (SetTimer, CancelTimer, TimerFired)
@@ -113,7 +99,7 @@ def timeline(
             ctx.note_request(env.body, request)
         text = _line(env, ctx)
         shown = env.seq >= lo and (cutoff is None or env.ts_ms >= cutoff)
-        if not shown or text is None:
+        if not shown:
             continue
         if not timers and isinstance(env.body, TIMER_TYPES):
             continue
@@ -159,99 +145,35 @@ def _concerns_request(env: Envelope, ctx: _Context) -> bool:
     return rid is not None and rid in ctx.wanted
 
 
-def _line(env: Envelope, ctx: _Context) -> str | None:
-    """The sentence for one row, updating the context (None: not a timeline row)."""
+def _line(env: Envelope, ctx: _Context) -> str:
+    """The sentence for one row: the event type's own description (`describe`, next to its
+    definition in events/types.py), given the one duration only the log around it tells."""
     b = env.body
-    ts = env.ts_ms
+    return b.describe(_elapsed(b, env.ts_ms, ctx))
+
+
+def _elapsed(b: object, ts: int, ctx: _Context) -> int | None:
+    """A request's queue wait or run time, a process's load or stop time; the context is
+    updated as the rows go by."""
     if isinstance(b, RequestReceived):
         ctx.received[b.request_id] = (ts, b.model)
-        via = (
-            f" (asked for {b.requested_model})"
-            if b.requested_model and b.requested_model != b.model
-            else ""
-        )
-        path = f" {b.method} {b.path}" if b.path else ""
-        stream = " stream" if b.stream else ""
-        client = b.metadata.get(CLIENT_REQUEST_ID)
-        theirs = f" (client's X-Request-ID {client})" if client else ""
-        return f"request {b.request_id}{theirs} for {b.model}{via} received{path}{stream}"
+        return None
     if isinstance(b, Dispatch):
         ctx.dispatched[b.request_id] = ts
         arrived = ctx.received.get(b.request_id)
-        wait = f", queue wait {ts - arrived[0]} ms" if arrived else ""
-        return f"request {b.request_id} dispatched to {b.model} (instance {b.instance}){wait}"
+        return ts - arrived[0] if arrived else None
     if isinstance(b, Reject):
         arrived = ctx.received.pop(b.request_id, None)
-        wait = f" after {ts - arrived[0]} ms" if arrived else ""
-        return f"request {b.request_id} rejected {b.status} {b.code}{wait}: {b.message}"
+        return ts - arrived[0] if arrived else None
     if isinstance(b, RequestCancelled):
         arrived = ctx.received.get(b.request_id)
-        wait = f" after waiting {ts - arrived[0]} ms" if arrived else ""
-        return f"request {b.request_id} cancelled by its client{wait} ({b.reason})"
+        return ts - arrived[0] if arrived else None
     if isinstance(b, RequestFinished):
         began = ctx.dispatched.pop(b.request_id, None)
         ctx.received.pop(b.request_id, None)
-        took = ts - began if began is not None else b.duration_ms
-        error = f", error: {b.error}" if b.error else ""
-        return (
-            f"request {b.request_id} finished on {b.model}: status {b.status} in {took} ms{error}"
-        )
-    if isinstance(b, PeerRequestFinished):
-        error = f", error: {b.error}" if b.error else ""
-        what = f"{b.method} {b.path}" if b.path else b.method
-        return (
-            f"peer request {b.request_id} for {b.model} finished on peer {b.peer}: "
-            f"{what} status {b.status} in {b.duration_ms} ms{error}"
-        )
+        return ts - began if began is not None else None
     if isinstance(b, RequestAbandoned):
         ctx.dispatched.pop(b.request_id, None)
         ctx.received.pop(b.request_id, None)
-        return f"request {b.request_id} abandoned ({b.reason})"
-    if isinstance(b, SwapPlanned):
-        evict = ", ".join(b.evict) or "nothing"
-        who = f" for {b.request_id}" if b.request_id else ""
-        return f"swap to {b.model} planned{who}: evict {evict} (rule: {b.rule})"
-    took_ms = ctx.process_times.elapsed(b, ts)
-    if isinstance(b, StartProcess):
-        return f"{b.model} starting (instance {b.instance}{', ' + b.reason if b.reason else ''})"
-    if isinstance(b, ProcessSpawned):
-        port = f", port {b.port}" if b.port else ""
-        if b.port_moved_from is not None:
-            port += f" because port {b.port_moved_from} was in use"
-        return f"{b.model} spawned (instance {b.instance}, pid {b.pid}{port})"
-    if isinstance(b, ProcessReady):
-        took = f" after {took_ms} ms loading" if took_ms is not None else ""
-        return f"{b.model} ready (instance {b.instance}){took}"
-    if isinstance(b, ProcessStartFailed):
-        took = f" after {took_ms} ms" if took_ms is not None else ""
-        return f"{b.model} failed to start (instance {b.instance}){took}: {b.error}"
-    if isinstance(b, StopProcess):
-        return f"{b.model} stopping (instance {b.instance}, {b.reason}, grace {b.grace_ms} ms)"
-    if isinstance(b, ProcessStopped):
-        took = f" after {took_ms} ms" if took_ms is not None else ""
-        forced = " (killed: the grace ran out)" if b.forced else ""
-        return f"{b.model} stopped (instance {b.instance}){took}{forced}"
-    if isinstance(b, ProcessExited):
-        how = f"code {b.exit_code}, signal {b.signal}"
-        return f"{b.model} exited unexpectedly (instance {b.instance}, {how})"
-    if isinstance(b, ProcessHung):
-        return f"{b.model} hung (instance {b.instance}): {b.error}"
-    if isinstance(b, ProcessAdopted):
-        return f"{b.model} adopted from the previous run (instance {b.instance}, pid {b.pid})"
-    if isinstance(b, ProcessRecorded):
-        return (
-            f"{b.model} still running (instance {b.instance}, pid {b.pid}): its start re-stated "
-            "so that older history can be pruned"
-        )
-    if isinstance(b, QueuePositions):
-        order = sorted(b.positions.items(), key=lambda p: p[1])
-        return "queue: " + (", ".join(f"{rid} #{n}" for rid, n in order) or "empty")
-    if isinstance(b, ConfigApplied):
-        policy = b.schedule.get("policy", "?")
-        models = len(b.schedule.get("models", {}))
-        return f"configuration applied ({b.reason}, policy {policy}, {models} models)"
-    if isinstance(b, LoadRequested):
-        return f"load of {b.model} requested ({b.origin})"
-    if isinstance(b, SetTimer):
-        return f"timer {b.timer_id} set for {local_time(b.at_ms)} ({b.purpose})"
-    return summary(env)
+        return None
+    return ctx.process_times.elapsed(b, ts)

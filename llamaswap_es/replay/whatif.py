@@ -19,7 +19,7 @@ from typing import Any
 
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core import new_state, reduce
-from llamaswap_es.core.policies import policy_named
+from llamaswap_es.core.policy_registry import policy_named
 from llamaswap_es.events.types import (
     CancelTimer,
     Dispatch,

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from llamaswap_es.config import LlamaSwapConfig, config_hash, load_config
+from llamaswap_es.config import LlamaSwapConfig, config_hash
 from llamaswap_es.errors import ConfigError
+from llamaswap_es.runtime.policy_loader import load_config_and_policies
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.errors import error_response
 from llamaswap_es.web.listing import model_status
@@ -53,7 +54,9 @@ class ConfigReloader:
         async with self._lock:
             said = set(self._ctx.service.config.warnings)
             try:
-                new = await asyncio.to_thread(load_config, self._config_file, self._config_dir)
+                new = await asyncio.to_thread(
+                    load_config_and_policies, self._config_file, self._config_dir
+                )
                 await self._ctx.service.reload(new, tuple(new.sources))
             except ConfigError as exc:
                 message = f"configuration reload failed, keeping the old one: {exc}"

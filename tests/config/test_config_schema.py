@@ -84,7 +84,8 @@ CASES = [
     ("null keeps a default", "healthCheckTimeout: ~\nperformance: {every: ~}\n"),
     ("a Go duration", "performance: {every: 1m30s}\n"),
     ("a plain number is no duration", "performance: {every: 30}\n"),
-    ("an unknown scheduler", "routing: {scheduler: {use: lifo}}\n"),
+    # (An unknown scheduler is the loader's to refuse: the policies installed beside it decide,
+    # which a schema file cannot know; tests/config/test_policy_registry.py.)
     ("fifo by name", "routing: {scheduler: {use: fifo}}\n"),
     ("an unknown router", "routing: {router: {use: ring}}\n"),
     ("a legacy profile list", "profiles:\n  p: [a, b]\n"),

@@ -262,6 +262,7 @@ class StubPlanner:
 
 def use_stub(run: Run, table: dict[str, Sequence[str]]) -> Run:
     """Install a stub planner (a test seam: the state's planner is derived, not snapshotted)."""
-    run.state.planner = StubPlanner(table)
-    run.state._evict_cache.clear()
+    state = run.state
+    assert state.config is not None
+    state.install(state.config, state.policy, StubPlanner(table))
     return run

@@ -98,7 +98,7 @@ async def test_a_frozen_upstream_is_cleared_its_clients_told_and_its_group_freed
         assert (hung[0].body.model, hung[0].body.instance) == ("a", 1)
         assert stops[0].cause == hung[0].seq and stops[0].body.grace_ms == 0
         why = explain(reader, stops[0].seq).text
-    assert "model a (instance 1) stopped responding: 2 health probes in a row" in why
+    assert "a hung (instance 1): 2 health probes in a row" in why
     assert "declared hung" in why and "serving 2 request(s)" in why
     finished = {e.body.request_id: e.body for e in events if e.type == "RequestFinished"}
     statuses = sorted(body.status for body in finished.values() if body.model == "a")

@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from llamaswap_es.events import codec
-from llamaswap_es.events.types import all_event_classes
+from llamaswap_es.events.types import Envelope, ProcessReady, all_event_classes
 
 _SAMPLES: dict[type, typing.Any] = {
     str: "m1",
@@ -62,3 +62,22 @@ def test_newer_payload_version_is_refused_with_a_clear_error() -> None:
 def test_invalid_payload_names_the_type() -> None:
     with pytest.raises(codec.PayloadError, match="ProcessReady v1 payload is invalid"):
         codec.decode_payload("ProcessReady", 1, '{"model": "m"}')
+
+
+@pytest.mark.parametrize("name", sorted(all_event_classes()))
+def test_every_type_has_its_own_words_and_the_api_sends_them(name: str) -> None:
+    """One description per type, next to its definition: the timeline, explain and the UI's
+    Events page all show `describe()` (the API as `text`), never the generic field dump."""
+    cls = all_event_classes()[name]
+    assert "describe" in vars(cls), f"{name} has no describe() of its own in events/types.py"
+    body = _sample(cls)
+    text = body.describe()
+    assert text and not text.startswith(name), f"{name}.describe() says {text!r}"
+    row = codec.envelope_to_json(Envelope(body=body, ts_ms=1, seq=1))
+    assert row["text"] == text
+
+
+def test_a_duration_known_from_the_log_goes_into_the_words() -> None:
+    ready = ProcessReady(model="a", instance=2)
+    assert ready.describe() == "a ready (instance 2)"
+    assert ready.describe(elapsed_ms=480) == "a ready (instance 2) after 480 ms loading"

@@ -35,7 +35,7 @@ def test_timeline_lines_carry_local_time_and_the_waits(abc_log: Path) -> None:
     result = run_replay("timeline", "--db", abc_log)
     assert result.rc == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0].startswith("2023-11-14 22:13:20.000         1  ServerStarted")
+    assert lines[0].startswith("2023-11-14 22:13:20.000         1  the server started (boot ")
     text = result.out
     assert "A ready (instance 1) after 500 ms loading" in text
     assert "request r1 dispatched to B (instance 1), queue wait 2030 ms" in text
@@ -64,12 +64,17 @@ def test_explain_a_swap_names_the_rule_and_the_queue(abc_log: Path) -> None:
     with open_log(abc_log) as reader:
         why = explain(reader, seq)
     text = why.to_text()
-    assert "At 2023-11-14" in text and "request r3 on A finished with status 200" in text
+    assert "At 2023-11-14" in text and "request r3 finished on A: status 200" in text
     assert 'By the rule "group g: swap=true evicts A", A cannot run beside B' in text
     assert "queue #1: r1 for B" in text and "queue #4: r5 for C" in text
     data = explain_log(abc_log, seq)
     assert set(data) == {"seq", "decision", "cause", "explanation", "state_before"}
-    assert set(data["decision"]) == {"seq", "ts_ms", "type", "key", "boot", "cause", "payload"}
+    assert set(data["decision"]) == {
+        "seq", "ts_ms", "type", "key", "boot", "cause", "payload", "text"
+    }  # fmt: skip
+    assert data["decision"]["text"] == (  # the same words as the timeline and the UI
+        "swap to B planned for r1: evict A (rule: group g: swap=true evicts A)"
+    )
     assert data["decision"]["payload"]["evict"] == ["A"]
     assert data["cause"]["seq"] == data["decision"]["cause"]
     assert [q["request_id"] for q in data["state_before"]["queue"]] == ["r1", "r2", "r4", "r5"]

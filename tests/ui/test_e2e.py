@@ -209,7 +209,8 @@ def test_events_show_the_swap_decision_and_its_story(page, server) -> None:
         assert status == 200, text
     page.goto(f"{server}/ui/#/events?type=SwapPlanned")
     swap = page.locator('tr[data-type="SwapPlanned"]').last
-    expect(swap).to_contain_text("swap to demo-slow, evicting demo-fast")
+    expect(swap).to_contain_text("swap to demo-slow planned")  # SwapPlanned.describe's words
+    expect(swap).to_contain_text("evict demo-fast")
     screenshot(page, "events")
     swap.get_by_role("button", name="Explain decision").click()
     dialog = page.get_by_role("dialog")

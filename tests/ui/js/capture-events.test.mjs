@@ -39,7 +39,10 @@ test("events: decisions, one-line summaries and filters", () => {
   const swap = ev(3, "SwapPlanned", { model: "b", evict: ["a"], rule: "group" });
   assert.equal(isDecision(swap), true);
   assert.equal(isDecision(ev(1, "ProcessReady", { model: "a" })), false);
-  assert.equal(describeEvent(swap), "swap to b, evicting a (group)");
+  // the words are the server's (`text`, from the event type's own description)
+  const text = "swap to b planned for r1: evict a (rule: group)";
+  assert.equal(describeEvent({ ...swap, text }), text);
+  assert.equal(describeEvent(swap), '{"model":"b","evict":["a"],"rule":"group"}'); // an older server
   assert.ok(matchesFilter(swap, { model: "a" }), "an evicted model counts as mentioned");
   assert.ok(!matchesFilter(swap, { model: "c" }));
   assert.ok(matchesFilter(swap, { type: "Dispatch, SwapPlanned" }));

@@ -18,71 +18,16 @@ export function isDecision(ev) {
   return DECISION_TYPES.has(ev?.type);
 }
 
-const short = (id) => (id && id.length > 10 ? `…${id.slice(-8)}` : id || "");
-
-/** A one-line human summary of an event object `{type, key, payload}`. */
+/**
+ * A one-line human summary of an event object `{type, key, payload, text}`: the server's `text`,
+ * which is the event type's own description (`describe` beside its definition in
+ * llamaswap_es/events/types.py, the same words as `replay timeline`). An object without one (a
+ * server older than that) shows its type's fields.
+ */
 export function describeEvent(ev) {
-  const p = ev?.payload || {};
-  switch (ev?.type) {
-    case "RequestReceived":
-      return `${p.method || "POST"} ${p.path || ""} for ${p.model}${
-        p.requested_model && p.requested_model !== p.model ? ` (asked ${p.requested_model})` : ""
-      }${p.stream ? ", streaming" : ""}`;
-    case "RequestFinished":
-      return `${p.model}: ${p.status}${p.error ? ` ${p.error}` : ""} in ${p.duration_ms ?? "?"} ms`;
-    case "PeerRequestFinished":
-      return `${p.method || "POST"} ${p.path || ""} for ${p.model} via peer ${p.peer}: ${p.status}${
-        p.error ? ` ${p.error}` : ""
-      } in ${p.duration_ms ?? "?"} ms`;
-    case "ProcessRecorded":
-      return `${p.model} still running (instance ${p.instance}, pid ${p.pid}): start re-stated for retention`;
-    case "RequestCancelled":
-      return `request ${short(p.request_id)} cancelled (${p.reason || "client gone"})`;
-    case "RequestAbandoned":
-      return `request ${short(p.request_id)} abandoned (${p.reason || ""})`;
-    case "Dispatch":
-      return `dispatch ${short(p.request_id)} → ${p.model}#${p.instance ?? 0}`;
-    case "Reject":
-      return `reject ${short(p.request_id)}: ${p.status} ${p.code || ""} ${p.message || ""}`.trim();
-    case "SwapPlanned":
-      return `swap to ${p.model}${p.evict?.length ? `, evicting ${p.evict.join(", ")}` : ""}${
-        p.rule ? ` (${p.rule})` : ""
-      }`;
-    case "StartProcess":
-      return `start ${p.model}${p.reason ? ` (${p.reason})` : ""}`;
-    case "StopProcess":
-      return `stop ${p.model} (${p.reason || ""})`;
-    case "QueuePositions":
-      return `queue: ${Object.entries(p.positions || {})
-        .map(([r, n]) => `${short(r)}=#${n}`)
-        .join(", ")}`;
-    case "SetTimer":
-      return `timer ${p.timer_id}${p.purpose ? ` (${p.purpose})` : ""}`;
-    case "CancelTimer":
-      return `cancel timer ${p.timer_id}`;
-    case "ProcessSpawned":
-      return `${p.model} spawned pid ${p.pid}${p.port ? ` on port ${p.port}` : ""}`;
-    case "ProcessReady":
-      return `${p.model} ready`;
-    case "ProcessStartFailed":
-      return `${p.model} failed to start: ${p.error || ""}`;
-    case "ProcessExited":
-      return `${p.model} exited (code ${p.exit_code ?? "?"}${p.signal ? `, signal ${p.signal}` : ""})`;
-    case "ProcessStopped":
-      return `${p.model} stopped${p.forced ? " (forced)" : ""}`;
-    case "LoadRequested":
-      return `load ${p.model} asked (${p.origin || "api"})`;
-    case "UnloadRequested":
-      return `unload ${p.models?.length ? p.models.join(", ") : "all"} asked (${p.origin || "api"})`;
-    case "ConfigApplied":
-      return `config applied (${p.reason || ""})`;
-    case "ServerStarted":
-      return `server started (pid ${p.pid}, ${p.version || ""})`;
-    default: {
-      const text = JSON.stringify(p);
-      return text.length > 120 ? `${text.slice(0, 119)}…` : text;
-    }
-  }
+  if (ev?.text) return ev.text;
+  const text = JSON.stringify(ev?.payload || {});
+  return text.length > 120 ? `${text.slice(0, 119)}…` : text;
 }
 
 /** The model and request an event concerns (for filtering the live tail as the server does). */
