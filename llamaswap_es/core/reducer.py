@@ -66,6 +66,7 @@ from llamaswap_es.events.types import (
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
+    ProfileActivated,
     QueuePositions,
     RecoveryStarted,
     Reject,
@@ -396,7 +397,13 @@ def _on_queue_timeout(st: SchedulerState, request_id: str, out: Out) -> None:
 
 
 def _on_config(st: SchedulerState, env: Envelope, out: Out) -> None:
+    st.active_profile = None  # a new configuration ends any profile (llama-swap's reload)
     control.apply_config(st, env.body, out)  # type: ignore[arg-type]
+
+
+def _on_profile(st: SchedulerState, env: Envelope, out: Out) -> None:
+    ev: ProfileActivated = env.body  # type: ignore[assignment]
+    st.active_profile = ev.name
 
 
 def _on_unload(st: SchedulerState, env: Envelope, out: Out) -> None:
@@ -438,6 +445,7 @@ _HANDLERS: dict[type, Callable[[SchedulerState, Envelope, Out], Any]] = {
     ProcessHung: _on_hung,
     TimerFired: _on_timer,
     ConfigApplied: _on_config,
+    ProfileActivated: _on_profile,
     UnloadRequested: _on_unload,
     ShutdownRequested: _on_shutdown,
     ServerStarted: _on_boot,

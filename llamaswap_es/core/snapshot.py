@@ -41,6 +41,7 @@ def state_to_dict(st: SchedulerState) -> dict[str, Any]:
         "queue": list(st.queue),
         "swaps": [s.to_dict() for s in st.swaps_in_order()],
         "timers": [[t, st.timers[t]] for t in sorted(st.timers)],
+        "active_profile": st.active_profile,
     }
 
 
@@ -81,6 +82,7 @@ def _build(raw: dict[str, Any]) -> SchedulerState:
     st.seq = raw["seq"]
     st.now_ms = raw["now_ms"]
     st.shutting_down = raw["shutting_down"]
+    st.active_profile = raw.get("active_profile")  # absent in snapshots from before it
     st.in_flight_total = raw["in_flight_total"]
     for data in raw["models"]:
         proc = ModelProc.from_dict(data)

@@ -249,6 +249,7 @@ class SchedulerState:
         "_policy",
         "_running_cache",
         "_running_for",
+        "active_profile",
         "config",
         "config_error",
         "config_hash",
@@ -279,6 +280,8 @@ class SchedulerState:
         self.timers: dict[str, int] = {}
         """Armed timers: id -> at_ms. A TimerFired for an id not here is stale and ignored."""
         self.shutting_down = False
+        self.active_profile: str | None = None
+        """The profile whose pins apply to requested names (ProfileActivated), or None."""
         self.in_flight_total = 0
         self.seq = 0
         self.now_ms = 0

@@ -127,6 +127,8 @@ class SchedulerView:
     """Requests not yet dispatched: the queue in order, then swap waiters by swap age."""
     running: tuple[str, ...]
     shutting_down: bool
+    active_profile: str | None = None
+    """The profile whose pins apply to requested names (ProfileActivated), or None."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
@@ -149,4 +151,5 @@ def scheduler_view(st: SchedulerState) -> SchedulerView:
         queue=tuple(queue_view(st)),
         running=st.running_models(),
         shutting_down=st.shutting_down,
+        active_profile=st.active_profile,
     )

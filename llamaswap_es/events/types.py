@@ -135,6 +135,19 @@ class ShutdownRequested(Event):
         return f"shutdown requested ({self.reason}{grace})"
 
 
+@_frozen
+class ProfileActivated(Event):
+    """The active profile changed (`PUT /api/profiles/active`): its pins decide which model a
+    requested name goes to, so the log says which profile every later request met. None: no
+    profile. A new configuration (start-up or reload) ends any profile, as in llama-swap."""
+
+    name: str | None = None
+    origin: str = "api"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"profile {self.name!r} activated" if self.name else "no active profile"
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs: requests
 

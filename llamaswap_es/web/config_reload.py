@@ -66,7 +66,6 @@ class ConfigReloader:
             self._ctx.service.prune_soon()  # retention settings apply now, not at the next snapshot
             if self._ctx.projections is not None:  # captures, monitoring, activity retention
                 await self._ctx.projections.follow_config(new)
-            self._ctx.active_profile = None
             self._ctx.hub.publish("modelStatus", model_status(self._ctx))
             log.info("configuration reloaded (%s)", origin)
             for warning in new.warnings:

@@ -45,7 +45,6 @@ class AppContext:
     build_date: str = "unknown"
     started_at: float = field(default_factory=time.time)
     projections: Projections | None = None
-    active_profile: str | None = None
     selectors: dict[str, SelectorLoad] = field(default_factory=dict)
     hung: HungUpstreams = field(default_factory=HungUpstreams)
     """Forwards per upstream instance, ended at once when it is declared hung."""
@@ -65,6 +64,11 @@ class AppContext:
             self._resolver = name_resolver(config)
             self._resolver_for = id(config)
         return self._resolver
+
+    @property
+    def active_profile(self) -> str | None:
+        """The active profile as the log has it (ProfileActivated; a config ends it)."""
+        return self.service.view.active_profile
 
     @property
     def body_limit(self) -> int:

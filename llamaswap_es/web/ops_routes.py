@@ -6,6 +6,9 @@ import logging
 
 from aiohttp import web
 
+from llamaswap_es.errors import StoreError
+from llamaswap_es.events.types import ProfileActivated
+from llamaswap_es.runtime.loop import LoopStoppedError
 from llamaswap_es.web import json_body
 from llamaswap_es.web.context import CTX
 from llamaswap_es.web.errors import RequestError, error_response
@@ -116,7 +119,16 @@ async def set_active_profile(request: web.Request) -> web.Response:
     if name is not None and name not in ctx.config.profiles:
         return error_response(request, 404, f'profile "{name}" not found')
     if name != ctx.active_profile:
-        ctx.active_profile = name
+        loop = ctx.service.loop
+        assert loop is not None
+        try:  # recorded before it applies: the log says which profile each request met
+            loop.check_capacity(f"activating profile {name!r}")
+            loop.submit(ProfileActivated(name=name, origin="api"))
+            await loop.flush()
+        except StoreError as exc:  # the log cannot be written, or too much is waiting
+            return error_response(request, 503, str(exc), headers={"Retry-After": "5"})
+        except LoopStoppedError:
+            return error_response(request, 503, "the server is shutting down")
         log.info("active profile is now %s", name or "none")
         ctx.hub.publish("profileChanged", {"active": name})
         from llamaswap_es.web.listing import model_status

@@ -59,7 +59,7 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "536af14092f7aeeee1465812277f49b28833db0942cd57eef62565bedf65e297"
+PINNED_DIGEST = "0536afbe67ed601dde0b796b358f3d908cc718e33d293c019e9a75a6e699adf2"
 """Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
 `idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
 was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
