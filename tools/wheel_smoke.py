@@ -140,9 +140,7 @@ def serve_demo_and_ask(bin_dir: Path, work: Path) -> str:
         _drain(server, output)
         raise SmokeError(f"{exc}\n--- server output ---\n{''.join(output)}") from exc
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=10)
+        _stop(server)
 
 
 def _wait_for_banner(server: subprocess.Popen[bytes], port: int, output: list[str]) -> None:
@@ -162,10 +160,21 @@ def _wait_for_banner(server: subprocess.Popen[bytes], port: int, output: list[st
     raise SmokeError(f"the installed server did not start within {START_TIMEOUT_S} s")
 
 
-def _drain(server: subprocess.Popen[bytes], output: list[str]) -> None:
-    if server.poll() is None:
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM first, so the server stops its model's process group (a SIGKILLed server would
+    leave the model running, holding its port); SIGKILL only if it does not stop in time."""
+    if server.poll() is not None:
+        return
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
         server.kill()
         server.wait(timeout=10)
+
+
+def _drain(server: subprocess.Popen[bytes], output: list[str]) -> None:
+    _stop(server)
     if server.stderr is not None:
         output.append(server.stderr.read().decode(errors="replace"))
 
