@@ -150,7 +150,10 @@ class EventStore:
     def _check_room(self, count: int) -> None:
         if self._closing:
             raise StoreError(f"{self.path}: the event log is closed")
-        if self._pending + count > self._max_pending:
+        # One batch of any size is taken when nothing else waits (the run loop's batch after a
+        # reload that rejects thousands of waiters must not be refused for ever); beyond that
+        # the queue is bounded.
+        if self._pending and self._pending + count > self._max_pending:
             raise StoreOverloadedError(
                 f"{self.path}: {self._pending} events are waiting to be written and "
                 f"{count} more would exceed the limit of {self._max_pending}; "

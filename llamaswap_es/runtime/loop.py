@@ -323,11 +323,12 @@ class RunLoop:
                 turn = self._reduce_batch(batch)
                 if turn.rows:
                     await self._commit(turn)
-                    # After a reducer failure the state is half-changed until it is rebuilt:
-                    # the view is published from the rebuilt state instead.
-                    self._act(turn.envelopes, publish=turn.failed is None)
                 if turn.failed is not None:
+                    # The state is half-changed: rebuild it from the log (or stop) before anyone
+                    # acts on this batch, so no view, listener or snapshot ever sees it.
                     await self._contain_reducer_failure(turn)
+                if turn.rows:
+                    self._act(turn.envelopes)
         except asyncio.CancelledError:
             raise
         except _GaveUp as exc:
@@ -475,11 +476,21 @@ class RunLoop:
             stage="reduce",
             error=safe_text(f"{type(error).__name__}: {error}", 500),
         )
-        self._state = await self._rebuild_state()
+        self._state = await self._rebuilt_state(self._rebuild_state)
         if self._viewer is not None:
             self._view = self._viewer(self._state)
         self._inbox.extendleft(reversed([_Input(refused, item.ts_ms), *turn.rest]))
         self._idle.clear()
+
+    async def _rebuilt_state(self, rebuild: StateRebuilder) -> Any:
+        """The replay runs on a thread; the loop is at work meanwhile, so it keeps beating (a
+        long replay must not read as a stuck loop to /health or the watchdog)."""
+        task = asyncio.ensure_future(rebuild())
+        while not task.done():
+            self.health.beat()
+            await asyncio.wait({task}, timeout=HEARTBEAT_S)
+        self.health.beat()
+        return task.result()
 
     def _die(self, exc: BaseException) -> None:
         self._fatal = exc
@@ -498,8 +509,8 @@ class RunLoop:
             except Exception:
                 log.exception("the fatal-error handler failed")
 
-    def _act(self, envelopes: list[Envelope], *, publish: bool = True) -> None:
-        if publish and self._viewer is not None:  # committed: publish before anyone is told
+    def _act(self, envelopes: list[Envelope]) -> None:
+        if self._viewer is not None:  # committed: publish before anyone is told
             self._view = self._viewer(self._state)
         for envelope in envelopes:
             body = envelope.body

@@ -20,7 +20,6 @@ import contextlib
 import logging
 from collections.abc import Callable, MutableMapping
 
-from llamaswap_es import core
 from llamaswap_es.runtime.loop_health import LoopHealth
 from llamaswap_es.runtime.sd_notify import (
     Notifier,
@@ -117,7 +116,7 @@ class SupervisorFeed:
 def serving_status(service: SwapService) -> str:
     """`STATUS=` while serving: what is loaded and what waits, e.g.
     `serving: 2 models loaded (llama-8b, qwen-32b), 1 starting, 3 requests waiting`."""
-    views = core.model_views(service.state)
+    views = list(service.view.models.values())  # committed state only (ARCHITECTURE §11.5)
     loaded = sorted(v.model for v in views if v.state == "ready")
     starting = sum(1 for v in views if v.state == "starting")
     loop = service.loop

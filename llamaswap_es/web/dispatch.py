@@ -22,6 +22,7 @@ from aiohttp import web
 from llamaswap_es.errors import InputRefusedError, LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import (
     Dispatch,
+    Event,
     Reject,
     RequestCancelled,
     RequestFinished,
@@ -29,7 +30,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.projections.captures import CaptureRecorder
 from llamaswap_es.projections.inflight import InflightEntry
-from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
+from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket, RunLoop
 from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
@@ -179,12 +180,16 @@ async def _serve_once(
             await loading.start(request)
         decision = await _await_decision(ctx, ticket, entry, loading)
     except asyncio.CancelledError:
-        loop.abandon_ticket(ticket, recordable_event(RequestCancelled(request_id=request_id)))
+        with contextlib.suppress(LoopStoppedError):  # a dead loop records nothing more
+            loop.abandon_ticket(ticket, recordable_event(RequestCancelled(request_id=request_id)))
         if loading is not None:
             await loading.stop()
         _done(ctx, entry, job)
         raise
-    except LoopStoppedError:
+    except LoopStoppedError as exc:
+        if loading is None:
+            _done(ctx, entry, job)
+            return loop_stopped_response(request, ctx, exc)
         decision = Reject(
             request_id=request_id,
             status=500,
@@ -192,8 +197,13 @@ async def _serve_once(
             message=f"unspecific error: {router_name(ctx)} is shutting down",
         )
     except (InputRefusedError, LogUnavailableError) as exc:
-        if loading is not None:
+        if loading is not None:  # the 200 SSE already went out: the error goes into it
             await loading.stop()
+            _done(ctx, entry, job)
+            refused = Reject(
+                request_id=request_id, status=exc_status(exc), code="refused", message=str(exc)
+            )
+            return await _answer_reject(request, refused, loading)
         _done(ctx, entry, job)
         if isinstance(exc, LogUnavailableError):
             return log_unavailable_response(request, exc)
@@ -323,11 +333,9 @@ async def _forward_dispatched(
     path = urlsplit(job.upstream_path_qs).path
     if address is None or address[0] != dispatch.instance:
         message = f"[{job.model_id}] process is not ready"
-        loop.submit(recordable_event(
-            RequestFinished(
-                request_id=dispatch.request_id, model=job.model_id, status=503,
-                error=message + ("; retried as a new request" if may_retry else ""), path=path,
-            )
+        record(loop, RequestFinished(
+            request_id=dispatch.request_id, model=job.model_id, status=503,
+            error=message + ("; retried as a new request" if may_retry else ""), path=path,
         ))  # fmt: skip
         if may_retry:
             ctx.inflight.finish(entry)
@@ -362,31 +370,28 @@ async def _forward_dispatched(
             # The instance died in the instant before the forward (its exit not reported yet):
             # it refused or reset the connection, and the client has been sent nothing.
             gone = True
-            loop.submit(recordable_event(
-                RequestFinished(
-                    request_id=dispatch.request_id, model=job.model_id, status=503,
-                    error=f"[{job.model_id}] {result.error}; retried as a new request", path=path,
-                )
+            record(loop, RequestFinished(
+                request_id=dispatch.request_id, model=job.model_id, status=503,
+                error=f"[{job.model_id}] {result.error}; retried as a new request", path=path,
             ))  # fmt: skip
             ctx.inflight.finish(entry)
             return
         if recorder is not None:
             finish_capture(recorder, result)
-        loop.submit(
-            recordable_event(
-                RequestFinished(
-                    request_id=dispatch.request_id,
-                    model=job.model_id,
-                    status=result.status,
-                    duration_ms=result.duration_ms,
-                    bytes_out=result.bytes_out,
-                    error=result.error,
-                    metrics=result.metrics,
-                    content_type=result.content_type,
-                    ttfb_ms=result.ttfb_ms or 0,
-                    path=path,
-                )
-            )
+        record(
+            loop,
+            RequestFinished(
+                request_id=dispatch.request_id,
+                model=job.model_id,
+                status=result.status,
+                duration_ms=result.duration_ms,
+                bytes_out=result.bytes_out,
+                error=result.error,
+                metrics=result.metrics,
+                content_type=result.content_type,
+                ttfb_ms=result.ttfb_ms or 0,
+                path=path,
+            ),
         )
         _done(ctx, entry, job)
 
@@ -487,6 +492,20 @@ def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
 def router_name(ctx: AppContext) -> str:
     """The router's name in llama-swap's shutdown message ("group" or "matrix")."""
     return "matrix" if ctx.service.schedule.planner.kind == "matrix" else "group"
+
+
+def exc_status(exc: InputRefusedError | LogUnavailableError) -> int:
+    """The HTTP status of a request refused by the loop (400/500 refused input, 503 log)."""
+    return exc.status if isinstance(exc, InputRefusedError) else 503
+
+
+def record(loop: RunLoop, event: Event) -> None:
+    """Submit what a request's end records; once the loop has stopped (the server is exiting
+    after a fatal error) nothing more can be recorded, and the handler must still finish."""
+    try:
+        loop.submit(recordable_event(event))
+    except LoopStoppedError:
+        log.debug("not recorded, the run loop has stopped: %s", event.type_name)
 
 
 def log_unavailable_response(request: web.BaseRequest, exc: LogUnavailableError) -> web.Response:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from llamaswap_es.web.boundary import shown_text
 from llamaswap_es.web.errors import error_response
 from llamaswap_es.web.forwarder import Forwarded, ForwardTimeouts, forward
 from llamaswap_es.wol.upstream_watch import UpstreamWatch
@@ -97,7 +98,9 @@ class WolProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         body = await request.read() if request.can_read_body else None
-        cause = f"{request.method} {path} from {request.remote or '?'}"
+        # As sent (still percent-encoded) and bounded: a `%0a` in a path cannot forge a log line.
+        shown = shown_text(request.raw_path.partition("?")[0])
+        cause = f"{request.method} {shown} from {request.remote or '?'}"
         if self._watch.ready:
             forwarded = await self._forward(request, body)
             if not forwarded.result.unreachable:

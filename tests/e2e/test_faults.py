@@ -112,3 +112,23 @@ async def test_stopping_while_the_disk_is_full_leaves_no_model_running(
     assert server.stop(signal.SIGTERM) == 0
     await wait_until(lambda: pid_gone(upstream.pid), 10, "the model's process to be gone")
     small_disk.free()  # the fixture's replay verify reads the log afterwards
+
+
+async def test_a_loading_stream_gets_the_full_disk_as_an_error_in_its_stream(
+    small_disk: SmallDisk, server_factory
+) -> None:
+    """The 200 of a loading-state stream has gone out when the disk fills during the load: the
+    refusal must arrive inside that stream, not as a second HTTP response written into it."""
+    config = config_text(
+        [fake_model("a", "--load-delay-ms", "20000")], header="sendLoadingState: true"
+    )
+    server = server_factory(config, db_path=small_disk.path / "events.db")
+    body = {**BODY, "stream": True}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=body) as r:
+            assert r.status == 200
+            await r.content.readuntil(b"\n\n")  # the loading stream has started
+            small_disk.fill()
+            rest = (await asyncio.wait_for(r.content.read(), 30)).decode()
+        assert "event log cannot be written" in rest
+        small_disk.free()

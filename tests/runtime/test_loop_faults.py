@@ -55,10 +55,12 @@ def _reducer(state: dict[str, Any], envelope: Envelope) -> tuple[dict[str, Any],
     return state, []
 
 
-def _replay(db_path: Path) -> dict[str, Any]:
+def _replay(db_path: Path, through_seq: int | None = None) -> dict[str, Any]:
     state: dict[str, Any] = {}
     with open_log(db_path) as reader:
         for envelope in reader.iter_inputs():
+            if through_seq is not None and envelope.seq > through_seq:
+                break
             state, _ = _reducer(state, envelope)
     return state
 
@@ -144,6 +146,8 @@ async def test_a_reducer_failure_on_a_request_is_contained_and_the_state_equals_
     db_path: Path,
 ) -> None:
     h = await _start(db_path)
+    seen: list[tuple[int, dict[str, Any]]] = []  # what each listener call could read
+    h.loop.add_listener(lambda envs: seen.append((envs[-1].seq, dict(h.loop.state))))
     tickets = [
         h.loop.submit_request(RequestReceived(request_id=f"r{i}", model=m))
         for i, m in enumerate(["a", "boom", "a", "a"])
@@ -164,6 +168,8 @@ async def test_a_reducer_failure_on_a_request_is_contained_and_the_state_equals_
     # The bug had already counted the request before raising: the state was rebuilt from the
     # log, where the refused request is not, so live and replayed state agree.
     assert h.loop.state == _replay(db_path) == {"received": 3}
+    # No listener (the snapshot trigger is one) ever saw the half-changed state.
+    assert seen and all(state == _replay(db_path, seq) for seq, state in seen)
     rows = await h.store.read(from_seq=1)
     assert [r.type for r in rows if r.type in ("RequestReceived", "InputRefused")] == [
         "RequestReceived",
