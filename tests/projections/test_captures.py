@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from aiohttp import web
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.projections import http_activity
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.captures import CaptureStore, decode_capture

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.projections import http_activity
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.activity_queries import histogram

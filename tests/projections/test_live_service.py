@@ -18,7 +18,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from llamaswap_es.config import load_config
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import Dispatch, RequestFinished, RequestReceived
 from llamaswap_es.projections import http_activity, http_metrics, http_queue
 from llamaswap_es.projections.inflight import InflightTracker
