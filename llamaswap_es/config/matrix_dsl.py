@@ -9,7 +9,9 @@ Errors are `MatrixError` (a `ValueError`) carrying llama-swap's own wording (spe
 §10.3), without the `matrix: ` prefix the config loader adds, so users can search for them.
 This is the grammar's only implementation: the config loader validates through
 `compile_matrix` (config/matrix.py, which also expands sets for selector checks) and the
-reducer compiles the same way from `MatrixPlanner`. Pure: no I/O, no clock.
+reducer compiles the same way from `MatrixPlanner`. Pure: no I/O, no clock. It lives in
+`config/` because the config is the language's first reader; the core, a floor above, imports
+it from here (the config never imports the core).
 """
 
 from __future__ import annotations
