@@ -24,17 +24,19 @@ from llamaswap_es.events.types import (
     StartProcess,
     StopProcess,
 )
-from llamaswap_es.projections import http_activity, http_metrics, http_queue
 from llamaswap_es.redaction import redact_text
 from llamaswap_es.runtime.log_context import clear_request
 from llamaswap_es.web import (
+    activity_routes,
     config_reload,
     events_route,
     listing,
     log_api,
     log_routes,
+    metrics_routes,
     model_routes,
     ops_routes,
+    queue_routes,
     request_ids,
     static_routes,
 )
@@ -108,7 +110,7 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
     ):  # fmt: skip
         module.register(app.router)  # type: ignore[attr-defined]
     if ctx.projections is not None:
-        for projection_routes in (http_activity, http_queue, http_metrics):
+        for projection_routes in (activity_routes, queue_routes, metrics_routes):
             projection_routes.register_routes(app.router, ctx.projections)
     return app
 
