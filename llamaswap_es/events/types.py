@@ -15,7 +15,7 @@ so a late event from an older instance of the same model can be told apart and i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 
 class _Registered:
@@ -67,7 +67,14 @@ def all_event_classes() -> dict[str, type[_Registered]]:
     return dict(_Registered.REGISTRY)
 
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def _frozen(cls: type[_T]) -> type[_T]:
+    """`@dataclass(frozen=True, slots=True, kw_only=True)`, spelled once; `dataclass_transform`
+    tells the type checker so, which a plain alias of `dataclass(...)` hides from it."""
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 # --------------------------------------------------------------------------------------------
 # Inputs: the server itself
