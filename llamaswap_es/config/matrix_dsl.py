@@ -20,10 +20,11 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # AST nodes are tuples, cheap to build and to walk: ("leaf", model) | ("ref", set name) |
 # ("and", (children…)) | ("or", (children…)).
-Node = tuple
+Node = tuple[Any, ...]
 
 _TOK_IDENT, _TOK_REF, _TOK_AND, _TOK_OR, _TOK_LPAREN, _TOK_RPAREN, _TOK_EOF = range(7)
 _SINGLE = {"&": _TOK_AND, "|": _TOK_OR, "(": _TOK_LPAREN, ")": _TOK_RPAREN}

@@ -15,7 +15,7 @@ in-flight work drains and the starving swap happens (in-flight work is never kil
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from llamaswap_es.core.effects import (
     Out,
@@ -39,7 +39,7 @@ class FifoPolicy:
     name: ClassVar[str] = "fifo"
 
     def planner(self, st: SchedulerState) -> Planner:
-        return st.planner
+        return cast(Planner, st.planner)  # the state holds it untyped (Any) until it is typed
 
     def queue_key(self, req: Request) -> tuple[int, ...]:
         """Queue order: higher priority first, then arrival."""
