@@ -43,6 +43,7 @@ from llamaswap_es.config.gotypes import (
     GoStrMap,
     fatal_error,
     unmarshal_error,
+    unmarshal_text,
 )
 from llamaswap_es.config.yaml_dialect import go_format_value, natural_key
 
@@ -234,7 +235,7 @@ def _decode_sets(value: Any) -> dict[str, str]:
         if isinstance(expr, dict | list):
             raise fatal_error(
                 f'failed to decode DSL for set "{name}": '
-                f"{unmarshal_error(expr, 'string').context['text']}"
+                f"{unmarshal_text(expr, 'string')}"
             )
         sets[name] = "" if expr is None else go_format_value(expr)
     # llama-swap's loaded config carries the sets in yaml.v3's sorted key order (spec §10.3)
