@@ -220,17 +220,17 @@ def _line(env: Envelope, ctx: _Context) -> str | None:
             port += f" because port {b.port_moved_from} was in use"
         return f"{b.model} spawned (instance {b.instance}, pid {b.pid}{port})"
     if isinstance(b, ProcessReady):
-        took = f" after {took_ms} ms loading" if took_ms is not None else ""
-        return f"{b.model} ready (instance {b.instance}){took}"
+        loading = f" after {took_ms} ms loading" if took_ms is not None else ""
+        return f"{b.model} ready (instance {b.instance}){loading}"
     if isinstance(b, ProcessStartFailed):
-        took = f" after {took_ms} ms" if took_ms is not None else ""
-        return f"{b.model} failed to start (instance {b.instance}){took}: {b.error}"
+        after = f" after {took_ms} ms" if took_ms is not None else ""
+        return f"{b.model} failed to start (instance {b.instance}){after}: {b.error}"
     if isinstance(b, StopProcess):
         return f"{b.model} stopping (instance {b.instance}, {b.reason}, grace {b.grace_ms} ms)"
     if isinstance(b, ProcessStopped):
-        took = f" after {took_ms} ms" if took_ms is not None else ""
+        after = f" after {took_ms} ms" if took_ms is not None else ""
         forced = " (killed: the grace ran out)" if b.forced else ""
-        return f"{b.model} stopped (instance {b.instance}){took}{forced}"
+        return f"{b.model} stopped (instance {b.instance}){after}{forced}"
     if isinstance(b, ProcessExited):
         how = f"code {b.exit_code}, signal {b.signal}"
         return f"{b.model} exited unexpectedly (instance {b.instance}, {how})"
