@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llamaswap_es.events.types import (
     ConfigApplied,
@@ -66,7 +67,7 @@ def is_static_asset(path: str) -> bool:
 
 
 @web.middleware
-async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """llama-swap's access line, with any credential in the query string redacted. The target
     is logged as the client sent it (still percent-encoded, as Go's RequestURI is), so a `%0a`
     in a path cannot start a forged log line."""

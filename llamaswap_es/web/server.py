@@ -51,7 +51,7 @@ def run_server(options: ServeOptions, *, on_started: StartedHook | None = None) 
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:
         runner = asyncio.run
     try:
