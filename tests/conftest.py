@@ -8,6 +8,12 @@ import pytest
 
 from tests.fixtures.disk import small_disk  # noqa: F401
 from tests.fixtures.net import free_port
+from tests.fixtures.postgres import (  # noqa: F401
+    own_postgres,
+    pg_url,
+    postgres_server,
+    postgres_template,
+)
 from tests.fixtures.processes import (  # noqa: F401
     env_tag,
     freeze,

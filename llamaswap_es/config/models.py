@@ -45,6 +45,7 @@ from llamaswap_es.config.gotypes import (
     unmarshal_error,
     unmarshal_text,
 )
+from llamaswap_es.config.history import HistorySettingError, check_node_name, parse_history_url
 from llamaswap_es.config.yaml_dialect import go_format_value, natural_key
 
 DEFAULT_SESSION_ID_HEADERS = ("X-Session-ID", "X-Litellm-Session-Id")
@@ -540,6 +541,12 @@ class LlamaSwapEsSettings(GoStruct):
             except AccessEntryError as exc:
                 raise fatal_error(f"{key}[{index}]: {exc}") from None
         return list(dict.fromkeys(normalized))
+    node_name: GoStr = Field("", alias="nodeName")
+    """This server's name in the fleet's history; "" = the host name (`effective_node_name`)."""
+    history_database: GoStr = Field("", alias="historyDatabase")
+    """Where the history sink writes: a database URL; "" = this node's own event-log file."""
+    history_sink: GoBool = Field(True, alias="historySink")
+    """False turns the history sink off (nothing is written to any history database)."""
 
     @field_validator("event_retention_days", "activity_retention_days", mode="before")
     @classmethod
@@ -573,6 +580,16 @@ class LlamaSwapEsSettings(GoStruct):
                 f'{OUR_SECTION}.synchronous: must be "normal" or "full", got "{self.synchronous}"'
             )
         self.synchronous = self.synchronous.lower()
+        try:
+            self.node_name = check_node_name(self.node_name)
+        except HistorySettingError as exc:
+            raise fatal_error(f"{OUR_SECTION}.nodeName: {exc}") from None
+        self.history_database = self.history_database.strip()
+        if self.history_database:
+            try:
+                parse_history_url(self.history_database)
+            except HistorySettingError as exc:
+                raise fatal_error(f"{OUR_SECTION}.historyDatabase: {exc}") from None
         positive = {
             "probeIntervalMs": self.probe_interval_ms,
             "maxRequestBodyMB": self.max_request_body_mb,
@@ -662,7 +679,7 @@ class LlamaSwapConfig(GoStruct):
     )
     """What the loader wants said once about a config it accepted (check-config prints them,
     the server logs them at start and when a reload brings a new one)."""
-    auto_ports: dict[str, AutoPort] = Field(
+    auto_ports: SkipJsonSchema[dict[str, AutoPort]] = Field(
         default_factory=dict, exclude=True, alias="\x00autoPorts"
     )
     """Models whose port `${PORT}` chose, with their texts before it (config/auto_port.py)."""

@@ -12,7 +12,8 @@ import hashlib
 import json
 from typing import Any, cast
 
-from llamaswap_es.config.models import LlamaSwapConfig, ModelConfig
+from llamaswap_es.config.history import shown_url
+from llamaswap_es.config.models import OUR_SECTION, LlamaSwapConfig, ModelConfig
 from llamaswap_es.config.normalize import DEFAULT_GROUP, resolve_local
 from llamaswap_es.config.schedule import (
     EvictionPlanner,
@@ -139,6 +140,9 @@ def config_as_json(config: LlamaSwapConfig) -> dict[str, Any]:
     for peer in data.get("peers", {}).values():
         if peer.get("apiKey"):
             peer["apiKey"] = SECRET_MASK
+    ours = data.get(OUR_SECTION, {})
+    if ours.get("historyDatabase"):  # a password in the URL is a secret too
+        ours["historyDatabase"] = shown_url(ours["historyDatabase"])
     data["aliases"] = dict(sorted(config.alias_table.items()))
     return _mask_secrets(data, config_secrets(config))
 

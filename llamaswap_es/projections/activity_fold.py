@@ -194,6 +194,7 @@ def _peer_row(env: Envelope, body: PeerRequestFinished) -> dict[str, Any] | None
     row = _base_row(env, body.request_id, body.model, req)
     metrics = body.metrics or {}
     row.update(
+        peer=body.peer,
         req_path=body.path,
         resp_content_type=body.content_type,
         resp_status_code=body.status,
@@ -237,6 +238,7 @@ def _base_row(
         received_ms=req.received_ms if req else None,
         dispatched_ms=req.dispatched_ms if req else None,
         metadata_json=json.dumps(req.metadata, sort_keys=True) if req and req.metadata else "",
+        peer="",  # not an `activity` column: the history sink records who served a peer request
         **dict.fromkeys(TOKEN_FIELDS, 0),
         **dict.fromkeys(SPEED_FIELDS, 0.0),
     )

@@ -4,6 +4,7 @@
 catches the activity table up from its checkpoint, follows the run loop live, starts the
 performance sampler and takes the hardware snapshot. The object is also the `deps` that every
 `register_routes(router, deps)` in this package takes, so wiring the routes is one line each.
+The history sink (`history`) follows the loop too, into the history database.
 `activityRetentionDays` is applied at start and after each reducer snapshot the service writes
 (the moments the event log is pruned too).
 """
@@ -31,6 +32,8 @@ from llamaswap_es.projections.activity_retention import prune_activity
 from llamaswap_es.projections.captures import CaptureStore, capture_secrets
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.event_hub import EventHub
+from llamaswap_es.projections.history.lifecycle import History
+from llamaswap_es.projections.history.metrics import HistoryCollector
 from llamaswap_es.projections.inflight import InflightTracker
 from llamaswap_es.projections.metrics import LogGauges, ModelMetrics, metrics_registry
 from llamaswap_es.projections.runner import LogSource, ProjectionRunner
@@ -59,6 +62,7 @@ class Projections:
     sampler: PerformanceSampler
     hardware: dict[str, Any] | None
     inflight: InflightTracker
+    history: History
     state: Callable[[], SchedulerView | None]
     config: Callable[[], LlamaSwapConfig]
     clock_ms: Callable[[], int] = wall_ms
@@ -117,6 +121,10 @@ class Projections:
             runner.add_row_listener(publish_activity)
         loop.add_listener(runner.on_committed)
         await runner.start()
+        history = await History.start(
+            config.llamaswap_es, store=service.store, projection_db=db, loop=loop
+        )
+        registry.register(HistoryCollector(history.status))
         sampler.start()
         captures = CaptureStore(
             db, budget_mib=config.capture_buffer, secrets=capture_secrets(config)
@@ -132,6 +140,7 @@ class Projections:
             sampler=sampler,
             hardware=hardware,
             inflight=inflight,
+            history=history,
             state=lambda: loop.view,
             config=lambda: service.config,
             clock_ms=service.clock.now_ms,
@@ -176,6 +185,7 @@ class Projections:
         for task in self._pruning:  # the next start finishes it
             task.cancel()
         await asyncio.gather(*self._pruning, return_exceptions=True)
+        await self.history.stop()
         await self.runner.stop()
         await self.sampler.stop()
         self.db.close()

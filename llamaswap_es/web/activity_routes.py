@@ -1,6 +1,7 @@
 """`GET /api/metrics/activity`, `GET /api/metrics/stats` and `GET /api/captures/{id}`.
 
-deps: `db` (ProjectionDatabase) and `captures` (CaptureStore) — a `Projections` object has both.
+deps: `db` (ProjectionDatabase), `captures` (CaptureStore) and `history` (for the node's name) — a
+`Projections` object has them all.
 Errors are llama-swap's negotiated envelope with its exact messages (spec/api.md §15, §16).
 """
 
@@ -35,6 +36,8 @@ def register_routes(router: web.UrlDispatcher, deps: Any) -> None:
         except LlamaSwapError as exc:
             log.error("activity query failed: %s", exc)
             return error_response(request, 500, "failed to get activity")
+        for entry in page["data"]:  # ours: which node of a fleet served it (nodeName)
+            entry["node"] = deps.history.node
         return web.json_response(page)
 
     async def stats(request: web.Request) -> web.StreamResponse:

@@ -31,6 +31,7 @@ from llamaswap_es.web import (
     activity_routes,
     config_reload,
     events_route,
+    history_routes,
     listing,
     log_api,
     log_routes,
@@ -111,7 +112,7 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
     ):  # fmt: skip
         module.register(app.router)  # type: ignore[attr-defined]
     if ctx.projections is not None:
-        for projection_routes in (activity_routes, queue_routes, metrics_routes):
+        for projection_routes in (activity_routes, queue_routes, metrics_routes, history_routes):
             projection_routes.register_routes(app.router, ctx.projections)
     return app
 

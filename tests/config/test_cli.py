@@ -41,6 +41,34 @@ def test_check_config_prints_normalised_json(tmp_path: Path) -> None:
     assert data["apiKeys"] == ["***"] and "top-sekrit" not in done.stdout
 
 
+def test_check_config_shows_the_fleet_settings_without_the_database_password(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "llamaswap-es:\n  nodeName: gpu-1\n"
+        "  historyDatabase: postgresql://fleet:db-sekrit@db.lan:5432/history\n"
+    )
+    done = _run("check-config", "--config", "c.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ours = json.loads(done.stdout)["llamaswap-es"]
+    assert ours["nodeName"] == "gpu-1" and ours["historySink"] is True
+    assert ours["historyDatabase"] == "postgresql://fleet:***@db.lan:5432/history"
+    assert "db-sekrit" not in done.stdout
+
+
+def test_the_node_name_defaults_to_the_host_name(tmp_path: Path) -> None:
+    import socket
+
+    from llamaswap_es.config.history import effective_node_name
+
+    (tmp_path / "c.yaml").write_text("models: {}\n")
+    config = load_config(str(tmp_path / "c.yaml"), None)
+    assert config.llamaswap_es.node_name == ""
+    expected = socket.gethostname().strip() or "localhost"
+    assert effective_node_name(config.llamaswap_es.node_name) == expected
+    assert effective_node_name("gpu-2") == "gpu-2"
+
+
 def test_check_config_reports_llama_swap_text_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text(
         "models:\n  m:\n    cmd: srv\n    ttl: -5\n    proxy: http://h:1\n"

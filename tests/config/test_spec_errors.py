@@ -624,6 +624,34 @@ CASES = [
         "llamaswap-es.activityRetentionDays",
     ),
     (
+        "ours-node-name-spaces",
+        'llamaswap-es:\n  nodeName: "gpu box"\n',
+        {},
+        'llamaswap-es.nodeName: "gpu box" is not a valid node name: use 1-64 letters, digits',
+        None,
+    ),
+    (
+        "ours-history-unsupported-database",
+        "llamaswap-es:\n  historyDatabase: mysql://u:pw-secret@db/h\n",
+        {},
+        'llamaswap-es.historyDatabase: database "mysql" is not supported: use postgresql://',
+        None,
+    ),
+    (
+        "ours-history-not-a-url",
+        "llamaswap-es:\n  historyDatabase: fleet-db\n",
+        {},
+        "llamaswap-es.historyDatabase: not a database URL",
+        None,
+    ),
+    (
+        "ours-history-sqlite-without-path",
+        "llamaswap-es:\n  historyDatabase: sqlite://\n",
+        {},
+        "llamaswap-es.historyDatabase: an SQLite history database needs a file path",
+        None,
+    ),
+    (
         "ours-retention-text",
         "llamaswap-es:\n  eventRetentionDays: a month\n",
         {},
@@ -672,6 +700,7 @@ def test_llama_swap_refuses_with_its_text(load_yaml, yaml_text, env, message, ke
     with pytest.raises(ConfigError) as caught:
         load_yaml(yaml_text, env)
     assert message in caught.value.message
+    assert "pw-secret" not in str(caught.value)
     assert caught.value.source and caught.value.source.endswith("config.yaml")
     if key_path is not None:
         assert caught.value.key_path == key_path

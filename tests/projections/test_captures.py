@@ -14,6 +14,7 @@ from llamaswap_es.events.open_log import open_log
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.captures import CaptureStore, decode_capture
 from llamaswap_es.projections.database import ProjectionDatabase
+from llamaswap_es.projections.history.lifecycle import History
 from llamaswap_es.web import activity_routes
 from llamaswap_es.web.forwarder import forward, upstream_session
 from tests.projections.http_app import serve_routes
@@ -59,7 +60,8 @@ async def test_a_capture_round_trips_through_the_api_without_credentials(db_path
         rec.tap(packed[10:])
         assert await rec.finish(200) is True
         async with serve_routes(
-            SimpleNamespace(db=db, captures=store), activity_routes.register_routes
+            SimpleNamespace(db=db, captures=store, history=History("node-a")),
+            activity_routes.register_routes,
         ) as (
             base,
             http,

@@ -13,6 +13,7 @@ from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.activity_queries import histogram
 from llamaswap_es.projections.captures import CaptureStore
 from llamaswap_es.projections.database import ProjectionDatabase
+from llamaswap_es.projections.history.lifecycle import History
 from llamaswap_es.web import activity_routes
 from tests.projections.http_app import serve_routes
 from tests.projections.logs import write_story
@@ -26,7 +27,9 @@ async def api(db_path: Path):
     with open_log(db_path) as reader:
         envelopes = list(reader.iter_envelopes())
     await db.run(lambda conn: projection.apply(conn, envelopes))
-    deps = SimpleNamespace(db=db, captures=CaptureStore(db, budget_mib=1))
+    deps = SimpleNamespace(
+        db=db, captures=CaptureStore(db, budget_mib=1), history=History("node-a")
+    )
     async with serve_routes(deps, activity_routes.register_routes) as (base, http):
 
         async def get(path: str) -> tuple[int, dict]:

@@ -14,6 +14,16 @@ import {
 const tok = (r) => r.tokens || {};
 
 export const ACTIVITY_COLUMNS = [
+  // Only with a shared history database (the fleet's Activity): the node that recorded the
+  // request, and the peer it forwarded it to, if any.
+  {
+    id: "node",
+    label: "Node",
+    sort: "node",
+    fleetOnly: true,
+    title: "The node that served the request (→ the peer a front node forwarded it to)",
+    text: (r) => (r.peer ? `${r.node} → ${r.peer}` : r.node || ""),
+  },
   { id: "id", label: "ID", sort: "id", text: (r) => String(r.id) },
   {
     id: "time",
@@ -93,15 +103,24 @@ export const ACTIVITY_COLUMNS = [
 
 export const COLUMN_BY_ID = Object.fromEntries(ACTIVITY_COLUMNS.map((c) => [c.id, c]));
 
-export function defaultColumns() {
-  return ACTIVITY_COLUMNS.filter((c) => !c.hidden).map((c) => c.id);
+/** The columns a table offers: the node column only for the fleet's history. */
+export function columnsFor(fleet = false) {
+  return ACTIVITY_COLUMNS.filter((c) => fleet || !c.fleetOnly);
 }
 
-/** Keep a saved column list valid: unknown ids dropped, order kept. */
-export function sanitizeColumns(saved) {
-  if (!Array.isArray(saved)) return defaultColumns();
-  const ok = saved.filter((id) => COLUMN_BY_ID[id]);
-  return ok.length ? ok : defaultColumns();
+export function defaultColumns(fleet = false) {
+  return columnsFor(fleet)
+    .filter((c) => !c.hidden)
+    .map((c) => c.id);
+}
+
+/** Keep a saved column list valid: unknown ids (and the node column outside fleet mode)
+ * dropped, order kept. */
+export function sanitizeColumns(saved, fleet = false) {
+  if (!Array.isArray(saved)) return defaultColumns(fleet);
+  const offered = new Set(columnsFor(fleet).map((c) => c.id));
+  const ok = saved.filter((id) => offered.has(id));
+  return ok.length ? ok : defaultColumns(fleet);
 }
 
 export { formatNumber };

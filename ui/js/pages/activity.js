@@ -1,7 +1,7 @@
 // Activity: speed histograms and totals, the live in-flight table, the activity history.
 
 import { html, useEffect, useState } from "../../vendor/htm-preact-standalone.mjs";
-import { getJSON } from "../api.js";
+import { getJSON, isMissingRoute } from "../api.js";
 import { formatNumber } from "../lib/format.js";
 import { useStore } from "../store.js";
 import { ActivityTable } from "../ui/activity-table.js";
@@ -9,7 +9,7 @@ import { Card, ErrorNote, usePersisted } from "../ui/common.js";
 import { Histogram } from "../ui/histogram.js";
 import { InflightCard } from "../ui/inflight-table.js";
 
-function StatsCard() {
+function StatsCard({ title = "Token speeds" }) {
   const rev = useStore((s) => s.activityRev);
   const [stats, setStats] = useState(null);
   const [error, setError] = useState(null);
@@ -34,7 +34,7 @@ function StatsCard() {
     ["Generated", stats?.total_output_tokens],
   ];
   return html`<${Card}
-    title="Token speeds"
+    title=${title}
     actions=${html`<button type="button" class="btn small" aria-expanded=${collapsed ? "false" : "true"} onClick=${() => setCollapsed(!collapsed)}>
       ${collapsed ? "Show charts" : "Hide charts"}
     </button>`}
@@ -51,10 +51,47 @@ function StatsCard() {
   <//>`;
 }
 
+/**
+ * The fleet this node belongs to, when its history database is shared (llamaswap-es.
+ * historyDatabase): [{ node, nodes }, error]. The fleet is null otherwise, and where the server
+ * has no /api/history (an older one): the page is then this node's own activity, as always.
+ * A node list that cannot be read (the database is down) leaves the filter with this node only;
+ * the table then says why the fleet's rows cannot be read.
+ */
+function useFleet() {
+  const [fleet, setFleet] = useState(null);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    let live = true;
+    getJSON("/api/history")
+      .then(async (status) => {
+        if (!status?.shared) return;
+        let nodes = [];
+        try {
+          nodes = ((await getJSON("/api/history/nodes")).nodes || []).map((n) => n.node);
+        } catch (err) {
+          if (live) setError(err);
+        }
+        if (live) setFleet({ node: status.node, nodes: nodes.includes(status.node) ? nodes : [status.node, ...nodes] });
+      })
+      .catch((err) => {
+        if (live && !isMissingRoute(err)) setError(err);
+      });
+    return () => {
+      live = false;
+    };
+  }, []);
+  return [fleet, error];
+}
+
 export function ActivityPage() {
+  const [fleet, fleetError] = useFleet();
   return html`<div class="page">
-    <${StatsCard} />
+    <${StatsCard} title=${fleet ? `Token speeds (${fleet.node})` : "Token speeds"} />
     <${InflightCard} prefix="activity" />
-    <${ActivityTable} prefix="activity" />
+    <${ErrorNote} error=${fleetError} />
+    ${fleet
+      ? html`<${ActivityTable} key="fleet" prefix="fleet" fleet=${fleet} />`
+      : html`<${ActivityTable} key="local" prefix="activity" />`}
   </div>`;
 }

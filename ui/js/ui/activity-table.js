@@ -1,9 +1,13 @@
 // The server-paged, sortable activity table with column chooser, ID and request-id filters, page size, markdown
 // export, capture viewer and a link from each row to its request's story.
+//
+// With `fleet` ({ node, nodes }) it shows the fleet's shared history instead (/api/history/
+// activity): a Node column, a node filter instead of the ID range, and story links only for this
+// node's own requests (the others' stories and captures live on their nodes).
 
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { getJSON, query } from "../api.js";
-import { ACTIVITY_COLUMNS, COLUMN_BY_ID, sanitizeColumns } from "../lib/activity-columns.js";
+import { COLUMN_BY_ID, columnsFor, sanitizeColumns } from "../lib/activity-columns.js";
 import { activityToMarkdown } from "../lib/export-md.js";
 import { mergeOrder } from "../lib/order.js";
 import { useStore } from "../store.js";
@@ -11,6 +15,7 @@ import { CaptureDialog } from "./capture-dialog.js";
 import { Card, ColumnChooser, CopyButton, Dialog, ErrorNote, useInterval, usePersisted } from "./common.js";
 
 const PAGE_SIZES = [10, 25, 50, 100, 250, 500];
+const FLEET_REFRESH_MS = 5000;
 
 /** Page numbers to show: at most 7 around the current page. */
 export function pageWindow(page, total) {
@@ -24,16 +29,17 @@ function requestIdOf(r) {
   return r.request_id || r.metadata?.request_id || "";
 }
 
-export function ActivityTable({ prefix = "activity", model, compact = false }) {
+export function ActivityTable({ prefix = "activity", model, compact = false, fleet = null }) {
   const pageKey = prefix === "activity" ? "activity-page-size" : `${prefix}-activity-page-size`;
   const filterKey = prefix === "activity" ? "activity-filters" : `${prefix}-activity-filters`;
   const [pageSize, setPageSize] = usePersisted(pageKey, 25);
-  const [filters, setFilters] = usePersisted(filterKey, { min_id: "", max_id: "" });
+  const [filters, setFilters] = usePersisted(filterKey, { min_id: "", max_id: "", node: "" });
   const [filterOpen, setFilterOpen] = usePersisted(`${prefix}-filter-open`, false);
   const [visibleRaw, setVisible] = usePersisted(`${prefix}-columns`, null);
   const [orderRaw, setOrder] = usePersisted(`${prefix}-column-order`, null);
-  const visible = sanitizeColumns(visibleRaw);
-  const ids = mergeOrder(orderRaw, ACTIVITY_COLUMNS.map((c) => c.id));
+  const columns = columnsFor(Boolean(fleet));
+  const visible = sanitizeColumns(visibleRaw, Boolean(fleet));
+  const ids = mergeOrder(orderRaw, columns.map((c) => c.id));
   const [page, setPage] = useState(1);
   const [sort, setSort] = useState({ key: "id", order: "desc" });
   const [data, setData] = useState(null);
@@ -57,11 +63,11 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
         sort: sort.key,
         order: sort.order,
         model: model ? [model] : undefined,
-        min_id: filters.min_id,
-        max_id: filters.max_id,
-        request_id: filters.request_id || undefined,
+        ...(fleet
+          ? { node: filters.node ? [filters.node] : undefined }
+          : { min_id: filters.min_id, max_id: filters.max_id, request_id: filters.request_id || undefined }),
       });
-      const d = await getJSON(`/api/metrics/activity${q}`);
+      const d = await getJSON(`${fleet ? "/api/history/activity" : "/api/metrics/activity"}${q}`);
       if (mine !== seq.current) return;
       setData(d);
       setError(null);
@@ -73,7 +79,13 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
   fetchRef.current = fetchPage;
   useEffect(() => {
     fetchPage();
-  }, [page, pageSize, sort.key, sort.order, filters.min_id, filters.max_id, filters.request_id, model]);
+  }, [page, pageSize, sort.key, sort.order, filters.min_id, filters.max_id, filters.request_id, filters.node, model, Boolean(fleet)]);
+  // Other nodes' requests raise no event here: the fleet's first page polls every 5 s.
+  useEffect(() => {
+    if (!fleet || page !== 1) return;
+    const timer = setInterval(() => fetchRef.current(), FLEET_REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [Boolean(fleet), page]);
   // New activity refreshes at most once a second, and only on page 1 (later pages stay put).
   useEffect(() => {
     if (page !== 1 || !rev) return;
@@ -86,7 +98,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
   const cols = ids.filter((id) => visible.includes(id)).map((id) => COLUMN_BY_ID[id]);
   const rows = data?.data || [];
   const totalPages = data?.total_pages || 0;
-  const filterActive = Boolean(filters.min_id || filters.max_id || filters.request_id);
+  const filterActive = fleet ? Boolean(filters.node) : Boolean(filters.min_id || filters.max_id || filters.request_id);
   const now = Date.now();
   const toggleSort = (c) => {
     if (!c.sort) return;
@@ -94,7 +106,9 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
     setSort((s) => (s.key === c.sort ? { key: c.sort, order: s.order === "desc" ? "asc" : "desc" } : { key: c.sort, order: "desc" }));
   };
   const cell = (c, r) => {
-    if (c.id === "model") return html`<a href=${`#/models/${encodeURIComponent(r.model)}`}>${r.model}</a>`;
+    if (c.id === "model" && (!fleet || r.node === fleet.node)) {
+      return html`<a href=${`#/models/${encodeURIComponent(r.model)}`}>${r.model}</a>`;
+    }
     if (c.id === "capture") {
       return r.has_capture
         ? html`<button type="button" class="btn small" onClick=${() => setCapture(r)} aria-label=${`View capture ${r.id}`}>View</button>`
@@ -102,7 +116,8 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
     }
     if (c.id === "id") {
       const rid = requestIdOf(r);
-      return rid
+      const ours = !fleet || r.node === fleet.node; // another node's story lives on that node
+      return rid && ours
         ? html`<a href=${`#/story/${encodeURIComponent(rid)}`} title="This request's story">${r.id}</a>`
         : String(r.id);
     }
@@ -117,7 +132,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
     if (c.id === "time") return html`<time datetime=${r.timestamp}>${c.text(r, now)}</time>`;
     return c.text(r, now);
   };
-  const title = compact ? `Recent Activity (${data?.total ?? 0})` : "Activity";
+  const title = compact ? `Recent Activity (${data?.total ?? 0})` : fleet ? "Fleet activity" : "Activity";
   return html`<${Card}
     title=${title}
     actions=${html`
@@ -131,7 +146,7 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
         Filters${filterActive && html`<span class="filter-dot" aria-label="(active)"></span>`}
       </button>
       <${ColumnChooser}
-        columns=${ACTIVITY_COLUMNS}
+        columns=${columns}
         visible=${visible}
         order=${ids}
         onChange=${(v, o) => {
@@ -143,12 +158,20 @@ export function ActivityTable({ prefix = "activity", model, compact = false }) {
   >
     ${filterOpen &&
     html`<div class="filter-drawer" role="group" aria-label="Activity filters">
-      <label>ID from <input type="number" min="1" value=${filters.min_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, min_id: e.target.value }); }} /></label>
-      <label>ID to <input type="number" min="1" value=${filters.max_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, max_id: e.target.value }); }} /></label>
-      <label title="Our request id (the X-Request-ID of its answer) or the client's own X-Request-ID">Request ID
-        <input type="search" maxlength="128" value=${filters.request_id || ""} onChange=${(e) => { setPage(1); setFilters({ ...filters, request_id: e.target.value.trim() }); }} />
-      </label>
-      <button type="button" class="btn small" disabled=${!filterActive} onClick=${() => setFilters({ min_id: "", max_id: "", request_id: "" })}>Clear filters</button>
+      ${fleet
+        ? html`<label>Node
+            <select value=${filters.node || ""} onChange=${(e) => { setPage(1); setFilters({ ...filters, node: e.target.value }); }}>
+              <option value="">All nodes</option>
+              ${(fleet.nodes || []).map((n) => html`<option value=${n}>${n}</option>`)}
+            </select>
+          </label>`
+        : html`
+          <label>ID from <input type="number" min="1" value=${filters.min_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, min_id: e.target.value }); }} /></label>
+          <label>ID to <input type="number" min="1" value=${filters.max_id} onChange=${(e) => { setPage(1); setFilters({ ...filters, max_id: e.target.value }); }} /></label>
+          <label title="Our request id (the X-Request-ID of its answer) or the client's own X-Request-ID">Request ID
+            <input type="search" maxlength="128" value=${filters.request_id || ""} onChange=${(e) => { setPage(1); setFilters({ ...filters, request_id: e.target.value.trim() }); }} />
+          </label>`}
+      <button type="button" class="btn small" disabled=${!filterActive} onClick=${() => setFilters({ min_id: "", max_id: "", request_id: "", node: "" })}>Clear filters</button>
       <label>Rows
         <select value=${pageSize} onChange=${(e) => { setPage(1); setPageSize(Number(e.target.value)); }}>
           ${PAGE_SIZES.map((n) => html`<option value=${n}>${n}</option>`)}

@@ -1,0 +1,1 @@
+"""The history sink: each node's requests and decisions in one (shared) SQL database."""
