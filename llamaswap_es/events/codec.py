@@ -57,7 +57,7 @@ def register_upcaster(type_name: str, from_version: int) -> Callable[[Upcaster],
 
 def to_payload(body: Event | Decision) -> dict[str, Any]:
     """The body's fields as JSON-ready data (tuples become lists)."""
-    return {f.name: _plain(getattr(body, f.name)) for f in dataclasses.fields(body)}  # type: ignore[arg-type]
+    return {f.name: _plain(getattr(body, f.name)) for f in dataclasses.fields(body)}
 
 
 def _plain(value: Any) -> Any:
@@ -90,7 +90,7 @@ def encode_payload(body: Event | Decision) -> str:
     cls = type(body)
     names = _FIELD_NAMES.get(cls)
     if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(body))  # type: ignore[arg-type]
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(body))
     return _dumps({name: getattr(body, name) for name in names})
 
 

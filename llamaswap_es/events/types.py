@@ -14,7 +14,7 @@ so a late event from an older instance of the same model can be told apart and i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 
@@ -27,6 +27,9 @@ class _Registered:
     """Which field is written to the envelope's indexed `key` column (a model or request id)."""
     IS_DECISION: ClassVar[bool] = False
     REGISTRY: ClassVar[dict[str, type[_Registered]]] = {}
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    """Declared only (every concrete class is a dataclass): tells the type checker that an
+    `Event | Decision` works with `dataclasses.fields` and `dataclasses.replace`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
