@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 from bench.bench_proxy import BenchServer, fake_model_yaml, machine, start_server
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.orphans import find_tagged_processes
 from tests.fixtures.net import free_port

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Dispatch,

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 from llamaswap_es.config.schedule import GroupPlanner, GroupRule, ModelSchedule, SchedulerConfig
 from llamaswap_es.core import digest, new_state, reduce
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.rows import encode_envelopes
 from llamaswap_es.events.types import (
     ConfigApplied,

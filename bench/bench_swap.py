@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.bench_proxy import HEADERS, chat_body, fake_model_yaml, machine, start_server
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import Dispatch, ProcessReady, ProcessSpawned, ProcessStopped
 from tests.fixtures.net import free_port
 

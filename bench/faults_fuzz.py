@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from bench.bench_proxy import start_server
 from llamaswap_es.demo import DEMO_MODELS, demo_config_yaml
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.orphans import find_tagged_processes
 from tests.fixtures.input_fuzz import (

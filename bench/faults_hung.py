@@ -34,7 +34,7 @@ import aiohttp
 import psutil
 
 from bench.bench_proxy import HEADERS, fake_model_yaml, machine, start_server
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.replay.verify import verify
 from tests.fixtures.net import free_port
 

@@ -9,87 +9,27 @@ switching is a change of one command. Without a subcommand the server runs; subc
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
-import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from llamaswap_es import __version__
 from llamaswap_es.config import build_schedule, config_as_json, load_config
-from llamaswap_es.config.models import LlamaSwapConfig
 from llamaswap_es.deploy import systemd_unit
-from llamaswap_es.errors import ConfigError
+from llamaswap_es.errors import ConfigError, error_line
 from llamaswap_es.paths import default_db_path
 from llamaswap_es.projections import rebuild as rebuild_projections
 from llamaswap_es.replay import cli as replay_cli
 from llamaswap_es.runtime.policy_loader import load_policies
+from llamaswap_es.web.serve_options import ServeOptions, parse_listen
 from llamaswap_es.wol import command as wol_command
 
-PROGRAM = "llamaswap-es"
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_TLS_LISTEN = "127.0.0.1:8443"
 EXIT_USAGE = 2
 _GO_BOOL_FLAG = re.compile(r"^--?(watch-config|version)=(.*)$")
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}
-
-
-@dataclass(frozen=True, slots=True)
-class ServeOptions:
-    """What the server needs from the command line, parsed and checked."""
-
-    config_file: str | None
-    config_dir: str | None
-    listen_host: str
-    listen_port: int
-    watch_config: bool
-    tls_cert_file: str | None
-    tls_key_file: str | None
-    db_path: str | None
-    """`--db` when given; `effective_db_path` applies the config's `db` and the default."""
-    log_format: str = "text"
-    """`--log-format`: llama-swap's text lines (with a timestamp) or JSON lines."""
-
-
-def effective_db_path(options: ServeOptions, config: LlamaSwapConfig | None) -> str:
-    """`--db` wins, then the config's `llamaswap-es.db`, then the default."""
-    if options.db_path:
-        return options.db_path
-    if config is not None and config.llamaswap_es.db:
-        return os.path.expanduser(config.llamaswap_es.db)
-    return default_db_path()
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces) → (host, port)."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"--listen {text!r}: expected HOST:PORT with a port from 1 to 65535")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def listen_warning(host: str, config: LlamaSwapConfig | None) -> str | None:
-    """A warning when the server listens beyond loopback and no apiKeys guard it."""
-    if is_loopback(host) or (config is not None and config.api_keys):
-        return None
-    shown = host or "all interfaces"
-    return (
-        f"warning: listening on {shown} without apiKeys: anyone who can reach this port can "
-        "load models and use them; set apiKeys in the config or listen on 127.0.0.1"
-    )
 
 
 def run_server(options: ServeOptions) -> int:
@@ -206,14 +146,6 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         db_path=args.db,
         log_format=args.log_format,
     )
-
-
-def error_line(message: object) -> str:
-    """`llamaswap-es: message` for stderr, once: a message that already starts with our name
-    (`llamaswap-es: unknown setting …` names the config section of that name) is not prefixed
-    again."""
-    text = str(message)
-    return text if text.startswith(PROGRAM + ":") else f"{PROGRAM}: {text}"
 
 
 def _config_error(error: ConfigError) -> int:

@@ -6,6 +6,9 @@ it can, says what to do. Catch `LlamaSwapError` at the edges (command line, HTTP
 
 from __future__ import annotations
 
+PROGRAM = "llamaswap-es"
+"""The command's name, the prefix of every error line it prints."""
+
 
 class LlamaSwapError(Exception):
     """Base of every error we raise on purpose."""
@@ -69,3 +72,11 @@ class InputRefusedError(LlamaSwapError):
 
 class ProcessError(LlamaSwapError):
     """An upstream process could not be started, probed or stopped."""
+
+
+def error_line(message: object) -> str:
+    """`llamaswap-es: message` for stderr, once: a message that already starts with our name
+    (`llamaswap-es: unknown setting …` names the config section of that name) is not prefixed
+    again."""
+    text = str(message)
+    return text if text.startswith(PROGRAM + ":") else f"{PROGRAM}: {text}"

@@ -24,13 +24,16 @@ FATAL = "go_fatal"
 """pydantic error type of a custom decoder's failure (aborts the decode, message verbatim)."""
 
 
-def unmarshal_error(value: Any, go_type: str) -> PydanticCustomError:
+def unmarshal_text(value: Any, go_type: str) -> str:
+    """yaml.v3's words for a value that does not fit `go_type`."""
     tag = yaml_tag_of(value)
     if isinstance(value, dict | list):
-        text = f"cannot unmarshal {tag} into {go_type}"
-    else:
-        text = f"cannot unmarshal {tag} `{go_format_value(value)}` into {go_type}"
-    return PydanticCustomError(UNMARSHAL, "{text}", {"text": text})
+        return f"cannot unmarshal {tag} into {go_type}"
+    return f"cannot unmarshal {tag} `{go_format_value(value)}` into {go_type}"
+
+
+def unmarshal_error(value: Any, go_type: str) -> PydanticCustomError:
+    return PydanticCustomError(UNMARSHAL, "{text}", {"text": unmarshal_text(value, go_type)})
 
 
 def fatal_error(message: str) -> PydanticCustomError:

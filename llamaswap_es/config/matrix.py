@@ -1,7 +1,7 @@
-"""The loader's view of a matrix: validated by the core's compiler, then expanded.
+"""The loader's view of a matrix: validated by the compiler the core also uses, then expanded.
 
 The grammar, llama-swap's error texts and their order of checks exist once, in
-`llamaswap_es.core.matrix_dsl` (spec/config.md §10.3), so the loader rejects a config with the
+`llamaswap_es.config.matrix_dsl` (spec/config.md §10.3), so the loader rejects a config with the
 very words the scheduler's compiler would use. What only the loader needs is the expansion:
 a spillover selector's targets must appear together in one concrete model set (namespace.py),
 so every set is expanded into the model sets it allows.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llamaswap_es.config.matrix_dsl import MatrixError, Node, compile_matrix, go_quote
 from llamaswap_es.config.models import MatrixConfig
-from llamaswap_es.core.matrix_dsl import MatrixError, Node, compile_matrix, go_quote
 
 MAX_ALTERNATIVES = 65_536
 """Bound on the concrete model sets one `&` may expand to (ours: protects memory)."""

@@ -43,6 +43,7 @@ from llamaswap_es.config.gotypes import (
     GoStrMap,
     fatal_error,
     unmarshal_error,
+    unmarshal_text,
 )
 from llamaswap_es.config.history import HistorySettingError, check_node_name, parse_history_url
 from llamaswap_es.config.policy_registry import BUILTIN_POLICIES
@@ -233,7 +234,7 @@ def _decode_sets(value: Any) -> dict[str, str]:
         if isinstance(expr, dict | list):
             raise fatal_error(
                 f'failed to decode DSL for set "{name}": '
-                f"{unmarshal_error(expr, 'string').context['text']}"
+                f"{unmarshal_text(expr, 'string')}"
             )
         sets[name] = "" if expr is None else go_format_value(expr)
     # llama-swap's loaded config carries the sets in yaml.v3's sorted key order (spec §10.3)

@@ -13,6 +13,7 @@ from pathlib import Path
 from llamaswap_es.config.go_url import go_url_parse_error
 from llamaswap_es.config.gotypes import format_go_duration
 from llamaswap_es.config.matrix import CompiledMatrix, expand_matrix
+from llamaswap_es.config.matrix_dsl import MatrixError
 from llamaswap_es.config.models import (
     DEFAULT_GROUP,
     DEFAULT_IGNORE_PATHS,
@@ -29,7 +30,6 @@ from llamaswap_es.config.policy_registry import (
     unknown_policy_text,
 )
 from llamaswap_es.config.scheduler_default import DEFAULT_SCHEDULER, default_scheduler_warning
-from llamaswap_es.core.matrix_dsl import MatrixError
 
 MIN_HEALTH_CHECK_TIMEOUT_S = 15
 DEFAULT_UNLOAD_TIMEOUT_S = 10

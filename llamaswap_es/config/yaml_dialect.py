@@ -25,8 +25,10 @@ from llamaswap_es.config.yaml_aliases import check_aliases
 
 try:  # libyaml's parser is much faster on large files; the pure one behaves the same
     from yaml._yaml import CParser as _CParser
+
+    _HAVE_LIBYAML = True
 except ImportError:  # pragma: no cover - libyaml missing
-    _CParser = None
+    _HAVE_LIBYAML = False
 from yaml.composer import Composer
 from yaml.emitter import Emitter
 from yaml.parser import Parser
@@ -111,8 +113,8 @@ def _parse_timestamp(text: str) -> GoTimestamp | None:
     try:
         match = _TS_DATE.match(text)
         if match:
-            y, m, d = (int(g) for g in match.groups())
-            return GoTimestamp(y, m, d, tzinfo=dt.UTC)
+            year, month, day = (int(g) for g in match.groups())
+            return GoTimestamp(year, month, day, tzinfo=dt.UTC)
         match = _TS_FULL.match(text)
         if not match:
             return None
@@ -206,7 +208,8 @@ class GoConstructor(SafeConstructor):
 
 
 for _tag in (NULL_TAG, BOOL_TAG, INT_TAG, FLOAT_TAG, STR_TAG, TIMESTAMP_TAG):
-    GoConstructor.add_constructor(_tag, GoConstructor.construct_go_scalar)
+    # types-PyYAML types `add_constructor` for its Loader classes only; every constructor has it
+    GoConstructor.add_constructor(_tag, GoConstructor.construct_go_scalar)  # type: ignore[type-var]
 
 
 class DuplicateKeyError(yaml.YAMLError):
@@ -220,7 +223,7 @@ class DuplicateKeyError(yaml.YAMLError):
         )
 
 
-if _CParser is not None:
+if _HAVE_LIBYAML:
 
     class GoLoader(_CParser, GoConstructor, GoResolver):  # type: ignore[misc]
         """A PyYAML loader speaking yaml.v3's dialect (libyaml parser)."""

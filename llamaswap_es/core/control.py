@@ -95,10 +95,10 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
     if old.policy != config.policy or old.planner != config.planner:
         _replan(st, out)
     for model_id in sorted(restart):
-        proc = st.models.get(model_id)
-        if proc is None:  # retired and already forgotten (nothing referred to it)
+        restarted = st.models.get(model_id)
+        if restarted is None:  # retired and already forgotten (nothing referred to it)
             continue
-        stop_process(st, proc, "reload", proc.schedule.unload_timeout_ms, out)
+        stop_process(st, restarted, "reload", restarted.schedule.unload_timeout_ms, out)
         forget_if_retired(st, proc)
     st.policy.wake(st, out)
 

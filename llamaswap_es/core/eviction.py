@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from llamaswap_es.config.matrix_dsl import compile_matrix
 from llamaswap_es.config.schedule import EvictionPlanner, GroupPlanner, GroupRule
-from llamaswap_es.core.matrix_dsl import compile_matrix
 from llamaswap_es.core.matrix_solver import solve
 
 

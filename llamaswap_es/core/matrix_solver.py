@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llamaswap_es.core.matrix_dsl import MatrixProgram, Node
+from llamaswap_es.config.matrix_dsl import MatrixProgram, Node
 
 
 @dataclass(frozen=True, slots=True)

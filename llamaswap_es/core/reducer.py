@@ -18,7 +18,7 @@ instance the reducer assigned; an event for another instance is stale and ignore
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from llamaswap_es.core import control
 from llamaswap_es.core.effects import (
@@ -59,6 +59,7 @@ from llamaswap_es.events.types import (
     ConfigApplied,
     Decision,
     Envelope,
+    Event,
     LoadRequested,
     ProcessAdopted,
     ProcessExited,
@@ -102,18 +103,36 @@ def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, l
     state.seq = envelope.seq
     state.now_ms = envelope.ts_ms
     changes = state.queue_changes
-    handler(state, envelope, out)
+    handler(state, envelope.body, envelope, out)
     drain_followups(state, out)
     if state.queue_changes != changes and state.queue:
         out.append(QueuePositions(positions={rid: i + 1 for i, rid in enumerate(state.queue)}))
     return state, out
 
 
+_E = TypeVar("_E", bound=Event)
+_Handler = Callable[[SchedulerState, _E, Envelope, Out], None]
+_HANDLERS: dict[type[object], _Handler[Any]] = {}
+"""Each input type's handler, by exact type (an input without one changes nothing)."""
+
+
+def _handles(*types: type[_E]) -> Callable[[_Handler[_E]], _Handler[_E]]:
+    """Register the decorated function as the handler of `types`: the type checker then sees
+    that each handler takes the very event type it is looked up by."""
+
+    def register(handler: _Handler[_E]) -> _Handler[_E]:
+        for event_type in types:
+            _HANDLERS[event_type] = handler
+        return handler
+
+    return register
+
+
 # ------------------------------------------------------------------------ requests
 
 
-def _on_request(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: RequestReceived = env.body  # type: ignore[assignment]
+@_handles(RequestReceived)
+def _on_request(st: SchedulerState, ev: RequestReceived, env: Envelope, out: Out) -> None:
     rid = ev.request_id
     if rid in st.requests:  # the shell makes ids unique; a repeat must not answer the first
         return
@@ -137,10 +156,10 @@ def _on_request(st: SchedulerState, env: Envelope, out: Out) -> None:
     _admit(st, req, proc, out)
 
 
-def _on_load(st: SchedulerState, env: Envelope, out: Out) -> None:
+@_handles(LoadRequested)
+def _on_load(st: SchedulerState, ev: LoadRequested, env: Envelope, out: Out) -> None:
     """A load goes the normal way (it can queue, evict, join) but has no client and is never
     counted in flight. Refused silently when it could not be admitted (nobody to answer)."""
-    ev: LoadRequested = env.body  # type: ignore[assignment]
     proc = st.models.get(ev.model)
     if st.shutting_down or proc is None or proc.retired or st.config is None:
         return
@@ -159,9 +178,9 @@ def _admit(st: SchedulerState, req: Request, proc: ModelProc, out: Out) -> None:
         arm_queue_timeout(st, req, out)
 
 
-def _on_cancel(st: SchedulerState, env: Envelope, out: Out) -> None:
+@_handles(RequestCancelled)
+def _on_cancel(st: SchedulerState, ev: RequestCancelled, env: Envelope, out: Out) -> None:
     """The client left before dispatch: free its slot. A swap it started goes on (§3.6)."""
-    ev: RequestCancelled = env.body  # type: ignore[assignment]
     req = st.requests.get(ev.request_id)
     if req is None or req.phase == DISPATCHED:
         return
@@ -182,8 +201,8 @@ def _after_queue_exit(st: SchedulerState, out: Out) -> None:
         st.policy.wake(st, out)
 
 
-def _on_finished(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: RequestFinished = env.body  # type: ignore[assignment]
+@_handles(RequestFinished)
+def _on_finished(st: SchedulerState, ev: RequestFinished, env: Envelope, out: Out) -> None:
     req = st.requests.get(ev.request_id)
     if req is None:
         return
@@ -204,8 +223,8 @@ def _end_dispatched(st: SchedulerState, req: Request, out: Out) -> None:
     st.policy.on_request_ended(st, proc, out)
 
 
-def _on_abandoned(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: RequestAbandoned = env.body  # type: ignore[assignment]
+@_handles(RequestAbandoned)
+def _on_abandoned(st: SchedulerState, ev: RequestAbandoned, env: Envelope, out: Out) -> None:
     req = st.requests.get(ev.request_id)
     if req is None:
         return
@@ -225,8 +244,8 @@ def _current(st: SchedulerState, model: str, instance: int) -> ModelProc | None:
     return proc
 
 
-def _on_ready(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: ProcessReady = env.body  # type: ignore[assignment]
+@_handles(ProcessReady)
+def _on_ready(st: SchedulerState, ev: ProcessReady, env: Envelope, out: Out) -> None:
     proc = _current(st, ev.model, ev.instance)
     if proc is None or proc.state != STARTING:  # e.g. ready just before our stop reached it
         return
@@ -237,8 +256,8 @@ def _on_ready(st: SchedulerState, env: Envelope, out: Out) -> None:
         complete_swap(st, swap, None)
 
 
-def _on_start_failed(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: ProcessStartFailed = env.body  # type: ignore[assignment]
+@_handles(ProcessStartFailed)
+def _on_start_failed(st: SchedulerState, ev: ProcessStartFailed, env: Envelope, out: Out) -> None:
     proc = _current(st, ev.model, ev.instance)
     if proc is None:
         return
@@ -248,8 +267,8 @@ def _on_start_failed(st: SchedulerState, env: Envelope, out: Out) -> None:
     _went_down(st, proc, error, out)
 
 
-def _on_stopped(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: ProcessStopped = env.body  # type: ignore[assignment]
+@_handles(ProcessStopped)
+def _on_stopped(st: SchedulerState, ev: ProcessStopped, env: Envelope, out: Out) -> None:
     proc = _current(st, ev.model, ev.instance)
     if proc is None:
         return
@@ -283,11 +302,11 @@ def _load_idle_model(st: SchedulerState, env: Envelope, stopped: str, out: Out) 
     _admit(st, req, proc, out)
 
 
-def _on_exited(st: SchedulerState, env: Envelope, out: Out) -> None:
+@_handles(ProcessExited)
+def _on_exited(st: SchedulerState, ev: ProcessExited, env: Envelope, out: Out) -> None:
     """A crash of a ready process: the executor already killed its whole group (§9.5). No
     restart: the next request for it goes through a normal swap. In-flight requests end with
     their own RequestFinished."""
-    ev: ProcessExited = env.body  # type: ignore[assignment]
     proc = _current(st, ev.model, ev.instance)
     if proc is not None:
         _went_down(st, proc, "upstream command exited prematurely", out)
@@ -297,7 +316,8 @@ HUNG = "hung"
 """StopProcess.reason for a process declared hung (ProcessHung)."""
 
 
-def _on_hung(st: SchedulerState, env: Envelope, out: Out) -> None:
+@_handles(ProcessHung)
+def _on_hung(st: SchedulerState, ev: ProcessHung, env: Envelope, out: Out) -> None:
     """Ours (ARCHITECTURE §11.6): a ready process that stopped answering its health probes is
     stopped at once, with no grace: a hung (or SIGSTOPped) process cannot act on SIGTERM, and
     its group holds the swap group hostage. Its in-flight requests stay counted until their own
@@ -306,7 +326,6 @@ def _on_hung(st: SchedulerState, env: Envelope, out: Out) -> None:
     a fresh instance. A stop already under way (a TTL, an eviction) is made immediate by a
     second StopProcess (the executor only ever shortens a grace). A report for another instance,
     or for one that is not serving, is stale and ignored."""
-    ev: ProcessHung = env.body  # type: ignore[assignment]
     proc = _current(st, ev.model, ev.instance)
     if proc is None:
         return
@@ -334,8 +353,8 @@ def _went_down(st: SchedulerState, proc: ModelProc, error: str, out: Out) -> Non
     forget_if_retired(st, proc)
 
 
-def _on_timer(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: TimerFired = env.body  # type: ignore[assignment]
+@_handles(TimerFired)
+def _on_timer(st: SchedulerState, ev: TimerFired, env: Envelope, out: Out) -> None:
     timer_id = ev.timer_id
     if timer_id not in st.timers:  # cancelled or replaced: stale
         return
@@ -396,33 +415,35 @@ def _on_queue_timeout(st: SchedulerState, request_id: str, out: Out) -> None:
 # ------------------------------------------------------------------------ operators, boot
 
 
-def _on_config(st: SchedulerState, env: Envelope, out: Out) -> None:
+@_handles(ConfigApplied)
+def _on_config(st: SchedulerState, ev: ConfigApplied, env: Envelope, out: Out) -> None:
     st.active_profile = None  # a new configuration ends any profile (llama-swap's reload)
-    control.apply_config(st, env.body, out)  # type: ignore[arg-type]
+    control.apply_config(st, ev, out)
 
 
-def _on_profile(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: ProfileActivated = env.body  # type: ignore[assignment]
+@_handles(ProfileActivated)
+def _on_profile(st: SchedulerState, ev: ProfileActivated, env: Envelope, out: Out) -> None:
     st.active_profile = ev.name
 
 
-def _on_unload(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: UnloadRequested = env.body  # type: ignore[assignment]
+@_handles(UnloadRequested)
+def _on_unload(st: SchedulerState, ev: UnloadRequested, env: Envelope, out: Out) -> None:
     control.unload(st, ev, out)
 
 
-def _on_shutdown(st: SchedulerState, env: Envelope, out: Out) -> None:
-    ev: ShutdownRequested = env.body  # type: ignore[assignment]
+@_handles(ShutdownRequested)
+def _on_shutdown(st: SchedulerState, ev: ShutdownRequested, env: Envelope, out: Out) -> None:
     control.shutdown(st, ev, out)
 
 
-def _on_boot(st: SchedulerState, env: Envelope, out: Out) -> None:
+@_handles(ServerStarted, RecoveryStarted)
+def _on_boot(st: SchedulerState, ev: Event, env: Envelope, out: Out) -> None:
     control.new_boot(st)
 
 
-def _on_adopted(st: SchedulerState, env: Envelope, out: Out) -> None:
+@_handles(ProcessAdopted)
+def _on_adopted(st: SchedulerState, ev: ProcessAdopted, env: Envelope, out: Out) -> None:
     """Recovery kept a live, healthy, unchanged process from the previous run: it is ready."""
-    ev: ProcessAdopted = env.body  # type: ignore[assignment]
     proc = st.models.get(ev.model)
     if proc is None or proc.retired or proc.state not in (STOPPED, FAILED):
         return
@@ -430,25 +451,3 @@ def _on_adopted(st: SchedulerState, env: Envelope, out: Out) -> None:
     forget_failures(proc)
     mark_ready(st, proc, out)
     st.policy.wake(st, out)
-
-
-_HANDLERS: dict[type, Callable[[SchedulerState, Envelope, Out], Any]] = {
-    RequestReceived: _on_request,
-    RequestFinished: _on_finished,
-    RequestCancelled: _on_cancel,
-    RequestAbandoned: _on_abandoned,
-    LoadRequested: _on_load,
-    ProcessReady: _on_ready,
-    ProcessStartFailed: _on_start_failed,
-    ProcessStopped: _on_stopped,
-    ProcessExited: _on_exited,
-    ProcessHung: _on_hung,
-    TimerFired: _on_timer,
-    ConfigApplied: _on_config,
-    ProfileActivated: _on_profile,
-    UnloadRequested: _on_unload,
-    ShutdownRequested: _on_shutdown,
-    ServerStarted: _on_boot,
-    RecoveryStarted: _on_boot,
-    ProcessAdopted: _on_adopted,
-}

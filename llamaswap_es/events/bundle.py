@@ -121,7 +121,7 @@ class BundleReader(RowsAsEnvelopes):
                 if seq > upper:
                     return
                 if seq >= from_seq:
-                    yield tuple(item)  # type: ignore[misc]
+                    yield tuple(item)
         raise BundleError(f"{self.path}: the bundle is truncated after {seen} rows")
 
     def last_seq(self) -> int:

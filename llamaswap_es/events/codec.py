@@ -15,12 +15,13 @@ import json
 import types
 import typing
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from llamaswap_es.events.types import Decision, Envelope, Event, event_class
+
+_loads: Callable[[str | bytes], Any]
 
 try:  # orjson is measurably faster on the append and replay paths; the stdlib is the fallback.
     import orjson
@@ -56,7 +57,7 @@ def register_upcaster(type_name: str, from_version: int) -> Callable[[Upcaster],
 
 def to_payload(body: Event | Decision) -> dict[str, Any]:
     """The body's fields as JSON-ready data (tuples become lists)."""
-    return {f.name: _plain(getattr(body, f.name)) for f in dataclasses.fields(body)}  # type: ignore[arg-type]
+    return {f.name: _plain(getattr(body, f.name)) for f in dataclasses.fields(body)}
 
 
 def _plain(value: Any) -> Any:
@@ -91,7 +92,7 @@ def encode_payload(body: Event | Decision) -> str:
     cls = type(body)
     names = _FIELD_NAMES.get(cls)
     if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(body))  # type: ignore[arg-type]
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(body))
     return _dumps({name: getattr(body, name) for name in names})
 
 
@@ -107,9 +108,16 @@ def loads(text: str | bytes) -> Any:
     return _loads(text)
 
 
-@cache
 def _adapter(cls: type) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+    """One pydantic adapter per class, built on first use (a dict, not `functools.cache`: mypy
+    cannot see that a dataclass's class object is hashable)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 
 
 def upcast(type_name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +148,8 @@ def from_payload(
     cls = event_class(type_name)
     payload = upcast(type_name, version, payload)
     try:
-        return _adapter(cls).validate_python(payload, strict=False)
+        body: Event | Decision = _adapter(cls).validate_python(payload, strict=False)
+        return body
     except ValidationError as exc:
         raise PayloadError(f"{type_name} v{version} payload is invalid: {exc}") from exc
 
@@ -157,16 +166,22 @@ def decode_payload(
 # only for the fields declared as tuples, then the dataclass constructor.
 
 
-@cache
 def _tuple_fields(cls: type) -> tuple[str, ...]:
-    hints = typing.get_type_hints(cls)
-    names = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        hint = hints.get(f.name)
-        options = typing.get_args(hint) if _is_union(hint) else (hint,)
-        if any(o is tuple or typing.get_origin(o) is tuple for o in options):
-            names.append(f.name)
-    return tuple(names)
+    """The class's fields declared as tuples (cached per class, like `_adapter`)."""
+    names = _TUPLE_FIELDS.get(cls)
+    if names is None:
+        hints = typing.get_type_hints(cls)
+        found = []
+        for f in dataclasses.fields(cls):
+            hint = hints.get(f.name)
+            options = typing.get_args(hint) if _is_union(hint) else (hint,)
+            if any(o is tuple or typing.get_origin(o) is tuple for o in options):
+                found.append(f.name)
+        names = _TUPLE_FIELDS[cls] = tuple(found)
+    return names
+
+
+_TUPLE_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _is_union(hint: Any) -> bool:

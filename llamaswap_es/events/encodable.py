@@ -24,7 +24,7 @@ MAX_TEXT = 4096
 
 def unencodable_field(body: Event | Decision) -> str | None:
     """`"<field>: <why>"` for the first field the codec cannot encode, None if all encode."""
-    for f in dataclasses.fields(body):  # type: ignore[arg-type]
+    for f in dataclasses.fields(body):
         try:
             codec.dumps({f.name: getattr(body, f.name)})
         except (TypeError, ValueError, RecursionError) as exc:
@@ -35,11 +35,8 @@ def unencodable_field(body: Event | Decision) -> str | None:
 def made_encodable(body: Event | Decision) -> Event | Decision:
     """A copy of `body` whose every field encodes: text with its bad characters replaced by U+FFFD
     (and bounded), integers clamped to 64 bits, anything else JSON cannot hold turned into text."""
-    changes = {
-        f.name: _repaired(getattr(body, f.name), 0)
-        for f in dataclasses.fields(body)  # type: ignore[arg-type]
-    }
-    return dataclasses.replace(body, **changes)  # type: ignore[type-var]
+    changes = {f.name: _repaired(getattr(body, f.name), 0) for f in dataclasses.fields(body)}
+    return dataclasses.replace(body, **changes)
 
 
 def _repaired(value: Any, depth: int) -> Any:

@@ -1,11 +1,11 @@
 """Synchronous, read-only access to a log: for tools, benchmarks and the store's read threads.
 
-`open_log(path)` accepts an SQLite database or a `.cbor.zst` bundle and returns a `LogReader`
-(scans in seq order, filtered reads, the newest snapshot). The database is opened read-only
-(`mode=ro`, `query_only`), so a tool can never change a live server's log. Scans page through
-the table with keyset queries (`seq >= ? ORDER BY seq LIMIT n`) so no read transaction stays
-open for long: a reader that lingers would stop the writer's checkpoints and grow the WAL
-(EVENT-LOG.md §2.4).
+A `LogReader` scans in seq order, reads filtered, and finds the newest snapshot; `open_log` (in
+`events/open_log.py`, above this module and `bundle.py`) picks the reader for a path. The
+database is opened read-only (`mode=ro`, `query_only`), so a tool can never change a live
+server's log. Scans page through the table with keyset queries (`seq >= ? ORDER BY seq LIMIT n`)
+so no read transaction stays open for long: a reader that lingers would stop the writer's
+checkpoints and grow the WAL (EVENT-LOG.md §2.4).
 """
 
 from __future__ import annotations
@@ -56,16 +56,6 @@ class LogReader(Protocol):
     ) -> Snapshot | None: ...
 
     def close(self) -> None: ...
-
-
-def open_log(path_or_bundle: str | Path) -> LogReader:
-    """A reader over an SQLite event log or an exported `.cbor.zst` bundle."""
-    path = Path(path_or_bundle)
-    if path.name.endswith(".zst"):
-        from llamaswap_es.events.bundle import BundleReader
-
-        return BundleReader(path)
-    return DatabaseReader(path)
 
 
 def connect_read_only(path: Path) -> sqlite3.Connection:

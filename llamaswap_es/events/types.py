@@ -15,8 +15,8 @@ so a late event from an older instance of the same model can be told apart and i
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import Field, dataclass, field
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 
 class _Registered:
@@ -28,6 +28,9 @@ class _Registered:
     """Which field is written to the envelope's indexed `key` column (a model or request id)."""
     IS_DECISION: ClassVar[bool] = False
     REGISTRY: ClassVar[dict[str, type[_Registered]]] = {}
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    """Declared only (every concrete class is a dataclass): tells the type checker that an
+    `Event | Decision` works with `dataclasses.fields` and `dataclasses.replace`."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -51,7 +54,7 @@ class _Registered:
         process's load or stop time): given, it goes into the sentence; the types it means
         nothing to ignore it. This default names the type and its non-empty fields."""
         parts = [self.type_name]
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # every subclass is one
+        for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value not in ("", None, (), [], {}) and value is not False:
                 parts.append(f"{f.name}={value}")
@@ -83,7 +86,14 @@ def all_event_classes() -> dict[str, type[_Registered]]:
     return dict(_Registered.REGISTRY)
 
 
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def _frozen(cls: type[_T]) -> type[_T]:
+    """`@dataclass(frozen=True, slots=True, kw_only=True)`, spelled once; `dataclass_transform`
+    tells the type checker so, which a plain alias of `dataclass(...)` hides from it."""
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
 CLIENT_REQUEST_ID = "client_request_id"
 """`RequestReceived.metadata` key of the client's own X-Request-ID (when it sent one)."""

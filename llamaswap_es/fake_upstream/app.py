@@ -192,7 +192,7 @@ async def transcriptions(request: web.Request) -> web.Response:
     except (ValueError, UnicodeError) as exc:  # a boundary or part aiohttp cannot read
         raise bad_request(f"invalid multipart body: {exc}") from None
     upload = form.get("file")
-    if upload is None or isinstance(upload, str):
+    if not isinstance(upload, web.FileField):  # absent, or a plain form field
         raise bad_request("missing file")
     size = len(upload.file.read())
     return web.json_response(

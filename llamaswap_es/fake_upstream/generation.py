@@ -265,7 +265,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             }
         )
     resp = await open_sse(request)
-    start = {
+    start: dict[str, Any] = {
         **message,
         "content": [],
         "stop_reason": None,

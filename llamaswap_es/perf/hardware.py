@@ -54,7 +54,8 @@ def _architecture() -> dict[str, Any]:
 def _operating_system() -> dict[str, Any]:
     raw = platform.system()
     family = _OS_FAMILIES.get(raw.lower(), "other")
-    name, version = raw, platform.release()
+    name = raw
+    version: str | None = platform.release()
     if family == "linux":
         release = _os_release()
         name = release.get("NAME", "Linux")

@@ -58,7 +58,7 @@ class InflightEntry:
     resp_bytes: int = 0
     phase: str = "received"
     queue_position: int | None = None
-    cancel: Callable[[], None] | None = None
+    cancel: Callable[[], object] | None = None
     _progress_pending: asyncio.Handle | None = None
     _last_progress: float = 0.0
 
@@ -103,7 +103,7 @@ class InflightTracker:
         method: str,
         headers: Mapping[str, str],
         remote_ip: str,
-        cancel: Callable[[], None] | None = None,
+        cancel: Callable[[], object] | None = None,
         metadata: Mapping[str, str] | None = None,
         phase: str | None = None,
     ) -> InflightEntry:

@@ -27,7 +27,7 @@ from llamaswap_es.perf.gpu_sources import GpuSource, open_gpu_source
 from llamaswap_es.perf.hardware import detect_hardware
 from llamaswap_es.perf.nvml import load_nvml
 from llamaswap_es.perf.sampler import PerformanceSampler
-from llamaswap_es.projections.activity import ActivityProjection
+from llamaswap_es.projections.activity import ActivityProjection, AppliedRow
 from llamaswap_es.projections.activity_retention import prune_activity
 from llamaswap_es.projections.captures import CaptureStore, capture_secrets
 from llamaswap_es.projections.database import ProjectionDatabase
@@ -113,9 +113,12 @@ class Projections:
         )
         runner.add_row_listener(lambda rows: model_metrics.count_rows(rows, counted_from))
         if hub is not None:
-            runner.add_row_listener(
-                lambda rows: [hub.publish("activity", {"id": row.id}) for row in rows]
-            )
+
+            def publish_activity(rows: list[AppliedRow]) -> None:
+                for row in rows:
+                    hub.publish("activity", {"id": row.id})
+
+            runner.add_row_listener(publish_activity)
         loop.add_listener(runner.on_committed)
         await runner.start()
         history = await History.start(
@@ -142,7 +145,11 @@ class Projections:
             config=lambda: service.config,
             clock_ms=service.clock.now_ms,
         )
-        service.add_snapshot_listener(lambda _seq: projections.prune_activity_soon())
+
+        def prune_after_snapshot(_seq: int) -> None:
+            projections.prune_activity_soon()
+
+        service.add_snapshot_listener(prune_after_snapshot)
         projections.prune_activity_soon()
         return projections
 

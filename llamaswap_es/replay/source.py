@@ -15,7 +15,8 @@ from pathlib import Path
 
 from llamaswap_es.errors import StoreError
 from llamaswap_es.events import codec
-from llamaswap_es.events.reader import LogReader, connect_read_only, open_log
+from llamaswap_es.events.open_log import open_log
+from llamaswap_es.events.reader import LogReader, connect_read_only
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.replay.errors import ReplayError
 

@@ -242,7 +242,7 @@ def _field_diff(old: object, new: object) -> list[str]:
     if type(old) is not type(new) or not dataclasses.is_dataclass(old):
         return [f"type: {type(old).__name__} != {type(new).__name__}"]
     out = []
-    for f in dataclasses.fields(old):  # type: ignore[arg-type]
+    for f in dataclasses.fields(old):
         a, b = getattr(old, f.name), getattr(new, f.name)
         if a != b:
             out.append(f"{f.name}: recorded {a!r}, now {b!r}")

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 
@@ -215,9 +216,11 @@ class ProcessExecutor:
             ports=self._ports,
         )
 
-    def _own(self, key: tuple[str, int], upstream: UpstreamProcess, coro: object) -> None:
+    def _own(
+        self, key: tuple[str, int], upstream: UpstreamProcess, coro: Coroutine[Any, Any, None]
+    ) -> None:
         self._processes[key] = upstream
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coro)
         task.set_name(f"upstream {key[0]}#{key[1]}")
         self._tasks[key] = task
 

@@ -64,7 +64,7 @@ async def wait_first(
     if any(event.is_set() for event in events):
         return
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    pending = set(waiters)
+    pending: set[asyncio.Future[Any]] = set(waiters)
     if probe is not None:
         pending.add(probe)
     try:

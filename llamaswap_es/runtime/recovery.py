@@ -145,9 +145,13 @@ def _without_history(reader: DatabaseReader, boot_id: str, first_seq: int) -> Re
     own `ServerStarted`; `settle` then reaps every tagged upstream of the previous run as an
     orphan. The service saves a snapshot at once, so the log is anchored again from here on.
     """
-    started = reader.read(types=("ServerStarted",), from_seq=first_seq)
-    ours = next((e for e in started if e.body.boot_id == boot_id), None)
-    before = [e.body.boot_id for e in started if ours is None or e.seq < ours.seq]
+    started = [
+        (e.seq, e.body)
+        for e in reader.read(types=("ServerStarted",), from_seq=first_seq)
+        if isinstance(e.body, ServerStarted)
+    ]
+    our_seq = next((seq for seq, body in started if body.boot_id == boot_id), None)
+    before = [body.boot_id for seq, body in started if our_seq is None or seq < our_seq]
     log.warning(
         "event log %s starts at seq %d (older events were pruned) and holds no usable snapshot "
         "of reducer %s (after an upgrade the older snapshots no longer restore): starting from "
@@ -161,8 +165,8 @@ def _without_history(reader: DatabaseReader, boot_id: str, first_seq: int) -> Re
     result.previous_boot = before[-1] if before else None
     # The scheduler forgets them, but the activity history still has them open: end them.
     result.unfinished_requests = _unanswered_requests(reader, first_seq)
-    if ours is not None:
-        for envelope in reader.iter_inputs(from_seq=ours.seq):
+    if our_seq is not None:
+        for envelope in reader.iter_inputs(from_seq=our_seq):
             state = _replayed(state, envelope, reader.path)
             result.replayed += 1
     result.state = state
@@ -213,8 +217,8 @@ def _note_previous_run(
             )
         )
     for request_id in sorted(state.requests):
-        view = core.request_view(state, request_id)
-        if view is not None and not view.is_load:
+        request = core.request_view(state, request_id)
+        if request is not None and not request.is_load:
             result.unfinished_requests.append(request_id)
 
 
@@ -226,7 +230,7 @@ def _spawn_from_log(
     if record is None:
         return None
     body = record.body
-    return body.pid, body.pgid, body.started_at_ms or 0, body.port  # type: ignore[attr-defined]
+    return body.pid, body.pgid, body.started_at_ms or 0, body.port
 
 
 async def settle(
@@ -274,6 +278,14 @@ async def settle(
         )
     for orphan in await asyncio.to_thread(find_tagged_processes, env_tag):
         if orphan.pid in kept_pids or orphan.pgid in kept_pids:
+            continue
+        if orphan.pgid is None:  # access denied reading its group: it cannot be signalled either
+            log.warning(
+                "pid %d (%s) carries this server's tag from a previous run but its process group "
+                "cannot be read (access denied): it is left running",
+                orphan.pid,
+                orphan.model,
+            )
             continue
         await kill_group(orphan.pgid, 2000)
         submit(

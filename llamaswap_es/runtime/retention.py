@@ -26,13 +26,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from llamaswap_es import core
 from llamaswap_es.core.state import RUNNING_STATES, SchedulerState
 from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.store import EventStore
-from llamaswap_es.events.types import START_RECORDS, Envelope, ProcessRecorded
+from llamaswap_es.events.types import (
+    START_RECORDS,
+    ProcessAdopted,
+    ProcessRecorded,
+    ProcessSpawned,
+)
 
 log = logging.getLogger("llamaswap_es.runtime.retention")
 
@@ -106,10 +112,10 @@ def restatements(
             ProcessRecorded(
                 model=model,
                 instance=instance,
-                pid=body.pid,  # type: ignore[attr-defined]
-                pgid=body.pgid,  # type: ignore[attr-defined]
-                port=body.port,  # type: ignore[attr-defined]
-                started_at_ms=body.started_at_ms,  # type: ignore[attr-defined]
+                pid=body.pid,
+                pgid=body.pgid,
+                port=body.port,
+                started_at_ms=body.started_at_ms,
             )
         )
     return out
@@ -133,12 +139,24 @@ def _usable_snapshots(
             continue  # recovery could not start from it either
 
 
-def newest_start_record(reader: DatabaseReader, model: str, instance: int) -> Envelope | None:
+@dataclass(frozen=True, slots=True)
+class StartRecord:
+    """A row that says where a process runs: its seq and its body, typed."""
+
+    seq: int
+    body: ProcessSpawned | ProcessAdopted | ProcessRecorded
+
+
+def newest_start_record(reader: DatabaseReader, model: str, instance: int) -> StartRecord | None:
     """The newest row that says where `model`'s `instance` runs (see `START_RECORDS`)."""
     rows = reader.read(types=START_RECORDS, key=model)
     for envelope in reversed(rows):
-        if getattr(envelope.body, "instance", None) == instance:
-            return envelope
+        body = envelope.body
+        if (
+            isinstance(body, ProcessSpawned | ProcessAdopted | ProcessRecorded)
+            and body.instance == instance
+        ):
+            return StartRecord(envelope.seq, body)
     return None
 
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 
@@ -458,8 +458,8 @@ class UpstreamProcess:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _spawn_helper(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn_helper(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._helpers.add(task)
         task.add_done_callback(self._helpers.discard)
 

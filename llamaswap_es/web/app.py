@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llamaswap_es.events.types import (
     ConfigApplied,
@@ -24,18 +25,20 @@ from llamaswap_es.events.types import (
     StartProcess,
     StopProcess,
 )
-from llamaswap_es.projections import http_activity, http_metrics, http_queue
-from llamaswap_es.projections.history import http as http_history
 from llamaswap_es.redaction import redact_text
 from llamaswap_es.runtime.log_context import clear_request
 from llamaswap_es.web import (
+    activity_routes,
     config_reload,
     events_route,
+    history_routes,
     listing,
     log_api,
     log_routes,
+    metrics_routes,
     model_routes,
     ops_routes,
+    queue_routes,
     request_ids,
     static_routes,
 )
@@ -65,7 +68,7 @@ def is_static_asset(path: str) -> bool:
 
 
 @web.middleware
-async def access_log_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """llama-swap's access line, with any credential in the query string redacted. The target
     is logged as the client sent it (still percent-encoded, as Go's RequestURI is), so a `%0a`
     in a path cannot start a forged log line."""
@@ -109,7 +112,7 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
     ):  # fmt: skip
         module.register(app.router)  # type: ignore[attr-defined]
     if ctx.projections is not None:
-        for projection_routes in (http_activity, http_queue, http_metrics, http_history):
+        for projection_routes in (activity_routes, queue_routes, metrics_routes, history_routes):
             projection_routes.register_routes(app.router, ctx.projections)
     return app
 

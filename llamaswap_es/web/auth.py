@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from llamaswap_es.web.errors import unauthorized_response
 
@@ -69,7 +70,7 @@ def key_is_valid(candidate: str | None, keys: Sequence[str]) -> bool:
 def api_key_middleware(
     keys: Sequence[str] | Callable[[], Sequence[str]],
     exempt: Callable[[web.BaseRequest], bool] = is_public_route,
-) -> Callable[..., object]:
+) -> Middleware:
     """An aiohttp middleware that answers 401 unless the request carries a configured key.
 
     `keys` is the key list, or a function giving the keys in force now: the server passes the
@@ -82,7 +83,7 @@ def api_key_middleware(
     current = keys if callable(keys) else (lambda fixed=tuple(keys): fixed)
 
     @web.middleware
-    async def middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         key_list = current()
         if not key_list or exempt(request):
             return await handler(request)

@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from llamaswap_es.config.browser_access import (
     ANY,
@@ -152,7 +153,7 @@ def refusal_message(request: web.BaseRequest) -> str:
 
 def cors_middleware(
     allowed_origins: Callable[[], Sequence[str]] = lambda: (),
-) -> Callable[..., object]:
+) -> Middleware:
     """The CORS policy of each route family (module docstring), as one aiohttp middleware.
 
     `allowed_origins` gives the configured list in force now (a reload applies at once). Place
@@ -162,7 +163,7 @@ def cors_middleware(
     """
 
     @web.middleware
-    async def middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if family_of(request.path) is not RouteFamily.ADMIN:
             if request.method == "OPTIONS":
                 return permissive_preflight(request)

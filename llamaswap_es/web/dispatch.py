@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -222,7 +223,7 @@ async def _serve_once(
 async def _await_admission(ticket: RequestTicket) -> Dispatch | Reject | None:
     """Wait until the scheduler has taken the request in; the decision if it already came."""
     if not ticket.decision.done():
-        admitted = asyncio.ensure_future(ticket.admitted.wait())
+        admitted: asyncio.Future[Any] = asyncio.ensure_future(ticket.admitted.wait())
         try:
             await asyncio.wait({admitted, ticket.decision}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -234,7 +235,7 @@ async def _await_decision(
     ctx: AppContext, ticket: RequestTicket, entry: InflightEntry, loading: LoadingStream | None
 ) -> Dispatch | Reject:
     while not ticket.decision.done():
-        changed = asyncio.ensure_future(ticket.position_changed.wait())
+        changed: asyncio.Future[Any] = asyncio.ensure_future(ticket.position_changed.wait())
         try:
             await asyncio.wait(
                 {changed, ticket.decision},
@@ -285,7 +286,7 @@ async def _answer_reject(
     if reject.status == 429:
         return too_many_requests_response()
     if reject.code == QUEUE_TIMEOUT_CODE:
-        headers = {"Retry-After": str(retry_after_s)}
+        headers: dict[str, str] | None = {"Retry-After": str(retry_after_s)}
         return error_response(request, reject.status, reject.message, code=ours, headers=headers)
     headers = retry_headers(reject)
     return error_response(request, reject.status, reject.message, code=ours, headers=headers)
@@ -529,7 +530,7 @@ def loop_stopped_response(
     return error_response(request, 500, f"unspecific error: {router_name(ctx)} is shutting down")
 
 
-def cancel_callback(task: asyncio.Task[object] | None) -> Callable[[], None] | None:
+def cancel_callback(task: asyncio.Task[object] | None) -> Callable[[], object] | None:
     """`POST /api/inflight/{id}/cancel` cancels the handler's task: the request ends as if its
     client had left (RequestCancelled before dispatch, the forward ended after it)."""
     if task is None:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 
 from aiohttp import web
-from aiohttp.typedefs import LooseHeaders
+from aiohttp.typedefs import Handler, LooseHeaders
 
 from llamaswap_es.errors import LlamaSwapError
 
@@ -161,9 +161,7 @@ def _go_plain_text(status: int, text: str) -> web.Response:
 
 
 @web.middleware
-async def go_mux_errors_middleware(
-    request: web.Request, handler: web.RequestHandler
-) -> web.StreamResponse:
+async def go_mux_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answer router misses as Go's mux does, and `RequestError` with the envelope.
 
     aiohttp's own 404/405 pages are HTML-ish text; llama-swap clients see Go's plain lines.

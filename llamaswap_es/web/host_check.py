@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from llamaswap_es.config.browser_access import ANY, normalize_host_name, split_host_port
 from llamaswap_es.web.errors import error_response
@@ -84,7 +85,7 @@ def refusal_message(shown: str, valid: bool) -> str:
 
 def host_check_middleware(
     allowed_hosts: Callable[[], Sequence[str]], listen_host: Callable[[], str] = lambda: ""
-) -> Callable[..., object]:
+) -> Middleware:
     """An aiohttp middleware refusing admin requests under a foreign Host (403).
 
     `allowed_hosts` gives the configured list in force now (a reload applies at once). Place it
@@ -93,7 +94,7 @@ def host_check_middleware(
     logged: set[str] = set()
 
     @web.middleware
-    async def middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Host")
         if header is None or family_of(request.path) is not RouteFamily.ADMIN:
             return await handler(request)

@@ -69,14 +69,14 @@ def model_list(ctx: AppContext) -> list[dict[str, Any]]:
         if config.include_aliases_in_list:
             for alias in aliases_of(ctx.config, model_id):
                 records.append(_model_record(ctx, model_id, alias, created, alias_of=model_id))
-    for fqn, (peer_id, model) in sorted(ctx.resolver.fqns.items()):
+    for fqn, (peer_id, peer_model) in sorted(ctx.resolver.fqns.items()):
         records.append(
             {
                 "id": fqn,
                 "object": "model",
                 "created": created,
                 "owned_by": "llama-swap",
-                "name": f"{peer_id}: {model}",
+                "name": f"{peer_id}: {peer_model}",
                 "meta": {"llamaswap": {"type": "peer", "peerID": peer_id}},
                 "status": _status(False),
             }

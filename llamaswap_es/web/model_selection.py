@@ -83,7 +83,7 @@ async def select_model(request: web.BaseRequest, *, body_limit: int) -> ModelSel
         return ModelSelection(model, stream, body, "json" if model else "", ttl)
     if "multipart/form-data" in content_type:
         fields = multipart_text_fields(body, content_type, names=("model", "stream"))
-        model = fields.get("model") or query.get("model", "")
+        model = fields.get("model") or query.get("model") or ""
         stream = (fields.get("stream") or query.get("stream")) == "true"
         source = "multipart" if fields.get("model") else _src(query, "query")
         return ModelSelection(model, stream, body, source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llamaswap_es.errors import StoreError
 from llamaswap_es.events.types import ProfileActivated
@@ -19,8 +20,8 @@ log = logging.getLogger("llamaswap_es.web.ops")
 def register(router: web.UrlDispatcher) -> None:
     router.add_get("/health", health)
     router.add_get("/wol-health", health)
-    router.add_get("/", lambda _: _redirect("/ui"))
-    router.add_get("/upstream", lambda _: _redirect("/ui/models"))
+    router.add_get("/", _redirect_to("/ui"))
+    router.add_get("/upstream", _redirect_to("/ui/models"))
     router.add_get("/favicon.ico", favicon)
     router.add_get("/unload", unload_all_text)
     router.add_post("/api/models/unload", unload_all_json)
@@ -32,6 +33,15 @@ def register(router: web.UrlDispatcher) -> None:
 
 def _redirect(location: str) -> web.Response:
     return web.Response(status=302, headers={"Location": location})
+
+
+def _redirect_to(location: str) -> Handler:
+    """A handler that answers 302 to `location` (an async one: aiohttp wants coroutines)."""
+
+    async def redirect(_: web.Request) -> web.StreamResponse:
+        return _redirect(location)
+
+    return redirect
 
 
 def _ok_text() -> web.Response:

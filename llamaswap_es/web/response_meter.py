@@ -13,7 +13,7 @@ import re
 import zlib
 from typing import Any
 
-from llamaswap_es.projections.usage import (
+from llamaswap_es.web.usage import (
     SseUsageScanner,
     UsageFindings,
     build_metrics,

@@ -21,11 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from llamaswap_es.cli import ServeOptions, effective_db_path, error_line, listen_warning
 from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.config.scheduling import config_secrets
 from llamaswap_es.demo import demo_config_yaml
-from llamaswap_es.errors import LlamaSwapError
+from llamaswap_es.errors import LlamaSwapError, error_line
 from llamaswap_es.projections.history.engine import require_driver
 from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.config_watch import signature, watch_config
@@ -37,6 +36,7 @@ from llamaswap_es.web.app import build_app, publish_committed
 from llamaswap_es.web.config_reload import RELOADER, ConfigReloader
 from llamaswap_es.web.context import AppContext, new_context
 from llamaswap_es.web.forwarder import upstream_session
+from llamaswap_es.web.serve_options import ServeOptions, effective_db_path, listen_warning
 
 log = logging.getLogger("llamaswap_es.server")
 
@@ -52,7 +52,7 @@ def run_server(options: ServeOptions, *, on_started: StartedHook | None = None) 
     try:
         import uvloop
 
-        runner = uvloop.run
+        runner: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:
         runner = asyncio.run
     try:

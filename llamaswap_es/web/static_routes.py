@@ -15,8 +15,13 @@ mimetypes.add_type("text/javascript", ".mjs")
 
 
 def register(router: web.UrlDispatcher) -> None:
-    router.add_get("/ui", lambda _: web.Response(status=301, headers={"Location": "/ui/"}))
+    router.add_get("/ui", ui_root)
     router.add_get("/ui/{path:.*}", ui_file)
+
+
+async def ui_root(_: web.Request) -> web.StreamResponse:
+    """`/ui` is the folder `/ui/` (its relative links resolve there)."""
+    return web.Response(status=301, headers={"Location": "/ui/"})
 
 
 async def ui_file(request: web.Request) -> web.StreamResponse:

@@ -41,7 +41,11 @@ async def tunnel(
     headers = {h: request.headers[h] for h in TUNNEL_HEADERS if h in request.headers}
     try:
         upstream = await session.ws_connect(
-            url, protocols=protocols, headers=headers, autoping=True, timeout=30
+            url,
+            protocols=protocols,
+            headers=headers,
+            autoping=True,
+            timeout=aiohttp.ClientWSTimeout(ws_close=30),
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         from llamaswap_es.web.errors import error_response

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from llamaswap_es.web.forwarder import upstream_session
+from llamaswap_es.web.serve_options import parse_listen
 from llamaswap_es.wol.magic_packet import DEFAULT_BROADCAST, format_mac, parse_broadcast, parse_mac
 from llamaswap_es.wol.proxy import DEFAULT_SKIP_PATHS, ProxySettings, WolProxy
 from llamaswap_es.wol.upstream_watch import UpstreamWatch
@@ -72,8 +73,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def wol_options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> WolOptions:
     """Check every flag; ValueError with the message to show (naming the flag)."""
-    from llamaswap_es.cli import parse_listen  # here: the cli module imports this one
-
     env = os.environ if environ is None else environ
     host, port = parse_listen(args.listen)
     return WolOptions(

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap_es.cli import (
-    ServeOptions,
-    _normalise_go_flags,
-    build_parser,
-    default_db_path,
-    listen_warning,
-    serve_options,
-)
+from llamaswap_es.cli import _normalise_go_flags, build_parser, serve_options
 from llamaswap_es.config import load_config
+from llamaswap_es.paths import default_db_path
+from llamaswap_es.web.serve_options import ServeOptions, listen_warning
 from tests.conftest import REPO_ROOT
 
 

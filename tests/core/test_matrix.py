@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from llamaswap_es.core.matrix_dsl import MatrixError, compile_matrix, parse_expression
+from llamaswap_es.config.matrix_dsl import MatrixError, compile_matrix, parse_expression
 from llamaswap_es.core.matrix_solver import solve
 
 MODELS = ["a", "b", "c", "x", "target"]

@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 import aiohttp
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.fixtures.net import free_port, free_port_run
 from tests.fixtures.server import REPO_ROOT
 

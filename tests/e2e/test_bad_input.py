@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.conftest import REPO_ROOT
 from tests.fixtures.input_fuzz import (
     CHAT_PATH,

@@ -10,7 +10,7 @@ import signal
 import aiohttp
 import psutil
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.fixtures.disk import SmallDisk
 from tests.fixtures.processes import pid_gone, wait_until
 from tests.fixtures.server import config_text, fake_model

@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.fixtures.server import FIFO, config_text, fake_model
 
 CHAT = "/v1/chat/completions"

@@ -15,7 +15,7 @@ import json
 
 import aiohttp
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.replay.explain import explain
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import pid_gone, wait_until

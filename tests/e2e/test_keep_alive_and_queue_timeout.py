@@ -11,7 +11,7 @@ import json
 import aiohttp
 import openai
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.fixtures.server import config_text, fake_model
 
 CHAT = "/v1/chat/completions"

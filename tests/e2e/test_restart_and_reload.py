@@ -11,7 +11,7 @@ import signal
 import aiohttp
 import psutil
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import pid_gone, wait_until
 from tests.fixtures.server import FIFO, config_text, fake_model

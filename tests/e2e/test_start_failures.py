@@ -16,7 +16,7 @@ import aiohttp
 import anthropic
 import openai
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.fixtures.net import free_port
 from tests.fixtures.server import config_text
 

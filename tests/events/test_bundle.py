@@ -11,7 +11,7 @@ import zstandard
 
 from llamaswap_es.events.bundle import export_bundle, import_bundle
 from llamaswap_es.events.errors import BundleError
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Dispatch, Envelope, RequestReceived
 

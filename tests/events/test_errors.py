@@ -18,7 +18,7 @@ from llamaswap_es.events.errors import (
     StoreLockedError,
     StoreReadOnlyError,
 )
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, RequestFinished, RequestReceived
 from tests.events.conftest import remount_read_only

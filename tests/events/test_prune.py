@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.events.errors import StoreError
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, RequestReceived
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.events.errors import StoreError, StoreOverloadedError
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Dispatch,

@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from llamaswap_es.perf.hardware import detect_hardware
 from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
 from llamaswap_es.perf.sampler import PerformanceSampler
-from llamaswap_es.projections import http_metrics
 from llamaswap_es.projections.metrics import metrics_registry
+from llamaswap_es.web import metrics_routes
 from tests.perf.fake_nvml import FakeNvml
 from tests.projections.http_app import serve_routes
 
@@ -69,7 +69,7 @@ async def test_metrics_show_host_and_gpu_families_with_llama_swaps_labels() -> N
     sampler.sample_once()
     deps = make_deps(sampler)
     async with (
-        serve_routes(deps, http_metrics.register_routes) as (base, http),
+        serve_routes(deps, metrics_routes.register_routes) as (base, http),
         http.get(f"{base}/metrics") as resp,
     ):
         assert resp.status == 200
@@ -104,7 +104,7 @@ async def test_metrics_show_host_and_gpu_families_with_llama_swaps_labels() -> N
 async def test_performance_history_filters_by_after_and_answers_disabled_with_503() -> None:
     sampler = PerformanceSampler(gpus=NvmlGpus.open(FakeNvml()), clock=SteppingClock(1e9))
     empty_deps = make_deps(sampler)
-    async with serve_routes(empty_deps, http_metrics.register_routes) as (base, http):
+    async with serve_routes(empty_deps, metrics_routes.register_routes) as (base, http):
         async with http.get(f"{base}/api/performance") as resp:
             assert await resp.json() == {"enabled": True, "sys_stats": None, "gpu_stats": None}
         for _ in range(3):
@@ -124,7 +124,7 @@ async def test_performance_history_filters_by_after_and_answers_disabled_with_50
             message = (await resp.json())["error"]["message"]
             assert message == "invalid 'after' timestamp, use RFC3339 format"
     disabled = PerformanceSampler(disabled=True)
-    async with serve_routes(make_deps(disabled), http_metrics.register_routes) as (base, http):
+    async with serve_routes(make_deps(disabled), metrics_routes.register_routes) as (base, http):
         async with http.get(f"{base}/api/performance") as resp:
             assert resp.status == 503 and await resp.json() == {"enabled": False}
         async with http.get(f"{base}/metrics") as resp:  # per-model metrics, no host families
@@ -136,7 +136,7 @@ async def test_hardware_snapshot_lists_the_gpus_and_503_when_unknown() -> None:
     snapshot = detect_hardware(NvmlGpus.open(FakeNvml()))
     sampler = PerformanceSampler(disabled=True)
     async with (
-        serve_routes(make_deps(sampler, snapshot), http_metrics.register_routes) as (
+        serve_routes(make_deps(sampler, snapshot), metrics_routes.register_routes) as (
             base,
             http,
         ),
@@ -154,7 +154,7 @@ async def test_hardware_snapshot_lists_the_gpus_and_503_when_unknown() -> None:
     assert first["driver"] == {"name": "nvidia", "version": "550.54.15"}
     assert (first["power_limit_watts"], second["model"]) == (700.0, "NVIDIA L4")
     async with (
-        serve_routes(make_deps(sampler, None), http_metrics.register_routes) as (b, http),
+        serve_routes(make_deps(sampler, None), metrics_routes.register_routes) as (b, http),
         http.get(f"{b}/api/hardware") as resp,
     ):
         assert resp.status == 503

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 from aiohttp import web
 
-from llamaswap_es.events.reader import open_log
-from llamaswap_es.projections import http_activity
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.captures import CaptureStore, decode_capture
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.history.lifecycle import History
+from llamaswap_es.web import activity_routes
 from llamaswap_es.web.forwarder import forward, upstream_session
 from tests.projections.http_app import serve_routes
 from tests.projections.logs import write_story
@@ -61,7 +61,7 @@ async def test_a_capture_round_trips_through_the_api_without_credentials(db_path
         assert await rec.finish(200) is True
         async with serve_routes(
             SimpleNamespace(db=db, captures=store, history=History("node-a")),
-            http_activity.register_routes,
+            activity_routes.register_routes,
         ) as (
             base,
             http,

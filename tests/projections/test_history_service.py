@@ -10,12 +10,11 @@ import aiohttp
 
 from llamaswap_es.config import load_config
 from llamaswap_es.events.types import PeerRequestFinished
-from llamaswap_es.projections import http_activity
-from llamaswap_es.projections.history import http as http_history
 from llamaswap_es.projections.inflight import InflightTracker
 from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
+from llamaswap_es.web import activity_routes, history_routes
 from tests.projections.http_app import serve_routes
 
 
@@ -55,7 +54,7 @@ async def test_by_default_the_history_is_in_the_nodes_own_file_under_its_name(
         await sink.flush()
         await projections.runner.flush()
         async with serve_routes(
-            projections, http_history.register_routes, http_activity.register_routes
+            projections, history_routes.register_routes, activity_routes.register_routes
         ) as (base, http):
             status = await _get(http, f"{base}/api/history")
             fleet = await _get(http, f"{base}/api/history/activity?sort=id&order=asc")
@@ -88,7 +87,7 @@ async def test_with_the_sink_off_nothing_is_written_and_retention_is_not_held(
         assert service.loop is not None and projections.history.sink is None
         service.loop.submit(_peer_request("p1"))
         await service.loop.flush()
-        async with serve_routes(projections, http_history.register_routes) as (base, http):
+        async with serve_routes(projections, history_routes.register_routes) as (base, http):
             status = await _get(http, f"{base}/api/history")
             async with http.get(f"{base}/api/history/activity") as response:
                 refused = (response.status, await response.json())

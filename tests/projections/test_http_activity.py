@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from llamaswap_es.events.reader import open_log
-from llamaswap_es.projections import http_activity
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.activity_queries import histogram
 from llamaswap_es.projections.captures import CaptureStore
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.history.lifecycle import History
+from llamaswap_es.web import activity_routes
 from tests.projections.http_app import serve_routes
 from tests.projections.logs import write_story
 
@@ -30,7 +30,7 @@ async def api(db_path: Path):
     deps = SimpleNamespace(
         db=db, captures=CaptureStore(db, budget_mib=1), history=History("node-a")
     )
-    async with serve_routes(deps, http_activity.register_routes) as (base, http):
+    async with serve_routes(deps, activity_routes.register_routes) as (base, http):
 
         async def get(path: str) -> tuple[int, dict]:
             async with http.get(base + path) as resp:
@@ -145,7 +145,7 @@ async def test_a_database_error_is_a_500_with_llama_swaps_message(tmp_path: Path
     try:
         deps = SimpleNamespace(db=db)
         async with (
-            serve_routes(deps, http_activity.register_routes) as (b, http),
+            serve_routes(deps, activity_routes.register_routes) as (b, http),
             http.get(f"{b}/api/metrics/activity") as resp,
         ):
             assert resp.status == 500

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 from llamaswap_es.config import load_config
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.core.views import scheduler_view
-from llamaswap_es.projections import http_queue
 from llamaswap_es.projections.inflight import InflightTracker
 from llamaswap_es.projections.queue_view import model_status_payload, queue_payload
+from llamaswap_es.web import queue_routes
 from tests.projections.http_app import serve_routes
 
 
@@ -23,7 +23,7 @@ async def test_inflight_lists_entries_and_cancel_reaches_the_request() -> None:
         cancel=lambda: cancelled.append("r-1"),
     )  # fmt: skip
     deps = SimpleNamespace(inflight=tracker, state=lambda: None, clock_ms=lambda: 0)
-    async with serve_routes(deps, http_queue.register_routes) as (base, http):
+    async with serve_routes(deps, queue_routes.register_routes) as (base, http):
         async with http.get(f"{base}/api/inflight") as resp:
             listed = (await resp.json())["requests"]
         async with http.post(f"{base}/api/inflight/1/cancel") as resp:

@@ -18,15 +18,15 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from llamaswap_es.config import load_config
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import Dispatch, RequestFinished, RequestReceived
-from llamaswap_es.projections import http_activity, http_metrics, http_queue
 from llamaswap_es.projections.inflight import InflightTracker
 from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.projections.queue_view import model_status_payload
 from llamaswap_es.projections.rebuild import rebuild_projections
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
+from llamaswap_es.web import activity_routes, metrics_routes, queue_routes
 from llamaswap_es.web.response_meter import ResponseMeter
 from tests.conftest import REPO_ROOT, free_port
 from tests.projections.http_app import serve_routes
@@ -124,9 +124,9 @@ async def test_activity_metrics_and_queue_view_on_the_real_service(
     await svc.start()
     projections = await Projections.start(svc, inflight=InflightTracker(), use_gpus=False)
     modules = (
-        http_activity.register_routes,
-        http_metrics.register_routes,
-        http_queue.register_routes,
+        activity_routes.register_routes,
+        metrics_routes.register_routes,
+        queue_routes.register_routes,
     )
     try:
         async with serve_routes(projections, *modules) as (base, http):

@@ -7,7 +7,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.projections.activity import AppliedRow
 from llamaswap_es.projections.activity_fold import ActivityFold
 from llamaswap_es.projections.metrics import ModelMetrics

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from llamaswap_es.config import load_config
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import Dispatch, RequestFinished, RequestReceived
 from llamaswap_es.replay.explain import explain
 from llamaswap_es.replay.verify import verify

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from llamaswap_es import core
 from llamaswap_es.events import codec
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.events.writer import LogWriter
 from llamaswap_es.replay.verify import verify

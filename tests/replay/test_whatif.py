@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import (
     ConfigApplied,
     Dispatch,

@@ -96,7 +96,7 @@ async def test_nothing_is_acted_on_before_it_is_committed(db_path: Path) -> None
 
     def apply_and_check(decision: Decision) -> None:
         # The actuator runs after the commit: a fresh read connection already sees the decision.
-        from llamaswap_es.events.reader import open_log
+        from llamaswap_es.events.open_log import open_log
 
         with open_log(db_path) as reader:
             seen_in_log.append(any(e.body == decision for e in reader.iter_envelopes()))

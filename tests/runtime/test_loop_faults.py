@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from llamaswap_es.errors import InputRefusedError, LogUnavailableError
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Decision,

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es import core
-from llamaswap_es.events.reader import DatabaseReader, open_log
+from llamaswap_es.events.open_log import open_log
+from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, LoadRequested, ProcessRecorded
 from llamaswap_es.replay.verify import verify

@@ -15,7 +15,7 @@ import aiohttp
 
 from llamaswap_es import core
 from llamaswap_es.config import load_config
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import Dispatch, RequestFinished, RequestReceived
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService

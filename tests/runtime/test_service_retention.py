@@ -14,7 +14,8 @@ from pathlib import Path
 
 from llamaswap_es import core
 from llamaswap_es.config import load_config
-from llamaswap_es.events.reader import DatabaseReader, open_log
+from llamaswap_es.events.open_log import open_log
+from llamaswap_es.events.reader import DatabaseReader
 from llamaswap_es.events.types import (
     LoadRequested,
     OrphanReaped,

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.demo import demo_config_yaml
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.orphans import find_tagged_processes
 from tests.fixtures.net import free_port_run

@@ -9,7 +9,9 @@ Errors are `MatrixError` (a `ValueError`) carrying llama-swap's own wording (spe
 §10.3), without the `matrix: ` prefix the config loader adds, so users can search for them.
 This is the grammar's only implementation: the config loader validates through
 `compile_matrix` (config/matrix.py, which also expands sets for selector checks) and the
-reducer compiles the same way from `MatrixPlanner`. Pure: no I/O, no clock.
+reducer compiles the same way from `MatrixPlanner`. Pure: no I/O, no clock. It lives in
+`config/` because the config is the language's first reader; the core, a floor above, imports
+it from here (the config never imports the core).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # AST nodes are tuples, cheap to build and to walk: ("leaf", model) | ("ref", set name) |
 # ("and", (children…)) | ("or", (children…)).
-Node = tuple
+Node = tuple[Any, ...]
 
 _TOK_IDENT, _TOK_REF, _TOK_AND, _TOK_OR, _TOK_LPAREN, _TOK_RPAREN, _TOK_EOF = range(7)
 _SINGLE = {"&": _TOK_AND, "|": _TOK_OR, "(": _TOK_LPAREN, ")": _TOK_RPAREN}

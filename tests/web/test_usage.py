@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from llamaswap_es.projections.usage import (
+from llamaswap_es.web.usage import (
     METRIC_KEYS,
     SseUsageScanner,
     error_message_from_response,

@@ -28,7 +28,7 @@ from llamaswap_es.projections.history.queries import (
 )
 from llamaswap_es.web.errors import error_response
 
-log = logging.getLogger("llamaswap_es.projections.history.http")
+log = logging.getLogger("llamaswap_es.web.history_routes")
 
 
 def register_routes(router: web.UrlDispatcher, deps: Any) -> None:

@@ -106,7 +106,7 @@ def _first_int(obj: dict[str, Any], *paths: tuple[str, ...]) -> int | None:
 
 
 def _number(obj: dict[str, Any], key: str) -> float | None:
-    value = obj.get(key)
+    value: Any = obj.get(key)
     return float(value) if _is_finite_number(value) else None
 
 
