@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from llamaswap_es.runtime.policy_loader import load_policies
 from tests.fixtures.policy_plugin import PLUGIN_POLICY, REPO_ROOT, plugin_pythonpath
 from tests.fixtures.server import config_text, fake_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from llamaswap_es.events.reader import open_log
+from llamaswap_es.events.open_log import open_log
 from tests.fixtures.server import config_text, fake_model
 
 CHAT = "/v1/chat/completions"
