@@ -34,12 +34,17 @@ async def _wait_for_line(
 ) -> str:
     """The first stdout line for which `wanted` holds (the access line is written just after
     the answer is sent: poll for it, bounded)."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            for line in server.stdout_text().splitlines():
-                if wanted(line):
-                    return line
-            await asyncio.sleep(0.05)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for line in server.stdout_text().splitlines():
+                    if wanted(line):
+                        return line
+                await asyncio.sleep(0.05)
+    except TimeoutError:  # say what was there: this wait has timed out under heavy load
+        tail = "\n".join(server.stdout_text().splitlines()[-15:])
+        message = f"no such line within {timeout_s} s; the last lines:\n{tail}"
+        raise AssertionError(message) from None
 
 
 async def test_request_ids_both_ways_and_timestamped_text_lines(server_factory) -> None:
