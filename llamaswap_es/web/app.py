@@ -7,6 +7,7 @@ one job and a `register(router)`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -71,23 +72,49 @@ def is_static_asset(path: str) -> bool:
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """llama-swap's access line, with any credential in the query string redacted. The target
     is logged as the client sent it (still percent-encoded, as Go's RequestURI is), so a `%0a`
-    in a path cannot start a forged log line."""
+    in a path cannot start a forged log line. A handler cancelled because its client left (once
+    the answer was sent, while the request's end was still being recorded, say) still gets its
+    line: with the status that went out, or 499 when nothing did."""
     started = time.monotonic()
     clear_request()  # a kept-alive connection's previous request is not this one
-    response = await handler(request)
-    if not request.path.startswith(UNLOGGED_PREFIXES):
-        client = reported_client_ip(request)
-        size = response.body_length or response.content_length or 0
-        quiet = is_static_asset(request.path) and response.status < 400
-        target = shown_text(redact_text(request.raw_path))
-        access_log.log(
-            logging.DEBUG if quiet else logging.INFO,
-            'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs',
-            client, request.method, target, request.version.major,
-            request.version.minor, response.status, size,
-            shown_text(request.headers.get("User-Agent", "")), time.monotonic() - started,
-        )  # fmt: skip
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        _log_access(request, request.get(PREPARED), started, cancelled=True)
+        raise
+    _log_access(request, response, started)
     return response
+
+
+PREPARED: web.RequestKey[web.StreamResponse] = web.RequestKey("prepared", web.StreamResponse)
+"""The response whose headers went out (set as they go): what a cancelled handler's line shows."""
+
+
+async def remember_prepared(request: web.Request, response: web.StreamResponse) -> None:
+    request[PREPARED] = response
+
+
+def _log_access(
+    request: web.Request,
+    response: web.StreamResponse | None,
+    started: float,
+    *,
+    cancelled: bool = False,
+) -> None:
+    if request.path.startswith(UNLOGGED_PREFIXES):
+        return
+    status = response.status if response is not None else 499
+    size = (response.body_length or response.content_length or 0) if response is not None else 0
+    quiet = is_static_asset(request.path) and status < 400
+    target = shown_text(redact_text(request.raw_path))
+    access_log.log(
+        logging.DEBUG if quiet else logging.INFO,
+        'Request %s "%s %s HTTP/%d.%d" %d %d "%s" %.3fs%s',
+        reported_client_ip(request), request.method, target, request.version.major,
+        request.version.minor, status, size,
+        shown_text(request.headers.get("User-Agent", "")), time.monotonic() - started,
+        " (the client left)" if cancelled else "",
+    )  # fmt: skip
 
 
 def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Application:
@@ -106,6 +133,7 @@ def build_app(ctx: AppContext, *, extra_routes: Sequence[object] = ()) -> web.Ap
     app[CTX] = ctx
     app.on_response_prepare.append(allow_listed_origin)
     app.on_response_prepare.append(request_ids.add_header)
+    app.on_response_prepare.append(remember_prepared)
     for module in (
         ops_routes, config_reload, model_routes, listing, log_routes, events_route, log_api,
         static_routes, *extra_routes,
