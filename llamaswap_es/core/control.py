@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core.effects import (
-    Out,
     arm_queue_timeout,
     arm_ttl,
     cancel_queue_timeout,
@@ -30,6 +29,7 @@ from llamaswap_es.core.state import (
     STOPPED,
     STOPPING,
     ModelProc,
+    Out,
     SchedulerState,
 )
 from llamaswap_es.events.types import ConfigApplied, ShutdownRequested, UnloadRequested

@@ -17,21 +17,19 @@ from llamaswap_es.core.state import (
     STARTING,
     STOPPING,
     ModelProc,
+    Out,
     Request,
     SchedulerState,
 )
 from llamaswap_es.events.types import (
     TTL_FOREVER,
     CancelTimer,
-    Decision,
     Dispatch,
     Reject,
     SetTimer,
     StartProcess,
     StopProcess,
 )
-
-Out = list[Decision]
 
 # Reject codes and llama-swap's texts (spec/core.md §2.7, spec/api.md §5).
 NOT_FOUND_MESSAGE = "no local server found for requested model"

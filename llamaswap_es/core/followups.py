@@ -14,29 +14,16 @@ Between steps the list is always empty, so it is never snapshotted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from llamaswap_es.core.state import (
+    WAKE_POLICY,
+    FollowUp,
+    Out,
+    SchedulerState,
+    SwapEnded,
+    WakePolicy,
+)
 
-from llamaswap_es.core.effects import Out
-from llamaswap_es.core.state import SchedulerState, Swap
-
-
-@dataclass(frozen=True, slots=True)
-class SwapEnded:
-    """A swap is over (its entry is already removed from the state): its waiters are answered
-    with `error`'s failure, or granted when it is None, by the policy's `on_swap_done`."""
-
-    swap: Swap
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class WakePolicy:
-    """Re-examine the waiting requests (`SchedulingPolicy.wake`)."""
-
-
-WAKE_POLICY = WakePolicy()
-
-FollowUp = SwapEnded | WakePolicy
+__all__ = ["WAKE_POLICY", "FollowUp", "SwapEnded", "WakePolicy", "drain_followups"]
 
 
 def drain_followups(st: SchedulerState, out: Out) -> None:

@@ -12,45 +12,11 @@ it with a worked example.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
-
-from llamaswap_es.core.effects import Out, grant
-from llamaswap_es.core.eviction import Planner
+from llamaswap_es.core.effects import grant
 from llamaswap_es.core.start_backoff import fail_for_start
-from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Swap
+from llamaswap_es.core.state import Out, SchedulerState, SchedulingPolicy, Swap
 
-
-class SchedulingPolicy(Protocol):
-    name: ClassVar[str]
-
-    def planner(self, st: SchedulerState) -> Planner:
-        """What "cannot run beside" means under this policy."""
-        ...
-
-    def queue_key(self, req: Request) -> tuple[int, ...]:
-        """Sort key of the queue order this policy keeps (used to re-sort after a reload)."""
-        ...
-
-    def place(self, st: SchedulerState, req: Request, out: Out) -> None:
-        """An admitted request (or load) arrives; its slot is already reserved."""
-        ...
-
-    def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
-        """A swap ended (its entry is already removed): answer its waiters, then move on.
-
-        Called by the reducer for a `SwapEnded` follow-up, never from inside another policy
-        call: a swap that `start_swap` ends at once (its target was ready, nothing to evict)
-        is handed over here after the call that started it has returned."""
-        ...
-
-    def on_request_ended(self, st: SchedulerState, proc: ModelProc, out: Out) -> None:
-        """A dispatched request finished (its in-flight slot is already released)."""
-        ...
-
-    def wake(self, st: SchedulerState, out: Out) -> None:
-        """Something that may unblock waiting requests happened (a stop completed, a timer,
-        a reload, a cancel): re-examine them."""
-        ...
+__all__ = ["SchedulingPolicy", "answer_waiters"]
 
 
 def answer_waiters(st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:

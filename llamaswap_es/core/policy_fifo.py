@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from llamaswap_es.core.effects import (
-    Out,
     busy_victim,
     cancel_queue_timeout,
     collides,
@@ -31,7 +30,16 @@ from llamaswap_es.core.effects import (
 from llamaswap_es.core.eviction import Planner
 from llamaswap_es.core.policies import answer_waiters
 from llamaswap_es.core.start_backoff import refuse_while_backing_off
-from llamaswap_es.core.state import QUEUED, READY, WAITING, ModelProc, Request, SchedulerState, Swap
+from llamaswap_es.core.state import (
+    QUEUED,
+    READY,
+    WAITING,
+    ModelProc,
+    Out,
+    Request,
+    SchedulerState,
+    Swap,
+)
 from llamaswap_es.core.swaps import start_swap
 
 

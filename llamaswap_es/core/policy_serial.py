@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from llamaswap_es.core.effects import Out, grant, plan_eviction, running_for, young_victims
+from llamaswap_es.core.effects import grant, plan_eviction, running_for, young_victims
 from llamaswap_es.core.eviction import EveryOtherEviction, Planner
 from llamaswap_es.core.policies import answer_waiters
 from llamaswap_es.core.start_backoff import backing_off, refuse_while_backing_off
-from llamaswap_es.core.state import QUEUED, READY, ModelProc, Request, SchedulerState, Swap
+from llamaswap_es.core.state import QUEUED, READY, ModelProc, Out, Request, SchedulerState, Swap
 from llamaswap_es.core.swaps import start_swap
 
 _EVERY_OTHER = EveryOtherEviction()

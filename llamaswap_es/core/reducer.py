@@ -25,7 +25,6 @@ from llamaswap_es.core.effects import (
     NOT_FOUND_MESSAGE,
     QUEUE_TIMER,
     RATE_LIMIT_MESSAGE,
-    Out,
     arm_queue_timeout,
     arm_ttl,
     cancel_queue_timeout,
@@ -51,6 +50,7 @@ from llamaswap_es.core.state import (
     STOPPED,
     STOPPING,
     ModelProc,
+    Out,
     Request,
     SchedulerState,
 )

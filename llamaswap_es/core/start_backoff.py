@@ -20,8 +20,15 @@ Pure, like the rest of the core: the time is the input's ts.
 from __future__ import annotations
 
 from llamaswap_es.config.schedule import SchedulerConfig
-from llamaswap_es.core.effects import Out, fail
-from llamaswap_es.core.state import RUNNING_STATES, FailedStarts, ModelProc, Request, SchedulerState
+from llamaswap_es.core.effects import fail
+from llamaswap_es.core.state import (
+    RUNNING_STATES,
+    FailedStarts,
+    ModelProc,
+    Out,
+    Request,
+    SchedulerState,
+)
 from llamaswap_es.events.types import START_COMMAND, START_EXITED, ProcessStartFailed
 
 START_BACKOFF = "start_backoff"

@@ -10,14 +10,13 @@ swaps by their creation seq), so a restored state decides exactly like the origi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from llamaswap_es.config.schedule import ModelSchedule, SchedulerConfig
+from llamaswap_es.events.types import Decision
 
 if TYPE_CHECKING:
     from llamaswap_es.core.eviction import EvictionPlan, Planner
-    from llamaswap_es.core.followups import FollowUp
-    from llamaswap_es.core.policies import SchedulingPolicy
 
 # Process states (ARCHITECTURE §5). `failed` is `stopped` after a start that did not succeed.
 STOPPED = "stopped"
@@ -388,3 +387,62 @@ def _swap_seq(swap: Swap) -> int:
 def new_state() -> SchedulerState:
     """An empty state: no config yet (every request is a 404 until `ConfigApplied`)."""
     return SchedulerState()
+
+
+# ------------------------------------------------------------------ what the state holds
+# The policy's contract and the follow-up records live beside the state that holds them, so
+# the state names no module that imports it (core.policies and core.followups re-export them).
+
+Out = list[Decision]
+
+
+class SchedulingPolicy(Protocol):
+    name: ClassVar[str]
+
+    def planner(self, st: SchedulerState) -> Planner:
+        """What "cannot run beside" means under this policy."""
+        ...
+
+    def queue_key(self, req: Request) -> tuple[int, ...]:
+        """Sort key of the queue order this policy keeps (used to re-sort after a reload)."""
+        ...
+
+    def place(self, st: SchedulerState, req: Request, out: Out) -> None:
+        """An admitted request (or load) arrives; its slot is already reserved."""
+        ...
+
+    def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
+        """A swap ended (its entry is already removed): answer its waiters, then move on.
+
+        Called by the reducer for a `SwapEnded` follow-up, never from inside another policy
+        call: a swap that `start_swap` ends at once (its target was ready, nothing to evict)
+        is handed over here after the call that started it has returned."""
+        ...
+
+    def on_request_ended(self, st: SchedulerState, proc: ModelProc, out: Out) -> None:
+        """A dispatched request finished (its in-flight slot is already released)."""
+        ...
+
+    def wake(self, st: SchedulerState, out: Out) -> None:
+        """Something that may unblock waiting requests happened (a stop completed, a timer,
+        a reload, a cancel): re-examine them."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SwapEnded:
+    """A swap is over (its entry is already removed from the state): its waiters are answered
+    with `error`'s failure, or granted when it is None, by the policy's `on_swap_done`."""
+
+    swap: Swap
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WakePolicy:
+    """Re-examine the waiting requests (`SchedulingPolicy.wake`)."""
+
+
+WAKE_POLICY = WakePolicy()
+
+FollowUp = SwapEnded | WakePolicy

@@ -13,7 +13,6 @@ There is no rollback: models evicted for a failed target stay down.
 from __future__ import annotations
 
 from llamaswap_es.core.effects import (
-    Out,
     cancel_queue_timeout,
     start_process,
     start_reason,
@@ -28,6 +27,7 @@ from llamaswap_es.core.state import (
     STARTING,
     STOPPING,
     WAITING,
+    Out,
     SchedulerState,
     Swap,
 )
