@@ -12,10 +12,9 @@ used / total, as llama-swap computes it for this source.
 from __future__ import annotations
 
 import logging
-import subprocess
-import time
 
-from llamaswap_es.perf.samples import GpuInfo, GpuStat, info_from_stats
+from llamaswap_es.perf.command_source import CommandGpuSource
+from llamaswap_es.perf.samples import GpuStat
 
 log = logging.getLogger("llamaswap_es.perf.nvidia_smi")
 
@@ -23,7 +22,6 @@ QUERY = (
     "index,name,uuid,temperature.gpu,utilization.gpu,memory.used,memory.total,fan.speed,power.draw"
 )
 ARGS = (f"--query-gpu={QUERY}", "--format=csv,noheader,nounits")
-TIMEOUT_S = 5.0
 _FIELDS = len(QUERY.split(","))
 
 
@@ -62,44 +60,10 @@ def parse_query_gpu(text: str, now: float) -> list[GpuStat]:
     return stats
 
 
-class NvidiaSmiGpus:
+class NvidiaSmiGpus(CommandGpuSource):
     """Samples by running `nvidia-smi` (the path found on PATH) once per sample."""
 
     name = "nvidia-smi"
-
-    def __init__(self, executable: str) -> None:
-        self.executable = executable
-
-    @classmethod
-    def open(cls, executable: str | None) -> NvidiaSmiGpus | None:
-        """None when there is no executable or it reports no GPU with memory."""
-        if executable is None:
-            return None
-        source = cls(executable)
-        if not source.sample():
-            return None
-        return source
-
-    def sample(self, now: float | None = None) -> list[GpuStat]:
-        ts = time.time() if now is None else now
-        try:
-            done = subprocess.run(
-                [self.executable, *ARGS],
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.debug("nvidia-smi failed: %s", exc)
-            return []
-        if done.returncode != 0:
-            log.debug("nvidia-smi exited %d: %s", done.returncode, done.stderr.strip()[:200])
-            return []
-        return [stat for stat in parse_query_gpu(done.stdout, ts) if stat.mem_total_mb > 0]
-
-    def info(self) -> list[GpuInfo]:
-        return info_from_stats(self.sample(), "nvidia")
-
-    def close(self) -> None:
-        """Nothing is kept open between samples."""
+    vendor = "nvidia"
+    args = ARGS
+    parse = staticmethod(parse_query_gpu)

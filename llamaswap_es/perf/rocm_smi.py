@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import csv
 import logging
-import subprocess
-import time
 
-from llamaswap_es.perf.samples import GpuInfo, GpuStat, info_from_stats
+from llamaswap_es.perf.command_source import CommandGpuSource
+from llamaswap_es.perf.samples import GpuStat
 
 log = logging.getLogger("llamaswap_es.perf.rocm_smi")
 
@@ -22,7 +21,6 @@ ARGS = (
     "-i", "-P", "-t", "-f", "-u", "--showmemuse", "--showmeminfo", "vram", "--showproductname",
     "--csv",
 )  # fmt: skip
-TIMEOUT_S = 5.0
 _MB = 1024 * 1024
 _NOT_A_NAME = ("", "N/A")
 
@@ -82,44 +80,10 @@ def parse_csv(text: str, now: float) -> list[GpuStat]:
     return stats
 
 
-class RocmSmiGpus:
+class RocmSmiGpus(CommandGpuSource):
     """Samples by running `rocm-smi` once per sample."""
 
     name = "rocm-smi"
-
-    def __init__(self, executable: str) -> None:
-        self.executable = executable
-
-    @classmethod
-    def open(cls, executable: str | None) -> RocmSmiGpus | None:
-        """None when there is no executable or it reports no GPU with memory."""
-        if executable is None:
-            return None
-        source = cls(executable)
-        if not source.sample():
-            return None
-        return source
-
-    def sample(self, now: float | None = None) -> list[GpuStat]:
-        ts = time.time() if now is None else now
-        try:
-            done = subprocess.run(
-                [self.executable, *ARGS],
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.debug("rocm-smi failed: %s", exc)
-            return []
-        if done.returncode != 0:
-            log.debug("rocm-smi exited %d: %s", done.returncode, done.stderr.strip()[:200])
-            return []
-        return [stat for stat in parse_csv(done.stdout, ts) if stat.mem_total_mb > 0]
-
-    def info(self) -> list[GpuInfo]:
-        return info_from_stats(self.sample(), "amd")
-
-    def close(self) -> None:
-        """Nothing is kept open between samples."""
+    vendor = "amd"
+    args = ARGS
+    parse = staticmethod(parse_csv)
