@@ -162,8 +162,7 @@ def test_choices_are_logged_with_their_reason_in_words() -> None:
     run.step("req r2 A")
     (chose,) = run.feed(run.parse("sel r3 spill"))
     assert chose.describe() == (
-        "selector spill chose B for request r3: spillover: A has 2 reserved ≥ spillover 2, "
-        "B cold"
+        "selector spill chose B for request r3: spillover: A has 2 reserved ≥ spillover 2, B cold"
     )
 
 
