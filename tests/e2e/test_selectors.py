@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from llamaswap_es.events.open_log import open_log
+from llamaswap_es.replay.explain import explain
 from llamaswap_es.replay.traffic import extract_traffic
 from llamaswap_es.replay.whatif import simulate
 from tests.fixtures.net import free_port
@@ -74,8 +75,11 @@ async def test_spillover_choices_are_logged_replayed_and_re_decided(server_facto
         assert received[choice.request_id].metadata["selector"] == "pick"
     assert second[1] == chose[1].request_id  # the client sees that id
 
+    spilled = _log(server.db_path, "SelectorChose")[1]
     with open_log(server.db_path) as reader:
+        why = explain(reader, spilled.seq).text
         traffic = extract_traffic(reader.iter_envelopes())
+    assert "Selector pick (spillover) sends request" in why and "a ready, 1 reserved" in why, why
     assert traffic.recorded.choices == {c.request_id: c.target for c in chose}
     assert simulate(traffic, {}).choices == traffic.recorded.choices
 
