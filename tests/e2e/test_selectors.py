@@ -59,6 +59,12 @@ async def test_spillover_choices_are_logged_replayed_and_re_decided(server_facto
         assert (await first)[0] == 200 and second[0] == 200
         third = await _chat(http, server.url, "pick")  # both idle and ready: round-robin
         assert third[0] == 200
+        async with http.get(f"{server.url}/api/requests/{second[1]}/story") as response:
+            story = await response.json()
+        assert story["model"] == "b"  # the chosen model, with b's load for this request
+        kinds = [e["type"] for e in story["events"]]
+        assert kinds[:3] == ["SelectorRequested", "SelectorChose", "RequestReceived"], kinds
+        assert "StartProcess" in kinds and kinds[-1] == "RequestFinished", kinds
 
     chose = [e.body for e in _log(server.db_path, "SelectorChose")]
     assert [(c.target, c.rule) for c in chose] == [
