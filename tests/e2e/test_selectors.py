@@ -126,6 +126,11 @@ async def test_a_peer_target_holds_its_reservation_until_the_peer_answered(
             release.set()
             assert (await first)[0] == 200
             await _until(lambda: len(_log(server.db_path, "SelectionEnded")) == 1)
+            # Chosen (a), then refused before it reached the scheduler: the choice is ended.
+            bad = {"model": "pick", "ttl": "soon", "messages": []}
+            async with http.post(server.url + CHAT, json=bad) as response:
+                assert response.status == 400 and "invalid ttl" in await response.text()
+            await _until(lambda: len(_log(server.db_path, "SelectionEnded")) == 2)
     finally:
         release.set()
         with contextlib.suppress(Exception):
@@ -135,8 +140,12 @@ async def test_a_peer_target_holds_its_reservation_until_the_peer_answered(
     assert [(c.target, c.model, c.rule) for c in chose] == [
         ("p1/remote", "", "spillover-idle"),
         ("a", "a", "spillover-cold"),
+        ("a", "a", "spillover-below"),
     ]
-    (ended,) = [e.body for e in _log(server.db_path, "SelectionEnded")]
-    assert (ended.request_id, ended.reason) == (chose[0].request_id, "served_by_peer")
+    ended = [(e.body.request_id, e.body.reason) for e in _log(server.db_path, "SelectionEnded")]
+    assert ended == [
+        (chose[0].request_id, "served_by_peer"),
+        (chose[2].request_id, "not_scheduled"),
+    ]
     (peer,) = [e.body for e in _log(server.db_path, "PeerRequestFinished")]
     assert peer.request_id == chose[0].request_id and peer.metadata["selector"] == "pick"
