@@ -14,6 +14,7 @@ from llamaswap_es.events.open_log import open_log
 from llamaswap_es.replay.explain import explain
 from llamaswap_es.replay.traffic import extract_traffic
 from llamaswap_es.replay.whatif import simulate
+from llamaswap_es.replay.whatif_table import render_table
 from tests.fixtures.net import free_port
 from tests.fixtures.server import config_text, fake_model
 
@@ -87,7 +88,10 @@ async def test_spillover_choices_are_logged_replayed_and_re_decided(server_facto
         traffic = extract_traffic(reader.iter_envelopes())
     assert "Selector pick (spillover) sends request" in why and "a ready, 1 reserved" in why, why
     assert traffic.recorded.choices == {c.request_id: c.target for c in chose}
-    assert simulate(traffic, {}).choices == traffic.recorded.choices
+    simulated = simulate(traffic, {})
+    assert simulated.choices == traffic.recorded.choices
+    table = render_table(traffic.recorded, simulated).splitlines()
+    assert table[-2:] == ["selector choices (rec): a 1, b 2", "selector choices (sim): a 1, b 2"]
 
 
 async def _held_peer(release: asyncio.Event) -> tuple[web.AppRunner, int]:
