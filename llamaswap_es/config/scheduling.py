@@ -22,6 +22,8 @@ from llamaswap_es.config.schedule import (
     MatrixPlanner,
     ModelSchedule,
     SchedulerConfig,
+    SelectorSchedule,
+    SelectorTarget,
 )
 from llamaswap_es.config.yaml_dialect import natural_key
 from llamaswap_es.errors import ConfigError
@@ -126,7 +128,29 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
         idle_model=ours.idle_model,  # a real id: normalisation resolved and checked it
         start_backoff_ms=ours.start_backoff_seconds * 1000,
         start_backoff_max_ms=ours.start_backoff_max_seconds * 1000,
+        selectors=_selectors(config, models),
     )
+
+
+def _selectors(
+    config: LlamaSwapConfig, models: dict[str, ModelSchedule]
+) -> dict[str, SelectorSchedule]:
+    """Each selector with its targets resolved: a target that runs a local model the scheduler
+    knows carries that model's id; any other (a peer's model) carries "" (spec/api.md §6.5)."""
+    selectors = {}
+    for selector_id in sorted(config.selectors):
+        selector = config.selectors[selector_id]
+        targets = []
+        for name in selector.targets:
+            local = resolve_local(config, name)
+            targets.append(SelectorTarget(name=name, model=local if local in models else ""))
+        selectors[selector_id] = SelectorSchedule(
+            selector_id=selector_id,
+            strategy=selector.strategy or "pin",
+            targets=tuple(targets),
+            spillover=max(1, selector.settings.spillover),
+        )
+    return selectors
 
 
 SECRET_MASK = "***"

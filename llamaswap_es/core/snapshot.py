@@ -15,7 +15,7 @@ from typing import Any
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core.control import install_config
 from llamaswap_es.core.reducer import REDUCER_VERSION
-from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Swap
+from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Selection, Swap
 
 FORMAT = 1
 
@@ -42,6 +42,8 @@ def state_to_dict(st: SchedulerState) -> dict[str, Any]:
         "swaps": [s.to_dict() for s in st.swaps_in_order()],
         "timers": [[t, st.timers[t]] for t in sorted(st.timers)],
         "active_profile": st.active_profile,
+        "selections": [[r, st.selections[r].to_dict()] for r in sorted(st.selections)],
+        "selector_cursors": [[s, st.selector_cursors[s]] for s in sorted(st.selector_cursors)],
     }
 
 
@@ -95,5 +97,7 @@ def _build(raw: dict[str, Any]) -> SchedulerState:
         swap = Swap.from_dict(data)
         st.swaps[swap.model] = swap
     st.timers = {t: at for t, at in raw["timers"]}
+    st.selections = {r: Selection.from_dict(data) for r, data in raw.get("selections", [])}
+    st.selector_cursors = {s: n for s, n in raw.get("selector_cursors", [])}
     st.touch_processes()
     return st

@@ -9,10 +9,10 @@ log while a batch is being written, and nobody may see what the log does not yet
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llamaswap_es.core.effects import idle_ttl_ms
-from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState
+from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState, Selection
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +129,8 @@ class SchedulerView:
     shutting_down: bool
     active_profile: str | None = None
     """The profile whose pins apply to requested names (ProfileActivated), or None."""
+    selections: Mapping[str, Selection] = field(default_factory=dict)
+    """Selector choices by request id not (yet) requests of the scheduler (`core.selectors`)."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
@@ -152,4 +154,5 @@ def scheduler_view(st: SchedulerState) -> SchedulerView:
         running=st.running_models(),
         shutting_down=st.shutting_down,
         active_profile=st.active_profile,
+        selections=dict(st.selections),
     )
