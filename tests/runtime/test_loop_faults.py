@@ -91,7 +91,7 @@ async def _start(db_path: Path, *, rebuild: bool = True, **kwargs: Any) -> _Harn
         on_fatal=fatal.append,
         **kwargs,
     )
-    await loop.start()
+    await loop.start(first=store.server_started())
     return _Harness(loop, store, fatal)
 
 
