@@ -11,7 +11,7 @@ publishes to projections. Write-ahead: nothing is acted on before it is in the l
 This is the only write pipeline (there is no second queue in the store): inputs that arrive while
 a commit is in flight wait in the inbox and form the next batch, which is what group commit is;
 the inbox's bound (`max_pending_requests`) is the back-pressure. `ServerStarted` is an input like
-any other: the service submits it before anything else of the boot.
+any other: the service passes it to `start(first=...)`, ahead of anything else of the boot.
 
 Fault containment (ARCHITECTURE §11, docs/architecture.md "Failure modes"):
 * An input that cannot be encoded is refused alone: a request gets 400 naming the field, an
