@@ -24,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import llamaswap_es
 from llamaswap_es.events.errors import StoreError
@@ -34,6 +35,12 @@ from llamaswap_es.events.writer import LogWriter
 
 PRUNE_CHUNK = 5_000
 """Events deleted per transaction by `prune_through` (appends wait at most one chunk)."""
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded write's outcome as seen: its caller may have left (cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def wall_clock_ms() -> int:
@@ -111,8 +118,8 @@ class EventStore:
         """
         if not rows:
             return
-        async with self._write_lock:
-            await self._commit_locked(rows)
+        await self._write_lock.acquire()
+        await self._write_shielded(rows)
 
     async def append_batch(self, envelopes: Sequence[Envelope]) -> list[int]:
         """Append in one transaction with contiguous seqs, in order; returns the seqs.
@@ -125,22 +132,32 @@ class EventStore:
         if self._closing:
             raise StoreError(f"{self.path}: the event log is closed")
         encoded = encode_envelopes(envelopes, self._boot_id)  # a bad payload fails here alone
-        async with self._write_lock:
-            first = self._committed_seq + 1
-            rows: list[Row] = [(first + i, *row) for i, row in enumerate(encoded)]
-            await self._commit_locked(rows)
+        await self._write_lock.acquire()
+        first = self._committed_seq + 1
+        rows: list[Row] = [(first + i, *row) for i, row in enumerate(encoded)]
+        await self._write_shielded(rows)
         return [row[0] for row in rows]
 
-    async def _commit_locked(self, rows: Sequence[Row]) -> None:
-        """One job on the writer thread, then wake the followers (the caller holds the lock)."""
-        if self._closed:
-            raise StoreError(f"{self.path}: the event log is closed")
-        await asyncio.get_running_loop().run_in_executor(
-            self._write_thread, self._writer.commit, rows
-        )
-        self._committed_seq = rows[-1][0]
-        self._commit_event.set()
-        self._commit_event = asyncio.Event()
+    async def _write_shielded(self, rows: Sequence[Row]) -> None:
+        """Write under the lock the caller took, to the end even if the caller is cancelled: the
+        thread job cannot be stopped, so the lock stays held and the committed seq stays right
+        until it is done (then the lock is released)."""
+        task = asyncio.ensure_future(self._write_and_release(rows))
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
+
+    async def _write_and_release(self, rows: Sequence[Row]) -> None:
+        try:
+            if self._closed:
+                raise StoreError(f"{self.path}: the event log is closed")
+            await asyncio.get_running_loop().run_in_executor(
+                self._write_thread, self._writer.commit, rows
+            )
+            self._committed_seq = rows[-1][0]
+            self._commit_event.set()
+            self._commit_event = asyncio.Event()
+        finally:
+            self._write_lock.release()
 
     async def save_snapshot(
         self, *, reducer_version: str, seq: int, digest: str, state: bytes

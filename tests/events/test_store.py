@@ -151,6 +151,20 @@ async def test_a_batch_that_does_not_continue_the_log_is_refused_unwritten(
     assert [e.seq for e in await store.read()] == [1, 2]
 
 
+async def test_a_write_whose_caller_is_cancelled_still_lands_and_the_next_continues(
+    store: EventStore,
+) -> None:
+    """A thread job cannot be stopped: a write whose caller leaves is finished anyway, and the
+    store keeps counting from it, so the next write continues the log instead of clashing."""
+    left = asyncio.ensure_future(store.append_batch([_req(i) for i in range(1000)]))
+    await asyncio.sleep(0)  # one turn: the write is handed to the writer thread
+    left.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await left
+    assert await store.append_batch([_req(5000)]) == [1002]
+    assert [e.seq for e in await store.read()] == list(range(1, 1003))
+
+
 async def test_follow_yields_history_then_wakes_on_new_commits(store: EventStore) -> None:
     await store.append_batch([_req(i) for i in range(5)])
     seen: list[int] = []
