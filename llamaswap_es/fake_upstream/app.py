@@ -99,6 +99,10 @@ async def props(request: web.Request) -> web.Response:
     )
 
 
+_REPORTED_ENV = ("FAKE_", "CUDA_", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+"""The variables `/fake/info` reports: the fake's own, and those naming the GPUs it was given."""
+
+
 @routes.get("/fake/info")
 async def info(request: web.Request) -> web.Response:
     """Who answers: pid, parent and group, model name; used by tests."""
@@ -108,7 +112,7 @@ async def info(request: web.Request) -> web.Response:
             "ppid": os.getppid(),
             "pgid": os.getpgid(0),
             "model": state_of(request).settings.model_name,
-            "env": {k: v for k, v in os.environ.items() if k.startswith("FAKE_")},
+            "env": {k: v for k, v in os.environ.items() if k.startswith(_REPORTED_ENV)},
         }
     )
 
