@@ -14,11 +14,14 @@ measurement side of issue 18, tested with the fake NVML there).
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from llamaswap_es.cli import main
 from llamaswap_es.config import load_config
 from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import (
@@ -84,7 +87,7 @@ async def _serve(svc: SwapService, request_id: str, model: str) -> dict[str, str
 
 
 async def test_declared_footprints_evict_and_devices_reach_the_process(
-    tmp_path: Path, db_path: Path, env_tag: str
+    tmp_path: Path, db_path: Path, env_tag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = load_config(str(_config(tmp_path)), None)
     svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
@@ -131,3 +134,13 @@ async def test_declared_footprints_evict_and_devices_reach_the_process(
     by_groups = simulate(traffic, {"placement": "off"}, label="groups alone")
     assert sum(by_memory.loads.values()) == 3 and by_memory.swaps == {"c": 1}
     assert sum(by_groups.loads.values()) == 3 and not by_groups.swaps
+
+    # the same comparison as a user runs it
+    assert main(["replay", "whatif", "--db", str(db_path), "--placement", "off", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    recorded, _, groups = report["runs"]
+    assert recorded["models"]["c"]["swaps"] == 1 and groups["models"]["TOTAL"]["swaps"] == 0
+    notes = report["assumptions"]
+    assert any("GPU memory: the first recorded sample (2 devices" in n for n in notes)
+    assert main(["replay", "whatif", "--db", str(db_path), "--set", "placement=vram"]) == 2
+    assert "--set placement=vram: expected off or memory" in capsys.readouterr().err
