@@ -99,8 +99,11 @@ async def props(request: web.Request) -> web.Response:
     )
 
 
-_REPORTED_ENV = ("FAKE_", "CUDA_", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
-"""The variables `/fake/info` reports: the fake's own, and those naming the GPUs it was given."""
+_GPU_ENV = frozenset(
+    ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+)
+"""The variables that name the GPUs a process was given: `/fake/info` reports them as
+`gpu_env` (placement by GPU memory sets them)."""
 
 
 @routes.get("/fake/info")
@@ -112,7 +115,8 @@ async def info(request: web.Request) -> web.Response:
             "ppid": os.getppid(),
             "pgid": os.getpgid(0),
             "model": state_of(request).settings.model_name,
-            "env": {k: v for k, v in os.environ.items() if k.startswith(_REPORTED_ENV)},
+            "env": {k: v for k, v in os.environ.items() if k.startswith("FAKE_")},
+            "gpu_env": {k: v for k, v in os.environ.items() if k in _GPU_ENV},
         }
     )
 

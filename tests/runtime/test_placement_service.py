@@ -83,7 +83,7 @@ async def _serve(svc: SwapService, request_id: str, model: str) -> dict[str, str
     async with aiohttp.ClientSession() as http, http.get(f"{address[1]}/fake/info") as resp:
         info = await resp.json()
     svc.loop.submit(RequestFinished(request_id=request_id, model=model, status=200))
-    return info["env"]
+    return info["gpu_env"]
 
 
 async def test_declared_footprints_evict_and_devices_reach_the_process(
