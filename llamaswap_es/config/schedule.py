@@ -169,6 +169,54 @@ def planner_from_dict(data: dict[str, Any]) -> EvictionPlanner:
 
 
 @dataclass(frozen=True, slots=True)
+class SelectorTarget:
+    """One target of a selector: the name the request is rewritten to, and what it runs on."""
+
+    name: str
+    """The target as configured (a model id, an alias, a setParamsByID key or a peer's model):
+    the name the request is sent on with, whose filters apply."""
+    model: str = ""
+    """The local model (real id, one the scheduler runs) it resolves to; "" for a peer's model
+    (the scheduler knows no state of it: it is cold unless it holds reservations)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectorTarget:
+        return cls(name=data["name"], model=data.get("model", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorSchedule:
+    """A selector (spec/api.md §6.5) as the reducer chooses with it: strategy and targets."""
+
+    selector_id: str
+    strategy: str = "pin"
+    """pin, warm or spillover (the loader checked it)."""
+    targets: tuple[SelectorTarget, ...] = ()
+    spillover: int = 1
+    """spillover: reservations on the least busy active target before a cold one is used."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "selector_id": self.selector_id,
+            "strategy": self.strategy,
+            "targets": [t.to_dict() for t in self.targets],
+            "spillover": self.spillover,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectorSchedule:
+        return cls(
+            selector_id=data["selector_id"],
+            strategy=data["strategy"],
+            targets=tuple(SelectorTarget.from_dict(t) for t in data["targets"]),
+            spillover=data.get("spillover", 1),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     """Everything the pure scheduler needs, and nothing it does not."""
 
@@ -200,9 +248,12 @@ class SchedulerConfig:
     """The longest backoff window (the doubling stops here); at least `start_backoff_ms`."""
     placement: PlacementRules = field(default_factory=PlacementRules)
     """Ours: placement by GPU memory (off by default)."""
+    selectors: dict[str, SelectorSchedule] = field(default_factory=dict)
+    """The configured selectors by id: the reducer picks a target for `SelectorRequested`
+    (`core.selectors`), so the choice is in the log."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "policy": self.policy,
             "planner": self.planner.to_dict(),
             "models": {mid: self.models[mid].to_dict() for mid in sorted(self.models)},
@@ -216,6 +267,9 @@ class SchedulerConfig:
             # only when on: a config without placement logs what it logged before
             **({"placement": self.placement.to_dict()} if self.placement.active else {}),
         }
+        if self.selectors:  # absent without selectors: such configs encode as they always did
+            data["selectors"] = {s: self.selectors[s].to_dict() for s in sorted(self.selectors)}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SchedulerConfig:
@@ -234,4 +288,8 @@ class SchedulerConfig:
             placement=PlacementRules.from_dict(data["placement"])
             if "placement" in data
             else PlacementRules(),  # absent: off (older logs, or placement not on)
+            selectors={  # absent in older logs (their handlers chose outside the log)
+                sid: SelectorSchedule.from_dict(sel)
+                for sid, sel in data.get("selectors", {}).items()
+            },
         )

@@ -7,7 +7,8 @@
 * no model is started while a model it cannot coexist with is starting, ready or stopping;
 * armed timers belong to live instances (queue timers to waiting requests); swaps are in a
   consistent phase;
-* no model is started inside the backoff window its failed starts opened (`start_backoff`).
+* no model is started inside the backoff window its failed starts opened (`start_backoff`);
+* a selector's choice holds one reservation: pending (`selections`) or its request's, not both.
 Each failure is an AssertionError that names the model or request and the numbers involved.
 """
 
@@ -48,6 +49,19 @@ def check_invariants(st: SchedulerState, decisions: Iterable[Decision] = ()) -> 
     _check_swaps_and_timers(st)
     _check_starts(st, [d for d in decisions if isinstance(d, StartProcess)])
     _check_memory(st)
+    _check_selections(st)
+
+
+def _check_selections(st: SchedulerState) -> None:
+    for rid in st.selections:
+        assert rid not in st.requests, (
+            f"request {rid} holds its selector reservation twice: as a pending choice and as a "
+            "request"
+        )
+    for rid, req in st.requests.items():
+        assert bool(req.selector) == bool(req.target), (
+            f"request {rid} has selector {req.selector!r} but target {req.target!r}"
+        )
 
 
 def _check_places(st: SchedulerState) -> None:

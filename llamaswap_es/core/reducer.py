@@ -40,6 +40,7 @@ from llamaswap_es.core.effects import (
 )
 from llamaswap_es.core.followups import WAKE_POLICY, drain_followups
 from llamaswap_es.core.memory import Footprint, GpuSample
+from llamaswap_es.core.selectors import forget_selections, select
 from llamaswap_es.core.start_backoff import forget_failures, record_failure
 from llamaswap_es.core.state import (
     DISPATCHED,
@@ -79,6 +80,8 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorRequested,
     ServerStarted,
     ShutdownRequested,
     StopProcess,
@@ -97,7 +100,10 @@ backoff (`core.start_backoff`: a new state field in snapshots, retry hints in Re
 whose configs predate the backoff settings decides as without it, and its snapshots restore.
 core-4: placement by GPU memory (`core.placement`): GPU samples, footprints and the devices
 each instance holds are state (new snapshot fields); with placement off (the default, and
-every older log) the decisions are those of core-3."""
+every older log) the decisions are those of core-3. Also
+core-4: selectors choose in the reducer (`SelectorRequested` -> `SelectorChose`, reservations and
+the round-robin cursor in the state: `core.selectors`); logs without selector inputs decide as
+under core-3."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -143,6 +149,8 @@ def _on_request(st: SchedulerState, ev: RequestReceived, env: Envelope, out: Out
     rid = ev.request_id
     if rid in st.requests:  # the shell makes ids unique; a repeat must not answer the first
         return
+    selection = st.selections.pop(rid, None)  # a selector chose its model: its reservation
+    # goes on as this request's (or ends here, if the request is rejected)
     if st.shutting_down:
         message = f"unspecific error: {st.router_name} is shutting down"
         out.append(Reject(request_id=rid, status=500, code="shutting_down", message=message))
@@ -160,7 +168,21 @@ def _on_request(st: SchedulerState, ev: RequestReceived, env: Envelope, out: Out
         return
     priority = proc.schedule.priority if ev.priority is None else ev.priority
     req = Request(rid, ev.model, env.seq, env.ts_ms, priority, ttl_override_ms=ev.ttl_override_ms)
+    if selection is not None:
+        req.selector, req.target = selection.selector, selection.target
     _admit(st, req, proc, out)
+
+
+@_handles(SelectorRequested)
+def _on_selector(st: SchedulerState, ev: SelectorRequested, env: Envelope, out: Out) -> None:
+    select(st, ev, out)
+
+
+@_handles(SelectionEnded)
+def _on_selection_ended(st: SchedulerState, ev: SelectionEnded, env: Envelope, out: Out) -> None:
+    """A choice that never became a request of ours ends (a peer served it, or the handler
+    refused it first); one that became a request ends with it, so this is then a no-op."""
+    st.selections.pop(ev.request_id, None)
 
 
 @_handles(LoadRequested)
@@ -446,6 +468,7 @@ def _on_shutdown(st: SchedulerState, ev: ShutdownRequested, env: Envelope, out: 
 @_handles(ServerStarted, RecoveryStarted)
 def _on_boot(st: SchedulerState, ev: Event, env: Envelope, out: Out) -> None:
     control.new_boot(st)
+    forget_selections(st)
 
 
 @_handles(ProcessAdopted)

@@ -16,7 +16,7 @@ from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core.control import install_config
 from llamaswap_es.core.memory import Footprint, GpuSample
 from llamaswap_es.core.reducer import REDUCER_VERSION
-from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Swap
+from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Selection, Swap
 
 FORMAT = 1
 
@@ -48,6 +48,8 @@ def state_to_dict(st: SchedulerState) -> dict[str, Any]:
             model: {source: facts[source].to_dict() for source in sorted(facts)}
             for model, facts in sorted(st.footprints.items())
         },
+        "selections": [[r, st.selections[r].to_dict()] for r in sorted(st.selections)],
+        "selector_cursors": [[s, st.selector_cursors[s]] for s in sorted(st.selector_cursors)],
     }
 
 
@@ -107,5 +109,7 @@ def _build(raw: dict[str, Any]) -> SchedulerState:
         model: {source: Footprint.from_dict(fact) for source, fact in facts.items()}
         for model, facts in raw.get("footprints", {}).items()
     }
+    st.selections = {r: Selection.from_dict(data) for r, data in raw.get("selections", [])}
+    st.selector_cursors = {s: n for s, n in raw.get("selector_cursors", [])}
     st.touch_processes()
     return st

@@ -159,6 +159,8 @@ class Request:
         "priority",
         "received_ms",
         "request_id",
+        "selector",
+        "target",
         "ttl_override_ms",
     )
 
@@ -184,9 +186,13 @@ class Request:
         self.phase = QUEUED
         self.instance = 0
         """The model instance it was dispatched to (0 until then)."""
+        self.selector = ""
+        """The selector that chose this request's model ("" if the client named the model): the
+        request holds a reservation on `target` of that selector until it ends."""
+        self.target = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "request_id": self.request_id,
             "model": self.model,
             "arrival": self.arrival,
@@ -197,6 +203,10 @@ class Request:
             "phase": self.phase,
             "instance": self.instance,
         }
+        if self.selector:  # absent for the others: their snapshots encode as before
+            data["selector"] = self.selector
+            data["target"] = self.target
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Request:
@@ -211,7 +221,28 @@ class Request:
         )
         req.phase = data["phase"]
         req.instance = data.get("instance", 0)
+        req.selector = data.get("selector", "")
+        req.target = data.get("target", "")
         return req
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A selector's choice that is not (yet) a request of the scheduler: chosen, until its
+    `RequestReceived` (a local target) or its `SelectionEnded` (a peer's, or refused before it
+    was scheduled). It holds a reservation on its target meanwhile."""
+
+    selector: str
+    target: str
+    model: str
+    """The local model the target runs, or "" for a peer's model."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Selection:
+        return cls(**data)
 
 
 class Swap:
@@ -285,6 +316,8 @@ class SchedulerState:
         "queue",
         "queue_changes",
         "requests",
+        "selections",
+        "selector_cursors",
         "seq",
         "shutting_down",
         "swaps",
@@ -307,6 +340,10 @@ class SchedulerState:
         self.shutting_down = False
         self.active_profile: str | None = None
         """The profile whose pins apply to requested names (ProfileActivated), or None."""
+        self.selections: dict[str, Selection] = {}
+        """Selector choices by request id that are not requests of the scheduler (yet)."""
+        self.selector_cursors: dict[str, int] = {}
+        """Each spillover selector's round-robin cursor (llama-swap's tie breaker)."""
         self.in_flight_total = 0
         self.seq = 0
         self.now_ms = 0

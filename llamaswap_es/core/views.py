@@ -9,12 +9,12 @@ log while a batch is being written, and nobody may see what the log does not yet
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llamaswap_es.core.effects import idle_ttl_ms
 from llamaswap_es.core.memory import free_now
 from llamaswap_es.core.placement import holdings_now
-from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState
+from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState, Selection
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +181,8 @@ class SchedulerView:
     """The profile whose pins apply to requested names (ProfileActivated), or None."""
     gpus: tuple[GpuView, ...] = ()
     """Each GPU of the newest memory sample, with free memory as placement counts it now."""
+    selections: Mapping[str, Selection] = field(default_factory=dict)
+    """Selector choices by request id not (yet) requests of the scheduler (`core.selectors`)."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
@@ -205,4 +207,5 @@ def scheduler_view(st: SchedulerState) -> SchedulerView:
         shutting_down=st.shutting_down,
         active_profile=st.active_profile,
         gpus=gpu_views(st),
+        selections=dict(st.selections),
     )

@@ -298,6 +298,37 @@ class RequestAbandoned(Event):
         return f"request {self.request_id} abandoned ({self.reason})"
 
 
+@_frozen
+class SelectorRequested(Event):
+    """A client named a selector (spec/api.md §6.5): the reducer picks the target it goes to
+    and answers `SelectorChose` (or `Reject`). The request then goes on under the same id as
+    one for that target: `RequestReceived` for a local model, a forward for a peer's model."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    selector: str
+    path: str = ""
+    method: str = "POST"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        path = f" {self.method} {self.path}" if self.path else ""
+        return f"request {self.request_id} names selector {self.selector}{path}"
+
+
+@_frozen
+class SelectionEnded(Event):
+    """The handler is done with a selector's choice that did not become a local request (a
+    peer served it, or it was refused before it reached the scheduler): the target's
+    reservation ends. A choice that became a `RequestReceived` ends with that request."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    reason: str = "served_by_peer"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"request {self.request_id} releases its selector reservation ({self.reason})"
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs: processes (reported by the executor)
 
@@ -798,6 +829,34 @@ class CancelTimer(Decision):
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         return f"timer {self.timer_id} cancelled"
+
+
+@_frozen
+class SelectorChose(Decision):
+    """Which target a selector's request goes to, and by which rule (`core.selectors`).
+
+    `model` is the local model the target runs ("" for a peer's model). The handler rewrites the
+    request to `target` (whose filters apply) and serves it as a request for that target; the
+    target holds a reservation until the request ends."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    selector: str
+    target: str
+    model: str = ""
+    rule: str = ""
+    """Short machine-readable rule: pin, warm-ready, warm-starting, warm-first, spillover-idle,
+    spillover-below, spillover-cold, spillover-least-busy."""
+    reason: str = ""
+    """The rule in words, with the figures it compared."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        where = "" if self.model in ("", self.target) else f" (model {self.model})"
+        why = f": {self.reason}" if self.reason else ""
+        return (
+            f"selector {self.selector} chose {self.target}{where} for request "
+            f"{self.request_id}{why}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

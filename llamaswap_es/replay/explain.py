@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llamaswap_es.core.effects import idle_ttl_ms
+from llamaswap_es.core.selectors import reservations
 from llamaswap_es.core.state import SchedulerState
 from llamaswap_es.events.reader import LogReader
 from llamaswap_es.events.types import (
@@ -23,6 +24,7 @@ from llamaswap_es.events.types import (
     PlacementChosen,
     QueuePositions,
     Reject,
+    SelectorChose,
     SetTimer,
     StartProcess,
     StopProcess,
@@ -156,7 +158,28 @@ def _decision_sentences(
         ]
     if isinstance(body, CancelTimer):
         return [f"Timer {body.timer_id} is cancelled: what it waited for no longer applies."]
+    if isinstance(body, SelectorChose):
+        return _selector_choice(body, st)
     return [f"The reducer decided {summary(env)}."]
+
+
+def _selector_choice(body: SelectorChose, st: SchedulerState) -> list[str]:
+    """The rule, and each target as the choice saw it (state and reservations)."""
+    selector = st.config.selectors.get(body.selector) if st.config is not None else None
+    strategy = selector.strategy if selector is not None else "?"
+    out = [
+        f"Selector {body.selector} ({strategy}) sends request {body.request_id} to "
+        f"{body.target}, by the rule {body.rule}: {body.reason}."
+    ]
+    if selector is not None:
+        reserved = reservations(st, body.selector)
+        seen = []
+        for target in selector.targets:
+            proc = st.models.get(target.model)
+            state = proc.state if proc is not None else "stopped" if target.model else "(peer)"
+            seen.append(f"{target.name} {state}, {reserved.get(target.name, 0)} reserved")
+        out.append(f"Its targets before this request: {'; '.join(seen)}.")
+    return out
 
 
 def _swap(body: SwapPlanned, st: SchedulerState) -> list[str]:

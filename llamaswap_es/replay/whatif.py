@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from llamaswap_es.config.schedule import PLACEMENT_MEMORY, PLACEMENT_OFF, SchedulerConfig
@@ -31,13 +32,16 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorChose,
+    SelectorRequested,
     SetTimer,
     StartProcess,
     StopProcess,
     TimerFired,
 )
 from llamaswap_es.replay.errors import ReplayError
-from llamaswap_es.replay.traffic import Figures, Traffic
+from llamaswap_es.replay.traffic import Figures, RecordedRequest, Traffic
 
 _GLOBAL_INTS = ("starvation_bound_ms", "min_resident_ms", "shutdown_grace_ms", "queue_timeout_ms")
 
@@ -137,10 +141,13 @@ def simulate(
     for ts, operation in traffic.operations:
         at(ts, operation)
     for req in traffic.requests:
-        received = RequestReceived(
-            request_id=req.request_id, model=req.model, ttl_override_ms=req.ttl_override_ms
-        )
-        at(req.arrived_ms, received)
+        if req.selector:  # the reducer chooses again, under the simulated state
+            at(req.arrived_ms, SelectorRequested(request_id=req.request_id, selector=req.selector))
+        else:
+            received = RequestReceived(
+                request_id=req.request_id, model=req.model, ttl_override_ms=req.ttl_override_ms
+            )
+            at(req.arrived_ms, received)
         if req.gave_up_after_ms is not None:
             at(req.arrived_ms + req.gave_up_after_ms, RequestCancelled(request_id=req.request_id))
 
@@ -182,12 +189,34 @@ def simulate(
                         duration_ms=service,
                     ),
                 )
+            elif isinstance(decision, SelectorChose):
+                _follow_choice(decision, ts, requests.get(decision.request_id), traffic, at)
             elif isinstance(decision, SetTimer):
                 armed[decision.timer_id] = decision.at_ms
                 at(decision.at_ms, TimerFired(timer_id=decision.timer_id))
             elif isinstance(decision, CancelTimer):
                 armed.pop(decision.timer_id, None)
     return figures
+
+
+def _follow_choice(
+    chose: SelectorChose,
+    ts: int,
+    recorded: RecordedRequest | None,
+    traffic: Traffic,
+    at: Callable[[int, Event], None],
+) -> None:
+    """What the handler does with a choice: a local model's request goes to the scheduler at
+    once; a peer's model holds its reservation for as long as the recorded request took."""
+    rid = chose.request_id
+    if chose.model:
+        ttl = recorded.ttl_override_ms if recorded else None
+        at(ts, RequestReceived(request_id=rid, model=chose.model, ttl_override_ms=ttl))
+        return
+    held = recorded.service_ms if recorded and recorded.service_ms is not None else None
+    if held is None:
+        held = traffic.service_ms.get(recorded.model, 0) if recorded else 0
+    at(ts + held, SelectionEnded(request_id=rid))
 
 
 def assumptions(traffic: Traffic) -> list[str]:
@@ -197,7 +226,7 @@ def assumptions(traffic: Traffic) -> list[str]:
         stop = traffic.stop_ms.get(model)
         stops = f"stops in {stop} ms" if stop is not None else "never stopped (assumed instant)"
         out.append(f"{model}: loads in {ms} ms, {stops} (recorded medians)")
-    models = sorted({r.model for r in traffic.requests} - set(traffic.load_ms))
+    models = sorted({r.model for r in traffic.requests if r.model} - set(traffic.load_ms))
     if models:
         out.append(
             f"{', '.join(models)}: never loaded in the recording; assumed to load in "

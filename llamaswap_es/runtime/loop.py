@@ -52,6 +52,7 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectorRequested,
     UnloadRequested,
 )
 from llamaswap_es.runtime.clock import Clock
@@ -65,7 +66,12 @@ StateRebuilder = Callable[[], Awaitable[Any]]
 Viewer = Callable[[Any], Any]
 FatalHandler = Callable[[BaseException], None]
 
-CONTAINED_INPUTS: tuple[type[Event], ...] = (RequestReceived, LoadRequested, UnloadRequested)
+CONTAINED_INPUTS: tuple[type[Event], ...] = (
+    RequestReceived,
+    LoadRequested,
+    UnloadRequested,
+    SelectorRequested,
+)
 """Inputs whose refusal leaves nothing behind: a reducer failure on one of them is contained.
 Any other input (a process, timer or finished-request fact) is part of the world the state must
 follow, so a failure on it stops the loop rather than go on with a state that misses it."""

@@ -59,13 +59,15 @@ class LocalRequest:
     stream: bool
     loading_allowed: bool
     metadata: dict[str, str] = field(default_factory=dict)
-    on_done: Callable[[], None] | None = None
     websocket: bool = False
     """Tunnel a websocket upgrade instead of forwarding an HTTP request."""
     ttl_override_ms: int | None = None
     """The client's own idle TTL for the model (`ttl` / `keep_alive`, see web/keep_alive.py)."""
     priority: int | None = None
     """The client's own queue priority (`X-Request-Priority`, see web/request_priority.py)."""
+    request_id: str | None = None
+    """The id to schedule it under (None: a new one). A selector's choice was made under this id
+    (web/selector_choice.py): the scheduler hands its reservation over to the request."""
 
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
@@ -117,6 +119,7 @@ async def serve_local(
             # had just closed, say): give its exit a moment to show, not the full wait.
             timeout_s=ALIVE_RETRY_WAIT_S if still_serving else RETRY_WAIT_S,
         )
+        job.request_id = None  # the retry is a new request
         retried = await _serve_once(request, ctx, job, may_retry=False)
         assert not isinstance(retried, _Gone)
         return retried
@@ -136,7 +139,7 @@ async def _serve_once(
     service = ctx.service
     loop = service.loop
     assert loop is not None
-    request_id = ctx.ids.new_id()
+    request_id = job.request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, job.model_id)
     entry = ctx.inflight.begin(
         request_id=request_id,
@@ -485,9 +488,6 @@ def meterable_encodings(accept_encoding: str) -> str:
 
 def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
     ctx.inflight.finish(entry)
-    if job.on_done is not None:
-        job.on_done()
-        job.on_done = None
 
 
 def router_name(ctx: AppContext) -> str:

@@ -13,6 +13,8 @@ Steps are written as llama-swap's scenario lines (spec/core.md §9), translated 
     fp A MB [source=S] [devices=N]               FootprintKnown (measured unless told)
     hung A [N]        ProcessHung (current instance, or instance N)
     unload [A B] [grace=N]                       shutdown [N]
+    sel r1 S          SelectorRequested (the client named selector S)
+    selend r1         SelectionEnded (a peer served it, or it was refused before scheduling)
     reload <name>     ConfigApplied with the named config of the run
     boot              ServerStarted              adopt A N    ProcessAdopted(instance N)
 A step may start with `@N ` to set the time to base + N ms (otherwise +1 ms per step).
@@ -56,6 +58,9 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorChose,
+    SelectorRequested,
     ServerStarted,
     SetTimer,
     ShutdownRequested,
@@ -133,6 +138,8 @@ def render(decision: Decision) -> str:
         return f"timer {decision.timer_id} @{decision.at_ms - BASE_TS}"
     if isinstance(decision, CancelTimer):
         return f"cancel-timer {decision.timer_id}"
+    if isinstance(decision, SelectorChose):
+        return f"chose {decision.request_id} {decision.target} {decision.rule}"
     raise AssertionError(f"unexpected decision {decision!r}")
 
 
@@ -220,6 +227,10 @@ class Run:
             return UnloadRequested(models=names, grace_ms=grace[0] if grace else None)
         if verb == "shutdown":
             return ShutdownRequested(grace_ms=int(args[0]) if args else None)
+        if verb == "sel":
+            return SelectorRequested(request_id=args[0], selector=args[1])
+        if verb == "selend":
+            return SelectionEnded(request_id=args[0])
         if verb == "reload":
             config = self.configs[args[0]]
             return ConfigApplied(config_hash=args[0], schedule=config.to_dict(), reason="reload")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from llamaswap_es.config.schedule import PlacementRules
+from llamaswap_es.config.schedule import PlacementRules, SelectorSchedule, SelectorTarget
 from llamaswap_es.core import digest, new_state, reduce, restore, snapshot
 from llamaswap_es.events.types import (
     FootprintKnown,
@@ -28,6 +28,7 @@ from llamaswap_es.events.types import (
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
+    SelectorChose,
     TimerFired,
 )
 from tests.core.harness import Run, classic, groups_config, matrix_config, models
@@ -56,6 +57,16 @@ def _placed(schedules):
         for m, s in schedules.items()
     }
 
+SELECTORS = {
+    "spill": SelectorSchedule(
+        "spill", "spillover", (SelectorTarget("B", "B"), SelectorTarget("C", "C")), 2
+    ),
+    "mixed": SelectorSchedule(
+        "mixed", "spillover", (SelectorTarget("A", "A"), SelectorTarget("peer/x", "")), 1
+    ),
+    "warm": SelectorSchedule("warm", "warm", (SelectorTarget("C", "C"), SelectorTarget("B", "B"))),
+}
+"""Selectors every config has: the reducer chooses for them (`core.selectors`)."""
 
 CONFIGS = {
     "classic": classic(*MODELS, schedules=_schedules()),
@@ -109,6 +120,9 @@ CONFIGS = {
         queue_timeout_ms=3000,
     ),
 }
+
+
+CONFIGS = {name: replace(config, selectors=SELECTORS) for name, config in CONFIGS.items()}
 
 
 def _variants(base):
@@ -182,6 +196,23 @@ class SchedulerMachine(RuleBasedStateMachine):
     def request(self, model: str, advance: int, ttl: str) -> None:
         self.next_id += 1
         self.run.step(f"@{self._at(advance)} req r{self.next_id} {model}{ttl}")
+
+    @rule(selector=st.sampled_from(sorted(SELECTORS)), advance=st.integers(0, 1500))
+    def selector_request(self, selector: str, advance: int) -> None:
+        """A client names a selector; the handler goes on as a request for the chosen model,
+        or holds a peer's model until `peer_answered`."""
+        self.next_id += 1
+        rid = f"r{self.next_id}"
+        out = self.run.feed(self.run.parse(f"sel {rid} {selector}"), self._at(advance))
+        chose = [d for d in out if isinstance(d, SelectorChose)]
+        if chose and chose[0].model:
+            self.run.step(f"req {rid} {chose[0].model}")
+
+    @precondition(lambda self: self.run.state.selections)
+    @rule(data=st.data())
+    def peer_answered(self, data) -> None:
+        rid = data.draw(st.sampled_from(sorted(self.run.state.selections)))
+        self.run.step(f"selend {rid}")
 
     @precondition(lambda self: self._failed())
     @rule(data=st.data(), advance=st.integers(0, 2500))
