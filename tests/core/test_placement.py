@@ -407,3 +407,16 @@ def test_groups_still_decide_first_and_their_evictions_count_as_free_memory() ->
             ),
         ],
     )
+
+
+def test_a_reload_that_changes_the_command_forgets_the_measurement() -> None:
+    config = _config({"A": 10_000})
+    changed = replace(
+        config, models={"A": replace(config.models["A"], fingerprint="new command")}
+    )
+    run = Run(config, {"changed": changed, "same": config})
+    play(run, [(f"gpu {GIB}/{GIB}", ""), ("fp A 30000", ""), ("reload same", "")])
+    assert run.state.footprint("A").source == "measured"  # unchanged: still its measurement
+    play(run, [("reload changed", "")])
+    footprint = run.state.footprint("A")
+    assert (footprint.source, footprint.mb) == ("declared", 10_000)
