@@ -342,6 +342,6 @@ def _not_now(
     plural = "device" if span == 1 else "devices"
     return (
         f"{target} needs {need:,} MiB + margin {margin:,} MiB on {span} {plural}; at most "
-        f"{shown} can be freed: the rest is held by persistent models, models of unknown "
+        f"{shown} can be made free: the rest is held by persistent models, models of unknown "
         "footprint or other programs"
     )

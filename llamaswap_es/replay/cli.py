@@ -76,6 +76,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="override a setting: min_resident_ms=5000, starvation_bound_ms=…, MODEL.ttl_ms=…",
     )
     p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="simulate under this config file's scheduler settings (groups or matrix, policy, "
+        "placement, declared footprints) instead of the recorded ones",
+    )
+    p.add_argument(
         "--placement",
         choices=("off", "memory"),
         help="placement by GPU memory: memory (devices by footprints, evict to fit) or off "
@@ -223,7 +229,15 @@ def _whatif(args: argparse.Namespace) -> int:
         if facts.empty:
             raise ReplayError(f"{facts.path}: the log holds no events, there is nothing to replay")
         traffic = extract_traffic(iter_all(reader, facts.first_seq, None))
-    whatif = simulate(traffic, settings)
+    schedule = None
+    if args.config:
+        from llamaswap_es.config import build_schedule, load_config
+
+        try:
+            schedule = build_schedule(load_config(args.config, None))
+        except LlamaSwapError as exc:
+            raise ReplayError(f"--config {args.config}: {exc}") from None
+    whatif = simulate(traffic, settings, config=schedule)
     baseline = simulate(traffic, {}, label="simulated as recorded")
     notes = assumptions(traffic)
     if args.json:

@@ -121,8 +121,11 @@ def simulate(
     *,
     label: str = "what-if",
     max_steps: int = 20_000_000,
+    config: SchedulerConfig | None = None,
 ) -> Figures:
-    """Run the recorded traffic through the reducer with `settings` applied to every config."""
+    """Run the recorded traffic through the reducer with `settings` applied to every config;
+    with `config`, that scheduler configuration (from a config file: `--config`) replaces every
+    recorded one, so a day recorded under groups can be replayed under placement by memory."""
     heap: list[tuple[int, int, Event]] = []
     order = itertools.count()
     requests = {r.request_id: r for r in traffic.requests}
@@ -134,10 +137,11 @@ def simulate(
         heapq.heappush(heap, (ts, next(order), event))
 
     policy = ""
-    for ts, config in traffic.configs:
-        schedule = apply_overrides(SchedulerConfig.from_dict(config.schedule), settings)
+    for ts, applied in traffic.configs:
+        recorded = SchedulerConfig.from_dict(applied.schedule) if config is None else config
+        schedule = apply_overrides(recorded, settings)
         policy = policy or schedule.policy
-        at(ts, dataclasses.replace(config, schedule=schedule.to_dict()))
+        at(ts, dataclasses.replace(applied, schedule=schedule.to_dict()))
     for ts, operation in traffic.operations:
         at(ts, operation)
     for req in traffic.requests:

@@ -369,3 +369,54 @@ def test_the_view_shows_devices_footprints_and_free_memory_as_counted() -> None:
         (0, "GPU-0", GIB, 4_000),
         (1, "GPU-1", GIB, 14_000),
     ]
+
+
+def test_groups_still_decide_first_and_their_evictions_count_as_free_memory() -> None:
+    """A and B are in a swap group (one at a time) beside C; D needs room on C's GPU."""
+    schedules = models(
+        "A",
+        "B",
+        "C",
+        "D",
+        A={"footprint_mb": 4_000},
+        B={"footprint_mb": 22_000},
+        C={"footprint_mb": 20_000},
+        D={"footprint_mb": 8_000},
+    )
+    config = groups_config(
+        [("ab", ["A", "B"], {"exclusive": False}), ("cd", ["C", "D"], {"swap": False})],
+        schedules,
+        placement=PlacementRules(mode="memory"),
+    )
+    run = Run(config)
+    play(
+        run,
+        [
+            (f"gpu {GIB}/{GIB} {GIB}/{GIB}", ""),
+            *_up("A", "a1", "0"),
+            ("done a1", ...),
+            # memory alone would put B on GPU1; the group evicts A anyway, and with A's 4,000
+            # MiB counted free GPU0 fits as well and has the lower index
+            ("req b1 B", ["plan B [A]", "place B on 0 [A]", "stop A#1 evict 10000"]),
+            ("stopped A", "start B#1 on 0"),
+            ("ready B", "dispatch b1 B#1"),
+            ("done b1", ...),
+            (
+                "req c1 C",  # cd is exclusive: B goes by the group's rule, then C fits on GPU0
+                ["plan C [B]", "place C on 0 [B]", "stop B#1 evict 10000"],
+            ),
+        ],
+    )
+
+
+def test_a_reload_that_changes_the_command_forgets_the_measurement() -> None:
+    config = _config({"A": 10_000})
+    changed = replace(
+        config, models={"A": replace(config.models["A"], fingerprint="new command")}
+    )
+    run = Run(config, {"changed": changed, "same": config})
+    play(run, [(f"gpu {GIB}/{GIB}", ""), ("fp A 30000", ""), ("reload same", "")])
+    assert run.state.footprint("A").source == "measured"  # unchanged: still its measurement
+    play(run, [("reload changed", "")])
+    footprint = run.state.footprint("A")
+    assert (footprint.source, footprint.mb) == ("declared", 10_000)

@@ -89,7 +89,8 @@ async def _serve(svc: SwapService, request_id: str, model: str) -> dict[str, str
 async def test_declared_footprints_evict_and_devices_reach_the_process(
     tmp_path: Path, db_path: Path, env_tag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = load_config(str(_config(tmp_path)), None)
+    config_path = _config(tmp_path)
+    config = load_config(str(config_path), None)
     svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
     await svc.start()
     try:
@@ -144,3 +145,13 @@ async def test_declared_footprints_evict_and_devices_reach_the_process(
     assert any("GPU memory: the first recorded sample (2 devices" in n for n in notes)
     assert main(["replay", "whatif", "--db", str(db_path), "--set", "placement=vram"]) == 2
     assert "--set placement=vram: expected off or memory" in capsys.readouterr().err
+
+    # or under another config file: here the same models with placement off
+    groups_only = tmp_path / "groups.yaml"
+    groups_only.write_text(config_path.read_text().replace("mode: memory", "mode: off"))
+    assert main(["replay", "whatif", "--db", str(db_path), "--config", str(groups_only)]) == 0
+    total = next(line.split() for line in capsys.readouterr().out.splitlines() if "TOTAL" in line)
+    assert total[3:5] == ["1", "0"]  # swaps: 1 recorded, none with the group alone
+    missing = str(tmp_path / "absent.yaml")
+    assert main(["replay", "whatif", "--db", str(db_path), "--config", missing]) == 2
+    assert f"--config {missing}:" in capsys.readouterr().err
