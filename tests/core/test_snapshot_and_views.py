@@ -59,7 +59,7 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "c36d09def30ca4fcf1dbb5d454501728a45b35324a86e3f335f7ba940fa5ce71"
+PINNED_DIGEST = "9cbe8a9d1a61648ca5853ad7197f7bb421f6d9bc31b4f43304133ae6b207fa46"
 """Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
 `idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
 was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
@@ -68,7 +68,8 @@ version is part of what the digest covers), and within core-3, unreleased, for t
 backoff: `start_backoff_ms`/`start_backoff_max_ms` (config) and `failed_starts` (per model),
 each read as off/None when absent, so core-3 snapshots and logs from before it still restore
 and replay to the same decisions. Changed with the bump to core-4: selectors choose in the
-reducer (`selections` and `selector_cursors` in the state, empty here)."""
+reducer (`selections` and `selector_cursors` in the state, empty here), and placement by GPU
+memory (the newest GPU sample, footprint facts, and the devices of each process and swap)."""
 
 
 def test_a_snapshot_from_before_idle_model_restores() -> None:
