@@ -6,15 +6,19 @@ stable and unique per event log; it defaults to the host name. `historyDatabase`
 this node's own event-log file. Both are checked here, at load time, so `check-config` finds a bad
 one; the URL is only parsed (connecting is the history sink's job) and never echoed with its
 password.
+
+SQLAlchemy (which parses the URL) is imported only when there is a URL to parse: it is ~23 MB
+resident, and a node without a history database (the sink off) never needs it.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """A host-name-like label: it lands in SQL rows, URLs, Prometheus labels and the UI."""
@@ -56,6 +60,9 @@ def effective_node_name(configured: str) -> str:
 
 def parse_history_url(text: str) -> URL:
     """The configured URL with its async driver (`postgresql+psycopg`, `sqlite+aiosqlite`)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(text.strip())
     except ArgumentError:
@@ -78,4 +85,6 @@ def parse_history_url(text: str) -> URL:
 
 def shown_url(url: URL | str) -> str:
     """The URL as logs, errors and the API may show it: the password replaced by `***`."""
+    from sqlalchemy.engine import make_url
+
     return (make_url(url) if isinstance(url, str) else url).render_as_string(hide_password=True)

@@ -587,6 +587,11 @@ class LlamaSwapEsSettings(GoStruct):
         30, alias="shutdownTimeoutSeconds", json_schema_extra=_NOT_NEGATIVE
     )
     """Grace for stopping models on shutdown before they are killed."""
+    event_stream_buffer_kib: GoInt = Field(
+        4096, alias="eventStreamBufferKiB", json_schema_extra=_POSITIVE
+    )
+    """How far one UI event stream (`/api/events`) may fall behind before it is dropped, in KiB
+    (the tab reconnects and reloads its state): bounds what a tab that stopped reading holds."""
     event_retention_days: int = Field(0, alias="eventRetentionDays", ge=0)
     """Events older than this many days are pruned, in steps anchored on reducer snapshots."""
     activity_retention_days: int = Field(0, alias="activityRetentionDays", ge=0)
@@ -674,6 +679,7 @@ class LlamaSwapEsSettings(GoStruct):
         positive = {
             "probeIntervalMs": self.probe_interval_ms,
             "maxRequestBodyMB": self.max_request_body_mb,
+            "eventStreamBufferKiB": self.event_stream_buffer_kib,
         }
         for key, value in positive.items():
             if value <= 0:

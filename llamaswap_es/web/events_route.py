@@ -1,7 +1,9 @@
 """`/api/events`: one SSE connection per UI tab, with llama-swap's initial burst (spec/api.md §12).
 
 The burst is queued into the connection's own subscription before any live message, so nothing
-published in between is lost or reordered.
+published in between is lost or reordered. A tab that falls too far behind is dropped by the hub
+(projections/event_hub.py): its connection is aborted here, which also ends a write that waits on
+a client that stopped reading.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ async def events(request: web.Request) -> web.StreamResponse:
         frame("profileChanged", {"active": ctx.active_profile}),
         frame("inflight", ctx.inflight.snapshot()),
     ]
-    subscription = ctx.hub.subscribe(initial=initial)
+    transport = request.transport
+    subscription = ctx.hub.subscribe(
+        initial=initial,
+        limit_bytes=ctx.config.llamaswap_es.event_stream_buffer_kib * 1024,
+        peer=request.remote or "unknown address",
+        on_overflow=transport.abort if transport is not None else None,
+    )
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -39,8 +47,11 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionError):
-        async for data in subscription.frames():
-            await response.write(data)
+    try:
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            async for data in subscription.frames():
+                await response.write(data)
+    finally:
+        ctx.hub.unsubscribe(subscription)  # also when the client left before the first write
     return response

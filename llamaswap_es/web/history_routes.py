@@ -5,6 +5,9 @@ behind or failing and why (a sink that cannot write never makes `/health` fail: 
 as usual; alert on this or on `/metrics`). The other two read the history database, which holds
 every node's requests when it is shared: the fleet's Activity page. While that database is down
 they answer 503 naming it.
+
+The query modules (SQLAlchemy) are imported by the handlers that need them, which only run when
+the sink is on (its database open): a node with the sink off never loads SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -13,20 +16,17 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llamaswap_es.projections.activity_queries import ActivityQueryError, parse_activity_query
-from llamaswap_es.projections.history.engine import DB_TIMEOUT_S, READ_ONLY, HistoryDatabase
-from llamaswap_es.projections.history.errors import describe
-from llamaswap_es.projections.history.queries import (
-    check_fleet_query,
-    list_history_activity,
-    list_nodes,
-)
 from llamaswap_es.web.errors import error_response
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from llamaswap_es.projections.history.engine import HistoryDatabase
 
 log = logging.getLogger("llamaswap_es.web.history_routes")
 
@@ -43,6 +43,11 @@ def register_routes(router: web.UrlDispatcher, deps: Any) -> None:
         by_node = params.get("sort") == "node"
         if by_node:
             params.pop("sort")
+        from llamaswap_es.projections.history.queries import (
+            check_fleet_query,
+            list_history_activity,
+        )
+
         try:
             query = parse_activity_query(params, request.query.getall("model", []))
             check_fleet_query(query)
@@ -71,14 +76,19 @@ def _database(deps: Any) -> HistoryDatabase | None:
     return deps.history.db
 
 
-Query = Callable[[AsyncConnection], Awaitable[dict[str, Any]]]
+Query = Callable[["AsyncConnection"], Awaitable[dict[str, Any]]]
 
 
 async def _nodes_body(conn: AsyncConnection) -> dict[str, Any]:
+    from llamaswap_es.projections.history.queries import list_nodes
+
     return {"nodes": await list_nodes(conn)}
 
 
 async def _read(request: web.Request, db: HistoryDatabase, query: Query) -> web.StreamResponse:
+    from llamaswap_es.projections.history.engine import DB_TIMEOUT_S, READ_ONLY
+    from llamaswap_es.projections.history.errors import describe
+
     try:
         async with asyncio.timeout(DB_TIMEOUT_S), db.engine.connect() as conn:
             reading = await conn.execution_options(**{READ_ONLY: True})

@@ -25,7 +25,6 @@ from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.config.scheduling import config_secrets
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import LlamaSwapError, error_line
-from llamaswap_es.projections.history.engine import require_driver
 from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.config_watch import signature, watch_config
 from llamaswap_es.runtime.log_format import LogFormat, ProxyLineFormatter
@@ -115,7 +114,10 @@ async def serve(options: ServeOptions, *, on_started: StartedHook | None = None)
     logs = UpstreamLogs(log_to_stdout=config.log_to_stdout, stdout=sys.stdout)  # type: ignore[arg-type]
     _setup_logging(config, logs, options.log_format)  # type: ignore[arg-type]
     db_path = Path(effective_db_path(options, config)).expanduser()
-    require_driver(config.llamaswap_es.history_database)  # before any model starts
+    if config.llamaswap_es.history_database:  # before any model starts; SQLAlchemy only if set
+        from llamaswap_es.projections.history.engine import require_driver
+
+        require_driver(config.llamaswap_es.history_database)
     service = SwapService(config, db_path=db_path, logs=logs, config_sources=tuple(config.sources))
     # Read (and remove) systemd's variables before any model starts: children never inherit them.
     feed = SupervisorFeed.from_environ(os.environ, service.health, lambda: serving_status(service))

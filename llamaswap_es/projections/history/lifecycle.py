@@ -4,6 +4,9 @@
 `llamaswap-es.historyDatabase` (this node's event-log file by default), and starts a sink that
 follows the run loop. With `historySink: false` nothing is written and the local retention hold
 is released. The object also answers the fleet API (its database) and `/metrics` (its status).
+
+The sink's modules, and with them SQLAlchemy (~23 MB resident), are imported only when the sink
+is on: a node with `historySink: false` never loads them.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from llamaswap_es.projections.database import (
     write_checkpoint,
     write_transaction,
 )
-from llamaswap_es.projections.history.engine import HistoryDatabase, open_history_database
-from llamaswap_es.projections.history.sink import HistorySink, HistoryStatus, disabled_status
-from llamaswap_es.projections.history.writer import HistoryWriter
+from llamaswap_es.projections.history.status import HistoryStatus, disabled_status
 from llamaswap_es.projections.runner import LogSource
 
 if TYPE_CHECKING:
+    from llamaswap_es.projections.history.engine import HistoryDatabase
+    from llamaswap_es.projections.history.sink import HistorySink
     from llamaswap_es.runtime.loop import RunLoop
 
 log = logging.getLogger("llamaswap_es.projections.history")
@@ -65,6 +68,11 @@ class History:
             await projection_db.run(_release)
             log.info("history sink off (llamaswap-es.historySink: false); node %s", node)
             return cls(node)
+        # imported here, not at the top: only a node whose sink is on pays for SQLAlchemy
+        from llamaswap_es.projections.history.engine import open_history_database
+        from llamaswap_es.projections.history.sink import HistorySink
+        from llamaswap_es.projections.history.writer import HistoryWriter
+
         db = open_history_database(
             settings.history_database, projection_db.path, application_name=f"llamaswap-es {node}"
         )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from llamaswap_es.projections.history.sink import HistoryStatus
+from llamaswap_es.projections.history.status import HistoryStatus
 
 
 class HistoryCollector(Collector):

@@ -27,8 +27,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -36,6 +34,7 @@ from llamaswap_es.errors import StoreError
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.projections.history.errors import HistoryError, describe
 from llamaswap_es.projections.history.fold import HistoryFold
+from llamaswap_es.projections.history.status import HistoryStatus
 from llamaswap_es.projections.history.writer import HistoryWriter, Row, wall_ms
 from llamaswap_es.projections.runner import LogSource
 
@@ -61,42 +60,6 @@ RETRYABLE = (HistoryError, SQLAlchemyError, OSError, TimeoutError, StoreError)
 """Faults of the database (or of reading the log) that the sink waits out."""
 
 RetentionHold = Callable[[int], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryStatus:
-    """What `GET /api/history` and `/metrics` say about the sink."""
-
-    enabled: bool
-    node: str
-    database: str
-    """The URL, password hidden ("" when the sink is off)."""
-    shared: bool
-    state: str
-    """off, starting, current, behind, failing or stopped."""
-    written_seq: int | None
-    """The node's checkpoint in the history database (None until it has been read)."""
-    log_seq: int
-    lag_events: int
-    lag_seconds: float
-    """Age of the oldest committed event the database does not have yet (0 when current)."""
-    failing_seconds: float
-    """How long writes have been failing (0 when they are not)."""
-    last_error: str | None
-    requests_written: int
-    decisions_written: int
-    write_failures: int
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def disabled_status(node: str) -> HistoryStatus:
-    return HistoryStatus(
-        enabled=False, node=node, database="", shared=False, state="off", written_seq=None,
-        log_seq=0, lag_events=0, lag_seconds=0.0, failing_seconds=0.0, last_error=None,
-        requests_written=0, decisions_written=0, write_failures=0,
-    )  # fmt: skip
 
 
 class HistorySink:

@@ -1,0 +1,137 @@
+"""Resident memory of the server: idle after start, and after a load of requests.
+
+`python bench/run.py rss [--requests N] [--settle-s S]` starts a real server (a subprocess) in
+three set-ups — the built-in demo (no `--config`), a small config (one fake model), and that
+config with `llamaswap-es: historySink: false` — and reads its VmRSS from /proc/<pid>/status:
+
+* `idle_kib`: `--settle-s` (default 3) after the server says it is listening, nothing asked;
+* `after_kib`: after `--requests` (default 2,000) small chat completions at 8 connections
+  (the demo: its fast model; the first request loads it), then the same settle time;
+* `peak_kib`: VmHWM at the end.
+
+The fake upstreams are children of the server and not counted (the demo's models take free
+ports if llama-swap's 5800… are held). Prints progress and a final JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.bench_proxy import HEADERS, BenchServer, chat_body, fake_model_yaml, machine
+from tests.fixtures.net import free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 30
+
+
+def vm_kib(pid: int, field: str) -> int:
+    """A `VmRSS`/`VmHWM` line of /proc/<pid>/status, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def start(workdir: Path, config: str | None) -> BenchServer:
+    """A server on a free port (`config` None: the built-in demo), waited for until listening."""
+    port = free_port()
+    db_path = workdir / "events.db"
+    stderr_path = workdir / "server.stderr"
+    command = [sys.executable, "-m", "llamaswap_es"]
+    if config is not None:
+        (workdir / "config.yaml").write_text(config)
+        command += ["--config", str(workdir / "config.yaml")]
+    command += ["--listen", f"127.0.0.1:{port}", "--db", str(db_path)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "LLAMASWAP_ES_ENV_TAG": f"bench-rss-{os.getpid()}",
+        "XDG_DATA_HOME": str(workdir / "xdg"),
+    }
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    server = BenchServer(process, port, db_path, stderr_path)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if f"127.0.0.1:{port}/ui/" in stderr_path.read_text(errors="replace"):
+            return server
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"the server did not start:\n{stderr_path.read_text(errors='replace')}")
+
+
+async def load(base: str, model: str, n: int) -> None:
+    """`n` small chat completions at 8 connections; every answer must be 200."""
+    body = chat_body(stream=False, max_tokens=1, model=model)
+    remaining = n
+    failures: dict[int, int] = {}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            async with session.post(
+                base + "/v1/chat/completions", data=body, headers=HEADERS
+            ) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    failures[resp.status] = failures.get(resp.status, 0) + 1
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session) for _ in range(8)))
+    if failures:
+        raise RuntimeError(f"of {n} requests these failed (HTTP status: count): {failures}")
+
+
+def measure(name: str, config: str | None, model: str, args: argparse.Namespace) -> dict[str, int]:
+    with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
+        server = start(Path(tmp), config)
+        try:
+            time.sleep(args.settle_s)
+            idle = vm_kib(server.process.pid, "VmRSS")
+            asyncio.run(load(server.url, model, args.requests))
+            time.sleep(args.settle_s)
+            after = vm_kib(server.process.pid, "VmRSS")
+            peak = vm_kib(server.process.pid, "VmHWM")
+        finally:
+            server.stop()
+    figures = {"idle_kib": idle, "after_kib": after, "peak_kib": peak}
+    print(f"{name}: {figures}", flush=True)
+    return figures
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench/run.py rss")
+    parser.add_argument("--requests", type=int, default=2000, help="requests before `after`")
+    parser.add_argument("--settle-s", type=float, default=3.0, help="wait before each reading")
+    args = parser.parse_args(argv)
+    port = free_port()
+    model = fake_model_yaml("bench", port, "--quiet")
+    small = f"healthCheckTimeout: 30\nmodels:\n{model}\n"
+    no_sink = f"healthCheckTimeout: 30\nllamaswap-es:\n  historySink: false\nmodels:\n{model}\n"
+    t0 = time.perf_counter()
+    results: dict[str, object] = {
+        "demo": measure("demo (no config)", None, "demo-fast", args),
+        "small_config": measure("small config", small, "bench", args),
+        "small_config_no_history_sink": measure("historySink: false", no_sink, "bench", args),
+    }
+    results["requests"] = args.requests
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    results["machine"] = machine()
+    idle_mib = results["demo"]["idle_kib"] / 1024  # type: ignore[index]
+    results["targets"] = {"demo_idle_rss_mib<=45": idle_mib <= 45}
+    print(json.dumps(results))
