@@ -263,6 +263,7 @@ async def settle(
                     pgid=proc.pgid,
                     port=spec.port,
                     started_at_ms=proc.started_at_ms,
+                    address=spec.proxy,
                 )
             )
             kept_pids.add(proc.pid)
