@@ -263,6 +263,32 @@ async def test_a_dropped_connection_to_a_healthy_upstream_is_served_again_by_the
     assert not any(e.type in ("ProcessExited", "StopProcess") for e in events)
 
 
+async def test_a_request_whose_second_grant_fails_too_gets_a_502_recorded_once(
+    server_factory, tmp_path
+) -> None:
+    marker = tmp_path / "drop-twice"
+    marker.write_text("2")
+    model = fake_model("a", "--drop-connection-if", str(marker), "--tokens", "3")
+    server = server_factory(config_text([model]))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 502
+            assert "unreachable" in (await r.json())["error"]["message"]
+        assert not marker.exists(), "both attempts reached the upstream"
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200, "the instance was never condemned: it serves the next one"
+        activity = await wait_json(
+            http, f"{server.url}/api/metrics/activity", lambda d: d["total"] >= 2
+        )
+    assert sorted(row["resp_status_code"] for row in activity["data"]) == [200, 502]
+    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 2)
+    first, second = _finished(events)
+    assert (first.status, second.status) == (502, 200)
+    taken_back = [e.body.request_id for e in events if e.type == "DispatchUnreachable"]
+    assert taken_back == [first.request_id], "a request is taken back once"
+    assert [e.body.instance for e in events if e.type == "StartProcess"] == [1]
+
+
 async def test_a_request_priority_header_goes_ahead_in_the_queue(server_factory) -> None:
     busy = fake_model("a", "--tokens", "20", "--token-delay-ms", "40")
     models = [busy, fake_model("b"), fake_model("c")]
