@@ -199,5 +199,10 @@ def assumptions(traffic: Traffic) -> list[str]:
             f"{unserved} request(s) were never served in the recording; if served here they take "
             "their model's median service time"
         )
+    if traffic.taken_back:
+        out.append(
+            f"{traffic.taken_back} request(s) met an unreachable instance in the recording and "
+            "were taken back into the queue; here every dispatch reaches its instance"
+        )
     out.append("every start succeeds; the recording is simulated as one continuous server run")
     return out
