@@ -246,9 +246,11 @@ def _on_unreachable(st: SchedulerState, ev: DispatchUnreachable, env: Envelope, 
     if req.model != ev.model or req.instance != ev.instance:  # about an earlier grant: stale
         return
     proc = st.models[req.model]
-    if st.shutting_down:  # nothing will be started again: answer it as a late arrival
+    if st.shutting_down or proc.retired:  # nothing will start it again: answered as its waiters
+        code = "shutting_down" if st.shutting_down else "config_reloaded"
         message = f"unspecific error: {st.router_name} is shutting down"
-        fail(st, req, 500, "shutting_down", message, out)
+        fail(st, req, 500, code, message, out)
+        st.followups.append(WAKE_POLICY)  # its in-flight slot is free
         return
     proc.in_flight -= 1
     st.in_flight_total -= 1

@@ -310,7 +310,8 @@ class DispatchUnreachable(Event):
       the re-queued request is dispatched to it once more;
     * a report about an instance that is no longer current (or no longer ready) re-queues the
       request and marks nothing; a report whose request is unknown or not dispatched to that
-      instance is stale and ignored; while shutting down the request is answered 500.
+      instance is stale and ignored; while shutting down, or when a reload has removed the
+      model, the request is answered 500 as the model's waiters are.
 
     The handler reports a request at most once: a second failure is answered 503/502 and
     finished as any failed request is.

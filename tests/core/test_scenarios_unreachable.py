@@ -98,6 +98,16 @@ SCENARIOS = {
             ("unreachable r1", "reject r1 500 shutting_down"),
         ],
     ),
+    "a-report-for-a-model-a-reload-removed-is-answered-500": (
+        ABC,
+        ["A"],
+        [
+            ("req r1 A", "dispatch r1 A#1"),
+            ("reload no-a", "stop A#1 reload 10000"),
+            ("unreachable r1", "reject r1 500 config_reloaded"),
+            ("stopped A", ""),
+        ],
+    ),
     # A suspect instance counts as busy: a swap queued behind it does not jump ahead of the
     # request taken back from it.
     "a-swap-waits-until-the-suspect-instance-is-settled": (
@@ -133,7 +143,7 @@ SCENARIOS = {
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_unreachable_scenario(name: str) -> None:
     config, up, steps = SCENARIOS[name]
-    run = Run(config)
+    run = Run(config, {"no-a": classic("B", "C")})
     bring_up(run, *up)
     play(run, steps)
 
