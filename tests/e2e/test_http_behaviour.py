@@ -210,8 +210,10 @@ async def test_an_upstream_that_dies_before_answering_is_replaced_under_the_same
     assert [(d.request_id, d.instance) for d in dispatches] == [(received, 1), (received, 2)]
     assert all(d.address.startswith("http://127.0.0.1:") for d in dispatches)
     async with aiohttp.ClientSession() as http:
-        activity = await wait_json(
-            http, f"{server.url}/api/metrics/activity", lambda d: d["total"] >= 1
+        activity = await wait_json(  # the capture, started at the first grant, is kept once
+            http,
+            f"{server.url}/api/metrics/activity",
+            lambda d: d["total"] >= 1 and d["data"][0]["has_capture"],
         )
     assert [row["resp_status_code"] for row in activity["data"]] == [200]
 
@@ -280,6 +282,8 @@ async def test_a_request_whose_second_grant_fails_too_gets_a_502_recorded_once(
         activity = await wait_json(
             http, f"{server.url}/api/metrics/activity", lambda d: d["total"] >= 2
         )
+        async with http.get(f"{server.url}/api/inflight") as r:
+            assert (await r.json())["requests"] == [], "each in-flight entry ended once"
     assert sorted(row["resp_status_code"] for row in activity["data"]) == [200, 502]
     events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 2)
     first, second = _finished(events)
