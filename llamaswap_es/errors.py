@@ -46,7 +46,7 @@ class StoreLockedError(StoreError):
 
 
 class StoreOverloadedError(StoreError):
-    """The append queue is full: the writer cannot keep up, so the caller must back off."""
+    """Too many inputs wait for the run loop (the log is not keeping up): the caller backs off."""
 
 
 class LogUnavailableError(StoreError):

@@ -21,7 +21,10 @@ from llamaswap_es.config.schedule import (
     GroupRule,
     MatrixPlanner,
     ModelSchedule,
+    PlacementRules,
     SchedulerConfig,
+    SelectorSchedule,
+    SelectorTarget,
 )
 from llamaswap_es.config.yaml_dialect import natural_key
 from llamaswap_es.errors import ConfigError
@@ -114,6 +117,7 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
             health_check_timeout_ms=model.health_check_timeout * 1000,
             priority=priority.get(model_id, 0),  # by real id: alias keys have no effect
             fingerprint=model_fingerprint(model),
+            **_declared_placement(config, model_id),
         )
     return SchedulerConfig(
         models=models,
@@ -126,7 +130,42 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
         idle_model=ours.idle_model,  # a real id: normalisation resolved and checked it
         start_backoff_ms=ours.start_backoff_seconds * 1000,
         start_backoff_max_ms=ours.start_backoff_max_seconds * 1000,
+        placement=PlacementRules(mode=ours.placement.mode, margin_mb=ours.placement.margin_mb),
+        selectors=_selectors(config, models),
     )
+
+
+def _declared_placement(config: LlamaSwapConfig, model_id: str) -> dict[str, int]:
+    """The model's `llamaswap-es.models` entry as ModelSchedule fields (none: the defaults)."""
+    declared = config.llamaswap_es.models.get(model_id)
+    if declared is None:
+        return {}
+    return {
+        "footprint_mb": declared.footprint_mb,
+        "footprint_devices": declared.devices,
+        "placement_priority": declared.priority,
+    }
+
+
+def _selectors(
+    config: LlamaSwapConfig, models: dict[str, ModelSchedule]
+) -> dict[str, SelectorSchedule]:
+    """Each selector with its targets resolved: a target that runs a local model the scheduler
+    knows carries that model's id; any other (a peer's model) carries "" (spec/api.md §6.5)."""
+    selectors = {}
+    for selector_id in sorted(config.selectors):
+        selector = config.selectors[selector_id]
+        targets = []
+        for name in selector.targets:
+            local = resolve_local(config, name)
+            targets.append(SelectorTarget(name=name, model=local if local in models else ""))
+        selectors[selector_id] = SelectorSchedule(
+            selector_id=selector_id,
+            strategy=selector.strategy or "pin",
+            targets=tuple(targets),
+            spillover=max(1, selector.settings.spillover),
+        )
+    return selectors
 
 
 SECRET_MASK = "***"

@@ -76,6 +76,8 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
             proc.retired = False
             proc.schedule = schedule
             forget_failures(proc)  # a changed command deserves a fresh start at once
+            if model_id in st.footprints:  # measured on the old command: no longer its need
+                st.footprints[model_id].pop("measured", None)
             restart.add(model_id)
         else:
             ttl_changed = schedule.ttl_ms != proc.schedule.ttl_ms
@@ -265,7 +267,9 @@ def new_boot(st: SchedulerState) -> None:
         proc.reserved = 0
         forget_failures(proc)  # a restart is a fresh try (often after fixing what failed)
         if proc.state in RUNNING_STATES:
-            proc.state = STOPPED
+            proc.state = STOPPED  # its devices are kept: recovery may adopt it on them
+        else:
+            proc.devices = ()  # down before this boot: nothing to adopt on its devices
         if proc.retired:
             del st.models[model_id]
     st.touch_processes()

@@ -8,7 +8,8 @@
 * no model is started while a model it cannot coexist with is starting, ready or stopping;
 * armed timers belong to live instances (queue timers to waiting requests); swaps are in a
   consistent phase;
-* no model is started inside the backoff window its failed starts opened (`start_backoff`).
+* no model is started inside the backoff window its failed starts opened (`start_backoff`);
+* a selector's choice holds one reservation: pending (`selections`) or its request's, not both.
 Each failure is an AssertionError that names the model or request and the numbers involved.
 """
 
@@ -49,6 +50,20 @@ def check_invariants(st: SchedulerState, decisions: Iterable[Decision] = ()) -> 
     _check_accounting(st)
     _check_swaps_and_timers(st)
     _check_starts(st, [d for d in decisions if isinstance(d, StartProcess)])
+    _check_memory(st)
+    _check_selections(st)
+
+
+def _check_selections(st: SchedulerState) -> None:
+    for rid in st.selections:
+        assert rid not in st.requests, (
+            f"request {rid} holds its selector reservation twice: as a pending choice and as a "
+            "request"
+        )
+    for rid, req in st.requests.items():
+        assert bool(req.selector) == bool(req.target), (
+            f"request {rid} has selector {req.selector!r} but target {req.target!r}"
+        )
 
 
 def _check_places(st: SchedulerState) -> None:
@@ -162,6 +177,30 @@ def _check_starts(st: SchedulerState, starts: list[StartProcess]) -> None:
         assert not conflict, (
             f"{start.model} (instance {start.instance}) was started while {', '.join(conflict)} "
             "that it cannot run beside is still starting, ready or stopping"
+        )
+
+
+def _check_memory(st: SchedulerState) -> None:
+    """With placement by memory on and every placed model's footprint known, no device holds
+    more than its total less the margin in footprints of the processes started on it. (It
+    assumes footprints do not grow after a model was placed, which a test controls.)"""
+    config, gpu = st.config, st.gpu
+    if config is None or not config.placement.active or gpu is None:
+        return
+    committed = [0] * gpu.count
+    for model, proc in st.models.items():
+        if proc.state not in RUNNING_STATES or not proc.devices:
+            continue
+        footprint = st.footprint(model)
+        if footprint is None:
+            return  # not all known: nothing to promise
+        for d in proc.devices:
+            assert d < gpu.count, f"{model} holds GPU{d}, which the sample does not have"
+            committed[d] += footprint.need_mb
+    for d, used in enumerate(committed):
+        limit = gpu.total_mb[d] - config.placement.margin_mb
+        assert used <= limit, (
+            f"GPU{d} holds {used} MiB of footprints, more than its total less the margin ({limit})"
         )
 
 

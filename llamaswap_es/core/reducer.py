@@ -43,6 +43,8 @@ from llamaswap_es.core.effects import (
     suspect_timer_id,
 )
 from llamaswap_es.core.followups import WAKE_POLICY, drain_followups
+from llamaswap_es.core.memory import Footprint, GpuSample
+from llamaswap_es.core.selectors import forget_selections, select
 from llamaswap_es.core.start_backoff import forget_failures, record_failure
 from llamaswap_es.core.state import (
     DISPATCHED,
@@ -60,11 +62,14 @@ from llamaswap_es.core.state import (
 )
 from llamaswap_es.core.swaps import advance_evicting_swaps, complete_swap
 from llamaswap_es.events.types import (
+    FOOTPRINT_SOURCES,
     ConfigApplied,
     Decision,
     DispatchUnreachable,
     Envelope,
     Event,
+    FootprintKnown,
+    GpuMemorySampled,
     LoadRequested,
     ProcessAdopted,
     ProcessExited,
@@ -80,6 +85,8 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorRequested,
     ServerStarted,
     ShutdownRequested,
     StopProcess,
@@ -96,6 +103,12 @@ core-3: a reload keeps the waiters of a model it changed (they go back to the qu
 served by the new instance) instead of failing them. Failed starts are recorded per model with a
 backoff (`core.start_backoff`: a new state field in snapshots, retry hints in Reject); a log
 whose configs predate the backoff settings decides as without it, and its snapshots restore.
+core-4: placement by GPU memory (`core.placement`): GPU samples, footprints and the devices
+each instance holds are state (new snapshot fields); with placement off (the default, and
+every older log) the decisions are those of core-3. Also
+core-4: selectors choose in the reducer (`SelectorRequested` -> `SelectorChose`, reservations and
+the round-robin cursor in the state: `core.selectors`); logs without selector inputs decide as
+under core-3.
 core-4: the grant carries the way to serve (`Dispatch.address`, kept per model from
 ProcessReady/ProcessAdopted) and `DispatchUnreachable` takes a dispatched request back into the
 queue under the same id, with the suspect-instance rule (new per-model state fields)."""
@@ -144,6 +157,8 @@ def _on_request(st: SchedulerState, ev: RequestReceived, env: Envelope, out: Out
     rid = ev.request_id
     if rid in st.requests:  # the shell makes ids unique; a repeat must not answer the first
         return
+    selection = st.selections.pop(rid, None)  # a selector chose its model: its reservation
+    # goes on as this request's (or ends here, if the request is rejected)
     if st.shutting_down:
         message = f"unspecific error: {st.router_name} is shutting down"
         out.append(Reject(request_id=rid, status=500, code="shutting_down", message=message))
@@ -161,7 +176,21 @@ def _on_request(st: SchedulerState, ev: RequestReceived, env: Envelope, out: Out
         return
     priority = proc.schedule.priority if ev.priority is None else ev.priority
     req = Request(rid, ev.model, env.seq, env.ts_ms, priority, ttl_override_ms=ev.ttl_override_ms)
+    if selection is not None:
+        req.selector, req.target = selection.selector, selection.target
     _admit(st, req, proc, out)
+
+
+@_handles(SelectorRequested)
+def _on_selector(st: SchedulerState, ev: SelectorRequested, env: Envelope, out: Out) -> None:
+    select(st, ev, out)
+
+
+@_handles(SelectionEnded)
+def _on_selection_ended(st: SchedulerState, ev: SelectionEnded, env: Envelope, out: Out) -> None:
+    """A choice that never became a request of ours ends (a peer served it, or the handler
+    refused it first); one that became a request ends with it, so this is then a no-op."""
+    st.selections.pop(ev.request_id, None)
 
 
 @_handles(LoadRequested)
@@ -507,6 +536,7 @@ def _on_shutdown(st: SchedulerState, ev: ShutdownRequested, env: Envelope, out: 
 @_handles(ServerStarted, RecoveryStarted)
 def _on_boot(st: SchedulerState, ev: Event, env: Envelope, out: Out) -> None:
     control.new_boot(st)
+    forget_selections(st)
 
 
 @_handles(ProcessAdopted)
@@ -520,3 +550,58 @@ def _on_adopted(st: SchedulerState, ev: ProcessAdopted, env: Envelope, out: Out)
     forget_failures(proc)
     mark_ready(st, proc, out)
     st.policy.wake(st, out)
+
+
+# ------------------------------------------------------------------------ GPU memory (ours)
+
+
+@_handles(GpuMemorySampled)
+def _on_gpu_sample(st: SchedulerState, ev: GpuMemorySampled, env: Envelope, out: Out) -> None:
+    """The newest sample replaces the last, with the instances that were ready on the devices
+    at that moment (`core.memory` counts free memory from them). A sample whose tuples do not
+    line up is ignored. With placement on, waiting requests are looked at again: memory may
+    have come free."""
+    count = len(ev.total_mb)
+    if len(ev.free_mb) != count:
+        return
+    ready = tuple(
+        (model, proc.instance, proc.devices)
+        for model, proc in sorted(st.models.items())
+        if proc.state == READY and proc.devices
+    )
+    st.gpu = GpuSample(
+        total_mb=tuple(ev.total_mb),
+        free_mb=tuple(ev.free_mb),
+        uuids=tuple(ev.uuids) if len(ev.uuids) == count else (),
+        names=tuple(ev.names) if len(ev.names) == count else (),
+        ready=ready,
+    )
+    _placement_facts_changed(st)
+
+
+@_handles(FootprintKnown)
+def _on_footprint(st: SchedulerState, ev: FootprintKnown, env: Envelope, out: Out) -> None:
+    """A model's footprint from one source; the best source wins when it is used
+    (`core.memory.best_footprint`), so a later estimate never hides a measurement. A fact of an
+    unknown source or without a positive size is ignored."""
+    if ev.source not in FOOTPRINT_SOURCES or ev.mb <= 0 or ev.devices < 1:
+        return
+    if any(part < 0 for part in ev.per_device_mb):
+        return
+    facts = st.footprints.setdefault(ev.model, {})
+    facts[ev.source] = Footprint(
+        source=ev.source,
+        mb=ev.mb,
+        devices=ev.devices,
+        per_device_mb=tuple(ev.per_device_mb),
+        detail=ev.detail,
+    )
+    _placement_facts_changed(st)
+
+
+def _placement_facts_changed(st: SchedulerState) -> None:
+    """New memory facts may unblock a waiting request; with placement off nothing is woken, so
+    decisions stay exactly those of a log without the facts."""
+    config = st.config
+    if config is not None and config.placement.active and st.configured:
+        st.followups.append(WAKE_POLICY)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from llamaswap_es.config.schedule import ModelSchedule, SchedulerConfig
+from llamaswap_es.core.memory import Footprint, GpuSample, best_footprint
 from llamaswap_es.events.types import Decision
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class ModelProc:
 
     __slots__ = (
         "address",
+        "devices",
         "failed_starts",
         "in_flight",
         "instance",
@@ -112,6 +114,9 @@ class ModelProc:
         under way). Read when that stop completes: only a TTL stop loads the idle model."""
         self.failed_starts: FailedStarts | None = None
         """Its failed starts in a row, and the backoff they earned; None after a success."""
+        self.devices: tuple[int, ...] = ()
+        """The GPUs its current instance was started on (`StartProcess.devices`; () when
+        placement did not choose). It holds them while starting, ready or stopping."""
         self.address = ""
         """The current instance's base URL, from its ProcessReady/ProcessAdopted ("" if none was
         reported): every Dispatch carries it."""
@@ -141,6 +146,7 @@ class ModelProc:
             "failed_starts": None if self.failed_starts is None else self.failed_starts.to_dict(),
             "address": self.address,
             "suspect_instance": self.suspect_instance,
+            "devices": list(self.devices),
         }
 
     @classmethod
@@ -155,6 +161,7 @@ class ModelProc:
         proc.failed_starts = None if failed is None else FailedStarts.from_dict(failed)
         proc.address = data.get("address", "")  # absent in snapshots before the grant carried it
         proc.suspect_instance = data.get("suspect_instance", 0)
+        proc.devices = tuple(data.get("devices", ()))  # absent before placement (core-4)
         return proc
 
 
@@ -170,6 +177,8 @@ class Request:
         "priority",
         "received_ms",
         "request_id",
+        "selector",
+        "target",
         "ttl_override_ms",
     )
 
@@ -196,9 +205,13 @@ class Request:
         self.instance = 0
         """The model instance it was dispatched to (0 until then). A request taken back into
         the queue (`DispatchUnreachable`) keeps the instance it could not reach."""
+        self.selector = ""
+        """The selector that chose this request's model ("" if the client named the model): the
+        request holds a reservation on `target` of that selector until it ends."""
+        self.target = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "request_id": self.request_id,
             "model": self.model,
             "arrival": self.arrival,
@@ -209,6 +222,10 @@ class Request:
             "phase": self.phase,
             "instance": self.instance,
         }
+        if self.selector:  # absent for the others: their snapshots encode as before
+            data["selector"] = self.selector
+            data["target"] = self.target
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Request:
@@ -223,15 +240,43 @@ class Request:
         )
         req.phase = data["phase"]
         req.instance = data.get("instance", 0)
+        req.selector = data.get("selector", "")
+        req.target = data.get("target", "")
         return req
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A selector's choice that is not (yet) a request of the scheduler: chosen, until its
+    `RequestReceived` (a local target) or its `SelectionEnded` (a peer's, or refused before it
+    was scheduled). It holds a reservation on its target meanwhile."""
+
+    selector: str
+    target: str
+    model: str
+    """The local model the target runs, or "" for a peer's model."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Selection:
+        return cls(**data)
 
 
 class Swap:
     """A swap in flight for one target: what it evicts and who waits for it (join order)."""
 
-    __slots__ = ("evict", "model", "phase", "request_id", "seq", "waiters")
+    __slots__ = ("devices", "evict", "model", "phase", "request_id", "seq", "waiters")
 
-    def __init__(self, model: str, evict: tuple[str, ...], seq: int, request_id: str | None):
+    def __init__(
+        self,
+        model: str,
+        evict: tuple[str, ...],
+        seq: int,
+        request_id: str | None,
+        devices: tuple[int, ...] = (),
+    ):
         self.model = model
         self.evict = evict
         self.seq = seq
@@ -239,6 +284,9 @@ class Swap:
         self.request_id = request_id
         self.waiters: list[str] = []
         self.phase = EVICTING
+        self.devices = devices
+        """The GPUs placement chose for the target (its StartProcess gets them); until the
+        target starts, their memory counts as promised to it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,11 +296,18 @@ class Swap:
             "request_id": self.request_id,
             "waiters": list(self.waiters),
             "phase": self.phase,
+            "devices": list(self.devices),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Swap:
-        swap = cls(data["model"], tuple(data["evict"]), data["seq"], data["request_id"])
+        swap = cls(
+            data["model"],
+            tuple(data["evict"]),
+            data["seq"],
+            data["request_id"],
+            tuple(data.get("devices", ())),
+        )
         swap.waiters = list(data["waiters"])
         swap.phase = data["phase"]
         return swap
@@ -272,12 +327,16 @@ class SchedulerState:
         "config_error",
         "config_hash",
         "followups",
+        "footprints",
+        "gpu",
         "in_flight_total",
         "models",
         "now_ms",
         "queue",
         "queue_changes",
         "requests",
+        "selections",
+        "selector_cursors",
         "seq",
         "shutting_down",
         "swaps",
@@ -300,11 +359,20 @@ class SchedulerState:
         self.shutting_down = False
         self.active_profile: str | None = None
         """The profile whose pins apply to requested names (ProfileActivated), or None."""
+        self.selections: dict[str, Selection] = {}
+        """Selector choices by request id that are not requests of the scheduler (yet)."""
+        self.selector_cursors: dict[str, int] = {}
+        """Each spillover selector's round-robin cursor (llama-swap's tie breaker)."""
         self.in_flight_total = 0
         self.seq = 0
         self.now_ms = 0
         self.queue_changes = 0
         """Bumped on every queue insert or removal, so one QueuePositions goes out per input."""
+        self.gpu: GpuSample | None = None
+        """The newest GPU memory sample (`GpuMemorySampled`), or None: none was recorded."""
+        self.footprints: dict[str, dict[str, Footprint]] = {}
+        """Footprint facts per model and source (`FootprintKnown`); the declared one comes
+        from the model's schedule (`footprint`)."""
         # Derived (not snapshotted): rebuilt from `config` by `core.reducer.install_config`.
         self._planner: Planner | None = None
         self._policy: SchedulingPolicy | None = None
@@ -391,6 +459,11 @@ class SchedulerState:
             cached = tuple(sorted(m for m, p in self.models.items() if p.state in RUNNING_STATES))
             self._running_cache = cached
         return cached
+
+    def footprint(self, model: str) -> Footprint | None:
+        """The model's best known GPU footprint (measured > declared > estimated), or None."""
+        proc = self.models.get(model)
+        return best_footprint(self.footprints.get(model), proc.schedule if proc else None)
 
     def swaps_in_order(self) -> list[Swap]:
         """Active swaps by creation order (never dict order)."""

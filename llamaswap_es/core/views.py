@@ -9,10 +9,12 @@ log while a batch is being written, and nobody may see what the log does not yet
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llamaswap_es.core.effects import idle_ttl_ms
-from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState
+from llamaswap_es.core.memory import free_now
+from llamaswap_es.core.placement import holdings_now
+from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState, Selection
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,12 @@ class ModelView:
     idle_ttl_ms: int | None = None
     """How long it may stay idle before it is unloaded (a request's `ttl`/`keep_alive` override
     or the configured ttl); None: never."""
+    devices: tuple[int, ...] = ()
+    """The GPUs (NVML indexes) placement by memory started it on; () when none were chosen."""
+    footprint_mb: int | None = None
+    """Its best known GPU footprint in MiB (all devices together), or None."""
+    footprint_source: str = ""
+    """Where that footprint comes from: measured, declared or estimated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,7 @@ def model_view(st: SchedulerState, model: str) -> ModelView | None:
 def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
     proc = st.models[model]
     swap = st.swaps.get(model)
+    footprint = st.footprint(model)
     return ModelView(
         model=model,
         state=proc.state,
@@ -80,6 +89,9 @@ def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
         swapping=swap is not None,
         retired=proc.retired,
         idle_ttl_ms=idle_ttl_ms(proc),
+        devices=proc.devices,
+        footprint_mb=footprint.mb if footprint is not None else None,
+        footprint_source=footprint.source if footprint is not None else "",
     )
 
 
@@ -116,6 +128,44 @@ def is_shutting_down(st: SchedulerState) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuView:
+    """One GPU as the scheduler counts it (MiB)."""
+
+    index: int
+    uuid: str
+    name: str
+    total_mb: int
+    sampled_free_mb: int
+    """Free in the newest `GpuMemorySampled`."""
+    free_mb: int
+    """Free now as placement counts it (`core.memory`): the sample, less models started since,
+    plus models stopped since."""
+
+
+def gpu_views(st: SchedulerState) -> tuple[GpuView, ...]:
+    gpu = st.gpu
+    if gpu is None:
+        return ()
+    holdings = holdings_now(st)
+    needs: dict[str, int] = {}
+    for model, _, _ in (*holdings, *gpu.ready):
+        footprint = st.footprint(model)
+        needs[model] = footprint.need_mb if footprint is not None else 0
+    free = free_now(gpu, holdings, needs)
+    return tuple(
+        GpuView(
+            index=i,
+            uuid=gpu.uuids[i] if i < len(gpu.uuids) else "",
+            name=gpu.names[i] if i < len(gpu.names) else "",
+            total_mb=gpu.total_mb[i],
+            sampled_free_mb=gpu.free_mb[i],
+            free_mb=free[i],
+        )
+        for i in range(gpu.count)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SchedulerView:
     """The scheduler as of the last committed batch (published by the run loop)."""
 
@@ -129,6 +179,10 @@ class SchedulerView:
     shutting_down: bool
     active_profile: str | None = None
     """The profile whose pins apply to requested names (ProfileActivated), or None."""
+    gpus: tuple[GpuView, ...] = ()
+    """Each GPU of the newest memory sample, with free memory as placement counts it now."""
+    selections: Mapping[str, Selection] = field(default_factory=dict)
+    """Selector choices by request id not (yet) requests of the scheduler (`core.selectors`)."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
@@ -152,4 +206,6 @@ def scheduler_view(st: SchedulerState) -> SchedulerView:
         running=st.running_models(),
         shutting_down=st.shutting_down,
         active_profile=st.active_profile,
+        gpus=gpu_views(st),
+        selections=dict(st.selections),
     )

@@ -1,15 +1,18 @@
-"""The event log as the run loop sees it: async appends with group commit, reads, follow.
+"""The event log as a running server sees it: committing numbered batches, reads, follow.
 
-One `LogWriter` (raw sqlite3, never SQLAlchemy) lives on a dedicated thread. `append_batch`
-encodes its envelopes at once (a bad payload fails only its own caller), queues them and awaits
-their seqs. A writer task drains *everything* queued when the thread is free into one
-transaction, so concurrent producers share one commit (group commit: no linger, batches grow by
-themselves while a commit is in flight). The queue is bounded by `max_pending` envelopes; beyond
-it `append_batch` raises `StoreOverloadedError` at once instead of growing without bound.
+One `LogWriter` (raw sqlite3, never SQLAlchemy) lives on a dedicated thread; every write (the run
+loop's batches, snapshots, prune chunks) is one job on that thread, so they never interleave.
+There is one write pipeline: on a running server the run loop is the only producer. It numbers
+its batch itself (from `last_seq()` at start) and hands the encoded rows to `commit_rows`, one
+thread job per batch; group commit comes from the loop's own batching, since inputs pile up in
+its inbox while a commit is in flight, and back-pressure is the loop's bound on that inbox.
+`append_batch` is the plain direct append for tools and tests that write without a run loop: it
+numbers from the last committed seq, one call at a time. Opening writes nothing: the server's
+`ServerStarted` is the run loop's first input (`server_started()` builds it).
 
 Reads run on a separate thread with a read-only connection; each read is one statement, so no
-read transaction is ever held across an await. `follow` is woken by the writer after each commit
-(an `asyncio.Event` swapped per commit), never by a polling sleep.
+read transaction is ever held across an await. `follow` is woken after each commit (an
+`asyncio.Event` swapped per commit), never by a polling sleep.
 """
 
 from __future__ import annotations
@@ -18,21 +21,26 @@ import asyncio
 import os
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llamaswap_es
-from llamaswap_es.events.errors import StoreError, StoreOverloadedError
+from llamaswap_es.events.errors import StoreError
 from llamaswap_es.events.reader import DatabaseReader, Snapshot, connect_read_only
-from llamaswap_es.events.rows import UnsequencedRow, encode_envelopes
+from llamaswap_es.events.rows import Row, encode_envelopes
 from llamaswap_es.events.types import Envelope, ServerStarted
 from llamaswap_es.events.writer import LogWriter
 
 PRUNE_CHUNK = 5_000
 """Events deleted per transaction by `prune_through` (appends wait at most one chunk)."""
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded write's outcome as seen: its caller may have left (cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def wall_clock_ms() -> int:
@@ -44,12 +52,6 @@ def new_boot_id() -> str:
     return f"{wall_clock_ms():012x}-{uuid.uuid4().hex[:12]}"
 
 
-@dataclass(slots=True)
-class _Pending:
-    rows: list[UnsequencedRow]
-    future: asyncio.Future[list[int]]
-
-
 class EventStore:
     """The append-only log of one server. Use from one event loop; open with `EventStore.open`."""
 
@@ -59,8 +61,7 @@ class EventStore:
         write_thread: ThreadPoolExecutor,
         *,
         boot_id: str,
-        clock_ms: Callable[[], int],
-        max_pending: int,
+        version: str,
     ):
         self.path: Path = writer.path
         self._writer = writer
@@ -68,18 +69,13 @@ class EventStore:
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
         self._db_reader: DatabaseReader | None = None  # opened and used on the read thread only
         self._boot_id = boot_id
-        self._clock_ms = clock_ms
-        self._max_pending = max_pending
-        self._queue: deque[_Pending] = deque()
-        self._pending = 0
-        self._wakeup = asyncio.Event()
+        self._version = version
         self._committed_seq = writer.next_seq - 1
         self._commit_event = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        """Held for each write; FIFO, so close() comes after every write called before it."""
         self._closing = False
         self._closed = False
-        self._writer_task = asyncio.get_running_loop().create_task(
-            self._run_writer(), name=f"eventlog-writer:{self.path.name}"
-        )
 
     @classmethod
     async def open(
@@ -88,11 +84,9 @@ class EventStore:
         *,
         synchronous: str = "normal",
         version: str = llamaswap_es.__version__,
-        clock_ms: Callable[[], int] = wall_clock_ms,
         boot_id: str | None = None,
-        max_pending: int = 10_000,
     ) -> EventStore:
-        """Open (creating the directory and file), migrate, lock, then append `ServerStarted`."""
+        """Open (creating the directory and file), migrate and lock; appends nothing."""
         loop = asyncio.get_running_loop()
         write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
         try:
@@ -102,95 +96,68 @@ class EventStore:
         except BaseException:
             write_thread.shutdown(wait=False)
             raise
-        store = cls(
-            writer,
-            write_thread,
-            boot_id=boot_id or new_boot_id(),
-            clock_ms=clock_ms,
-            max_pending=max_pending,
-        )
-        try:
-            started = ServerStarted(boot_id=store.boot_id, pid=os.getpid(), version=version)
-            await store.append_batch([Envelope(body=started, ts_ms=clock_ms())])
-        except BaseException:
-            await store.close()
-            raise
-        return store
+        return cls(writer, write_thread, boot_id=boot_id or new_boot_id(), version=version)
 
     @property
     def boot_id(self) -> str:
         return self._boot_id
 
+    def server_started(self) -> ServerStarted:
+        """This run's first event: the run loop records it before anything else of this boot."""
+        return ServerStarted(boot_id=self._boot_id, pid=os.getpid(), version=self._version)
+
     # ----------------------------------------------------------------------------------------
     # Appending
+
+    async def commit_rows(self, rows: Sequence[Row]) -> None:
+        """Write the run loop's numbered batch in one transaction; returns once committed.
+
+        A storage fault raises `StoreError` with nothing written (the loop retries the same
+        rows); rows that do not continue the log raise `SeqMismatchError`. If the caller is
+        cancelled while waiting, the batch may still be committed (the log is the truth).
+        """
+        if not rows:
+            return
+        await self._write_lock.acquire()
+        await self._write_shielded(rows)
 
     async def append_batch(self, envelopes: Sequence[Envelope]) -> list[int]:
         """Append in one transaction with contiguous seqs, in order; returns the seqs.
 
-        Returns once the batch is committed. If the caller is cancelled while waiting, the batch
-        may still be committed (the log, not the caller, is the truth).
+        For tools and tests that write without a run loop (never beside one: the loop's next
+        batch would then not continue the log, and it stops). Calls are taken one at a time.
         """
         if not envelopes:
             return []
-        self._check_room(len(envelopes))
-        return await self.append_rows(encode_envelopes(envelopes, self._boot_id))
-
-    async def append_rows(self, rows: list[UnsequencedRow]) -> list[int]:
-        """`append_batch` for rows the caller already encoded (the run loop encodes each input
-        on its own, so that one that cannot be encoded is refused alone)."""
-        if not rows:
-            return []
-        self._check_room(len(rows))
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(rows, future))
-        self._pending += len(rows)
-        self._wakeup.set()
-        return await future
-
-    def _check_room(self, count: int) -> None:
         if self._closing:
             raise StoreError(f"{self.path}: the event log is closed")
-        # One batch of any size is taken when nothing else waits (the run loop's batch after a
-        # reload that rejects thousands of waiters must not be refused for ever); beyond that
-        # the queue is bounded.
-        if self._pending and self._pending + count > self._max_pending:
-            raise StoreOverloadedError(
-                f"{self.path}: {self._pending} events are waiting to be written and "
-                f"{count} more would exceed the limit of {self._max_pending}; "
-                "the disk is not keeping up, retry later"
-            )
+        encoded = encode_envelopes(envelopes, self._boot_id)  # a bad payload fails here alone
+        await self._write_lock.acquire()
+        first = self._committed_seq + 1
+        rows: list[Row] = [(first + i, *row) for i, row in enumerate(encoded)]
+        await self._write_shielded(rows)
+        return [row[0] for row in rows]
 
-    async def _run_writer(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                group = list(self._queue)
-                self._queue.clear()
-                rows = [row for item in group for row in item.rows]
-                try:
-                    first = await loop.run_in_executor(
-                        self._write_thread, self._writer.append, rows
-                    )
-                except Exception as exc:
-                    for item in group:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
-                else:
-                    seq = first
-                    for item in group:
-                        n = len(item.rows)
-                        if not item.future.done():
-                            item.future.set_result(list(range(seq, seq + n)))
-                        seq += n
-                    self._committed_seq = seq - 1
-                    self._commit_event.set()
-                    self._commit_event = asyncio.Event()
-                finally:
-                    self._pending -= len(rows)
-            if self._closing:  # everything queued before close() is written: done
-                return
+    async def _write_shielded(self, rows: Sequence[Row]) -> None:
+        """Write under the lock the caller took, to the end even if the caller is cancelled: the
+        thread job cannot be stopped, so the lock stays held and the committed seq stays right
+        until it is done (then the lock is released)."""
+        task = asyncio.ensure_future(self._write_and_release(rows))
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
+
+    async def _write_and_release(self, rows: Sequence[Row]) -> None:
+        try:
+            if self._closed:
+                raise StoreError(f"{self.path}: the event log is closed")
+            await asyncio.get_running_loop().run_in_executor(
+                self._write_thread, self._writer.commit, rows
+            )
+            self._committed_seq = rows[-1][0]
+            self._commit_event.set()
+            self._commit_event = asyncio.Event()
+        finally:
+            self._write_lock.release()
 
     async def save_snapshot(
         self, *, reducer_version: str, seq: int, digest: str, state: bytes
@@ -323,20 +290,12 @@ class EventStore:
     # ----------------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Write what is queued, then close both connections and release the lock."""
+        """Finish the writes called before, then close both connections and release the lock."""
         if self._closing:
             return
         self._closing = True
-        self._wakeup.set()
-        if not self._writer_task.done():
-            await asyncio.shield(self._writer_task)  # it drains the queue, then ends itself
-        for pending in self._queue:  # only if the writer task died (cancelled from outside)
-            if not pending.future.done():
-                pending.future.set_exception(
-                    StoreError(f"{self.path}: the event log closed before this batch was written")
-                )
-        self._queue.clear()
-        self._closed = True
+        async with self._write_lock:
+            self._closed = True
         self._commit_event.set()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._read_thread, self._close_reader)

@@ -344,6 +344,37 @@ class RequestAbandoned(Event):
         return f"request {self.request_id} abandoned ({self.reason})"
 
 
+@_frozen
+class SelectorRequested(Event):
+    """A client named a selector (spec/api.md §6.5): the reducer picks the target it goes to
+    and answers `SelectorChose` (or `Reject`). The request then goes on under the same id as
+    one for that target: `RequestReceived` for a local model, a forward for a peer's model."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    selector: str
+    path: str = ""
+    method: str = "POST"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        path = f" {self.method} {self.path}" if self.path else ""
+        return f"request {self.request_id} names selector {self.selector}{path}"
+
+
+@_frozen
+class SelectionEnded(Event):
+    """The handler is done with a selector's choice that did not become a local request (a
+    peer served it, or it was refused before it reached the scheduler): the target's
+    reservation ends. A choice that became a `RequestReceived` ends with that request."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    reason: str = "served_by_peer"
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        return f"request {self.request_id} releases its selector reservation ({self.reason})"
+
+
 # --------------------------------------------------------------------------------------------
 # Inputs: processes (reported by the executor)
 
@@ -492,6 +523,59 @@ class ProcessHung(Event):
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         return f"{self.model} hung (instance {self.instance}): {self.error}"
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: GPU memory facts (issue 18: placement by memory)
+
+
+@_frozen
+class GpuMemorySampled(Event):
+    """The GPUs' memory as sampled (parallel tuples, one entry per device, by NVML index; MiB).
+
+    Recorded at start-up and then only when a device's free memory moved by more than the
+    configured step, to keep the log small. The reducer places models from the newest sample.
+    """
+
+    uuids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    total_mb: tuple[int, ...] = ()
+    free_mb: tuple[int, ...] = ()
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        parts = [
+            f"GPU{i} {free:,} of {total:,} MiB free"
+            for i, (total, free) in enumerate(zip(self.total_mb, self.free_mb, strict=False))
+        ]
+        return "GPU memory sampled: " + ("; ".join(parts) or "no devices")
+
+
+FOOTPRINT_SOURCES = ("measured", "declared", "estimated")
+"""`FootprintKnown.source`, best first: a later fact of a lower source never replaces a
+higher one."""
+
+
+@_frozen
+class FootprintKnown(Event):
+    """A model's GPU memory need became known (MiB, all devices together).
+
+    Need per device = ceil(mb / devices) unless `per_device_mb` gives a measured split.
+    """
+
+    KEY_FIELD = "model"
+    model: str
+    source: str
+    """"measured" | "declared" | "estimated" (`FOOTPRINT_SOURCES`)."""
+    mb: int
+    devices: int = 1
+    per_device_mb: tuple[int, ...] = ()
+    detail: str = ""
+    """How it was found, for people ("weights 3,912 MiB + KV cache 512 MiB at ctx 4096")."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        span = f" on {self.devices} devices" if self.devices != 1 else ""
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.model} needs {self.mb:,} MiB{span} ({self.source}){detail}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,10 +781,61 @@ class StartProcess(Decision):
     model: str
     instance: int
     reason: str = ""
+    devices: tuple[int, ...] = ()
+    """The GPUs (NVML indexes) placement chose for it; the executor puts them in the process's
+    environment (`CUDA_VISIBLE_DEVICES`) unless the model's own `env` sets it. () = no choice
+    (placement off, or the model's footprint is unknown). Absent in older payloads."""
+    device_uuids: tuple[str, ...] = ()
+    """The same devices' UUIDs from the newest GPU sample (stable across reboots and PCI
+    order), when known: what the executor puts in `CUDA_VISIBLE_DEVICES`."""
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         reason = f", {self.reason}" if self.reason else ""
-        return f"{self.model} starting (instance {self.instance}{reason})"
+        gpus = f", on GPU {','.join(map(str, self.devices))}" if self.devices else ""
+        return f"{self.model} starting (instance {self.instance}{reason}{gpus})"
+
+
+@_frozen
+class PlacementChosen(Decision):
+    """Where a starting model goes by memory, and what had to stop for it to fit.
+
+    `free_mb` is free memory per device as the reducer counted it before evicting (the newest
+    sample less the footprints of models still starting); `need_mb` is the need per device.
+    The executor ignores it; `replay explain` and the timeline show it.
+    """
+
+    KEY_FIELD = "model"
+    model: str
+    devices: tuple[int, ...]
+    need_mb: int
+    free_mb: tuple[int, ...] = ()
+    evict: tuple[str, ...] = ()
+    source: str = ""
+    rule: str = ""
+    margin_mb: int = 0
+    freed_mb: dict[str, int] = field(default_factory=dict)
+    """MiB each evicted model gives back on the chosen devices (its footprint there)."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        where = ", ".join(f"GPU{d}" for d in self.devices) or "no device"
+        free = ", ".join(
+            f"GPU{d} {self.free_mb[d]:,}" for d in self.devices if d < len(self.free_mb)
+        )
+        text = (
+            f"{self.model} placed on {where}: needs {self.need_mb:,} MiB per device "
+            f"({self.source or 'unknown'} footprint) + margin {self.margin_mb:,} MiB"
+        )
+        if free:
+            text += f"; free before evicting: {free} MiB"
+        if self.evict:
+            freed = ", ".join(
+                f"{m} (frees {self.freed_mb[m]:,} MiB)" if m in self.freed_mb else m
+                for m in self.evict
+            )
+            text += f"; evict {freed} to fit"
+        if self.rule:
+            text += f" (rule: {self.rule})"
+        return text
 
 
 @_frozen
@@ -749,6 +884,34 @@ class CancelTimer(Decision):
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         return f"timer {self.timer_id} cancelled"
+
+
+@_frozen
+class SelectorChose(Decision):
+    """Which target a selector's request goes to, and by which rule (`core.selectors`).
+
+    `model` is the local model the target runs ("" for a peer's model). The handler rewrites the
+    request to `target` (whose filters apply) and serves it as a request for that target; the
+    target holds a reservation until the request ends."""
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    selector: str
+    target: str
+    model: str = ""
+    rule: str = ""
+    """Short machine-readable rule: pin, warm-ready, warm-starting, warm-first, spillover-idle,
+    spillover-below, spillover-cold, spillover-least-busy."""
+    reason: str = ""
+    """The rule in words, with the figures it compared."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        where = "" if self.model in ("", self.target) else f" (model {self.model})"
+        why = f": {self.reason}" if self.reason else ""
+        return (
+            f"selector {self.selector} chose {self.target}{where} for request "
+            f"{self.request_id}{why}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,11 @@
 """The one writing connection to a log, synchronous: opened, checked, migrated, then appended to.
 
-`EventStore` drives it from a dedicated thread (group commit); bundle import drives it directly.
-Opening takes the single-server lock *before* anything touches the database, so two servers can
-never migrate or append at the same time. Seqs are assigned here, inside the write transaction,
-from a counter that only advances after COMMIT returns: commit order is seq order, so a reader
-tailing `seq > last` can never skip a row (EVENT-LOG.md §1.8).
+`EventStore` drives it from a dedicated thread (the run loop's batches, snapshots, pruning);
+bundle import and test or bench tools drive it directly. Opening takes the single-server lock
+*before* anything touches the database, so two servers can never migrate or append at the same
+time. Rows arrive with their seqs (on a running server the run loop assigns them, once) and must
+continue the log exactly: `next_seq` only advances after COMMIT returns, so commit order is seq
+order and a reader tailing `seq > last` can never skip a row (EVENT-LOG.md §1.8).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def _insert(rows: int) -> str:
     prepared in its statement cache)."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"INSERT INTO events (seq, ts_ms, type, key, boot, v, cause, payload) VALUES {values}"
+
+
+class SeqMismatchError(RuntimeError):
+    """A batch's seqs do not continue the log: a programming error (two writers numbering rows),
+    not a storage fault, so the run loop stops on it instead of retrying it as it would a full
+    disk."""
 
 
 class LogWriter:
@@ -88,12 +95,31 @@ class LogWriter:
         return int(used) + 1
 
     def append(self, rows: Sequence[UnsequencedRow]) -> int:
-        """Write `rows` in one transaction with contiguous seqs; returns the first seq."""
+        """Write `rows` in one transaction, numbered from `next_seq`; returns the first seq.
+
+        For writers without a run loop (tools, tests, benches)."""
         first = self.next_seq
-        sequenced = [(first + i, *row) for i, row in enumerate(rows)]
-        self._write(sequenced)
-        self.next_seq = first + len(sequenced)
+        self.commit([(first + i, *row) for i, row in enumerate(rows)])
         return first
+
+    def commit(self, rows: Sequence[Row]) -> None:
+        """Write rows that carry their seqs, in one transaction; they must continue the log.
+
+        The run loop numbers its batch itself from the log's last seq at start; a batch that does
+        not start at `next_seq` means a second writer numbered rows too (a bug, never a disk
+        fault), so it is refused with `SeqMismatchError` before anything is written.
+        """
+        if not rows:
+            return
+        first, last = rows[0][0], rows[-1][0]
+        if first != self.next_seq or last != first + len(rows) - 1:
+            raise SeqMismatchError(
+                f"{self.path}: a batch numbered {first}..{last} ({len(rows)} rows) does not "
+                f"continue the log, whose next seq is {self.next_seq}: two writers are "
+                "numbering events for this log"
+            )
+        self._write(rows)
+        self.next_seq = last + 1
 
     def insert_all(self, rows: Iterable[Row]) -> None:
         """Write rows that already carry their seqs (bundle import), streamed, one transaction.

@@ -75,6 +75,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="settings",
         help="override a setting: min_resident_ms=5000, starvation_bound_ms=…, MODEL.ttl_ms=…",
     )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="simulate under this config file's scheduler settings (groups or matrix, policy, "
+        "placement, declared footprints) instead of the recorded ones",
+    )
+    p.add_argument(
+        "--placement",
+        choices=("off", "memory"),
+        help="placement by GPU memory: memory (devices by footprints, evict to fit) or off "
+        "(groups and the matrix alone)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(replay_handler=_whatif)
 
@@ -210,12 +222,22 @@ def _whatif(args: argparse.Namespace) -> int:
     settings = parse_settings(args.settings)
     if args.scheduler:
         settings["policy"] = args.scheduler
+    if args.placement:
+        settings["placement"] = args.placement
     with _opened(args.db) as reader:
         facts = log_facts(reader)
         if facts.empty:
             raise ReplayError(f"{facts.path}: the log holds no events, there is nothing to replay")
         traffic = extract_traffic(iter_all(reader, facts.first_seq, None))
-    whatif = simulate(traffic, settings)
+    schedule = None
+    if args.config:
+        from llamaswap_es.config import build_schedule, load_config
+
+        try:
+            schedule = build_schedule(load_config(args.config, None))
+        except LlamaSwapError as exc:
+            raise ReplayError(f"--config {args.config}: {exc}") from None
+    whatif = simulate(traffic, settings, config=schedule)
     baseline = simulate(traffic, {}, label="simulated as recorded")
     notes = assumptions(traffic)
     if args.json:

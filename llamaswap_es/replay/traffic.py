@@ -21,6 +21,8 @@ from llamaswap_es.events.types import (
     DispatchUnreachable,
     Envelope,
     Event,
+    FootprintKnown,
+    GpuMemorySampled,
     LoadRequested,
     ProcessReady,
     ProcessStopped,
@@ -29,6 +31,9 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorChose,
+    SelectorRequested,
     StartProcess,
     SwapPlanned,
     UnloadRequested,
@@ -52,6 +57,10 @@ class RecordedRequest:
     status: int = 200
     ttl_override_ms: int | None = None
     """The request's own idle TTL (`ttl` / `keep_alive`), replayed as recorded."""
+    selector: str = ""
+    """The selector the client named (the simulation lets the reducer choose again); `model`
+    is then the recorded choice's local model, "" when a peer served it (`service_ms` is then
+    how long the peer took)."""
 
 
 @dataclass
@@ -66,6 +75,8 @@ class Figures:
     waits_ms: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     """Queue wait (dispatch - arrival) of each served request."""
     rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    choices: dict[str, str] = field(default_factory=dict)
+    """Each selector request's chosen target, by request id (`SelectorChose`)."""
     _waits_at: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Where each request's wait is in `waits_ms`: a request taken back from an unreachable
     instance (`DispatchUnreachable`) is dispatched again, and its wait runs to the last one."""
@@ -91,7 +102,9 @@ class Figures:
                     waits.append(ts_ms - arrived[0])
         elif isinstance(decision, Reject):
             arrived = arrivals.get(decision.request_id)
-            self.rejected[arrived[1] if arrived else "?"] += 1
+            self.rejected[arrived[1] if arrived and arrived[1] else "?"] += 1
+        elif isinstance(decision, SelectorChose):
+            self.choices[decision.request_id] = decision.target
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +114,8 @@ class Traffic:
     configs: tuple[tuple[int, ConfigApplied], ...]
     requests: tuple[RecordedRequest, ...]
     operations: tuple[tuple[int, Event], ...]
-    """Loads and unloads asked by operators or hooks, at their recorded times."""
+    """Loads and unloads asked by operators or hooks, at their recorded times; footprint facts,
+    and the first GPU memory sample (placement by memory needs them)."""
     load_ms: dict[str, int]
     stop_ms: dict[str, int]
     service_ms: dict[str, int]
@@ -129,6 +143,8 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
     served: dict[str, tuple[int, int]] = {}
     gave_up: dict[str, int] = {}
     overrides: dict[str, int] = {}
+    selector_of: dict[str, str] = {}
+    selection_ended: dict[str, int] = {}
     process_times = ProcessTimes()
     loads: dict[str, list[int]] = defaultdict(list)
     stops: dict[str, list[int]] = defaultdict(list)
@@ -141,12 +157,25 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
             if recorded is None:
                 policy = str(body.schedule.get("policy", "fifo"))
                 recorded = Figures(f"recorded ({policy})", policy)
+        elif isinstance(body, SelectorRequested):
+            selector_of[body.request_id] = body.selector
+            received.setdefault(body.request_id, (ts, ""))
+        elif isinstance(body, SelectionEnded):
+            selection_ended.setdefault(body.request_id, ts)
         elif isinstance(body, RequestReceived):
-            received.setdefault(body.request_id, (ts, body.model))
+            arrived, model = received.setdefault(body.request_id, (ts, body.model))
+            if not model:  # a selector chose it: it arrived when the selector was named
+                received[body.request_id] = (arrived, body.model)
             if body.ttl_override_ms is not None:
                 overrides.setdefault(body.request_id, body.ttl_override_ms)
-        elif isinstance(body, LoadRequested | UnloadRequested):
+        elif isinstance(body, LoadRequested | UnloadRequested | FootprintKnown):
             operations.append((ts, body))
+        elif isinstance(body, GpuMemorySampled):
+            # Only the first sample: the devices and what other programs held at start-up.
+            # Later samples measured the recorded run, not the simulated one; the simulation
+            # counts its own models by their footprints (core.memory).
+            if not any(isinstance(op, GpuMemorySampled) for _, op in operations):
+                operations.append((ts, body))
         elif isinstance(body, Dispatch):
             dispatched_at[body.request_id] = ts  # the last one: a request taken back goes again
         elif isinstance(body, DispatchUnreachable):
@@ -175,11 +204,16 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
     service_by_model: dict[str, list[int]] = defaultdict(list)
     for rid, (arrived, model) in received.items():
         service, status = served.get(rid, (None, 200))
-        if service is not None:
+        if not model and rid in selection_ended:  # a peer served it: how long it held the target
+            service = selection_ended[rid] - arrived
+        elif service is not None:
             service_by_model[model].append(service)
         left = gave_up[rid] - arrived if rid in gave_up else None
         override = overrides.get(rid)
-        requests.append(RecordedRequest(rid, model, arrived, service, left, status, override))
+        selector = selector_of.get(rid, "")
+        requests.append(
+            RecordedRequest(rid, model, arrived, service, left, status, override, selector)
+        )
     requests.sort(key=lambda r: (r.arrived_ms, r.request_id))
     return Traffic(
         configs=tuple(configs),

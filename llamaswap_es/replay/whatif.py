@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+from collections.abc import Callable
 from typing import Any
 
-from llamaswap_es.config.schedule import SchedulerConfig
+from llamaswap_es.config.schedule import PLACEMENT_MEMORY, PLACEMENT_OFF, SchedulerConfig
 from llamaswap_es.core import new_state, reduce
 from llamaswap_es.core.policy_registry import policy_named
 from llamaswap_es.events.types import (
@@ -25,18 +26,22 @@ from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
     Event,
+    GpuMemorySampled,
     ProcessReady,
     ProcessStopped,
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorChose,
+    SelectorRequested,
     SetTimer,
     StartProcess,
     StopProcess,
     TimerFired,
 )
 from llamaswap_es.replay.errors import ReplayError
-from llamaswap_es.replay.traffic import Figures, Traffic
+from llamaswap_es.replay.traffic import Figures, RecordedRequest, Traffic
 
 _GLOBAL_INTS = ("starvation_bound_ms", "min_resident_ms", "shutdown_grace_ms", "queue_timeout_ms")
 
@@ -67,6 +72,16 @@ def apply_overrides(schedule: SchedulerConfig, settings: dict[str, str]) -> Sche
             changes["policy"] = raw
         elif key in _GLOBAL_INTS:
             changes[key] = _int_setting(key, raw)
+        elif key in ("placement", "placement.mode"):
+            if raw not in (PLACEMENT_OFF, PLACEMENT_MEMORY):
+                raise ReplayError(f"--set {key}={raw}: expected off or memory")
+            placement = changes.get("placement", schedule.placement)
+            changes["placement"] = dataclasses.replace(placement, mode=raw)
+        elif key in ("placement.margin_mb", "placement.marginMb"):
+            placement = changes.get("placement", schedule.placement)
+            changes["placement"] = dataclasses.replace(
+                placement, margin_mb=_int_setting(key, raw)
+            )
         elif "." in key:
             model_id, _, field_name = key.rpartition(".")
             if model_id not in models:
@@ -83,8 +98,9 @@ def apply_overrides(schedule: SchedulerConfig, settings: dict[str, str]) -> Sche
         else:
             raise ReplayError(
                 f"--set {key}={raw}: unknown setting (use policy, "
-                f"{', '.join(_GLOBAL_INTS)} or MODEL.concurrency_limit / ttl_ms / priority / "
-                "unload_timeout_ms)"
+                f"{', '.join(_GLOBAL_INTS)}, placement, placement.margin_mb or "
+                "MODEL.concurrency_limit / ttl_ms / priority / unload_timeout_ms / footprint_mb "
+                "/ footprint_devices / placement_priority)"
             )
     return dataclasses.replace(schedule, models=models, **changes)
 
@@ -105,8 +121,11 @@ def simulate(
     *,
     label: str = "what-if",
     max_steps: int = 20_000_000,
+    config: SchedulerConfig | None = None,
 ) -> Figures:
-    """Run the recorded traffic through the reducer with `settings` applied to every config."""
+    """Run the recorded traffic through the reducer with `settings` applied to every config;
+    with `config`, that scheduler configuration (from a config file: `--config`) replaces every
+    recorded one, so a day recorded under groups can be replayed under placement by memory."""
     heap: list[tuple[int, int, Event]] = []
     order = itertools.count()
     requests = {r.request_id: r for r in traffic.requests}
@@ -118,17 +137,21 @@ def simulate(
         heapq.heappush(heap, (ts, next(order), event))
 
     policy = ""
-    for ts, config in traffic.configs:
-        schedule = apply_overrides(SchedulerConfig.from_dict(config.schedule), settings)
+    for ts, applied in traffic.configs:
+        recorded = SchedulerConfig.from_dict(applied.schedule) if config is None else config
+        schedule = apply_overrides(recorded, settings)
         policy = policy or schedule.policy
-        at(ts, dataclasses.replace(config, schedule=schedule.to_dict()))
+        at(ts, dataclasses.replace(applied, schedule=schedule.to_dict()))
     for ts, operation in traffic.operations:
         at(ts, operation)
     for req in traffic.requests:
-        received = RequestReceived(
-            request_id=req.request_id, model=req.model, ttl_override_ms=req.ttl_override_ms
-        )
-        at(req.arrived_ms, received)
+        if req.selector:  # the reducer chooses again, under the simulated state
+            at(req.arrived_ms, SelectorRequested(request_id=req.request_id, selector=req.selector))
+        else:
+            received = RequestReceived(
+                request_id=req.request_id, model=req.model, ttl_override_ms=req.ttl_override_ms
+            )
+            at(req.arrived_ms, received)
         if req.gave_up_after_ms is not None:
             at(req.arrived_ms + req.gave_up_after_ms, RequestCancelled(request_id=req.request_id))
 
@@ -170,12 +193,34 @@ def simulate(
                         duration_ms=service,
                     ),
                 )
+            elif isinstance(decision, SelectorChose):
+                _follow_choice(decision, ts, requests.get(decision.request_id), traffic, at)
             elif isinstance(decision, SetTimer):
                 armed[decision.timer_id] = decision.at_ms
                 at(decision.at_ms, TimerFired(timer_id=decision.timer_id))
             elif isinstance(decision, CancelTimer):
                 armed.pop(decision.timer_id, None)
     return figures
+
+
+def _follow_choice(
+    chose: SelectorChose,
+    ts: int,
+    recorded: RecordedRequest | None,
+    traffic: Traffic,
+    at: Callable[[int, Event], None],
+) -> None:
+    """What the handler does with a choice: a local model's request goes to the scheduler at
+    once; a peer's model holds its reservation for as long as the recorded request took."""
+    rid = chose.request_id
+    if chose.model:
+        ttl = recorded.ttl_override_ms if recorded else None
+        at(ts, RequestReceived(request_id=rid, model=chose.model, ttl_override_ms=ttl))
+        return
+    held = recorded.service_ms if recorded and recorded.service_ms is not None else None
+    if held is None:
+        held = traffic.service_ms.get(recorded.model, 0) if recorded else 0
+    at(ts + held, SelectionEnded(request_id=rid))
 
 
 def assumptions(traffic: Traffic) -> list[str]:
@@ -185,7 +230,7 @@ def assumptions(traffic: Traffic) -> list[str]:
         stop = traffic.stop_ms.get(model)
         stops = f"stops in {stop} ms" if stop is not None else "never stopped (assumed instant)"
         out.append(f"{model}: loads in {ms} ms, {stops} (recorded medians)")
-    models = sorted({r.model for r in traffic.requests} - set(traffic.load_ms))
+    models = sorted({r.model for r in traffic.requests if r.model} - set(traffic.load_ms))
     if models:
         out.append(
             f"{', '.join(models)}: never loaded in the recording; assumed to load in "
@@ -203,6 +248,12 @@ def assumptions(traffic: Traffic) -> list[str]:
         out.append(
             f"{traffic.taken_back} request(s) met an unreachable instance in the recording and "
             "were taken back into the queue; here every dispatch reaches its instance"
+        )
+    samples = [op for _, op in traffic.operations if isinstance(op, GpuMemorySampled)]
+    if samples:
+        out.append(
+            f"GPU memory: the first recorded sample ({len(samples[0].total_mb)} devices, what "
+            "other programs held then); after it, models count by their footprints only"
         )
     out.append("every start succeeds; the recording is simulated as one continuous server run")
     return out

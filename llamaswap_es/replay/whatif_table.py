@@ -56,9 +56,25 @@ def summarise(figures: Figures) -> dict[str, dict[str, int]]:
     return out
 
 
+def chosen_targets(figures: Figures) -> dict[str, int]:
+    """How many selector requests went to each target (sorted by target)."""
+    counts: dict[str, int] = {}
+    for target in figures.choices.values():
+        counts[target] = counts.get(target, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def report_json(runs: list[Figures], notes: list[str]) -> dict[str, Any]:
     return {
-        "runs": [{"label": r.label, "policy": r.policy, "models": summarise(r)} for r in runs],
+        "runs": [
+            {
+                "label": r.label,
+                "policy": r.policy,
+                "models": summarise(r),
+                "selector_choices": chosen_targets(r),
+            }
+            for r in runs
+        ],
         "assumptions": notes,
     }
 
@@ -92,4 +108,8 @@ def render_table(left: Figures, right: Figures) -> str:
             f"{r[i].rjust(widths[i])} {r[i + 1].rjust(widths[i + 1])}" for i in range(1, len(r), 2)
         ]
         lines.append("  ".join(cells).rstrip())
+    for tag, figures in (("rec", left), ("sim", right)):
+        if figures.choices:  # selectors were used: where their requests went
+            chosen = ", ".join(f"{t} {n}" for t, n in chosen_targets(figures).items())
+            lines.append(f"selector choices ({tag}): {chosen}")
     return "\n".join(lines)

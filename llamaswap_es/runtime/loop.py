@@ -1,11 +1,17 @@
 """The run loop: the only writer of the log and the only owner of the scheduler state.
 
 Each turn drains everything waiting in the inbox and, for each input in order,
-  1. stamps it with its seq (the loop is the only writer, so seqs are known in advance),
+  1. stamps it with its seq: the loop is the log's only producer on a running server, so it
+     assigns every seq itself, once, counting on from the log's last seq at start,
   2. encodes it, reduces it: `reduce(state, envelope) -> (state, decisions)`, encodes the decisions,
-then commits the whole batch in one transaction (group commit), and only then acts: resolves
-waiting requests, hands process and timer commands to the actuator, publishes to projections.
-Write-ahead: nothing is acted on before it is in the log.
+then hands the numbered batch to the store's writer thread (`commit_rows`, one transaction), and
+only then acts: resolves waiting requests, hands process and timer commands to the actuator,
+publishes to projections. Write-ahead: nothing is acted on before it is in the log.
+
+This is the only write pipeline (there is no second queue in the store): inputs that arrive while
+a commit is in flight wait in the inbox and form the next batch, which is what group commit is;
+the inbox's bound (`max_pending_requests`) is the back-pressure. `ServerStarted` is an input like
+any other: the service passes it to `start(first=...)`, ahead of anything else of the boot.
 
 Fault containment (ARCHITECTURE §11, docs/architecture.md "Failure modes"):
 * An input that cannot be encoded is refused alone: a request gets 400 naming the field, an
@@ -39,7 +45,7 @@ from llamaswap_es.errors import (
     StoreOverloadedError,
 )
 from llamaswap_es.events.encodable import made_encodable, safe_text, unencodable_field
-from llamaswap_es.events.rows import UnsequencedRow, encode_envelopes
+from llamaswap_es.events.rows import Row, encode_envelopes
 from llamaswap_es.events.types import (
     Decision,
     Dispatch,
@@ -53,6 +59,7 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectorRequested,
     UnloadRequested,
 )
 from llamaswap_es.runtime.clock import Clock
@@ -66,7 +73,12 @@ StateRebuilder = Callable[[], Awaitable[Any]]
 Viewer = Callable[[Any], Any]
 FatalHandler = Callable[[BaseException], None]
 
-CONTAINED_INPUTS: tuple[type[Event], ...] = (RequestReceived, LoadRequested, UnloadRequested)
+CONTAINED_INPUTS: tuple[type[Event], ...] = (
+    RequestReceived,
+    LoadRequested,
+    UnloadRequested,
+    SelectorRequested,
+)
 """Inputs whose refusal leaves nothing behind: a reducer failure on one of them is contained.
 Any other input (a process, timer or finished-request fact) is part of the world the state must
 follow, so a failure on it stops the loop rather than go on with a state that misses it."""
@@ -83,15 +95,17 @@ RETRY_AFTER_S = 5
 STILL_FAILING_LOG_EVERY_S = 30.0
 
 
-class LogAppender(Protocol):
-    """What the loop needs of the event store."""
+class BatchCommitter(Protocol):
+    """What the loop needs of the event store: where to count seqs from, and the writer."""
 
     @property
     def boot_id(self) -> str: ...
 
-    async def append_rows(self, rows: list[UnsequencedRow]) -> list[int]: ...
-
     async def last_seq(self) -> int: ...
+
+    async def commit_rows(self, rows: Sequence[Row]) -> None:
+        """Write the numbered rows in one transaction; `StoreError` on a storage fault."""
+        ...
 
 
 class Actuator(Protocol):
@@ -136,7 +150,7 @@ class _Turn:
     """One batch after reducing: what to commit, and the input the reducer failed on (if any)."""
 
     envelopes: list[Envelope] = field(default_factory=list)
-    rows: list[UnsequencedRow] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     failed: _Input | None = None
     error: BaseException | None = None
     rest: list[_Input] = field(default_factory=list)
@@ -145,7 +159,7 @@ class _Turn:
 class RunLoop:
     def __init__(
         self,
-        store: LogAppender,
+        store: BatchCommitter,
         *,
         reduce: Reducer,
         state: Any,
@@ -177,6 +191,8 @@ class RunLoop:
         self._tickets: dict[str, RequestTicket] = {}
         self._listeners: list[Listener] = []
         self._next_seq = 0
+        """The seq the next input gets: assigned here and nowhere else (the writer only checks
+        that a batch continues the log)."""
         self._task: asyncio.Task[None] | None = None
         self._accepting = False
         self._stopping = False
@@ -187,8 +203,16 @@ class RunLoop:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def start(self) -> None:
+    async def start(self, first: Event | None = None) -> None:
+        """Count seqs on from the log's last one and start turning.
+
+        `first` (the boot's `ServerStarted`) is recorded before any other input, even one
+        submitted before the start, so each boot's events follow its own record in the log.
+        """
         self._next_seq = await self._store.last_seq() + 1
+        if first is not None:
+            self._inbox.appendleft(_Input(first, self._clock.now_ms()))
+            self._idle.clear()
         self._accepting = True
         self.health.beat()
         self._task = asyncio.create_task(self._run(), name="llamaswap-es run loop")
@@ -351,7 +375,7 @@ class RunLoop:
                     Envelope(body=d, ts_ms=item.ts_ms, boot=boot, seq=seq + 1 + i, cause=seq)
                     for i, d in enumerate(decisions)
                 ]
-                rows = encode_envelopes(made, boot)
+                rows = [(seq + 1 + i, *r) for i, r in enumerate(encode_envelopes(made, boot))]
             except Exception as exc:  # the state may be half-changed: it is rebuilt
                 turn.failed, turn.error, turn.rest = item, exc, batch[index + 1 :]
                 return turn
@@ -363,12 +387,12 @@ class RunLoop:
             seq += 1 + len(made)
         return turn
 
-    def _encoded_input(self, item: _Input, boot: str, seq: int) -> tuple[Envelope, UnsequencedRow]:
+    def _encoded_input(self, item: _Input, boot: str, seq: int) -> tuple[Envelope, Row]:
         """The input's envelope and row; a request that cannot be encoded becomes its refusal,
         an internal fact that cannot be encoded is repaired (and recorded as repaired)."""
         source = Envelope(body=item.body, ts_ms=item.ts_ms, boot=boot, seq=seq)
         try:
-            return source, encode_envelopes([source], boot)[0]
+            return source, (seq, *encode_envelopes([source], boot)[0])
         except (TypeError, ValueError, RecursionError) as exc:
             problem = unencodable_field(item.body) or safe_text(str(exc), 300)
         body = item.body
@@ -384,18 +408,18 @@ class RunLoop:
             replacement = made_encodable(body)  # type: ignore[assignment]
             log.warning("%s repaired before recording: %s", body.type_name, problem)
         source = Envelope(body=replacement, ts_ms=item.ts_ms, boot=boot, seq=seq)
-        return source, encode_envelopes([source], boot)[0]
+        return source, (seq, *encode_envelopes([source], boot)[0])
 
     async def _commit(self, turn: _Turn) -> None:
-        """Append the batch in one transaction; while the log cannot be written, degrade and
-        retry with backoff for as long as it takes (memory stays bounded: new requests are
-        refused meanwhile), then heal."""
+        """Hand the numbered batch to the writer (one transaction); while the log cannot be
+        written, degrade and retry the same rows with backoff for as long as it takes (memory
+        stays bounded: new requests are refused meanwhile), then heal."""
         attempt = 0
         failing_since: float | None = None
         logged_at = 0.0
         while True:
             try:
-                seqs = await self._store.append_rows(turn.rows)
+                await self._store.commit_rows(turn.rows)
                 break
             except StoreError as exc:
                 now = time.monotonic()
@@ -413,8 +437,7 @@ class RunLoop:
                         "cannot write %d events to the log (for %.0f s, retrying): %s",
                         len(turn.rows), now - failing_since, cause,
                     )  # fmt: skip
-                if not isinstance(exc, StoreOverloadedError):
-                    self.health.degraded(cause)
+                self.health.degraded(cause)
                 if now - failing_since >= REFUSE_WAITERS_AFTER_S:
                     self._refuse_waiters(cause)
                 delay = self._retry_delays_s[min(attempt, len(self._retry_delays_s) - 1)]
@@ -424,13 +447,7 @@ class RunLoop:
         if failing_since is not None:
             lasted = self.health.healed()
             log.warning("the event log is writable again after %.1f s; serving resumes", lasted)
-        expected = [e.seq for e in turn.envelopes]
-        if seqs != expected:
-            raise StoreError(
-                f"the log assigned seqs {seqs[:1]}…{seqs[-1:]} but the run loop expected "
-                f"{expected[:1]}…{expected[-1:]}: another writer is using this log"
-            )
-        self._next_seq = expected[-1] + 1 if expected else self._next_seq
+        self._next_seq = turn.rows[-1][0] + 1
 
     def _refuse_waiters(self, cause: str) -> None:
         """Answer every waiting request 503 now; the log records each as cancelled (or, if its

@@ -1,9 +1,11 @@
 """Rebuild the scheduler state from the log at start-up, and settle what a crash left behind.
 
 `rebuild` replays the recorded inputs through the reducer (from the newest usable snapshot, if
-any) up to the `ServerStarted` this run just appended, and notes what the previous run had going:
-processes that were starting, ready or stopping, and requests that never finished. Then it
-reduces the new `ServerStarted`, which empties the in-memory parts of the state.
+any) and notes what the previous run had going: processes that were starting, ready or stopping,
+and requests that never finished. At start-up it runs before this run's `ServerStarted` is
+recorded (that is the run loop's first input, which empties the in-memory parts of the state), so
+the previous run is noted at the end of the log; run again later (after a contained reducer
+failure) it notes it at this run's `ServerStarted` and replays on.
 
 `settle` (run once the loop is running) decides for each recorded process: adopt it when its pid
 and start time still match, its model's fingerprint is unchanged and it answers its health check;
@@ -71,7 +73,11 @@ class Rebuilt:
 
 
 def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
-    """Replay the log into a fresh state (synchronous: run it in a thread)."""
+    """Replay the log into a fresh state (synchronous: run it in a thread).
+
+    `boot_id` is this run's: the previous run is what the log held before its `ServerStarted`,
+    or the whole log when that is not recorded yet (at start-up).
+    """
     with DatabaseReader(db_path) as reader:
         first = reader.first_seq()
         origin = _usable_snapshot(reader, first)
@@ -81,12 +87,14 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
         result = Rebuilt(state=state, from_snapshot_seq=start - 1)
         spawned: dict[tuple[str, int], tuple[int, int, int, int | None]] = {}
         previous_boot: str | None = None
+        noted = False
         for envelope in reader.iter_inputs(from_seq=start):
             body = envelope.body
             if isinstance(body, ServerStarted):
                 if body.boot_id == boot_id:
                     _note_previous_run(result, state, spawned, reader)
                     result.previous_boot = previous_boot
+                    noted = True
                 else:
                     previous_boot = body.boot_id
             elif isinstance(body, ProcessSpawned):
@@ -97,6 +105,9 @@ def rebuild(db_path: Path, boot_id: str) -> Rebuilt:
                 spawned[(body.model, body.instance)] = (body.pid, body.pgid, started, body.port)
             state = _replayed(state, envelope, db_path)
             result.replayed += 1
+        if not noted:  # at start-up: this run's ServerStarted is not recorded yet
+            _note_previous_run(result, state, spawned, reader)
+            result.previous_boot = previous_boot
         result.state = state
         return result
 

@@ -121,10 +121,7 @@ class SwapService:
 
     async def start(self) -> None:
         self.store = await EventStore.open(
-            self.db_path,
-            synchronous=self._synchronous,
-            version=__version__,
-            clock_ms=self.clock.now_ms,
+            self.db_path, synchronous=self._synchronous, version=__version__
         )
         rebuilt = await asyncio.to_thread(rebuild, self.store.path, self.store.boot_id)
         if rebuilt.previous_boot is None and rebuilt.from_snapshot_seq == 0:
@@ -157,7 +154,9 @@ class SwapService:
             hang_detection=HangDetection.from_settings(self._config.llamaswap_es.hang_detection),
         )
         self.timers = Timers(self.clock, self._report)
-        await self.loop.start()
+        # The boot's first event, an input like any other: recovery above replayed the log up
+        # to here, and everything this run records (settling included) comes after it.
+        await self.loop.start(first=self.store.server_started())
         await settle(
             rebuilt,
             submit=self.loop.submit,
@@ -307,7 +306,9 @@ class SwapService:
                     )
                 )
                 return
-            self.executor.start(spec, decision.instance)
+            self.executor.start(
+                spec.on_devices(decision.devices, decision.device_uuids), decision.instance
+            )
         elif isinstance(decision, StopProcess):
             self.executor.stop(decision.model, decision.instance, decision.grace_ms)
         elif isinstance(decision, SetTimer):

@@ -22,14 +22,7 @@ from llamaswap_es.runtime.ids import IdProvider, UlidIds
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from llamaswap_es.web.hung_upstreams import HungUpstreams
-
-
-@dataclass
-class SelectorLoad:
-    """Spillover bookkeeping of one selector: reservations per target, round-robin cursor."""
-
-    reserved: dict[str, int] = field(default_factory=dict)
-    cursor: int = 0
+from llamaswap_es.web.selector_choice import SelectorChoices
 
 
 @dataclass
@@ -45,7 +38,8 @@ class AppContext:
     build_date: str = "unknown"
     started_at: float = field(default_factory=time.time)
     projections: Projections | None = None
-    selectors: dict[str, SelectorLoad] = field(default_factory=dict)
+    choices: SelectorChoices = field(default_factory=SelectorChoices)
+    """Handlers waiting for the scheduler's choice of a selector's target."""
     hung: HungUpstreams = field(default_factory=HungUpstreams)
     """Forwards per upstream instance, ended at once when it is declared hung."""
     listen_host: str = ""
@@ -96,4 +90,5 @@ def new_context(
     )
     if service.loop is not None:
         service.loop.add_listener(ctx.hung.on_committed)
+        service.loop.add_listener(ctx.choices.on_committed)
     return ctx

@@ -58,13 +58,15 @@ class LocalRequest:
     stream: bool
     loading_allowed: bool
     metadata: dict[str, str] = field(default_factory=dict)
-    on_done: Callable[[], None] | None = None
     websocket: bool = False
     """Tunnel a websocket upgrade instead of forwarding an HTTP request."""
     ttl_override_ms: int | None = None
     """The client's own idle TTL for the model (`ttl` / `keep_alive`, see web/keep_alive.py)."""
     priority: int | None = None
     """The client's own queue priority (`X-Request-Priority`, see web/request_priority.py)."""
+    request_id: str | None = None
+    """The id to schedule it under (None: a new one). A selector's choice was made under this id
+    (web/selector_choice.py): the scheduler hands its reservation over to the request."""
 
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
@@ -98,7 +100,7 @@ async def serve_local(
     """
     loop = ctx.service.loop
     assert loop is not None
-    request_id = ctx.ids.new_id()
+    request_id = job.request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, job.model_id)
     path = urlsplit(job.upstream_path_qs).path
     entry = ctx.inflight.begin(
@@ -111,9 +113,7 @@ async def serve_local(
         cancel=cancel_callback(asyncio.current_task()),
         metadata=job.metadata,
     )
-    outcome = RequestOutcome(
-        ctx, entry, local_record(request_id, job.model_id, path), on_done=job.on_done
-    )
+    outcome = RequestOutcome(ctx, entry, local_record(request_id, job.model_id, path))
     received = recordable_event(
         RequestReceived(
             request_id=request_id,
@@ -307,7 +307,7 @@ def retry_headers(reject: Reject) -> dict[str, str] | None:
 
 QUEUE_TIMEOUT_CODE = "queue_timeout"
 START_BACKOFF_CODE = "start_backoff"
-OWN_ERROR_CODES = frozenset({QUEUE_TIMEOUT_CODE, START_BACKOFF_CODE})
+OWN_ERROR_CODES = frozenset({QUEUE_TIMEOUT_CODE, START_BACKOFF_CODE, "does_not_fit"})
 """Reject codes of ours (llama-swap has no such error) that go into the envelope's `code`."""
 
 

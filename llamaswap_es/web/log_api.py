@@ -92,7 +92,9 @@ async def story(request: web.Request) -> web.Response:
     if not own:
         return error_response(request, 404, f"no request {request_id} in the event log")
     first, last = own[0].seq, own[-1].seq
-    model = to_payload(own[0].body).get("model")
+    # A selector's request names its model only from its choice on (SelectorChose, then
+    # RequestReceived); "" is a peer's model, which has no swap events.
+    model = next((m for e in own if (m := to_payload(e.body).get("model"))), None)
     window = await store.read(from_seq=first, to_seq=last, key=model) if model else []
     merged = {e.seq: e for e in [*own, *window]}
     events = [envelope_json(merged[s]) for s in sorted(merged)]

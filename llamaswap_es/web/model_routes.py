@@ -7,6 +7,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from llamaswap_es.errors import LogUnavailableError, StoreOverloadedError
+from llamaswap_es.events.types import Reject
+from llamaswap_es.runtime.loop import LoopStoppedError
 from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import check_request
 from llamaswap_es.web.context import CTX, AppContext
@@ -14,17 +17,21 @@ from llamaswap_es.web.dispatch import (
     LocalRequest,
     is_json,
     local_filters,
+    log_unavailable_response,
+    loop_stopped_response,
     serve_local,
 )
 from llamaswap_es.web.errors import RequestError, error_response
 from llamaswap_es.web.filters import RequestFilters, apply_filters
 from llamaswap_es.web.keep_alive import ttl_override_ms
-from llamaswap_es.web.model_selection import read_body, select_model, split_upstream_path
+from llamaswap_es.web.model_selection import (
+    ModelSelection,
+    read_body,
+    select_model,
+    split_upstream_path,
+)
 from llamaswap_es.web.naming import (
-    choose_selector_target,
     pinned_name,
-    release_selector,
-    reserve_selector,
     rewrite_model_in_json,
     rewrite_model_in_multipart,
     rewrite_model_in_query,
@@ -32,6 +39,7 @@ from llamaswap_es.web.naming import (
 )
 from llamaswap_es.web.peer_dispatch import serve_peer
 from llamaswap_es.web.request_priority import request_priority
+from llamaswap_es.web.selector_choice import choose, end_unscheduled
 from llamaswap_es.web.websocket_tunnel import is_websocket_upgrade, tunnel
 
 JSON_ROUTES = (
@@ -103,21 +111,70 @@ async def model_request(request: web.Request) -> web.StreamResponse:
     if not requested:
         return error_response(request, 404, "no model id could be identified")
 
-    selector_id = None
-    if requested in ctx.config.selectors:
-        selector_id, requested = requested, choose_selector_target(ctx, requested)
-        reserve_selector(ctx, selector_id, requested)
-        renamed(requested)
-    path_qs = strip_route_prefix(raw_path) + (f"?{raw_query}" if raw_query else "")
+    if requested not in ctx.config.selectors:
+        return await _serve_named(request, ctx, selection, requested, body, raw_path, raw_query,
+                                  session)  # fmt: skip
+    # A selector: the scheduler chooses the target (its decision is in the log), then the
+    # request is renamed to it (its filters apply) and served under the choice's id.
+    loop = ctx.service.loop
+    assert loop is not None
+    selector_id = requested
+    request_id = ctx.ids.new_id()
+    request_ids.assign(request, request_id, selector_id)
+    try:
+        choice = await choose(
+            loop, ctx.choices, request_id, selector_id,
+            path=strip_route_prefix(raw_path), method=request.method,
+        )  # fmt: skip
+    except LogUnavailableError as exc:
+        return log_unavailable_response(request, exc)
+    except StoreOverloadedError as exc:
+        return error_response(request, 503, f"server overloaded: {exc}")
+    except LoopStoppedError as exc:
+        return loop_stopped_response(request, ctx, exc)
+    except RequestError as err:
+        return err.response(request)
+    if isinstance(choice, Reject):
+        return error_response(request, choice.status, choice.message)
+    renamed(choice.target)
+    try:
+        return await _serve_named(
+            request, ctx, selection, choice.target, body, raw_path, raw_query, session,
+            selector=selector_id, request_id=request_id,
+        )  # fmt: skip
+    finally:
+        # A choice that became a local request ended with it; any other (a peer's model, or a
+        # request refused before it was scheduled) releases its target's reservation here.
+        if request_id in ctx.service.view.selections:
+            reason = "served_by_peer" if not choice.model else "not_scheduled"
+            end_unscheduled(loop, request_id, reason)
 
+
+async def _serve_named(
+    request: web.Request,
+    ctx: AppContext,
+    selection: ModelSelection,
+    requested: str,
+    body: bytes | None,
+    raw_path: str,
+    raw_query: str,
+    session: dict[str, str],
+    *,
+    selector: str | None = None,
+    request_id: str | None = None,
+) -> web.StreamResponse:
+    """Serve a request for a concrete name (not a selector): a local model or a peer's.
+
+    `body` and `raw_query` already carry `requested`; `selector` and `request_id` are set when a
+    selector chose it (the activity row names the selector; the request keeps the choice's id).
+    """
+    path_qs = strip_route_prefix(raw_path) + (f"?{raw_query}" if raw_query else "")
     local = ctx.resolver.local(requested)
     if local is not None and local in ctx.service.schedule.models:
         try:  # read from the body as the client sent it, before filters; forwarded unchanged
             ttl_override = ttl_override_ms(selection.ttl_fields)
             priority = request_priority(request.headers)
         except RequestError as err:
-            if selector_id is not None:
-                release_selector(ctx, selector_id, requested)
             return err.response(request)
         if body is not None and is_json(request):
             body = apply_filters(body, requested, local_filters(ctx, local))
@@ -128,9 +185,8 @@ async def model_request(request: web.Request) -> web.StreamResponse:
                     body, request.headers.get("Content-Type", ""), use_name
                 )
         metadata = _metadata(ctx, local, session, priority)
-        if selector_id is not None:
-            metadata["selector"] = selector_id
-        target = requested
+        if selector is not None:
+            metadata["selector"] = selector
         job = LocalRequest(
             model_id=local,
             requested=requested,
@@ -139,37 +195,33 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             stream=selection.stream,
             loading_allowed=not raw_path.startswith("/v/"),
             metadata=metadata,
-            on_done=(lambda: release_selector(ctx, selector_id, target)) if selector_id else None,
             ttl_override_ms=ttl_override,
             priority=priority,
+            request_id=request_id,
         )
         return await serve_local(request, ctx, job)
 
-    try:
-        fqn = ctx.resolver.peer(requested)
-        if fqn is None:
-            return error_response(request, 404, "no router for requested model")
-        peer_id, peer_model = ctx.resolver.fqns[fqn]
-        if body is not None and is_json(request):
-            peer_filters = ctx.config.peers[peer_id].filters
-            filters = RequestFilters.from_plain(
-                strip_params=peer_filters.strip_params,
-                set_params=peer_filters.set_params,
-                set_params_by_id=peer_filters.set_params_by_id,
-            )
-            body = apply_filters(body, requested, filters)
-            if requested != peer_model:
-                body = rewrite_model_in_json(body, peer_model)
-        metadata = dict(session)
-        if selector_id is not None:
-            metadata["selector"] = selector_id
-        return await serve_peer(
-            request, ctx, fqn, requested, body, path_qs,
-            stream=selection.stream, metadata=metadata,
-        )  # fmt: skip
-    finally:
-        if selector_id is not None:
-            release_selector(ctx, selector_id, requested)
+    fqn = ctx.resolver.peer(requested)
+    if fqn is None:
+        return error_response(request, 404, "no router for requested model")
+    peer_id, peer_model = ctx.resolver.fqns[fqn]
+    if body is not None and is_json(request):
+        peer_filters = ctx.config.peers[peer_id].filters
+        filters = RequestFilters.from_plain(
+            strip_params=peer_filters.strip_params,
+            set_params=peer_filters.set_params,
+            set_params_by_id=peer_filters.set_params_by_id,
+        )
+        body = apply_filters(body, requested, filters)
+        if requested != peer_model:
+            body = rewrite_model_in_json(body, peer_model)
+    metadata = dict(session)
+    if selector is not None:
+        metadata["selector"] = selector
+    return await serve_peer(
+        request, ctx, fqn, requested, body, path_qs,
+        stream=selection.stream, metadata=metadata, request_id=request_id,
+    )  # fmt: skip
 
 
 def _pinned_upstream_path(ctx: AppContext, rest: str) -> str:

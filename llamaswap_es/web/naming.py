@@ -1,9 +1,10 @@
-"""Which model a request is really for: profile pins, selectors, and rewriting the model name.
+"""Which model a request is really for: profile pins, and rewriting the model name.
 
 llama-swap resolves a requested name in this order (spec/api.md §6.2-6.5): the active profile may
-pin it to another name, a selector picks one of its targets, then the name is looked up locally
-(id, then alias) and among peers. Each rewrite is applied to the request itself (JSON `model`,
-or the `model` query parameter), so the upstream sees the name it expects.
+pin it to another name, a selector picks one of its targets (the scheduler does: see
+web/selector_choice.py), then the name is looked up locally (id, then alias) and among peers.
+Each rewrite is applied to the request itself (JSON `model`, or the `model` query parameter), so
+the upstream sees the name it expects.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from urllib.parse import urlencode
 
 from llamaswap_es.web import json_body
-from llamaswap_es.web.context import AppContext, SelectorLoad
+from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.errors import RequestError
 from llamaswap_es.web.model_selection import multipart_delimiter
 
@@ -25,61 +26,6 @@ def pinned_name(ctx: AppContext, requested: str) -> str:
     if profile is None or requested not in profile.pins:
         return requested
     return profile.pins[requested] or ""
-
-
-def choose_selector_target(ctx: AppContext, selector_id: str) -> str:
-    """Pick a target of a selector by its strategy (pin, warm, spillover)."""
-    selector = ctx.config.selectors[selector_id]
-    targets = list(selector.targets)
-    if not targets:
-        raise RequestError(503, "selector has no targets")
-    strategy = selector.strategy or "pin"
-    if strategy == "pin":
-        return targets[0]
-    if strategy == "warm":
-        for wanted in ("ready", "starting"):
-            for target in targets:
-                local = ctx.resolver.local(target)
-                if local is not None and ctx.model_state(local) == wanted:
-                    return target
-        return targets[0]
-    return _spillover(ctx, selector_id, targets, max(1, selector.settings.spillover))
-
-
-def _spillover(ctx: AppContext, selector_id: str, targets: list[str], spillover: int) -> str:
-    load = ctx.selectors.setdefault(selector_id, SelectorLoad())
-    active: list[str] = []
-    cold: list[str] = []
-    for target in targets:
-        local = ctx.resolver.local(target)
-        state = ctx.model_state(local) if local is not None else ""
-        if state in ("stopping",):
-            continue
-        if state in ("ready", "starting") or load.reserved.get(target, 0) > 0:
-            active.append(target)
-        else:
-            cold.append(target)
-    if not active:
-        if not cold:
-            raise RequestError(503, f'selector "{selector_id}" has no available spillover targets')
-        return cold[0]
-    least = min(load.reserved.get(t, 0) for t in active)
-    if least < spillover or not cold:
-        candidates = [t for t in active if load.reserved.get(t, 0) == least]
-        load.cursor += 1
-        return candidates[load.cursor % len(candidates)]
-    return cold[0]
-
-
-def reserve_selector(ctx: AppContext, selector_id: str, target: str) -> None:
-    load = ctx.selectors.setdefault(selector_id, SelectorLoad())
-    load.reserved[target] = load.reserved.get(target, 0) + 1
-
-
-def release_selector(ctx: AppContext, selector_id: str, target: str) -> None:
-    load = ctx.selectors.get(selector_id)
-    if load is not None and load.reserved.get(target, 0) > 0:
-        load.reserved[target] -= 1
 
 
 def rewrite_model_in_json(body: bytes, name: str) -> bytes:

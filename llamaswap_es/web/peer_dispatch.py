@@ -45,18 +45,20 @@ async def serve_peer(
     *,
     stream: bool = False,
     metadata: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> web.StreamResponse:
     """Forward to a peer: no scheduling, the peer's key injected, its model name restored.
 
     `requested` is the name the client asked for (the activity row's model); `stream` is whether
     the client asked for a stream; `metadata` goes to the activity row as for a local request
-    (a selector, a session id).
+    (a selector, a session id); `request_id` is the id a selector's choice was made under (None:
+    a new one), so the choice and the request's record share it.
     """
     peer_id, _ = ctx.resolver.fqns[fqn]
     peer = ctx.config.peers[peer_id]
     loop = ctx.service.loop
     assert loop is not None
-    request_id = ctx.ids.new_id()
+    request_id = request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, requested)
     try:  # the record must fit in the log's inbox, as a local request's events must
         loop.check_capacity(f"peer request {request_id} for model {requested!r}")

@@ -45,13 +45,10 @@ class RequestOutcome:
         ctx: AppContext,
         entry: InflightEntry,
         record: RecordBuilder,
-        *,
-        on_done: Callable[[], None] | None = None,
     ) -> None:
         self._ctx = ctx
         self.entry = entry
         self._record = record
-        self._on_done = on_done
         self.capture: CaptureRecorder | None = None
         self.recorded = False
         self._closed = False
@@ -104,13 +101,11 @@ class RequestOutcome:
             )
 
     def close(self) -> None:
-        """End the in-flight entry (and call `on_done`), without a record of our own."""
+        """End the in-flight entry, without a record of our own."""
         if self._closed:
             return
         self._closed = True
         self._ctx.inflight.finish(self.entry)
-        if self._on_done is not None:
-            self._on_done()
 
 
 def local_record(request_id: str, model: str, path: str) -> RecordBuilder:

@@ -9,9 +9,13 @@ Steps are written as llama-swap's scenario lines (spec/core.md §9), translated 
     stopped A         ProcessStopped (current)   exit A       ProcessExited (current)
     fail A [<error>] [kind=K] [exit=N] [signal=N] [out=words_with_underscores]
                       ProcessStartFailed         timer <id>   TimerFired
+    gpu T/F [T/F …]   GpuMemorySampled (total/free MiB per device)
+    fp A MB [source=S] [devices=N]               FootprintKnown (measured unless told)
     hung A [N]        ProcessHung (current instance, or instance N)
     unreachable r1 [N]  DispatchUnreachable (the instance r1 was dispatched to, or instance N)
     unload [A B] [grace=N]                       shutdown [N]
+    sel r1 S          SelectorRequested (the client named selector S)
+    selend r1         SelectionEnded (a peer served it, or it was refused before scheduling)
     reload <name>     ConfigApplied with the named config of the run
     boot              ServerStarted              adopt A N    ProcessAdopted(instance N)
 A step may start with `@N ` to set the time to base + N ms (otherwise +1 ms per step).
@@ -40,7 +44,10 @@ from llamaswap_es.events.types import (
     DispatchUnreachable,
     Envelope,
     Event,
+    FootprintKnown,
+    GpuMemorySampled,
     LoadRequested,
+    PlacementChosen,
     ProcessAdopted,
     ProcessExited,
     ProcessHung,
@@ -53,6 +60,9 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorChose,
+    SelectorRequested,
     ServerStarted,
     SetTimer,
     ShutdownRequested,
@@ -117,7 +127,11 @@ def render(decision: Decision) -> str:
         return f"plan {decision.model} [{','.join(decision.evict)}]"
     if isinstance(decision, StartProcess):
         reason = "" if decision.reason == "swap" else f" {decision.reason}"
-        return f"start {decision.model}#{decision.instance}{reason}"
+        on = f" on {','.join(map(str, decision.devices))}" if decision.devices else ""
+        return f"start {decision.model}#{decision.instance}{reason}{on}"
+    if isinstance(decision, PlacementChosen):
+        devices = ",".join(map(str, decision.devices))
+        return f"place {decision.model} on {devices} [{','.join(decision.evict)}]"
     if isinstance(decision, StopProcess):
         return f"stop {decision.model}#{decision.instance} {decision.reason} {decision.grace_ms}"
     if isinstance(decision, QueuePositions):
@@ -126,6 +140,8 @@ def render(decision: Decision) -> str:
         return f"timer {decision.timer_id} @{decision.at_ms - BASE_TS}"
     if isinstance(decision, CancelTimer):
         return f"cancel-timer {decision.timer_id}"
+    if isinstance(decision, SelectorChose):
+        return f"chose {decision.request_id} {decision.target} {decision.rule}"
     raise AssertionError(f"unexpected decision {decision!r}")
 
 
@@ -220,6 +236,10 @@ class Run:
             return UnloadRequested(models=names, grace_ms=grace[0] if grace else None)
         if verb == "shutdown":
             return ShutdownRequested(grace_ms=int(args[0]) if args else None)
+        if verb == "sel":
+            return SelectorRequested(request_id=args[0], selector=args[1])
+        if verb == "selend":
+            return SelectionEnded(request_id=args[0])
         if verb == "reload":
             config = self.configs[args[0]]
             return ConfigApplied(config_hash=args[0], schedule=config.to_dict(), reason="reload")
@@ -227,6 +247,22 @@ class Run:
             return ServerStarted(boot_id=f"b{self.seq}", pid=1, version="test")
         if verb == "adopt":
             return ProcessAdopted(model=args[0], instance=int(args[1]), pid=1, pgid=1)
+        if verb == "gpu":  # gpu TOTAL/FREE ... (MiB, one per device)
+            pairs = [tuple(int(x) for x in a.split("/")) for a in args]
+            return GpuMemorySampled(
+                uuids=tuple(f"GPU-{i}" for i in range(len(pairs))),
+                names=tuple("fake" for _ in pairs),
+                total_mb=tuple(t for t, _ in pairs),
+                free_mb=tuple(f for _, f in pairs),
+            )
+        if verb == "fp":  # fp A MB [source=S] [devices=N]
+            fields = dict(a.split("=", 1) for a in args[2:])
+            return FootprintKnown(
+                model=args[0],
+                mb=int(args[1]),
+                source=fields.get("source", "measured"),
+                devices=int(fields.get("devices", 1)),
+            )
         raise AssertionError(f"unknown step {line!r}")
 
 

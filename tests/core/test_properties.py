@@ -18,13 +18,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from llamaswap_es.config.schedule import PlacementRules, SelectorSchedule, SelectorTarget
 from llamaswap_es.core import digest, new_state, reduce, restore, snapshot
 from llamaswap_es.events.types import (
+    FootprintKnown,
+    GpuMemorySampled,
     ProcessExited,
     ProcessHung,
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
+    SelectorChose,
     TimerFired,
 )
 from tests.core.harness import Run, classic, groups_config, matrix_config, models
@@ -41,6 +45,28 @@ def _schedules(**extra):
         **extra,
     )
 
+
+FOOTPRINTS = {"A": (14_000, 1), "B": (24_000, 2), "C": (9_000, 1), "P": (6_000, 1)}
+"""Declared footprints of the placement config: (MiB, devices); B spans two GPUs."""
+GPUS = (16_000, 16_000, 12_000)
+
+
+def _placed(schedules):
+    return {
+        m: replace(s, footprint_mb=FOOTPRINTS[m][0], footprint_devices=FOOTPRINTS[m][1])
+        for m, s in schedules.items()
+    }
+
+SELECTORS = {
+    "spill": SelectorSchedule(
+        "spill", "spillover", (SelectorTarget("B", "B"), SelectorTarget("C", "C")), 2
+    ),
+    "mixed": SelectorSchedule(
+        "mixed", "spillover", (SelectorTarget("A", "A"), SelectorTarget("peer/x", "")), 1
+    ),
+    "warm": SelectorSchedule("warm", "warm", (SelectorTarget("C", "C"), SelectorTarget("B", "B"))),
+}
+"""Selectors every config has: the reducer chooses for them (`core.selectors`)."""
 
 CONFIGS = {
     "classic": classic(*MODELS, schedules=_schedules()),
@@ -75,6 +101,16 @@ CONFIGS = {
     "backoff": classic(
         *MODELS, schedules=_schedules(), start_backoff_ms=1000, start_backoff_max_ms=4000
     ),
+    "placement": groups_config(
+        [
+            ("g1", ["A", "B", "C"], {"swap": False, "exclusive": False}),
+            ("g3", ["P"], {"exclusive": False, "persistent": True}),
+        ],
+        _placed(_schedules()),
+        placement=PlacementRules(mode="memory", margin_mb=1000),
+        start_backoff_ms=700,
+        start_backoff_max_ms=2000,
+    ),
     "serial_backoff": classic(
         *MODELS,
         schedules=_schedules(),
@@ -84,6 +120,9 @@ CONFIGS = {
         queue_timeout_ms=3000,
     ),
 }
+
+
+CONFIGS = {name: replace(config, selectors=SELECTORS) for name, config in CONFIGS.items()}
 
 
 def _variants(base):
@@ -126,6 +165,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     def configure(self, name: str) -> None:
         base = CONFIGS[name]
         self.run = Run(base, _variants(base))
+        if base.placement.active:  # the sampler records the devices at start-up
+            self.gpu_sample(0, 0)
 
     # ------------------------------------------------------------------ helpers
 
@@ -155,6 +196,23 @@ class SchedulerMachine(RuleBasedStateMachine):
     def request(self, model: str, advance: int, ttl: str) -> None:
         self.next_id += 1
         self.run.step(f"@{self._at(advance)} req r{self.next_id} {model}{ttl}")
+
+    @rule(selector=st.sampled_from(sorted(SELECTORS)), advance=st.integers(0, 1500))
+    def selector_request(self, selector: str, advance: int) -> None:
+        """A client names a selector; the handler goes on as a request for the chosen model,
+        or holds a peer's model until `peer_answered`."""
+        self.next_id += 1
+        rid = f"r{self.next_id}"
+        out = self.run.feed(self.run.parse(f"sel {rid} {selector}"), self._at(advance))
+        chose = [d for d in out if isinstance(d, SelectorChose)]
+        if chose and chose[0].model:
+            self.run.step(f"req {rid} {chose[0].model}")
+
+    @precondition(lambda self: self.run.state.selections)
+    @rule(data=st.data())
+    def peer_answered(self, data) -> None:
+        rid = data.draw(st.sampled_from(sorted(self.run.state.selections)))
+        self.run.step(f"selend {rid}")
 
     @precondition(lambda self: self._failed())
     @rule(data=st.data(), advance=st.integers(0, 2500))
@@ -247,6 +305,34 @@ class SchedulerMachine(RuleBasedStateMachine):
         timer_id = data.draw(st.sampled_from(sorted(self.run.state.timers)))
         at = max(self.run.ts, self.run.state.timers[timer_id])
         self.run.feed(TimerFired(timer_id=timer_id), at=at - 1_000_000)
+
+    # ------------------------------------------------------------------ GPU memory facts
+
+    @rule(other=st.sampled_from((0, 0, 1500, 6000)), advance=st.integers(0, 1500))
+    def gpu_sample(self, other: int, advance: int) -> None:
+        """A sample as NVML would show it: each ready process's footprint on its devices,
+        plus `other` MiB held by some other program on every device."""
+        free = [total - other for total in GPUS]
+        for model, proc in self.run.state.models.items():
+            if proc.state == "ready" and proc.devices and model in FOOTPRINTS:
+                mb, span = FOOTPRINTS[model]
+                for d in proc.devices:
+                    free[d] -= -(-mb // span)
+        event = GpuMemorySampled(
+            uuids=tuple(f"GPU-{i}" for i in range(len(GPUS))),
+            names=("fake",) * len(GPUS),
+            total_mb=GPUS,
+            free_mb=tuple(max(0, f) for f in free),
+        )
+        self.run.feed(event, at=self._at(advance))
+
+    @rule(model=st.sampled_from(MODELS), mb=st.integers(1, 90_000))
+    def footprint_fact(self, model: str, mb: int) -> None:
+        """An estimate (never better than the declared size) or a measurement equal to it: the
+        invariants assume a placed model's footprint does not grow."""
+        self.run.feed(FootprintKnown(model=model, source="estimated", mb=mb))
+        declared, span = FOOTPRINTS[model]
+        self.run.feed(FootprintKnown(model=model, source="measured", mb=declared, devices=span))
 
     # ------------------------------------------------------------------ operators
 

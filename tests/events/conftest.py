@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es.events.store import EventStore
+from tests.fixtures.event_store import open_booted_store
 
 
 @pytest.fixture
 async def store(db_path: Path) -> AsyncIterator[EventStore]:
-    s = await EventStore.open(db_path)
+    s = await open_booted_store(db_path)
     try:
         yield s
     finally:

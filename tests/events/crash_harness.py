@@ -20,15 +20,16 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.fixtures.event_store import open_booted_store
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _child(db: str, seed: int, synchronous: str) -> None:
-    from llamaswap_es.events.store import EventStore
     from llamaswap_es.events.types import Envelope, RequestFinished
 
     rng = random.Random(seed)
-    store = await EventStore.open(db, synchronous=synchronous)
+    store = await open_booted_store(db, synchronous=synchronous)
     print("READY", store.boot_id, flush=True)
 
     async def producer(n: int) -> None:

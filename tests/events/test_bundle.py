@@ -12,8 +12,8 @@ import zstandard
 from llamaswap_es.events.bundle import export_bundle, import_bundle
 from llamaswap_es.events.errors import BundleError
 from llamaswap_es.events.open_log import open_log
-from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Dispatch, Envelope, RequestReceived
+from tests.fixtures.event_store import open_booted_store
 
 
 def _rows(path: Path, lo: int = 1, hi: int = 1 << 62) -> list[tuple]:
@@ -32,7 +32,7 @@ def _rows(path: Path, lo: int = 1, hi: int = 1 << 62) -> list[tuple]:
 async def filled_log(tmp_path: Path) -> Path:
     path = tmp_path / "source" / "events.db"
     for boot in ("boot-a", "boot-b"):
-        store = await EventStore.open(path, boot_id=boot)
+        store = await open_booted_store(path, boot_id=boot)
         for i in range(50):
             seqs = await store.append_batch(
                 [Envelope(body=RequestReceived(request_id=f"{boot}-{i}", model="m é"), ts_ms=i)]
@@ -59,7 +59,7 @@ async def test_export_then_import_is_lossless(filled_log: Path, tmp_path: Path) 
     target = tmp_path / "restored" / "events.db"
     import_bundle(bundle, target)
     assert _rows(target) == _rows(filled_log)
-    store = await EventStore.open(target)  # the imported log is a working log
+    store = await open_booted_store(target)  # the imported log is a working log
     try:
         assert await store.last_seq() == 203
     finally:

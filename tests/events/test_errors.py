@@ -22,13 +22,14 @@ from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, RequestFinished, RequestReceived
 from tests.events.conftest import remount_read_only
+from tests.fixtures.event_store import open_booted_store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_missing_directories_are_created(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "events.db"
-    store = await EventStore.open(path)
+    store = await open_booted_store(path)
     await store.close()
     assert path.is_file()
 
@@ -43,7 +44,7 @@ async def test_a_non_sqlite_file_is_refused_and_left_untouched(db_path: Path) ->
 
 
 async def test_a_damaged_database_is_refused_by_quick_check(db_path: Path) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     await store.append_batch(
         [
             Envelope(body=RequestReceived(request_id=f"r{i}", model="m"), ts_ms=i)
@@ -61,7 +62,7 @@ async def test_a_damaged_database_is_refused_by_quick_check(db_path: Path) -> No
 
 
 async def test_a_second_server_is_refused_naming_the_holder(db_path: Path) -> None:
-    first = await EventStore.open(db_path)
+    first = await open_booted_store(db_path)
     try:
         with pytest.raises(StoreLockedError, match=str(db_path)) as info:
             await EventStore.open(db_path)
@@ -76,9 +77,9 @@ async def test_a_second_server_is_refused_naming_the_holder(db_path: Path) -> No
 async def test_a_lock_left_by_a_killed_server_does_not_block(db_path: Path) -> None:
     code = (
         "import asyncio, sys\n"
-        "from llamaswap_es.events.store import EventStore\n"
+        "from tests.fixtures.event_store import open_booted_store\n"
         "async def main():\n"
-        "    await EventStore.open(sys.argv[1])\n"
+        "    await open_booted_store(sys.argv[1])\n"
         "    print('OPEN', flush=True)\n"
         "    await asyncio.Event().wait()\n"
         "asyncio.run(main())\n"
@@ -100,7 +101,7 @@ async def test_a_lock_left_by_a_killed_server_does_not_block(db_path: Path) -> N
         if child.poll() is None:
             child.kill()
         child.stdout.close()
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     try:
         assert await store.last_seq() == 2  # the dead server's ServerStarted, then ours
     finally:
@@ -109,7 +110,7 @@ async def test_a_lock_left_by_a_killed_server_does_not_block(db_path: Path) -> N
 
 async def test_a_read_only_directory_is_refused(tmp_path: Path, tiny_fs: Path) -> None:
     path = tiny_fs / "events.db"
-    store = await EventStore.open(path)
+    store = await open_booted_store(path)
     await store.close()
     remount_read_only(tiny_fs)
     with pytest.raises(StoreReadOnlyError, match=str(path)):
@@ -121,7 +122,7 @@ async def test_a_read_only_directory_is_refused(tmp_path: Path, tiny_fs: Path) -
 async def test_a_read_only_file_is_refused(db_path: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root writes read-only files; the read-only mount test covers root")
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     await store.close()
     db_path.chmod(0o444)
     with pytest.raises(StoreReadOnlyError, match=str(db_path)):
@@ -130,7 +131,7 @@ async def test_a_read_only_file_is_refused(db_path: Path) -> None:
 
 async def test_a_full_disk_fails_the_batch_and_keeps_what_was_committed(tiny_fs: Path) -> None:
     path = tiny_fs / "events.db"
-    store = await EventStore.open(path)
+    store = await open_booted_store(path)
     acked: list[int] = []
     try:
         with pytest.raises(StoreFullError, match=str(path)):

@@ -11,16 +11,16 @@ import pytest
 
 from llamaswap_es.errors import StoreLockedError
 from llamaswap_es.events.lock import ServerLock, _still_at, lock_path_for
-from llamaswap_es.events.store import EventStore
+from tests.fixtures.event_store import open_booted_store
 
 
 async def test_a_clean_close_removes_the_lock_file_and_the_log_opens_again(db_path: Path) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     lock = lock_path_for(db_path)
     assert lock.read_text().strip() == str(os.getpid()), "the holder is named while it runs"
     await store.close()
     assert not lock.exists(), "no stale lock file after a clean exit"
-    again = await EventStore.open(db_path)
+    again = await open_booted_store(db_path)
     await again.close()
 
 

@@ -18,6 +18,7 @@ from llamaswap_es.events.schema import (
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import ProcessSpawned, RequestFinished
 from llamaswap_es.resources import resource_dir
+from tests.fixtures.event_store import open_booted_store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -38,7 +39,7 @@ def test_migration_files_are_numbered_without_gaps() -> None:
 
 
 async def test_a_new_database_gets_every_migration(db_path: Path) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     await store.close()
     assert {"events", "snapshots", "schema_migrations"} <= _tables(db_path)
     conn = sqlite3.connect(db_path)
@@ -64,7 +65,7 @@ async def test_a_version_1_database_from_the_fixture_is_upgraded_losslessly(
     conn.close()
     assert "snapshots" not in _tables(db_path)
 
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     try:
         old = await store.read(to_seq=7, validate=True)
         assert await store.last_seq() == 8  # our ServerStarted follows the old rows
@@ -81,7 +82,7 @@ async def test_a_version_1_database_from_the_fixture_is_upgraded_losslessly(
 
 
 async def test_a_database_newer_than_the_code_is_refused_unchanged(db_path: Path) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     await store.close()
     conn = sqlite3.connect(db_path)
     conn.execute("INSERT INTO schema_migrations VALUES (99, 'from_the_future', 0)")

@@ -12,6 +12,7 @@ from llamaswap_es.events.errors import StoreError
 from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, RequestReceived
+from tests.fixtures.event_store import open_booted_store
 
 
 def _reqs(first: int, n: int) -> list[Envelope]:
@@ -46,12 +47,12 @@ async def test_prune_deletes_through_the_snapshot_and_keeps_it(store: EventStore
 
 
 async def test_seqs_are_not_reused_after_a_prune_and_a_reopen(db_path: Path) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     await store.append_batch(_reqs(0, 9))
     await _snapshot(store, 5)
     await store.prune_through(5)
     await store.close()
-    reopened = await EventStore.open(db_path)
+    reopened = await open_booted_store(db_path)
     try:
         assert await reopened.last_seq() == 11  # its ServerStarted follows seq 10
         assert _seqs(db_path, "events") == list(range(6, 12))
@@ -76,7 +77,7 @@ async def test_appends_are_committed_between_prune_chunks(store: EventStore) -> 
     order: list[str] = []
     loop = asyncio.get_running_loop()
     first_chunk_done = asyncio.Event()
-    prune_chunk, append = writer.prune_chunk, writer.append
+    prune_chunk, commit = writer.prune_chunk, writer.commit
 
     def spy_prune(through: int, limit: int) -> int:  # runs on the writer thread
         n = prune_chunk(through, limit)
@@ -84,11 +85,11 @@ async def test_appends_are_committed_between_prune_chunks(store: EventStore) -> 
         loop.call_soon_threadsafe(first_chunk_done.set)
         return n
 
-    def spy_append(rows):  # type: ignore[no-untyped-def]
+    def spy_commit(rows):  # type: ignore[no-untyped-def]
         order.append("append")
-        return append(rows)
+        return commit(rows)
 
-    writer.prune_chunk, writer.append = spy_prune, spy_append  # type: ignore[method-assign]
+    writer.prune_chunk, writer.commit = spy_prune, spy_commit  # type: ignore[method-assign]
     pruning = asyncio.create_task(store.prune_through(2500, chunk=50))
     await asyncio.wait_for(first_chunk_done.wait(), 10)
     assert await store.append_batch(_reqs(5000, 1)) == [3001]

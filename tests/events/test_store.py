@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from llamaswap_es.events.errors import StoreError, StoreOverloadedError
+from llamaswap_es.events.errors import StoreError
 from llamaswap_es.events.open_log import open_log
+from llamaswap_es.events.rows import encode_envelopes
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Dispatch,
@@ -19,14 +21,28 @@ from llamaswap_es.events.types import (
     ServerStarted,
     all_event_classes,
 )
+from llamaswap_es.events.writer import SeqMismatchError
 from tests.events.test_types import _sample
+from tests.fixtures.event_store import open_booted_store
 
 
 def _req(i: int, model: str = "m") -> Envelope:
     return Envelope(body=RequestReceived(request_id=f"r{i}", model=model), ts_ms=1000 + i)
 
 
-async def test_open_appends_server_started_with_a_boot_id(store: EventStore) -> None:
+async def test_open_writes_nothing_the_boot_record_is_the_run_loops(db_path: Path) -> None:
+    """Opening a log appends nothing: a server's `ServerStarted` is its run loop's first input."""
+    store = await EventStore.open(db_path, boot_id="boot-a", version="9.9")
+    try:
+        assert await store.read() == [] and await store.last_seq() == 0
+        assert store.server_started() == ServerStarted(
+            boot_id="boot-a", pid=os.getpid(), version="9.9"
+        )
+    finally:
+        await store.close()
+
+
+async def test_a_booted_store_starts_with_its_server_started(store: EventStore) -> None:
     [env] = await store.read()
     assert isinstance(env.body, ServerStarted)
     assert env.body.boot_id == store.boot_id == env.boot
@@ -121,25 +137,32 @@ async def test_reads_filter_by_type_key_range_and_limit(store: EventStore) -> No
     assert await store.read(types=[]) == []
 
 
-async def test_overload_is_refused_not_queued_without_bound(db_path: Path) -> None:
-    store = await EventStore.open(db_path, max_pending=10)
-    try:
-        # One batch larger than the bound is taken when nothing else waits (the run loop's
-        # batch after a mass reject must not be refused for ever) ...
-        assert await store.append_batch([_req(i) for i in range(11)]) == list(range(2, 13))
-        # ... but producers beyond the bound are refused: five queue before the writer runs,
-        # the first three fit (9 envelopes).
-        results = await asyncio.gather(
-            *(store.append_batch([_req(i), _req(i), _req(i)]) for i in range(5)),
-            return_exceptions=True,
-        )
-        refused = [r for r in results if isinstance(r, StoreOverloadedError)]
-        assert len(refused) == 2 and str(db_path) in str(refused[0])
-        ok = [r for r in results if isinstance(r, list)]
-        assert ok == [[13, 14, 15], [16, 17, 18], [19, 20, 21]]
-        assert await store.append_batch([_req(99)]) == [22]  # it recovers once drained
-    finally:
-        await store.close()
+async def test_a_batch_that_does_not_continue_the_log_is_refused_unwritten(
+    store: EventStore,
+) -> None:
+    """The run loop numbers its batches; one that skips or repeats a seq means two writers
+    number rows for this log: refused before anything is written, and not as a disk fault."""
+    [encoded] = encode_envelopes([_req(1)], store.boot_id)
+    for seq in (1, 3):  # seq 1 is taken (ServerStarted); 3 would leave a hole at 2
+        with pytest.raises(SeqMismatchError, match="next seq is 2"):
+            await store.commit_rows([(seq, *encoded)])
+    assert await store.last_seq() == 1 and [e.seq for e in await store.read()] == [1]
+    await store.commit_rows([(2, *encoded)])
+    assert [e.seq for e in await store.read()] == [1, 2]
+
+
+async def test_a_write_whose_caller_is_cancelled_still_lands_and_the_next_continues(
+    store: EventStore,
+) -> None:
+    """A thread job cannot be stopped: a write whose caller leaves is finished anyway, and the
+    store keeps counting from it, so the next write continues the log instead of clashing."""
+    left = asyncio.ensure_future(store.append_batch([_req(i) for i in range(1000)]))
+    await asyncio.sleep(0)  # one turn: the write is handed to the writer thread
+    left.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await left
+    assert await store.append_batch([_req(5000)]) == [1002]
+    assert [e.seq for e in await store.read()] == list(range(1, 1003))
 
 
 async def test_follow_yields_history_then_wakes_on_new_commits(store: EventStore) -> None:
@@ -167,7 +190,7 @@ async def test_follow_yields_history_then_wakes_on_new_commits(store: EventStore
 
 
 async def test_follow_ends_when_the_store_closes(db_path: Path) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     got: list[int] = []
     first = asyncio.Event()
 
@@ -202,12 +225,12 @@ async def test_snapshots_by_reducer_version_and_seq(store: EventStore) -> None:
 
 
 async def test_reopen_continues_seqs_with_a_new_boot(db_path: Path) -> None:
-    first = await EventStore.open(db_path, boot_id="boot-a")
+    first = await open_booted_store(db_path, boot_id="boot-a")
     await first.append_batch([_req(1), _req(2)])
     await first.close()
     with pytest.raises(StoreError, match="closed"):
         await first.append_batch([_req(3)])
-    second = await EventStore.open(db_path, boot_id="boot-b", clock_ms=lambda: 42)
+    second = await open_booted_store(db_path, boot_id="boot-b", ts_ms=42)
     try:
         assert await second.last_seq() == 4
         [started] = await second.read(from_seq=4)
@@ -220,7 +243,7 @@ async def test_reopen_continues_seqs_with_a_new_boot(db_path: Path) -> None:
 
 
 async def test_close_writes_what_is_queued(db_path: Path) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     pending = [asyncio.create_task(store.append_batch([_req(i)])) for i in range(20)]
     await asyncio.sleep(0)  # let the tasks queue their batches (no waiting on time)
     await store.close()
@@ -229,7 +252,7 @@ async def test_close_writes_what_is_queued(db_path: Path) -> None:
 
 def test_sync_reader_scans_in_order(db_path: Path) -> None:
     async def fill() -> None:
-        async with await EventStore.open(db_path) as s:
+        async with await open_booted_store(db_path) as s:
             for _ in range(3):
                 await s.append_batch([_req(i) for i in range(10_000)])
 
@@ -240,30 +263,6 @@ def test_sync_reader_scans_in_order(db_path: Path) -> None:
         assert seqs == list(range(2, 30_002))
         tail = list(reader.iter_envelopes(from_seq=29_999, to_seq=30_000, validate=True))
         assert [e.body.request_id for e in tail] == ["r9997", "r9998"]
-
-
-async def test_close_never_hangs_when_the_writer_task_is_gone(tmp_path) -> None:
-    """Cancelled from outside (e.g. a loop tearing down), the writer leaves close() to fail
-    what is still queued with a clear error instead of spinning for ever."""
-    import asyncio
-
-    import pytest
-
-    from llamaswap_es.errors import StoreError
-    from llamaswap_es.events.store import EventStore
-    from llamaswap_es.events.types import Envelope, TimerFired
-
-    store = await EventStore.open(tmp_path / "events.db")
-    store._writer_task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await store._writer_task
-    append = asyncio.ensure_future(
-        store.append_batch([Envelope(body=TimerFired(timer_id="t"), ts_ms=1)])
-    )
-    await asyncio.sleep(0)  # the append is queued
-    await asyncio.wait_for(store.close(), 5)
-    with pytest.raises(StoreError, match="closed before this batch was written"):
-        await append
 
 
 async def test_the_newest_matches_come_back_in_seq_order(store: EventStore) -> None:

@@ -25,7 +25,7 @@ def _sample(cls: type) -> typing.Any:
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
         if origin is tuple:
-            kwargs[f.name] = ("a", "b")
+            kwargs[f.name] = (1, 2) if args and args[0] is int else ("a", "b")
         elif origin is dict:
             kwargs[f.name] = {"k": "v"} if args[1] is str else {"k": 1}
         elif hint in _SAMPLES:

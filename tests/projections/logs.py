@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Decision,
     Dispatch,
@@ -19,6 +18,7 @@ from llamaswap_es.events.types import (
     StopProcess,
     SwapPlanned,
 )
+from tests.fixtures.event_store import open_booted_store
 
 # The story of the hand-written log, with the waits it implies (ms):
 #   r1 (a) arrives at 1000 and starts a's swap; r2 (a) joins at 1500; a is ready at 4000.
@@ -108,7 +108,7 @@ async def write_story(path: Path, story: list[tuple[int, Event | Decision]] = ST
     """
     seqs: list[int] = []
     last_input: int | None = None
-    async with await EventStore.open(path, clock_ms=lambda: 500) as store:
+    async with await open_booted_store(path, ts_ms=500) as store:
         for ts, body in story:
             cause = last_input if isinstance(body, Decision) else None
             seqs += await store.append_batch([Envelope(body=body, ts_ms=ts, cause=cause)])

@@ -13,6 +13,7 @@ from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import ProjectionDatabase, connect_writer
 from llamaswap_es.projections.rebuild import rebuild_projections
+from tests.fixtures.event_store import open_booted_store
 from tests.projections.logs import EXPECTED_WAITS, STORY, write_story
 
 
@@ -104,9 +105,8 @@ async def test_the_rebuild_command_reports_what_it_did(db_path: Path, capsys) ->
 
 async def test_the_rebuild_command_refuses_while_a_server_holds_the_log(db_path: Path) -> None:
     from llamaswap_es.events.errors import StoreLockedError
-    from llamaswap_es.events.store import EventStore
 
-    async with await EventStore.open(db_path):
+    async with await open_booted_store(db_path):
         with pytest.raises(StoreLockedError, match="in use by another llamaswap-es server"):
             rebuild_projections(db_path)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from llamaswap_es.events.store import EventStore
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.activity_retention import DAY_MS, prune_activity
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.rebuild import rebuild_projections
 from llamaswap_es.projections.runner import ProjectionRunner
+from tests.fixtures.event_store import open_booted_store
 from tests.projections.logs import write_story
 from tests.projections.test_activity_projection import apply_all, by_request, rows
 
@@ -21,7 +21,7 @@ PRUNE_THROUGH = 15
 
 
 async def _prune_log(db_path: Path, through: int = PRUNE_THROUGH) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     try:
         await store.save_snapshot(reducer_version="any", seq=through, digest="d", state=b"s")
         assert await store.prune_through(through) == through
@@ -69,7 +69,7 @@ async def test_the_runner_continues_past_a_pruned_stretch(db_path: Path) -> None
     await write_story(db_path)
     apply_all(db_path, stop_after=8)  # the checkpoint stays behind the prune point
     await _prune_log(db_path)
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     db = ProjectionDatabase(db_path)
     runner = ProjectionRunner(db, store, activity=ActivityProjection(db.path))
     try:

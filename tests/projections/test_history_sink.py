@@ -20,6 +20,7 @@ from llamaswap_es.events.types import Envelope, Event, RequestFinished, RequestR
 from llamaswap_es.projections.history.engine import HistoryDatabase, open_history_database
 from llamaswap_es.projections.history.sink import HistorySink
 from llamaswap_es.projections.history.writer import HistoryWriter
+from tests.fixtures.event_store import open_booted_store
 from tests.fixtures.postgres import PostgresServer
 from tests.projections.logs import EXPECTED_WAITS, write_story
 
@@ -75,7 +76,7 @@ class Node:
 @pytest.fixture
 async def node(db_path: Path, history_url: str) -> AsyncIterator[Node]:
     await write_story(db_path)
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     node = Node(store, history_url)
     try:
         yield node
@@ -161,7 +162,7 @@ async def test_a_second_log_under_the_same_node_name_is_refused(node: Node, tmp_
     await first.flush()
     other_path = tmp_path / "other.db"
     await write_story(other_path)
-    other_store = await EventStore.open(other_path)
+    other_store = await open_booted_store(other_path)
     other = Node(other_store, node.url, name="node-a")
     try:
         second = other.sink()
@@ -181,7 +182,7 @@ async def test_memory_stays_bounded_while_the_database_is_down_and_nothing_is_lo
 ) -> None:
     """An SQLite history file in a directory that does not exist yet: every write fails."""
     missing = tmp_path / "not-yet"
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     node = Node(store, f"sqlite:///{missing / 'history.db'}")
     try:
         sink = node.sink(max_buffer=10)
@@ -207,7 +208,7 @@ async def test_memory_stays_bounded_while_the_database_is_down_and_nothing_is_lo
 async def test_postgresql_going_down_and_up_again_loses_and_repeats_nothing(
     db_path: Path, own_postgres: PostgresServer
 ) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     database = own_postgres.create_database()
     node = Node(store, own_postgres.url(database))
     try:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, RequestFinished, RequestReceived
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.metrics import ModelMetrics
 from llamaswap_es.projections.runner import ProjectionRunner
+from tests.fixtures.event_store import open_booted_store
 from tests.projections.logs import write_story
 
 
@@ -23,7 +23,7 @@ def request_ids(db_path: Path) -> list[str]:
 
 async def test_catch_up_then_overflow_then_live_without_gaps_or_repeats(db_path: Path) -> None:
     await write_story(db_path)  # 5 rows' worth, read back in pages of 4 events at start
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     db = ProjectionDatabase(db_path)
     metrics = ModelMetrics(CollectorRegistry())
     runner = ProjectionRunner(

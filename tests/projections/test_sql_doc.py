@@ -21,6 +21,8 @@ from llamaswap_es.events.types import (
     ProcessExited,
     RequestAbandoned,
     RequestReceived,
+    SelectorChose,
+    SelectorRequested,
 )
 from llamaswap_es.projections.rebuild import rebuild_projections
 from tests.conftest import REPO_ROOT
@@ -52,6 +54,13 @@ def _peer(rid: str, status: int, metrics: dict | None = None, **fields) -> PeerR
     )  # fmt: skip
 
 
+def _chose(rid: str, target: str, rule: str) -> SelectorChose:
+    reason = "spillover: llama-8b has 1 reserved ≥ spillover 1, qwen-7b cold"
+    return SelectorChose(
+        request_id=rid, selector="chat", target=target, model=target, rule=rule, reason=reason
+    )
+
+
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import asyncio
@@ -64,6 +73,8 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (BASE_MS + 12_000, RequestAbandoned(request_id="r9")),
         (BASE_MS + 13_000, _peer("p1", 200, {"input_tokens": 4, "output_tokens": 6})),
         (BASE_MS + 14_000, _peer("p2", 502, error="peer proxy error: unreachable")),
+        (BASE_MS + 15_000, SelectorRequested(request_id="s1", selector="chat")),
+        (BASE_MS + 15_000, _chose("s1", "qwen-7b", "spillover-cold")),
     ]
     asyncio.run(write_story(path, story))
     rebuild_projections(path)

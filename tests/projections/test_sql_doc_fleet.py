@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Decision,
     Event,
@@ -31,6 +30,7 @@ from llamaswap_es.projections.history.engine import open_history_database
 from llamaswap_es.projections.history.sink import HistorySink
 from llamaswap_es.projections.history.writer import HistoryWriter
 from tests.conftest import REPO_ROOT
+from tests.fixtures.event_store import open_booted_store
 from tests.fixtures.postgres import PostgresServer
 from tests.projections.logs import STORY, write_story
 
@@ -84,7 +84,7 @@ async def _write_fleet(logs: Path, urls: list[str]) -> None:
         await write_story(path, story)
         with sqlite3.connect(path) as conn:
             log_id = conn.execute("SELECT id FROM log_identity").fetchone()[0]
-        async with await EventStore.open(path) as store:
+        async with await open_booted_store(path) as store:
             for url in urls:
                 db = open_history_database(url, path)
                 sink = HistorySink(HistoryWriter(db, node=node, log_id=log_id), store)

@@ -83,7 +83,14 @@ async def test_unstartable_commands_fail_without_a_spawn(harness: Harness) -> No
 
 
 async def test_health_timeout_fails_the_start_and_kills_the_group(harness: Harness) -> None:
-    spec = fake_spec("slow", free_port(), "--load-delay-ms", "60000", health_check_timeout_ms=800)
+    # A shell prints its line at once (the fake upstream's Python start-up can take longer than
+    # the timeout on a loaded machine); nothing ever listens on the port, so the check times out.
+    spec = fake_spec(
+        "slow",
+        free_port(),
+        cmd="sh -c 'echo loading model weights; exec sleep 60'",
+        health_check_timeout_ms=800,
+    )
     harness.executor.start(spec, 1)
     spawned = await harness.events.expect(ProcessSpawned)
     failed = await harness.events.expect(ProcessStartFailed)

@@ -25,9 +25,10 @@ from llamaswap_es.events.types import (
     RequestReceived,
     SetTimer,
     StartProcess,
+    TimerFired,
 )
 from llamaswap_es.runtime.clock import ManualClock
-from llamaswap_es.runtime.loop import RunLoop
+from llamaswap_es.runtime.loop import LoopStoppedError, RunLoop
 from tests.fixtures.processes import wait_until
 
 
@@ -67,7 +68,7 @@ async def _loop(db_path: Path) -> tuple[RunLoop, EventStore, _Recorder]:
     store = await EventStore.open(db_path)
     recorder = _Recorder()
     loop = RunLoop(store, reduce=_reducer, state={}, clock=ManualClock(), actuator=recorder)
-    await loop.start()
+    await loop.start(first=store.server_started())
     return loop, store, recorder
 
 
@@ -180,7 +181,8 @@ async def test_listeners_see_each_committed_batch_in_order(db_path: Path) -> Non
         await loop.submit_request(RequestReceived(request_id=f"r{i}", model="a")).decision
     await loop.flush()
     flat = [s for b in batches for s in b]
-    assert flat == sorted(flat) and len(flat) == 9
+    # The boot's ServerStarted (seq 1) is an input like any other: listeners see it too.
+    assert flat == list(range(1, 11))
     await loop.stop()
     await store.close()
 
@@ -218,7 +220,7 @@ async def test_readers_see_only_what_is_committed(db_path: Path) -> None:
     loop = RunLoop(
         store, reduce=_reducer, state={}, clock=ManualClock(), actuator=_Recorder(), view=dict
     )
-    await loop.start()
+    await loop.start(first=store.server_started())
     await asyncio.wait_for(
         loop.submit_request(RequestReceived(request_id="r1", model="a")).decision, 5
     )
@@ -234,5 +236,122 @@ async def test_readers_see_only_what_is_committed(db_path: Path) -> None:
         blocker.close()
     await asyncio.wait_for(ticket.decision, 10)
     assert loop.view == {"in_flight": 2}
+    await loop.stop()
+    await store.close()
+
+
+# ------------------------------------------------------------------ one write pipeline
+
+
+async def test_server_started_is_the_first_input_even_after_earlier_submits(
+    db_path: Path,
+) -> None:
+    """The boot's record goes through the loop like any input, ahead of anything else: the
+    log, the listeners and the reducer all see it first, with the seq the loop gave it."""
+    store = await EventStore.open(db_path)
+    seen: list[Envelope] = []
+    reduced: list[str] = []
+
+    def reducer(state: dict, envelope: Envelope) -> tuple[dict, list[Decision]]:
+        reduced.append(envelope.type)
+        return _reducer(state, envelope)
+
+    loop = RunLoop(store, reduce=reducer, state={}, clock=ManualClock(), actuator=_Recorder())
+    loop.add_listener(seen.extend)
+    loop.submit(TimerFired(timer_id="early"))  # submitted before the loop starts
+    await loop.start(first=store.server_started())
+    await loop.flush()
+    rows = await store.read()
+    assert [(r.seq, r.type) for r in rows] == [(1, "ServerStarted"), (2, "TimerFired")]
+    assert rows[0].body == store.server_started() and rows[0].boot == store.boot_id
+    assert [(e.seq, e.type) for e in seen] == [(r.seq, r.type) for r in rows]
+    assert reduced == ["ServerStarted", "TimerFired"]
+    await loop.stop()
+    await store.close()
+
+
+async def test_seqs_are_given_once_by_the_loop_and_a_second_writer_stops_it(
+    db_path: Path,
+) -> None:
+    """The loop numbers every event itself and the log keeps those numbers. Should anything else
+    append to the log meanwhile, the loop's next batch no longer continues it: that batch is
+    refused unwritten and the loop stops loudly (the server exits for its supervisor); it is
+    never renumbered or retried as a disk fault."""
+    store = await EventStore.open(db_path)
+    fatal: list[BaseException] = []
+    seen: list[tuple[int, str]] = []
+    loop = RunLoop(
+        store,
+        reduce=_reducer,
+        state={},
+        clock=ManualClock(),
+        actuator=_Recorder(),
+        on_fatal=fatal.append,
+    )
+    loop.add_listener(lambda envs: seen.extend((e.seq, e.type) for e in envs))
+    await loop.start(first=store.server_started())
+    await asyncio.wait_for(
+        loop.submit_request(RequestReceived(request_id="r1", model="a")).decision, 5
+    )
+    await loop.flush()
+    assert seen == [(r.seq, r.type) for r in await store.read()]  # the loop's numbers, kept
+    assert [s for s, _ in seen] == [1, 2, 3, 4]
+
+    await store.append_batch([Envelope(body=TimerFired(timer_id="intruder"), ts_ms=1)])
+    ticket = loop.submit_request(RequestReceived(request_id="r2", model="a"))
+    with pytest.raises(LoopStoppedError):
+        await asyncio.wait_for(ticket.decision, 5)
+    await wait_until(lambda: bool(fatal), 5, "the fatal handler")
+    assert "does not continue the log" in str(fatal[0]) and "two writers" in str(fatal[0])
+    assert not loop.health.report().ok and loop.health.log_writable
+    rows = await store.read()
+    assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
+    assert "r2" not in {r.body.key for r in rows}
+    await loop.stop()
+    await store.close()
+
+
+async def test_requests_beyond_the_inbox_bound_are_refused_while_a_commit_is_in_flight(
+    db_path: Path,
+) -> None:
+    """Back-pressure is the loop's own bound: while the writer is busy (here another connection
+    holds the write lock) inputs wait in the inbox, and requests past the bound are refused with
+    StoreOverloadedError (503) naming the request, instead of queueing without bound."""
+    import sqlite3
+
+    from llamaswap_es.errors import StoreOverloadedError
+
+    store = await EventStore.open(db_path)
+    loop = RunLoop(
+        store,
+        reduce=_reducer,
+        state={},
+        clock=ManualClock(),
+        actuator=_Recorder(),
+        max_pending_requests=3,
+    )
+    await loop.start(first=store.server_started())
+    await loop.flush()
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer cannot commit until this ends
+    try:
+        first = loop.submit_request(RequestReceived(request_id="r1", model="a"))
+        await wait_until(lambda: loop.state.get("in_flight") == 1, 5, "r1's batch to be written")
+        waiting = [
+            loop.submit_request(RequestReceived(request_id=f"r{i}", model="a")) for i in (2, 3, 4)
+        ]
+        with pytest.raises(StoreOverloadedError, match="r5") as refused:
+            loop.submit_request(RequestReceived(request_id="r5", model="a"))
+        assert "3 events are waiting to be written" in str(refused.value)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    decisions = await asyncio.wait_for(
+        asyncio.gather(first.decision, *(t.decision for t in waiting)), 10
+    )
+    assert [d.request_id for d in decisions] == ["r1", "r2", "r3", "r4"]
+    assert all(isinstance(d, Dispatch) for d in decisions)
+    again = loop.submit_request(RequestReceived(request_id="r6", model="a"))
+    assert isinstance(await asyncio.wait_for(again.decision, 5), Dispatch)
     await loop.stop()
     await store.close()

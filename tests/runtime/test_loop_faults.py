@@ -91,7 +91,7 @@ async def _start(db_path: Path, *, rebuild: bool = True, **kwargs: Any) -> _Harn
         on_fatal=fatal.append,
         **kwargs,
     )
-    await loop.start()
+    await loop.start(first=store.server_started())
     return _Harness(loop, store, fatal)
 
 
@@ -308,3 +308,43 @@ async def test_stopping_while_the_disk_is_full_drops_only_what_was_never_acted_o
     with open_log(db_path) as reader:
         types = [e.type for e in reader.iter_envelopes()]
     assert types.count("Dispatch") == 1  # r1's; r2's dispatch was never written nor acted on
+
+
+async def test_a_full_disk_during_the_first_batch_degrades_and_heals(
+    small_disk: SmallDisk,
+) -> None:
+    """The boot's ServerStarted is the loop's first batch: a disk that is full from the start
+    degrades the loop as any later batch would (requests 503 naming the cause), and once space
+    returns the log starts with that ServerStarted and serving resumes."""
+    db_path = small_disk.path / "events.db"
+    store = await EventStore.open(db_path)  # the file exists; nothing is written yet
+    small_disk.fill()
+    fatal: list[BaseException] = []
+    loop = RunLoop(
+        store,
+        reduce=_reducer,
+        state={},
+        clock=ManualClock(),
+        actuator=_Actuator(),
+        on_fatal=fatal.append,
+    )
+    h = _Harness(loop, store, fatal)
+    await loop.start(first=store.server_started())
+    await wait_until(lambda: not loop.health.log_writable, 10, "the loop to degrade")
+    with pytest.raises(LogUnavailableError, match="disk holding the event log is full"):
+        loop.submit_request(RequestReceived(request_id="r1", model="a"))
+    assert "cannot be written" in loop.health.report().text()
+
+    small_disk.free()
+    await wait_until(lambda: loop.health.report().ok, 10, "the loop to heal")
+    served = loop.submit_request(RequestReceived(request_id="r2", model="a"))
+    assert isinstance(await asyncio.wait_for(served.decision, 5), Dispatch)
+    await loop.flush()
+    rows = await store.read(from_seq=1)
+    assert [(r.seq, r.type) for r in rows] == [
+        (1, "ServerStarted"),
+        (2, "RequestReceived"),
+        (3, "Dispatch"),
+    ]
+    assert rows[0].body == store.server_started() and fatal == []
+    await h.close()

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from llamaswap_es import core
-from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, RequestReceived
 from llamaswap_es.runtime.recovery import UnreplayableLogError, rebuild
+from tests.fixtures.event_store import open_booted_store
 
 
 async def test_a_committed_input_the_reducer_cannot_take_stops_recovery_with_its_seq(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await EventStore.open(db_path)
+    store = await open_booted_store(db_path)
     seqs = await store.append_batch(
         [Envelope(body=RequestReceived(request_id="r1", model="m"), ts_ms=1)]
     )

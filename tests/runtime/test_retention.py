@@ -16,7 +16,6 @@ import pytest
 from llamaswap_es import core
 from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.reader import DatabaseReader
-from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, LoadRequested, ProcessRecorded
 from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.recovery import rebuild
@@ -27,6 +26,7 @@ from llamaswap_es.runtime.retention import (
     prune_events,
     restatements,
 )
+from tests.fixtures.event_store import open_booted_store
 from tests.runtime.log_builder import BASE_MS, LogBuilder
 
 NOW_MS = BASE_MS + 100 * DAY_MS
@@ -142,7 +142,7 @@ async def test_a_pruned_log_recovers_and_verifies_like_the_whole_log(
     whole = tmp_path / "whole.db"
     shutil.copy(db_path, whole)
 
-    store = await EventStore.open(db_path, clock_ms=lambda: NOW_MS)
+    store = await open_booted_store(db_path, ts_ms=NOW_MS)
     try:
         live = live_instances(builder.state)
         deleted = await prune_events(store, days=30, now_ms=NOW_MS, live=live)
@@ -175,7 +175,7 @@ async def test_nothing_is_pruned_with_retention_off_or_nothing_old_enough(db_pat
     builder = LogBuilder(db_path)
     _history(builder)
     builder.close()
-    store = await EventStore.open(db_path, clock_ms=lambda: NOW_MS)
+    store = await open_booted_store(db_path, ts_ms=NOW_MS)
     try:
         live = live_instances(builder.state)
         assert await prune_events(store, days=0, now_ms=NOW_MS, live=live) == 0
@@ -197,7 +197,7 @@ async def test_a_model_running_for_weeks_is_restated_and_no_longer_holds_pruning
     original = spawned.body
     assert builder.snapshots["s10"] < spawned.seq < builder.snapshots["s50"]
 
-    store = await EventStore.open(db_path, clock_ms=lambda: NOW_MS)
+    store = await open_booted_store(db_path, ts_ms=NOW_MS)
     appended: list[ProcessRecorded] = []
 
     async def restate(records: list[ProcessRecorded]) -> None:  # what the service's loop does
@@ -244,7 +244,7 @@ async def test_pruning_never_passes_what_the_projections_have_applied(db_path: P
             (behind,),
         )
     conn.close()
-    store = await EventStore.open(db_path, clock_ms=lambda: NOW_MS)
+    store = await open_booted_store(db_path, ts_ms=NOW_MS)
     try:
         live = live_instances(builder.state)
         deleted = await prune_events(store, days=30, now_ms=NOW_MS, live=live)

@@ -133,3 +133,38 @@ async def test_a_snapshot_is_saved_as_the_log_grows_and_restores_exactly(
         for envelope in reader.iter_envelopes():
             full, _ = core.reduce(full, envelope)
     assert core.digest(state) == core.digest(full)
+
+
+async def test_each_boot_is_recorded_first_by_the_run_loop_and_the_log_verifies(
+    tmp_path: Path, db_path: Path, env_tag: str
+) -> None:
+    """ServerStarted is the run loop's first input at every start: it heads its boot's events
+    (settling and the configuration come after it), seqs run on across restarts, and replaying
+    the whole log reproduces every recorded decision."""
+    from llamaswap_es.events.types import ServerStarted
+    from llamaswap_es.replay.verify import verify
+
+    config = load_config(str(write_config(tmp_path, {"a": ""})), None)
+    boots = []
+    for _ in range(2):
+        svc = SwapService(config, db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag)
+        await svc.start()
+        try:
+            assert svc.store is not None
+            boots.append(svc.store.boot_id)
+            if len(boots) == 1:
+                assert await _serve_one(svc, "r1", "a") == "a"
+        finally:
+            await svc.shutdown()
+    with open_log(db_path) as reader:
+        envelopes = list(reader.iter_envelopes())
+        report = verify(reader)
+    assert [e.seq for e in envelopes] == list(range(1, len(envelopes) + 1))
+    assert [e.body.boot_id for e in envelopes if isinstance(e.body, ServerStarted)] == boots
+    for boot in boots:
+        own = [e for e in envelopes if e.boot == boot]
+        assert isinstance(own[0].body, ServerStarted) and own[0].body.boot_id == boot
+        assert [e.type for e in own[1:3]] == ["RecoveryStarted", "ConfigApplied"]
+        # The boot's events are one run: nothing of another boot lies between them.
+        assert [e.seq for e in own] == list(range(own[0].seq, own[0].seq + len(own)))
+    assert report.divergence is None and report.inputs > 0

@@ -76,6 +76,20 @@ test("a peer request's story reads received, then served by its peer", () => {
   assert.deepEqual(phases.map((p) => p.ms), [500, null]);
 });
 
+test("a selector's request reads received, then which target its selector chose", () => {
+  const events = [
+    ev(1, "SelectorRequested", { request_id: "r", selector: "pick" }),
+    ev(2, "SelectorChose", { request_id: "r", selector: "pick", target: "b", rule: "spillover-cold" }),
+    ev(3, "RequestReceived", { request_id: "r", model: "b" }),
+    ev(4, "Dispatch", { request_id: "r", model: "b" }),
+    ev(5, "RequestFinished", { request_id: "r", model: "b", status: 200 }),
+  ];
+  const phases = storyPhases(events);
+  assert.deepEqual(phases.map((p) => p.phase), ["received", "selected", "dispatched", "finished"]);
+  assert.equal(phases[1].label, "selector pick chose b");
+  assert.ok(isDecision(events[1]));
+});
+
 test("a failed model's reason reads from its newest failure event", () => {
   assert.equal(failureText({ type: "ProcessStartFailed", payload: { error: "exited with code 1 while starting" } }), "start failed: exited with code 1 while starting");
   const startFailed = { type: "ProcessStartFailed", payload: { error: "upstream command exited prematurely", exit_code: 1, output_tail: "loading x.gguf\nerror: model file not found\n" } };

@@ -12,6 +12,7 @@ export const DECISION_TYPES = new Set([
   "QueuePositions",
   "SetTimer",
   "CancelTimer",
+  "SelectorChose",
 ]);
 
 export function isDecision(ev) {
@@ -75,9 +76,16 @@ export function mergeEvents(list, incoming, cap = 2000) {
 export function storyPhases(events) {
   const phases = [];
   const add = (phase, e) => phases.push({ phase, ts_ms: e.ts_ms, event: e });
+  const received = () => phases.some((p) => p.phase === "received");
   for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
-    if (e.type === "RequestReceived") add("received", e);
-    else if (e.type === "QueuePositions") {
+    // A selector's request is received when the selector is named; its RequestReceived (the
+    // chosen local model) follows under the same id.
+    if (e.type === "RequestReceived" || e.type === "SelectorRequested") {
+      if (!received()) add("received", e);
+    } else if (e.type === "SelectorChose") {
+      const p = e.payload || {};
+      phases.push({ phase: "selected", label: `selector ${p.selector ?? "?"} chose ${p.target ?? "?"}`, ts_ms: e.ts_ms, event: e });
+    } else if (e.type === "QueuePositions") {
       if (!phases.some((p) => p.phase === "queued")) add("queued", e);
     } else if (e.type === "SwapPlanned" || e.type === "StartProcess") {
       if (!phases.some((p) => p.phase === "swap")) add("swap", e);
@@ -89,8 +97,8 @@ export function storyPhases(events) {
     else if (e.type === "RequestFinished") add("finished", e);
     else if (e.type === "PeerRequestFinished") {
       // A peer request is one record written when it ends; its arrival time is in the payload.
-      const received = e.payload?.received_ms;
-      if (received) phases.push({ phase: "received", ts_ms: received, event: e });
+      const arrived = e.payload?.received_ms;
+      if (arrived && !received()) phases.push({ phase: "received", ts_ms: arrived, event: e });
       phases.push({ phase: "peer", label: `served by peer ${e.payload?.peer ?? "?"}`, ts_ms: e.ts_ms, event: e });
     }
   }
