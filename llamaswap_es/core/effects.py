@@ -47,6 +47,17 @@ def resident_timer_id(model: str, instance: int) -> str:
     return f"resident:{model}:{instance}"
 
 
+SUSPECT_TIMER = "suspect"
+SUSPECT_WAIT_MS = 500
+"""How long a suspect instance (see `DispatchUnreachable`) waits for the executor's word before
+it is trusted again. An exit is reported within milliseconds of the process's death; a
+connection that broke on a live upstream (a keep-alive race) costs its request this much."""
+
+
+def suspect_timer_id(model: str, instance: int) -> str:
+    return f"{SUSPECT_TIMER}:{model}:{instance}"
+
+
 QUEUE_TIMER = "queue"
 
 
@@ -158,11 +169,14 @@ def _would_evict(st: SchedulerState, other: str, target: str) -> bool:
 
 
 def busy_victim(st: SchedulerState, evict: tuple[str, ...]) -> bool:
-    """Some model to evict is serving requests: busy models are never evicted by a swap."""
+    """Some model to evict is serving requests: busy models are never evicted by a swap.
+
+    A suspect instance (`DispatchUnreachable`) counts as busy: the request taken back from it
+    waits for the suspicion to be settled, and a swap must not jump ahead of it."""
     models = st.models
     for model in evict:
         proc = models.get(model)
-        if proc is not None and proc.in_flight > 0:
+        if proc is not None and (proc.in_flight > 0 or proc.suspect):
             return True
     return False
 
@@ -204,7 +218,14 @@ def grant(st: SchedulerState, req: Request, out: Out) -> None:
     req.instance = proc.instance
     proc.in_flight += 1
     st.in_flight_total += 1
-    out.append(Dispatch(request_id=req.request_id, model=req.model, instance=proc.instance))
+    out.append(
+        Dispatch(
+            request_id=req.request_id,
+            model=req.model,
+            instance=proc.instance,
+            address=proc.address,
+        )
+    )
 
 
 def fail(
@@ -386,6 +407,7 @@ def cancel_process_timers(st: SchedulerState, proc: ModelProc, out: Out) -> None
     if st.timers:
         cancel_timer(st, ttl_timer_id(proc.model, proc.instance), out)
         cancel_timer(st, resident_timer_id(proc.model, proc.instance), out)
+        cancel_timer(st, suspect_timer_id(proc.model, proc.instance), out)
 
 
 def set_timer(st: SchedulerState, timer_id: str, at_ms: int, purpose: str, out: Out) -> None:

@@ -2,6 +2,7 @@
 
 * every admitted request is in exactly one place (queue, one swap's waiters, dispatched) and
   ends exactly once: Dispatch then RequestFinished, or Reject, or cancelled (`RequestLedger`);
+  a `DispatchUnreachable` takes a dispatched request back, and it is answered again;
 * in-flight is never negative and equals the dispatched requests;
 * reservations add up: reserved = queued + swap waiters + in flight, per model;
 * no model is started while a model it cannot coexist with is starting, ready or stopping;
@@ -30,6 +31,7 @@ from llamaswap_es.core.state import (
 from llamaswap_es.events.types import (
     Decision,
     Dispatch,
+    DispatchUnreachable,
     Event,
     RecoveryStarted,
     Reject,
@@ -143,7 +145,7 @@ def _check_swaps_and_timers(st: SchedulerState) -> None:
         assert proc is not None and proc.state == READY and str(proc.instance) == instance, (
             f"timer {timer_id} is armed for an instance that is not ready"
         )
-        assert kind in ("ttl", "resident"), f"timer {timer_id} of unknown kind"
+        assert kind in ("ttl", "resident", "suspect"), f"timer {timer_id} of unknown kind"
 
 
 def _check_starts(st: SchedulerState, starts: list[StartProcess]) -> None:
@@ -219,6 +221,17 @@ class RequestLedger:
             self.ended |= self.open | self.dispatched
             self.open.clear()
             self.dispatched.clear()
+        rid = getattr(event, "request_id", None)
+        if isinstance(event, DispatchUnreachable) and rid in self.dispatched:
+            # Taken back when the reducer acted on it: the request waits again, or was answered
+            # again in this very step (a Dispatch to a fresh instance, a Reject).
+            req = st.requests.get(rid)
+            answered_again = any(
+                isinstance(d, Dispatch | Reject) and d.request_id == rid for d in decisions
+            )
+            if answered_again or (req is not None and req.phase != DISPATCHED):
+                self.dispatched.discard(rid)
+                self.open.add(rid)
         answered: set[str] = set()
         for decision in decisions:
             if isinstance(decision, Dispatch | Reject):

@@ -100,6 +100,8 @@ class FifoPolicy:
     def _try(self, st: SchedulerState, req: Request, out: Out) -> bool:
         """Steps 3-8 of §3.3 for one request; True when it left (or never entered) the queue."""
         model = req.model
+        if st.models[model].suspect:  # ours: its instance may be dead (DispatchUnreachable)
+            return False
         swap = st.swaps.get(model)
         if swap is not None:
             swap.waiters.append(req.request_id)

@@ -65,6 +65,8 @@ class SerialPolicy:
                 refuse_while_backing_off(st, req, out)
                 continue
             model = req.model
+            if st.models[model].suspect:  # ours: wait for the rule of DispatchUnreachable
+                return
             running = running_for(st, model)
             plan = plan_eviction(st, model, running)
             if plan.does_not_fit is not None:  # ours: it cannot fit in GPU memory

@@ -25,6 +25,8 @@ from llamaswap_es.core.effects import (
     NOT_FOUND_MESSAGE,
     QUEUE_TIMER,
     RATE_LIMIT_MESSAGE,
+    SUSPECT_TIMER,
+    SUSPECT_WAIT_MS,
     arm_queue_timeout,
     arm_ttl,
     cancel_queue_timeout,
@@ -36,7 +38,9 @@ from llamaswap_es.core.effects import (
     mark_down,
     mark_ready,
     remove_waiting,
+    set_timer,
     stop_process,
+    suspect_timer_id,
 )
 from llamaswap_es.core.followups import WAKE_POLICY, drain_followups
 from llamaswap_es.core.memory import Footprint, GpuSample
@@ -61,6 +65,7 @@ from llamaswap_es.events.types import (
     FOOTPRINT_SOURCES,
     ConfigApplied,
     Decision,
+    DispatchUnreachable,
     Envelope,
     Event,
     FootprintKnown,
@@ -103,7 +108,10 @@ each instance holds are state (new snapshot fields); with placement off (the def
 every older log) the decisions are those of core-3. Also
 core-4: selectors choose in the reducer (`SelectorRequested` -> `SelectorChose`, reservations and
 the round-robin cursor in the state: `core.selectors`); logs without selector inputs decide as
-under core-3."""
+under core-3.
+core-4: the grant carries the way to serve (`Dispatch.address`, kept per model from
+ProcessReady/ProcessAdopted) and `DispatchUnreachable` takes a dispatched request back into the
+queue under the same id, with the suspect-instance rule (new per-model state fields)."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -252,6 +260,63 @@ def _end_dispatched(st: SchedulerState, req: Request, out: Out) -> None:
     st.policy.on_request_ended(st, proc, out)
 
 
+UNREACHABLE = "unreachable"
+"""StopProcess.reason for an instance that two requests in a row could not reach."""
+
+
+@_handles(DispatchUnreachable)
+def _on_unreachable(st: SchedulerState, ev: DispatchUnreachable, env: Envelope, out: Out) -> None:
+    """Ours: the handler could not reach the instance it was granted, and its client has been
+    sent nothing. The same request goes back to the head of the queue; the instance becomes
+    suspect. The whole rule is in `DispatchUnreachable`'s docstring (and docs/architecture.md)."""
+    req = st.requests.get(ev.request_id)
+    if req is None or req.phase != DISPATCHED:  # finished, or already taken back: stale
+        return
+    if req.model != ev.model or req.instance != ev.instance:  # about an earlier grant: stale
+        return
+    proc = st.models[req.model]
+    if st.shutting_down or proc.retired:  # nothing will start it again: answered as its waiters
+        code = "shutting_down" if st.shutting_down else "config_reloaded"
+        message = f"unspecific error: {st.router_name} is shutting down"
+        fail(st, req, 500, code, message, out)
+        st.followups.append(WAKE_POLICY)  # its in-flight slot is free
+        return
+    proc.in_flight -= 1
+    st.in_flight_total -= 1
+    req.phase = QUEUED  # `instance` keeps the grant it lost: that marks it as taken back
+    st.queue.insert(_head_position(st, req), req.request_id)
+    st.queue_changes += 1
+    if proc.instance == ev.instance and proc.state == READY:
+        if proc.suspect:  # the second report for this instance decides: it is broken
+            stop_process(st, proc, UNREACHABLE, proc.schedule.unload_timeout_ms, out)
+        else:
+            proc.suspect_instance = proc.instance
+            timer = suspect_timer_id(proc.model, proc.instance)
+            set_timer(st, timer, st.now_ms + SUSPECT_WAIT_MS, SUSPECT_TIMER, out)
+    st.followups.append(WAKE_POLICY)
+
+
+def _head_position(st: SchedulerState, req: Request) -> int:
+    """The head of the queue, behind requests taken back before it that arrived earlier (so
+    two requests taken back from one instance keep their arrival order)."""
+    requests = st.requests
+    index = 0
+    for rid in st.queue:
+        ahead = requests.get(rid)
+        if ahead is None or ahead.instance == 0 or ahead.arrival > req.arrival:
+            break
+        index += 1
+    return index
+
+
+def _on_suspect_timeout(st: SchedulerState, proc: ModelProc) -> None:
+    """No exit was reported while the instance was suspect: a connection race, not a death.
+    It is trusted again, and the requests held back for it are dispatched to it."""
+    if proc.suspect:
+        proc.suspect_instance = 0
+        st.followups.append(WAKE_POLICY)
+
+
 @_handles(RequestAbandoned)
 def _on_abandoned(st: SchedulerState, ev: RequestAbandoned, env: Envelope, out: Out) -> None:
     req = st.requests.get(ev.request_id)
@@ -279,6 +344,7 @@ def _on_ready(st: SchedulerState, ev: ProcessReady, env: Envelope, out: Out) -> 
     if proc is None or proc.state != STARTING:  # e.g. ready just before our stop reached it
         return
     forget_failures(proc)
+    proc.address = ev.address
     mark_ready(st, proc, out)
     swap = st.swaps.get(ev.model)
     if swap is not None and swap.phase == LAUNCHING:
@@ -396,6 +462,8 @@ def _on_timer(st: SchedulerState, ev: TimerFired, env: Envelope, out: Out) -> No
     proc = _current(st, model, int(instance)) if instance.isdigit() else None
     if kind == "ttl" and proc is not None:
         _on_ttl(st, proc, out)
+    elif kind == SUSPECT_TIMER and proc is not None:
+        _on_suspect_timeout(st, proc)
     elif kind == "resident":
         st.policy.wake(st, out)
 
@@ -478,6 +546,7 @@ def _on_adopted(st: SchedulerState, ev: ProcessAdopted, env: Envelope, out: Out)
     if proc is None or proc.retired or proc.state not in (STOPPED, FAILED):
         return
     proc.instance = ev.instance
+    proc.address = ev.address
     forget_failures(proc)
     mark_ready(st, proc, out)
     st.policy.wake(st, out)

@@ -75,6 +75,7 @@ class ModelProc:
     """One model's process as the reducer knows it, with its request accounting."""
 
     __slots__ = (
+        "address",
         "devices",
         "failed_starts",
         "in_flight",
@@ -87,6 +88,7 @@ class ModelProc:
         "schedule",
         "state",
         "stop_reason",
+        "suspect_instance",
         "ttl_override_ms",
     )
 
@@ -115,6 +117,18 @@ class ModelProc:
         self.devices: tuple[int, ...] = ()
         """The GPUs its current instance was started on (`StartProcess.devices`; () when
         placement did not choose). It holds them while starting, ready or stopping."""
+        self.address = ""
+        """The current instance's base URL, from its ProcessReady/ProcessAdopted ("" if none was
+        reported): every Dispatch carries it."""
+        self.suspect_instance = 0
+        """The instance a DispatchUnreachable made suspect (0: none). Only meaningful while it is
+        the current, ready instance: nothing is dispatched to it until it is cleared (see
+        `DispatchUnreachable` for the rule)."""
+
+    @property
+    def suspect(self) -> bool:
+        """Whether the current, ready instance is suspect: requests for it wait in the queue."""
+        return self.suspect_instance == self.instance and self.state == READY
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +144,8 @@ class ModelProc:
             "ttl_override_ms": self.ttl_override_ms,
             "stop_reason": self.stop_reason,
             "failed_starts": None if self.failed_starts is None else self.failed_starts.to_dict(),
+            "address": self.address,
+            "suspect_instance": self.suspect_instance,
             "devices": list(self.devices),
         }
 
@@ -143,6 +159,8 @@ class ModelProc:
         proc.stop_reason = data.get("stop_reason", "")  # absent in snapshots before idleModel
         failed = data.get("failed_starts")
         proc.failed_starts = None if failed is None else FailedStarts.from_dict(failed)
+        proc.address = data.get("address", "")  # absent in snapshots before the grant carried it
+        proc.suspect_instance = data.get("suspect_instance", 0)
         proc.devices = tuple(data.get("devices", ()))  # absent before placement (core-4)
         return proc
 
@@ -185,7 +203,8 @@ class Request:
         """The client's idle TTL for the model once this request finishes (None: configured)."""
         self.phase = QUEUED
         self.instance = 0
-        """The model instance it was dispatched to (0 until then)."""
+        """The model instance it was dispatched to (0 until then). A request taken back into
+        the queue (`DispatchUnreachable`) keeps the instance it could not reach."""
         self.selector = ""
         """The selector that chose this request's model ("" if the client named the model): the
         request holds a reservation on `target` of that selector until it ends."""
@@ -481,7 +500,10 @@ class SchedulingPolicy(Protocol):
         ...
 
     def place(self, st: SchedulerState, req: Request, out: Out) -> None:
-        """An admitted request (or load) arrives; its slot is already reserved."""
+        """An admitted request (or load) arrives; its slot is already reserved.
+
+        A request for a model whose instance is `ModelProc.suspect` must not be granted: it
+        stays queued until `wake` (the rule is `DispatchUnreachable`'s)."""
         ...
 
     def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:

@@ -287,6 +287,52 @@ class PeerRequestFinished(Event):
 
 
 @_frozen
+class DispatchUnreachable(Event):
+    """The handler could not reach the instance its request was dispatched to, and the client
+    has been sent nothing: the connection was refused or reset before any response byte (or the
+    grant carried no address), and the request body can be sent again.
+
+    The reducer takes the request back (same request id: one request from the client's view,
+    one `RequestFinished` in the log in the end), releases its in-flight slot on that instance
+    and puts it at the head of the queue. The instance itself is *suspect*, not condemned: a
+    keep-alive connection the upstream had just closed breaks the same way as a dead process.
+    The rule:
+
+    * the first report for the model's current, ready instance marks it suspect and arms a
+      timer `suspect:<model>:<instance>` (`SUSPECT_WAIT_MS`); nothing is dispatched to a
+      suspect instance;
+    * the executor's report decides first if it comes: `ProcessExited` (or a stop, or a hang)
+      ends the instance as always, and the re-queued request starts a fresh one;
+    * a second report for the same suspect instance (another request) decides it is broken:
+      it is stopped (reason "unreachable", its model's unloadTimeout as grace) and the queue
+      moves on to a fresh instance once it has stopped;
+    * if the timer fires first, the instance is trusted again (it was a connection race) and
+      the re-queued request is dispatched to it once more;
+    * a report about an instance that is no longer current (or no longer ready) re-queues the
+      request and marks nothing; a report whose request is unknown or not dispatched to that
+      instance is stale and ignored; while shutting down, or when a reload has removed the
+      model, the request is answered 500 as the model's waiters are.
+
+    The handler reports a request at most once: a second failure is answered 503/502 and
+    finished as any failed request is.
+    """
+
+    KEY_FIELD = "request_id"
+    request_id: str
+    model: str
+    instance: int
+    error: str = ""
+    """What the forward met, in words ("connection refused" …)."""
+
+    def describe(self, elapsed_ms: int | None = None) -> str:
+        error = f": {self.error}" if self.error else ""
+        return (
+            f"request {self.request_id} could not reach {self.model} (instance {self.instance})"
+            f"{error}; it goes back to the queue"
+        )
+
+
+@_frozen
 class RequestAbandoned(Event):
     """Recovery found a request that was received and never finished (the server died)."""
 
@@ -362,6 +408,9 @@ class ProcessReady(Event):
     model: str
     instance: int
     pid: int | None = None
+    address: str = ""
+    """The base URL requests are forwarded to (`http://127.0.0.1:PORT`, after any port move):
+    the reducer keeps it and every `Dispatch` to this instance carries it. "" in older logs."""
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         took = f" after {elapsed_ms} ms loading" if elapsed_ms is not None else ""
@@ -584,6 +633,8 @@ class ProcessAdopted(Event):
     port: int | None = None
     started_at_ms: int | None = None
     """The OS's creation time of the process, so a later restart can adopt it again."""
+    address: str = ""
+    """The base URL requests are forwarded to, as `ProcessReady.address`. "" in older logs."""
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         return (
@@ -664,12 +715,16 @@ class InputRefused(Event):
 
 @_frozen
 class Dispatch(Decision):
-    """Forward this request to this model's current instance."""
+    """Forward this request to this model's current instance, at `address`."""
 
     KEY_FIELD = "request_id"
     request_id: str
     model: str
     instance: int
+    address: str = ""
+    """The instance's base URL (from its `ProcessReady`/`ProcessAdopted`): the grant carries the
+    way to serve, so the handler asks nobody else where to forward. "" in older logs, and for an
+    instance whose ready report carried none (the handler then reports it unreachable)."""
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         wait = f", queue wait {elapsed_ms} ms" if elapsed_ms is not None else ""

@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--drop-connection-if",
         metavar="FILE",
         help="when FILE exists at a generation request: delete it and close that connection "
-        "unanswered, then keep serving (a one-shot switch for tests)",
+        "unanswered, then keep serving (a one-shot switch for tests; a FILE holding a number N "
+        "drops N requests)",
     )
     parser.add_argument("--ignore-sigterm", action="store_true")
     parser.add_argument(

@@ -301,10 +301,17 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 def _take(marker: str | None) -> bool:
-    """A one-shot switch: True once, when the marker file exists (it is deleted)."""
+    """A one-shot switch: True once, when the marker file exists (it is deleted). A file that
+    holds a number N > 1 is an N-shot switch: it is counted down, and deleted at the last."""
     if marker is None:
         return False
     try:
+        with open(marker) as file:
+            shots = file.read().strip()
+        if shots.isdigit() and int(shots) > 1:
+            with open(marker, "w") as file:
+                file.write(str(int(shots) - 1))
+            return True
         os.unlink(marker)
     except FileNotFoundError:
         return False

@@ -5,11 +5,13 @@
 open, models whose swap is under way) is plain JSON, saved with the projection's checkpoint, so a
 restart continues exactly where it stopped.
 
-Queue wait is received → dispatched. Swap wait is the part of that wait during which a swap for
-the request's model was under way: from the model's `SwapPlanned` (or a `StartProcess` without
-one) until the model is ready (`ProcessReady`, or its first `Dispatch`) or its start failed or it
-went down. Which requests are recorded follows llama-swap (spec/api.md §14.1): POSTs only, and a
-scheduler `Reject` is recorded (a 429, a failed swap) except "model not found".
+Queue wait is received → dispatched (the last Dispatch: a request taken back by
+`DispatchUnreachable` waits on until it is dispatched again). Swap wait is the part of that
+wait during which a swap for the request's model was under way: from the model's `SwapPlanned`
+(or a `StartProcess` without one) until the model is ready (`ProcessReady`, or its first
+`Dispatch`) or its start failed or it went down. Which requests are recorded follows
+llama-swap (spec/api.md §14.1): POSTs only, and a scheduler `Reject` is recorded (a 429, a
+failed swap) except "model not found".
 
 A request served by a peer is one `PeerRequestFinished` (it never meets the scheduler): its row has
 the requested name as `model_id` (llama-swap's §14.2), and no dispatch, queue wait or swap wait.
@@ -23,6 +25,7 @@ from typing import Any
 
 from llamaswap_es.events.types import (
     Dispatch,
+    DispatchUnreachable,
     Envelope,
     PeerRequestFinished,
     ProcessExited,
@@ -113,6 +116,10 @@ class ActivityFold:
                 req.swap_wait_ms += self._overlap(req, now)
                 req.dispatched_ms = now
             self._swap_over(body.model, now)
+        elif isinstance(body, DispatchUnreachable):
+            req = self.requests.get(body.request_id)
+            if req is not None:  # back in the queue: it waits on until its next Dispatch
+                req.dispatched_ms = None
         elif isinstance(body, RequestFinished):
             return self._finished(env, body)
         elif isinstance(body, PeerRequestFinished):

@@ -18,6 +18,7 @@ from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.events.types import (
     ConfigApplied,
     Dispatch,
+    DispatchUnreachable,
     Envelope,
     Event,
     FootprintKnown,
@@ -76,6 +77,9 @@ class Figures:
     rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     choices: dict[str, str] = field(default_factory=dict)
     """Each selector request's chosen target, by request id (`SelectorChose`)."""
+    _waits_at: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Where each request's wait is in `waits_ms`: a request taken back from an unreachable
+    instance (`DispatchUnreachable`) is dispatched again, and its wait runs to the last one."""
 
     def count_decision(
         self, decision: object, ts_ms: int, arrivals: dict[str, tuple[int, str]]
@@ -89,7 +93,13 @@ class Figures:
         elif isinstance(decision, Dispatch):
             arrived = arrivals.get(decision.request_id)
             if arrived is not None:
-                self.waits_ms[decision.model].append(ts_ms - arrived[0])
+                waits = self.waits_ms[decision.model]
+                earlier = self._waits_at.get(decision.request_id)
+                if earlier is not None and earlier[0] == decision.model:
+                    waits[earlier[1]] = ts_ms - arrived[0]
+                else:
+                    self._waits_at[decision.request_id] = (decision.model, len(waits))
+                    waits.append(ts_ms - arrived[0])
         elif isinstance(decision, Reject):
             arrived = arrivals.get(decision.request_id)
             self.rejected[arrived[1] if arrived and arrived[1] else "?"] += 1
@@ -111,6 +121,9 @@ class Traffic:
     service_ms: dict[str, int]
     """Median recorded service time per model, for requests the recording never served."""
     recorded: Figures
+    taken_back: int = 0
+    """Requests the recording took back from an unreachable instance (`DispatchUnreachable`):
+    a fault of the recorded machine, which the simulation does not repeat."""
 
     @property
     def schedule(self) -> SchedulerConfig:
@@ -136,6 +149,7 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
     loads: dict[str, list[int]] = defaultdict(list)
     stops: dict[str, list[int]] = defaultdict(list)
     recorded: Figures | None = None
+    taken_back = 0
     for env in envelopes:
         body, ts = env.body, env.ts_ms
         if isinstance(body, ConfigApplied):
@@ -163,7 +177,9 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
             if not any(isinstance(op, GpuMemorySampled) for _, op in operations):
                 operations.append((ts, body))
         elif isinstance(body, Dispatch):
-            dispatched_at[body.request_id] = ts
+            dispatched_at[body.request_id] = ts  # the last one: a request taken back goes again
+        elif isinstance(body, DispatchUnreachable):
+            taken_back += 1
         elif isinstance(body, RequestFinished | RequestAbandoned):
             began = dispatched_at.get(body.request_id)
             if began is not None:
@@ -207,6 +223,7 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
         stop_ms=_medians(stops),
         service_ms=_medians(service_by_model),
         recorded=recorded,
+        taken_back=taken_back,
     )
 
 

@@ -244,6 +244,11 @@ def assumptions(traffic: Traffic) -> list[str]:
             f"{unserved} request(s) were never served in the recording; if served here they take "
             "their model's median service time"
         )
+    if traffic.taken_back:
+        out.append(
+            f"{traffic.taken_back} request(s) met an unreachable instance in the recording and "
+            "were taken back into the queue; here every dispatch reaches its instance"
+        )
     samples = [op for _, op in traffic.operations if isinstance(op, GpuMemorySampled)]
     if samples:
         out.append(

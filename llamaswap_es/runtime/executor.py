@@ -142,7 +142,10 @@ class ProcessExecutor:
     # -- queries ------------------------------------------------------------------------------
 
     def address(self, model: str) -> tuple[int, str] | None:
-        """(instance, base URL) of the model's ready instance (the newest if several)."""
+        """(instance, base URL) of the model's ready instance (the newest if several).
+
+        For what bypasses the scheduler (ignored websockets); a granted request forwards to the
+        address its `Dispatch` carries, which the reducer took from `ProcessReady`."""
         ready = [up for (name, _), up in self._processes.items() if name == model and up.serves()]
         if not ready:
             return None

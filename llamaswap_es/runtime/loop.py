@@ -49,6 +49,7 @@ from llamaswap_es.events.rows import Row, encode_envelopes
 from llamaswap_es.events.types import (
     Decision,
     Dispatch,
+    DispatchUnreachable,
     Envelope,
     Event,
     InputRefused,
@@ -601,6 +602,22 @@ class RunLoop:
             if ticket is not None and ticket.position != position:
                 ticket.position = position
                 ticket.position_changed.set()
+
+    def take_back(self, ticket: RequestTicket, unreachable: DispatchUnreachable) -> None:
+        """The handler could not reach the instance its Dispatch named: wait on the same ticket
+        for the reducer's next answer (a new Dispatch, or a Reject) and report why.
+
+        The ticket gets a fresh decision future and is registered again before the report is
+        queued, so the answer cannot be missed. Raises LoopStoppedError as `submit` does (the
+        ticket is then not registered)."""
+        ticket.decision = asyncio.get_running_loop().create_future()
+        ticket.position = None
+        self._tickets[ticket.request_id] = ticket
+        try:
+            self.submit(unreachable)
+        except LoopStoppedError:
+            del self._tickets[ticket.request_id]
+            raise
 
     def abandon_ticket(self, ticket: RequestTicket, cancelled_event: Event) -> None:
         """The handler's client left before a decision: tell the reducer, keep the ticket so a

@@ -274,6 +274,7 @@ async def settle(
                     pgid=proc.pgid,
                     port=spec.port,
                     started_at_ms=proc.started_at_ms,
+                    address=spec.proxy,
                 )
             )
             kept_pids.add(proc.pid)

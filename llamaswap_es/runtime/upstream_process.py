@@ -252,7 +252,14 @@ class UpstreamProcess:
         if outcome == "ready":
             log.info("health check passed model=%s instance=%s", self.model, self.instance)
             self.state = "ready"
-            self._emit(ProcessReady(model=self.model, instance=self.instance, pid=self.pid))
+            self._emit(
+                ProcessReady(
+                    model=self.model,
+                    instance=self.instance,
+                    pid=self.pid,
+                    address=self.spec.proxy,  # after any port move: where requests go
+                )
+            )
             await self._settle_ready()
             return
         if outcome == "stop":

@@ -23,15 +23,13 @@ from aiohttp import web
 from llamaswap_es.errors import InputRefusedError, LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import (
     Dispatch,
-    Event,
+    DispatchUnreachable,
     Reject,
     RequestCancelled,
-    RequestFinished,
     RequestReceived,
 )
-from llamaswap_es.projections.captures import CaptureRecorder
 from llamaswap_es.projections.inflight import InflightEntry
-from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket, RunLoop
+from llamaswap_es.runtime.loop import LoopStoppedError, RequestTicket
 from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
@@ -40,6 +38,7 @@ from llamaswap_es.web.errors import error_response, render_error, too_many_reque
 from llamaswap_es.web.filters import RequestFilters
 from llamaswap_es.web.forwarder import ForwardResult, forward, forward_headers
 from llamaswap_es.web.loading_stream import LoadingStream
+from llamaswap_es.web.request_outcome import RequestOutcome, local_record
 from llamaswap_es.web.websocket_tunnel import tunnel
 
 log = logging.getLogger("llamaswap_es.web.dispatch")
@@ -85,62 +84,25 @@ def is_json(request: web.BaseRequest) -> bool:
     return "application/json" in request.headers.get("Content-Type", "")
 
 
-RETRY_WAIT_S = 5.0
-"""How long a retry waits for the scheduler to learn that the dispatched process is gone."""
-ALIVE_RETRY_WAIT_S = 0.5
-"""The same, when the executor still sees the process running (it may be exiting right now)."""
-
-
 async def serve_local(
     request: web.Request, ctx: AppContext, job: LocalRequest
 ) -> web.StreamResponse:
-    """Schedule and forward; retried once when the process died between dispatch and forward.
+    """Schedule and forward, under one request id from its arrival to its end.
 
     A client can send its next request in the few milliseconds between a crash of the upstream
-    (its stream breaks) and the executor's report of the exit; the scheduler still thinks the
-    model is ready and dispatches to the dead instance. Whether the executor already knows (no
-    address for that instance) or the dying process refuses or resets the connection before
-    answering, the client has been sent nothing: the attempt is recorded (503) and the request
-    goes through the scheduler again, which reloads the model. llama-swap answers 503 "process
-    is not ready" or 502 there.
+    (its stream breaks) and the executor's report of the exit: the scheduler still thinks the
+    instance is ready and grants it. When the forward cannot reach the granted instance (the
+    grant carries no address, or the connection is refused or reset before any response byte)
+    and the body can be sent again, the client has been sent nothing: the handler reports
+    `DispatchUnreachable` and waits on the same ticket for the scheduler's next answer, which
+    re-queues the same request (one RequestFinished, one activity row). Once: a second failure
+    is answered as llama-swap does (503 "process is not ready", or 502).
     """
-    first = await _serve_once(request, ctx, job, may_retry=True)
-    if isinstance(first, _Gone):
-        executor = ctx.service.executor
-        address = executor.address(job.model_id) if executor is not None else None
-        still_serving = address is not None and address[0] == first.instance
-        await ctx.service.wait_until(
-            lambda view: (
-                (v := view.model(job.model_id)) is None
-                or v.instance != first.instance
-                or v.state != "ready"
-            ),
-            # A process that still runs broke only this connection (a keep-alive connection it
-            # had just closed, say): give its exit a moment to show, not the full wait.
-            timeout_s=ALIVE_RETRY_WAIT_S if still_serving else RETRY_WAIT_S,
-        )
-        job.request_id = None  # the retry is a new request
-        retried = await _serve_once(request, ctx, job, may_retry=False)
-        assert not isinstance(retried, _Gone)
-        return retried
-    return first
-
-
-@dataclass(frozen=True, slots=True)
-class _Gone:
-    """The dispatched instance was gone before anything was forwarded (retry once)."""
-
-    instance: int
-
-
-async def _serve_once(
-    request: web.Request, ctx: AppContext, job: LocalRequest, *, may_retry: bool
-) -> web.StreamResponse | _Gone:
-    service = ctx.service
-    loop = service.loop
+    loop = ctx.service.loop
     assert loop is not None
     request_id = job.request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, job.model_id)
+    path = urlsplit(job.upstream_path_qs).path
     entry = ctx.inflight.begin(
         request_id=request_id,
         model=job.model_id,
@@ -151,12 +113,13 @@ async def _serve_once(
         cancel=cancel_callback(asyncio.current_task()),
         metadata=job.metadata,
     )
+    outcome = RequestOutcome(ctx, entry, local_record(request_id, job.model_id, path))
     received = recordable_event(
         RequestReceived(
             request_id=request_id,
             model=job.model_id,
             requested_model=job.requested,
-            path=urlsplit(job.upstream_path_qs).path,
+            path=path,
             method=request.method,
             stream=job.stream,
             metadata=dict(job.metadata),
@@ -167,32 +130,73 @@ async def _serve_once(
     try:
         ticket = loop.submit_request(received)
     except LogUnavailableError as exc:
-        _done(ctx, entry, job)
+        outcome.close()
         return log_unavailable_response(request, exc)
     except StoreOverloadedError as exc:
-        _done(ctx, entry, job)
+        outcome.close()
         return error_response(request, 503, f"server overloaded: {exc}")
     except LoopStoppedError as exc:
-        _done(ctx, entry, job)
+        outcome.close()
         return loop_stopped_response(request, ctx, exc)
 
+    # A body already streamed to the upstream cannot be sent again; a buffered one (or none) can.
+    resendable = job.body is not None or not request.can_read_body
+    while True:
+        granted = await _await_grant(request, ctx, job, ticket, outcome)
+        if isinstance(granted, web.StreamResponse):
+            return granted
+        decision, loading = granted
+        if isinstance(decision, Reject):
+            outcome.close()
+            return await _answer_reject(
+                request, decision, loading, retry_after_s=_retry_after(ctx)
+            )
+        attempt = await _forward_dispatched(
+            request, ctx, job, decision, outcome, loading, may_take_back=resendable and not loading
+        )
+        if isinstance(attempt, web.StreamResponse):
+            return attempt
+        resendable = False  # taken back once; a second failure is answered
+        ctx.inflight.set_phase(entry, "queued")
+        unreachable = DispatchUnreachable(
+            request_id=request_id, model=decision.model, instance=decision.instance, error=attempt
+        )
+        try:
+            loop.take_back(ticket, recordable_event(unreachable))
+        except LoopStoppedError as exc:
+            outcome.close()
+            return loop_stopped_response(request, ctx, exc)
+
+
+async def _await_grant(
+    request: web.Request,
+    ctx: AppContext,
+    job: LocalRequest,
+    ticket: RequestTicket,
+    outcome: RequestOutcome,
+) -> tuple[Dispatch | Reject, LoadingStream | None] | web.StreamResponse:
+    """The scheduler's answer on the ticket, with the loading stream it was waited behind (if
+    one was started); or the response already due (refused, the loop stopped)."""
+    loop = ctx.service.loop
+    assert loop is not None
+    request_id = ticket.request_id
     loading: LoadingStream | None = None
     try:
         decision = await _await_admission(ticket)
         if decision is None and job.loading_allowed and _wants_loading(ctx, job, request):
             loading = LoadingStream(web.StreamResponse(), job.model_id)
             await loading.start(request)
-        decision = await _await_decision(ctx, ticket, entry, loading)
+        decision = await _await_decision(ctx, ticket, outcome.entry, loading)
     except asyncio.CancelledError:
         with contextlib.suppress(LoopStoppedError):  # a dead loop records nothing more
             loop.abandon_ticket(ticket, recordable_event(RequestCancelled(request_id=request_id)))
         if loading is not None:
             await loading.stop()
-        _done(ctx, entry, job)
+        outcome.close()
         raise
     except LoopStoppedError as exc:
         if loading is None:
-            _done(ctx, entry, job)
+            outcome.close()
             return loop_stopped_response(request, ctx, exc)
         decision = Reject(
             request_id=request_id,
@@ -201,26 +205,19 @@ async def _serve_once(
             message=f"unspecific error: {router_name(ctx)} is shutting down",
         )
     except (InputRefusedError, LogUnavailableError) as exc:
+        outcome.close()
         if loading is not None:  # the 200 SSE already went out: the error goes into it
             await loading.stop()
-            _done(ctx, entry, job)
             refused = Reject(
                 request_id=request_id, status=exc_status(exc), code="refused", message=str(exc)
             )
             return await _answer_reject(request, refused, loading)
-        _done(ctx, entry, job)
         if isinstance(exc, LogUnavailableError):
             return log_unavailable_response(request, exc)
         return error_response(request, exc.status, str(exc))
     if loading is not None:
         await loading.stop()
-
-    if isinstance(decision, Reject):
-        _done(ctx, entry, job)
-        return await _answer_reject(request, decision, loading, retry_after_s=_retry_after(ctx))
-    return await _forward_dispatched(
-        request, ctx, job, decision, entry, loading, may_retry=may_retry and loading is None
-    )
+    return decision, loading
 
 
 async def _await_admission(ticket: RequestTicket) -> Dispatch | Reject | None:
@@ -325,79 +322,42 @@ async def _forward_dispatched(
     ctx: AppContext,
     job: LocalRequest,
     dispatch: Dispatch,
-    entry: InflightEntry,
+    outcome: RequestOutcome,
     loading: LoadingStream | None,
     *,
-    may_retry: bool = False,
-) -> web.StreamResponse | _Gone:
-    loop = ctx.service.loop
-    executor = ctx.service.executor
-    assert loop is not None and executor is not None
-    address = executor.address(job.model_id)
-    path = urlsplit(job.upstream_path_qs).path
-    if address is None or address[0] != dispatch.instance:
+    may_take_back: bool,
+) -> web.StreamResponse | str:
+    """Forward to the address the grant carries; the response, or (when `may_take_back`) why
+    the instance could not be reached before anything was sent to the client."""
+    address = dispatch.address
+    if not address:  # a grant from a log whose ready report carried no address
         message = f"[{job.model_id}] process is not ready"
-        record(loop, RequestFinished(
-            request_id=dispatch.request_id, model=job.model_id, status=503,
-            error=message + ("; retried as a new request" if may_retry else ""), path=path,
-        ))  # fmt: skip
-        if may_retry:
-            ctx.inflight.finish(entry)
-            return _Gone(dispatch.instance)
-        _done(ctx, entry, job)
+        if may_take_back:
+            return f"{message}: instance {dispatch.instance} reported no address"
+        outcome.finish(
+            ForwardResult(status=503, bytes_out=0, duration_ms=0, ttfb_ms=None, error=message)
+        )
         if loading is not None:
-            return await _answer_reject(
-                request,
-                Reject(request_id="", status=503, code="not_ready", message=message),
-                loading,
-            )
+            reject = Reject(request_id="", status=503, code="not_ready", message=message)
+            return await _answer_reject(request, reject, loading)
         return error_response(request, 503, message)
-    ctx.inflight.set_phase(entry, "running")
+    ctx.inflight.set_phase(outcome.entry, "running")
+    path = urlsplit(job.upstream_path_qs).path
+    if request.method == "POST":
+        outcome.keep_capture(dispatch.request_id, path, request.headers, job.body)
 
-    recorder = None
-    if ctx.projections is not None and request.method == "POST":
-        recorder = ctx.projections.captures.recorder(dispatch.request_id, path)
-        if recorder is not None:
-            recorder.request(request.headers, job.body)
-
-    reported = False
-    # A body already streamed to the upstream cannot be sent again; a buffered one (or none) can.
-    resendable = may_retry and (job.body is not None or not request.can_read_body)
-    gone = False
+    unreachable: str | None = None
 
     def finished(result: ForwardResult) -> None:
-        nonlocal reported, gone
-        if reported:
+        nonlocal unreachable
+        if outcome.recorded or unreachable is not None:
             return
-        reported = True
-        if resendable and result.unreachable:
-            # The instance died in the instant before the forward (its exit not reported yet):
-            # it refused or reset the connection, and the client has been sent nothing.
-            gone = True
-            record(loop, RequestFinished(
-                request_id=dispatch.request_id, model=job.model_id, status=503,
-                error=f"[{job.model_id}] {result.error}; retried as a new request", path=path,
-            ))  # fmt: skip
-            ctx.inflight.finish(entry)
+        if may_take_back and result.unreachable:
+            # The instance died in the instant before the forward (its exit not reported yet),
+            # or closed the connection: refused or reset, and the client has been sent nothing.
+            unreachable = f"[{job.model_id}] {result.error or 'upstream unreachable'}"
             return
-        if recorder is not None:
-            finish_capture(recorder, result)
-        record(
-            loop,
-            RequestFinished(
-                request_id=dispatch.request_id,
-                model=job.model_id,
-                status=result.status,
-                duration_ms=result.duration_ms,
-                bytes_out=result.bytes_out,
-                error=result.error,
-                metrics=result.metrics,
-                content_type=result.content_type,
-                ttfb_ms=result.ttfb_ms or 0,
-                path=path,
-            ),
-        )
-        _done(ctx, entry, job)
+        outcome.finish(result)
 
     headers = None
     if job.body is not None:
@@ -408,7 +368,7 @@ async def _forward_dispatched(
     if job.websocket:
         started = asyncio.get_running_loop().time()
         try:
-            return await tunnel(request, ctx.session, address[1], job.upstream_path_qs)
+            return await tunnel(request, ctx.session, address, job.upstream_path_qs)
         finally:
             elapsed_ms = int((asyncio.get_running_loop().time() - started) * 1000)
             finished(
@@ -417,62 +377,28 @@ async def _forward_dispatched(
                 )
             )
 
-    def tap(chunk: bytes) -> None:
-        ctx.inflight.add_bytes(entry, len(chunk))
-        if recorder is not None:
-            recorder.tap(chunk)
-
     hung = ctx.hung.watch(job.model_id, dispatch.instance)  # ends it if declared hung
     try:
         forwarded = await forward(
             request,
             ctx.session,
-            address[1],
+            address,
             path_qs=job.upstream_path_qs,
             body=job.body,
             headers=headers,
             response=loading.response if loading is not None else None,
             metered_path=path,
             on_finished=finished,
-            tap=tap,
+            tap=outcome.tap,
             abort=hung,
         )
     finally:
         ctx.hung.release(job.model_id, dispatch.instance, hung)
-        # Every dispatch ends exactly once in the log, whatever happened above: otherwise its
-        # in-flight slot would never be released and the model could never be evicted.
-        if not reported:
-            finished(
-                ForwardResult(
-                    status=499, bytes_out=0, duration_ms=0, ttfb_ms=None,
-                    error="the request ended before its forward reported",
-                )
-            )  # fmt: skip
-    if gone:
-        return _Gone(dispatch.instance)
+        if unreachable is None:  # every dispatch ends exactly once in the log
+            outcome.finish_unreported()
+    if unreachable is not None:
+        return unreachable
     return forwarded.response
-
-
-_PENDING: set[asyncio.Future[bool]] = set()
-
-
-def finish_capture(recorder: CaptureRecorder, result: ForwardResult) -> None:
-    """Give the recorder the response headers and store the capture in the background: this
-    runs in `forward`'s `on_finished`, also when the handler was cancelled (no await there)."""
-    recorder.response_headers(result.response_headers)
-    _keep(asyncio.ensure_future(recorder.finish(result.status)))
-
-
-def _keep(future: asyncio.Future[bool]) -> None:
-    """Hold a reference to a background capture write until it completes; log a failure."""
-    _PENDING.add(future)
-    future.add_done_callback(_capture_written)
-
-
-def _capture_written(future: asyncio.Future[bool]) -> None:
-    _PENDING.discard(future)
-    if not future.cancelled() and (exc := future.exception()) is not None:
-        log.warning("could not store a capture: %s", exc)
 
 
 def meterable_encodings(accept_encoding: str) -> str:
@@ -486,10 +412,6 @@ def meterable_encodings(accept_encoding: str) -> str:
     return ", ".join(kept)
 
 
-def _done(ctx: AppContext, entry: InflightEntry, job: LocalRequest) -> None:
-    ctx.inflight.finish(entry)
-
-
 def router_name(ctx: AppContext) -> str:
     """The router's name in llama-swap's shutdown message ("group" or "matrix")."""
     return "matrix" if ctx.service.schedule.planner.kind == "matrix" else "group"
@@ -498,15 +420,6 @@ def router_name(ctx: AppContext) -> str:
 def exc_status(exc: InputRefusedError | LogUnavailableError) -> int:
     """The HTTP status of a request refused by the loop (400/500 refused input, 503 log)."""
     return exc.status if isinstance(exc, InputRefusedError) else 503
-
-
-def record(loop: RunLoop, event: Event) -> None:
-    """Submit what a request's end records; once the loop has stopped (the server is exiting
-    after a fatal error) nothing more can be recorded, and the handler must still finish."""
-    try:
-        loop.submit(recordable_event(event))
-    except LoopStoppedError:
-        log.debug("not recorded, the run loop has stopped: %s", event.type_name)
 
 
 def log_unavailable_response(request: web.BaseRequest, exc: LogUnavailableError) -> web.Response:

@@ -13,7 +13,6 @@ it under the name the client asked for. The reducer ignores that event.
 from __future__ import annotations
 
 import asyncio
-import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -21,25 +20,19 @@ from multidict import CIMultiDict
 
 from llamaswap_es.config.models import PeerConfig
 from llamaswap_es.errors import LogUnavailableError, StoreOverloadedError
-from llamaswap_es.events.types import PeerRequestFinished
 from llamaswap_es.runtime.loop import LoopStoppedError
 from llamaswap_es.web import request_ids
-from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.dispatch import (
     cancel_callback,
-    finish_capture,
     log_unavailable_response,
     loop_stopped_response,
     meterable_encodings,
 )
 from llamaswap_es.web.errors import error_response
-from llamaswap_es.web.forwarder import ForwardResult, ForwardTimeouts, forward
-
-log = logging.getLogger("llamaswap_es.web.peer_dispatch")
-
-PEER_PROXY_ERROR = "peer proxy error"
+from llamaswap_es.web.forwarder import ForwardTimeouts, forward
+from llamaswap_es.web.request_outcome import PEER_PROXY_ERROR, RequestOutcome, peer_record
 
 
 async def serve_peer(
@@ -93,55 +86,19 @@ async def serve_peer(
         metadata=metadata,
         phase="running",
     )
-    recorder = None
-    if ctx.projections is not None and metered:
-        recorder = ctx.projections.captures.recorder(request_id, path)
-        if recorder is not None:  # the headers the peer received: credentials are redacted
-            recorder.request(headers, body)
-
-    reported = False
-
-    def finished(result: ForwardResult) -> None:
-        nonlocal reported
-        if reported:
-            return
-        reported = True
-        if recorder is not None:
-            finish_capture(recorder, result)
-        error = result.error
-        if error and result.status == 502 and not result.response_headers:
-            error = f"{PEER_PROXY_ERROR}: {error}"
-        record = recordable_event(
-            PeerRequestFinished(
-                request_id=request_id,
-                model=requested,
-                peer=peer_id,
-                path=path,
-                method=request.method,
-                stream=stream,
-                status=result.status,
-                received_ms=received_ms,
-                duration_ms=result.duration_ms,
-                ttfb_ms=result.ttfb_ms or 0,
-                bytes_out=result.bytes_out,
-                error=error,
-                metrics=result.metrics,
-                content_type=result.content_type,
-                metadata=dict(metadata or {}),
-            )
-        )
-        try:
-            loop.submit(record)
-        except LoopStoppedError:  # the response went out; only its record is lost
-            log.warning("peer request %s for %s not recorded: the run loop stopped", request_id,
-                        requested)  # fmt: skip
-        ctx.inflight.finish(entry)
-
-    def tap(chunk: bytes) -> None:
-        ctx.inflight.add_bytes(entry, len(chunk))
-        if recorder is not None:
-            recorder.tap(chunk)
-
+    record = peer_record(
+        request_id=request_id,
+        model=requested,
+        peer=peer_id,
+        path=path,
+        method=request.method,
+        stream=stream,
+        received_ms=received_ms,
+        metadata=metadata,
+    )
+    outcome = RequestOutcome(ctx, entry, record)
+    if metered:  # the headers the peer receives: credentials are redacted by the recorder
+        outcome.keep_capture(request_id, path, headers, body)
     try:
         forwarded = await forward(
             request,
@@ -157,17 +114,11 @@ async def serve_peer(
             metered_path=path,
             keep_host=False,
             add_forwarded_for=False,
-            on_finished=finished,
-            tap=tap,
+            on_finished=outcome.finish,
+            tap=outcome.tap,
         )
     finally:
-        if not reported:  # every peer request is recorded once, whatever happened above
-            finished(
-                ForwardResult(
-                    status=499, bytes_out=0, duration_ms=0, ttfb_ms=None,
-                    error="the request ended before its forward reported",
-                )
-            )  # fmt: skip
+        outcome.finish_unreported()  # every peer request is recorded once, whatever happened
     if (
         forwarded.result.error
         and forwarded.result.status == 502

@@ -12,6 +12,7 @@ Steps are written as llama-swap's scenario lines (spec/core.md §9), translated 
     gpu T/F [T/F …]   GpuMemorySampled (total/free MiB per device)
     fp A MB [source=S] [devices=N]               FootprintKnown (measured unless told)
     hung A [N]        ProcessHung (current instance, or instance N)
+    unreachable r1 [N]  DispatchUnreachable (the instance r1 was dispatched to, or instance N)
     unload [A B] [grace=N]                       shutdown [N]
     sel r1 S          SelectorRequested (the client named selector S)
     selend r1         SelectionEnded (a peer served it, or it was refused before scheduling)
@@ -40,6 +41,7 @@ from llamaswap_es.events.types import (
     ConfigApplied,
     Decision,
     Dispatch,
+    DispatchUnreachable,
     Envelope,
     Event,
     FootprintKnown,
@@ -219,6 +221,13 @@ class Run:
         if verb == "hung":
             instance = int(args[1]) if len(args) > 1 else self.instance(args[0])
             return ProcessHung(model=args[0], instance=instance, failures=3, error=HUNG_ERROR)
+        if verb == "unreachable":
+            req = self.state.requests.get(args[0])
+            model = req.model if req else "?"
+            instance = int(args[1]) if len(args) > 1 else req.instance if req else 0
+            return DispatchUnreachable(
+                request_id=args[0], model=model, instance=instance, error="connection refused"
+            )
         if verb == "timer":
             return TimerFired(timer_id=args[0])
         if verb == "unload":

@@ -229,6 +229,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         rid = data.draw(st.sampled_from(self._requests(dispatched=True)))
         self.run.step(f"@{self._at(advance)} done {rid}")
 
+    @precondition(lambda self: self._requests(dispatched=True))
+    @rule(data=st.data(), stale=st.booleans())
+    def unreachable(self, data, stale: bool) -> None:
+        """The handler could not reach its instance (or reports an earlier grant: ignored)."""
+        rid = data.draw(st.sampled_from(self._requests(dispatched=True)))
+        if stale:
+            instance = self.run.state.requests[rid].instance - 1
+            assert self.run.step(f"unreachable {rid} {instance}") == []
+        else:
+            self.run.step(f"unreachable {rid}")
+
     @precondition(lambda self: self.run.state.requests)
     @rule(data=st.data(), verb=st.sampled_from(("cancel", "cancel", "abandon")))
     def leave(self, data, verb: str) -> None:

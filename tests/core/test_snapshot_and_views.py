@@ -59,7 +59,7 @@ def test_digest_is_stable_across_runs_and_machines() -> None:
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "9cbe8a9d1a61648ca5853ad7197f7bb421f6d9bc31b4f43304133ae6b207fa46"
+PINNED_DIGEST = "7f5774d6758f1c3ee16c6bea5d439c4a45da87946833a1d7b6e1a118b9954f5b"
 """Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
 `idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
 was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
@@ -69,7 +69,9 @@ backoff: `start_backoff_ms`/`start_backoff_max_ms` (config) and `failed_starts` 
 each read as off/None when absent, so core-3 snapshots and logs from before it still restore
 and replay to the same decisions. Changed with the bump to core-4: selectors choose in the
 reducer (`selections` and `selector_cursors` in the state, empty here), and placement by GPU
-memory (the newest GPU sample, footprint facts, and the devices of each process and swap)."""
+memory (the newest GPU sample, footprint facts, and the devices of each process and swap).
+And for the grant: per model, the instance's `address` and `suspect_instance`
+(DispatchUnreachable)."""
 
 
 def test_a_snapshot_from_before_idle_model_restores() -> None:

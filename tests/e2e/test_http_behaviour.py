@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from llamaswap_es.events.open_log import open_log
-from tests.fixtures.server import FIFO, config_text, fake_model
+from tests.fixtures.server import FIFO, config_text, fake_model, wait_json
 
 CHAT = "/v1/chat/completions"
 
@@ -166,20 +166,24 @@ async def test_an_upstream_that_dies_mid_stream_gives_a_clear_error_and_is_reloa
     starts = [e.body.instance for e in events if e.type == "StartProcess"]
     assert starts == [1, 2], "the next request after the crash reloads the model"
     assert any(e.type == "ProcessExited" for e in events)
-    # A request sent in the instant between the crash and its detection was dispatched to the
-    # dead instance: that attempt is recorded and the request is retried, never a 503 to users.
-    others = [f for f in finished if f not in lost]
-    assert len(others) <= 2, others  # at most one retried attempt per request
-    assert all(f.status == 503 and "retried" in (f.error or "") for f in others), others
+    # A request sent in the instant between the crash and its detection may be dispatched to
+    # the dead instance: it is taken back under the same id (DispatchUnreachable) and served by
+    # the fresh one, so each request ends exactly once in the log, with its own error.
+    assert finished == lost, finished
+    received = [e.body.request_id for e in events if e.type == "RequestReceived"]
+    assert sorted(received) == sorted(f.request_id for f in finished)
+    taken_back = [e.body for e in events if e.type == "DispatchUnreachable"]
+    assert all(t.request_id in received and t.instance == 1 for t in taken_back), taken_back
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_an_upstream_that_dies_before_answering_is_retried_on_a_new_instance(
+async def test_an_upstream_that_dies_before_answering_is_replaced_under_the_same_request_id(
     server_factory, tmp_path, stream: bool
 ) -> None:
     # The instance accepts the request and exits before sending any header: the executor has
     # not seen the exit yet when the connection breaks. The client must get its answer from a
-    # fresh instance, not a 502, since nothing had been sent to it.
+    # fresh instance, not a 502, since nothing had been sent to it; and the history must show
+    # one request (one id, one RequestFinished, one activity row), not a failed attempt too.
     marker = tmp_path / "crash-once"
     marker.touch()
     model = fake_model("a", "--exit-before-answer-if", str(marker), "--tokens", "3")
@@ -195,13 +199,23 @@ async def test_an_upstream_that_dies_before_answering_is_retried_on_a_new_instan
             text = answer.choices[0].message.content or ""
     assert text.startswith("alpha bravo")
     assert not marker.exists(), "the first instance received the request"
-    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 2)
-    finished = _finished(events)
+    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 1)
+    [received] = [e.body.request_id for e in events if e.type == "RequestReceived"]
+    [finished] = _finished(events)
+    assert (finished.request_id, finished.status, finished.error) == (received, 200, None)
+    [taken_back] = [e.body for e in events if e.type == "DispatchUnreachable"]
+    assert (taken_back.request_id, taken_back.instance) == (received, 1)
     assert [e.body.instance for e in events if e.type == "StartProcess"] == [1, 2]
-    assert [f.status for f in finished] == [503, 200]
-    assert "retried as a new request" in (finished[0].error or "")
-    received = [e.body.request_id for e in events if e.type == "RequestReceived"]
-    assert received == [f.request_id for f in finished], "the retry is recorded as a new request"
+    dispatches = [e.body for e in events if e.type == "Dispatch"]
+    assert [(d.request_id, d.instance) for d in dispatches] == [(received, 1), (received, 2)]
+    assert all(d.address.startswith("http://127.0.0.1:") for d in dispatches)
+    async with aiohttp.ClientSession() as http:
+        activity = await wait_json(  # the capture, started at the first grant, is kept once
+            http,
+            f"{server.url}/api/metrics/activity",
+            lambda d: d["total"] >= 1 and d["data"][0]["has_capture"],
+        )
+    assert [row["resp_status_code"] for row in activity["data"]] == [200]
 
 
 async def test_a_models_last_start_failure_is_found_by_its_key(server_factory) -> None:
@@ -223,7 +237,7 @@ async def test_a_models_last_start_failure_is_found_by_its_key(server_factory) -
     assert newest[0]["seq"] > events[0]["seq"] + 5
 
 
-async def test_a_dropped_connection_to_a_healthy_upstream_is_retried_on_the_same_instance(
+async def test_a_dropped_connection_to_a_healthy_upstream_is_served_again_by_the_same_instance(
     server_factory, tmp_path
 ) -> None:
     marker = tmp_path / "drop-once"
@@ -236,11 +250,47 @@ async def test_a_dropped_connection_to_a_healthy_upstream_is_retried_on_the_same
         answer = await client.chat.completions.create(**_chat("a"))
     assert (answer.choices[0].message.content or "").startswith("alpha bravo")
     assert not marker.exists(), "the upstream dropped the first attempt"
-    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 2)
-    finished = _finished(events)
-    assert [f.status for f in finished] == [503, 200]
+    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 1)
+    [finished] = _finished(events)
+    assert finished.status == 200
+    # One broken connection makes the instance suspect, not dead: no exit was reported within
+    # the suspect wait, so the same request went to the same instance again.
+    [taken_back] = [e.body for e in events if e.type == "DispatchUnreachable"]
+    assert taken_back.request_id == finished.request_id
+    dispatches = [e.body for e in events if e.type == "Dispatch"]
+    assert [(d.request_id, d.instance) for d in dispatches] == [(finished.request_id, 1)] * 2
+    fired = [e.body.timer_id for e in events if e.type == "TimerFired"]
+    assert "suspect:a:1" in fired
     assert [e.body.instance for e in events if e.type == "StartProcess"] == [1], "no restart"
-    assert not any(e.type == "ProcessExited" for e in events)
+    assert not any(e.type in ("ProcessExited", "StopProcess") for e in events)
+
+
+async def test_a_request_whose_second_grant_fails_too_gets_a_502_recorded_once(
+    server_factory, tmp_path
+) -> None:
+    marker = tmp_path / "drop-twice"
+    marker.write_text("2")
+    model = fake_model("a", "--drop-connection-if", str(marker), "--tokens", "3")
+    server = server_factory(config_text([model]))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 502
+            assert "unreachable" in (await r.json())["error"]["message"]
+        assert not marker.exists(), "both attempts reached the upstream"
+        async with http.post(server.url + CHAT, json=_chat("a")) as r:
+            assert r.status == 200, "the instance was never condemned: it serves the next one"
+        activity = await wait_json(
+            http, f"{server.url}/api/metrics/activity", lambda d: d["total"] >= 2
+        )
+        async with http.get(f"{server.url}/api/inflight") as r:
+            assert (await r.json())["requests"] == [], "each in-flight entry ended once"
+    assert sorted(row["resp_status_code"] for row in activity["data"]) == [200, 502]
+    events = await _log_once(server.db_path, lambda ev: len(_finished(ev)) >= 2)
+    first, second = _finished(events)
+    assert (first.status, second.status) == (502, 200)
+    taken_back = [e.body.request_id for e in events if e.type == "DispatchUnreachable"]
+    assert taken_back == [first.request_id], "a request is taken back once"
+    assert [e.body.instance for e in events if e.type == "StartProcess"] == [1]
 
 
 async def test_a_request_priority_header_goes_ahead_in_the_queue(server_factory) -> None:

@@ -74,6 +74,12 @@ async def test_a_crashed_server_adopts_its_loaded_model_on_restart(server_factor
     assert types.count("StartProcess") == 1, "adopted, not reloaded"
     assert "ProcessAdopted" in types and "RecoveryStarted" in types
     assert pid_gone(pid)
+    with open_log(first.db_path) as reader:
+        envelopes = list(reader.iter_envelopes())
+    [adopted] = [e.body for e in envelopes if e.type == "ProcessAdopted"]
+    dispatches = [e.body for e in envelopes if e.type == "Dispatch"]
+    # the adopted instance is served at the address recovery recorded, as the first one was
+    assert adopted.address and dispatches[-1].address == adopted.address == dispatches[0].address
 
 
 async def test_a_changed_config_reaps_the_old_process_instead(server_factory) -> None:

@@ -11,13 +11,14 @@ from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import (
     ConfigApplied,
     Dispatch,
+    DispatchUnreachable,
     Envelope,
     RequestFinished,
     RequestReceived,
 )
 from llamaswap_es.replay.errors import ReplayError
 from llamaswap_es.replay.traffic import extract_traffic
-from llamaswap_es.replay.whatif import apply_overrides, simulate
+from llamaswap_es.replay.whatif import apply_overrides, assumptions, simulate
 from llamaswap_es.replay.whatif_table import summarise
 from tests.replay.conftest import run_replay
 from tests.replay.recording import Arrival, group_config, record
@@ -111,3 +112,23 @@ def test_recorded_ttl_overrides_are_replayed_in_the_what_if() -> None:
     assert with_override.requests[0].ttl_override_ms == 1_000
     assert simulate(with_override, {}).loads == {"A": 2}
     assert simulate(extract_traffic(log(None)), {}).loads == {"A": 1}
+
+
+def test_a_request_taken_back_counts_once_with_its_wait_to_the_last_dispatch() -> None:
+    """r0 met a dead instance: it was taken back and served by the next one, 900 ms after it
+    arrived. The recording counts one wait for it; the what-if says it does not repeat that."""
+    config = group_config(("A",)).to_dict()
+    bodies = [
+        (0, ConfigApplied(config_hash="c", schedule=config)),
+        (0, RequestReceived(request_id="r0", model="A")),
+        (100, Dispatch(request_id="r0", model="A", instance=1)),
+        (101, DispatchUnreachable(request_id="r0", model="A", instance=1, error="refused")),
+        (900, Dispatch(request_id="r0", model="A", instance=2)),
+        (1_000, RequestFinished(request_id="r0", model="A", status=200)),
+    ]
+    traffic = extract_traffic(
+        [Envelope(body=b, ts_ms=ts, seq=i + 1) for i, (ts, b) in enumerate(bodies)]
+    )
+    assert dict(traffic.recorded.waits_ms) == {"A": [900]}
+    assert traffic.requests[0].service_ms == 100, "served from its last dispatch"
+    assert any("1 request(s) met an unreachable instance" in line for line in assumptions(traffic))

@@ -32,6 +32,7 @@ async def test_start_reports_spawned_then_ready_and_serves(harness: Harness, env
 
     ready = await harness.events.expect(ProcessReady)
     assert (ready.model, ready.instance, ready.pid) == ("alpha", 1, spawned.pid)
+    assert ready.address == f"http://127.0.0.1:{port}"  # where the grant sends requests
     instance, base = harness.executor.address("alpha")  # type: ignore[misc]
     assert (instance, base) == (1, f"http://127.0.0.1:{port}")
     info = harness.executor.running()["alpha"]

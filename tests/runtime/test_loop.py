@@ -17,6 +17,7 @@ from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Decision,
     Dispatch,
+    DispatchUnreachable,
     Envelope,
     Reject,
     RequestCancelled,
@@ -54,6 +55,9 @@ def _reducer(state: dict, envelope: Envelope) -> tuple[dict, list[Decision]]:
             StartProcess(model=body.model, instance=1),
             Dispatch(request_id=body.request_id, model=body.model, instance=1),
         ]
+    if isinstance(body, DispatchUnreachable):  # served again by the next instance
+        instance = body.instance + 1
+        return state, [Dispatch(request_id=body.request_id, model=body.model, instance=instance)]
     if isinstance(body, RequestFinished):
         state["in_flight"] -= 1
         return state, [SetTimer(timer_id=f"ttl:{body.model}", at_ms=envelope.ts_ms + 1000)]
@@ -85,6 +89,26 @@ async def test_decisions_are_logged_after_their_input_with_its_seq_as_cause(db_p
     assert [r.cause for r in rows[2:]] == [received.seq, received.seq]
     assert all(r.boot == store.boot_id for r in rows)
     assert recorder.applied == [StartProcess(model="a", instance=1)]
+    await loop.stop()
+    await store.close()
+
+
+async def test_a_request_taken_back_is_answered_again_on_the_same_ticket(db_path: Path) -> None:
+    loop, store, _ = await _loop(db_path)
+    ticket = loop.submit_request(RequestReceived(request_id="r1", model="a"))
+    first = await asyncio.wait_for(ticket.decision, 5)
+    assert isinstance(first, Dispatch) and first.instance == 1
+    loop.take_back(ticket, DispatchUnreachable(request_id="r1", model="a", instance=1))
+    again = await asyncio.wait_for(ticket.decision, 5)
+    assert again == Dispatch(request_id="r1", model="a", instance=2)
+    await loop.flush()
+    rows = await store.read(from_seq=1)
+    assert [r.type for r in rows if r.key == "r1"] == [
+        "RequestReceived",
+        "Dispatch",
+        "DispatchUnreachable",
+        "Dispatch",
+    ]
     await loop.stop()
     await store.close()
 
