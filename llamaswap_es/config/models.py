@@ -471,6 +471,81 @@ class HangDetectionSettings(GoStruct):
         return self
 
 
+PLACEMENT_MODES = ("off", "memory")
+DEFAULT_DEVICES_ENV = "CUDA_VISIBLE_DEVICES"
+
+
+def _known_keys(cls: type[GoStruct], data: Any, where: str) -> None:
+    """Our sections refuse unknown keys (a typo must not be silently ignored)."""
+    if isinstance(data, dict):
+        known = {(f.alias or n) for n, f in cls.model_fields.items()}
+        for key in data:
+            if key not in known:
+                valid = ", ".join(sorted(known))
+                prefix = f"{where}: " if where else ""
+                raise fatal_error(f'{prefix}unknown setting "{key}" (valid: {valid})')
+
+
+class PlacementSettings(GoStruct):
+    """`llamaswap-es: placement`: placing models by GPU memory (issue 18, ours).
+
+    `mode: memory` lets the scheduler choose the GPUs a starting model runs on from their sampled
+    free memory and the model's footprint, evicting idle models by priority then least recent
+    use until it fits; `off` (the default) keeps groups and the matrix alone, as llama-swap.
+    """
+
+    go_type: ClassVar[str] = "llamaswap-es placement settings"
+    mode: GoStr = Field("off", json_schema_extra={"enum": [*PLACEMENT_MODES, None]})
+    """`off` (groups and the matrix decide alone) or `memory` (they decide, then memory)."""
+    margin_mb: GoInt = Field(512, alias="marginMb", json_schema_extra=_NOT_NEGATIVE)
+    """MiB kept free on every device beyond the footprints (the CUDA context, fragmentation)."""
+    sample_step_mb: GoInt = Field(256, alias="sampleStepMb", json_schema_extra=_POSITIVE)
+    """A device's free memory is recorded in the log again only once it moved by more than this."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        _known_keys(cls, data, f"{OUR_SECTION}.placement")
+        return data
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PlacementSettings:
+        where = f"{OUR_SECTION}.placement"
+        self.mode = self.mode.strip().lower()
+        if self.mode == "false":  # YAML 1.1 readers turn a bare `off` into false
+            self.mode = "off"
+        if self.mode not in PLACEMENT_MODES:
+            raise fatal_error(f'{where}.mode: must be "off" or "memory", got "{self.mode}"')
+        if self.margin_mb < 0:
+            raise fatal_error(f"{where}.marginMb: must be >= 0, got {self.margin_mb}")
+        if self.sample_step_mb <= 0:
+            raise fatal_error(f"{where}.sampleStepMb: must be > 0, got {self.sample_step_mb}")
+        return self
+
+
+class PlacementModel(GoStruct):
+    """`llamaswap-es: models: <id>`: what placement by memory needs to know about one model."""
+
+    go_type: ClassVar[str] = "llamaswap-es model settings"
+    footprint_mb: GoInt = Field(0, alias="footprintMb", json_schema_extra=_NOT_NEGATIVE)
+    """Its total GPU memory need in MiB (declared: a measurement wins over it, it wins over a
+    GGUF estimate); 0 = not declared."""
+    devices: GoInt = Field(1, json_schema_extra=_POSITIVE)
+    """How many GPUs it spans (the need per GPU is footprintMb / devices)."""
+    priority: GoInt = 0
+    """Eviction priority: a model of lower priority is evicted first to make room, then the
+    least recently used."""
+    devices_env: GoStr = Field(DEFAULT_DEVICES_ENV, alias="devicesEnv")
+    """The environment variable that tells its runtime which GPUs to use
+    (`CUDA_VISIBLE_DEVICES`, `HIP_VISIBLE_DEVICES` …); "" = never set one."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        _known_keys(cls, data, "")  # the loader's location names the model
+        return data
+
+
 class LlamaSwapEsSettings(GoStruct):
     """Our own settings (`llamaswap-es:`); unknown keys here are errors, to catch typos."""
 
@@ -541,6 +616,12 @@ class LlamaSwapEsSettings(GoStruct):
             except AccessEntryError as exc:
                 raise fatal_error(f"{key}[{index}]: {exc}") from None
         return list(dict.fromkeys(normalized))
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    """Placing models by GPU memory (`mode: memory`); off by default."""
+    models: Annotated[dict[str, PlacementModel], struct_map(PlacementModel)] = Field(
+        default_factory=dict
+    )
+    """Per model (id or alias): its declared GPU footprint, span and eviction priority."""
     node_name: GoStr = Field("", alias="nodeName")
     """This server's name in the fleet's history; "" = the host name (`effective_node_name`)."""
     history_database: GoStr = Field("", alias="historyDatabase")

@@ -57,6 +57,7 @@ def normalize(config: LlamaSwapConfig) -> CompiledMatrix | None:
     _scheduler(config, compiled)
     _preload(config)
     _idle_model(config)
+    _placement_models(config)
     _api_keys(config)
     return compiled
 
@@ -320,6 +321,38 @@ def _idle_model(config: LlamaSwapConfig) -> None:
             f"{OUR_SECTION}.idleModel",
         )
     ours.idle_model = model_id
+
+
+def _placement_models(config: LlamaSwapConfig) -> None:
+    """Ours: `llamaswap-es.models` is keyed by model id or alias; stored by real id, so the
+    scheduler never sees an alias. An unknown model, or the same model named twice, is refused
+    with its key, and a model whose declared span is wider than 1 needs a footprint to split."""
+    ours = config.llamaswap_es
+    resolved = {}
+    for name in sorted(ours.models):
+        where = f"{OUR_SECTION}.models.{name}"
+        model_id = resolve_local(config, name.strip())
+        if model_id is None:
+            raise ConfigIssue(f'{where}: references unknown model "{name}"', where)
+        if model_id in resolved:
+            raise ConfigIssue(
+                f'{where}: model "{model_id}" is already configured (as '
+                f'"{resolved[model_id][0]}")',
+                where,
+            )
+        settings = ours.models[name]
+        if settings.footprint_mb < 0:
+            raise ConfigIssue(
+                f"{where}.footprintMb: must be >= 0 (0 = not declared), got "
+                f"{settings.footprint_mb}",
+                f"{where}.footprintMb",
+            )
+        if settings.devices < 1:
+            raise ConfigIssue(
+                f"{where}.devices: must be >= 1, got {settings.devices}", f"{where}.devices"
+            )
+        resolved[model_id] = (name, settings)
+    ours.models = {model_id: settings for model_id, (_, settings) in sorted(resolved.items())}
 
 
 def _api_keys(config: LlamaSwapConfig) -> None:

@@ -31,9 +31,15 @@ class ModelSchedule:
     fingerprint: str = ""
     """Digest of the model's effective process settings (cmd, env, proxy, checkEndpoint …).
     A reload restarts a running model only when its fingerprint changed."""
+    footprint_mb: int = 0
+    """Ours (placement): its declared GPU memory need in MiB, all devices together; 0 = none."""
+    footprint_devices: int = 1
+    """How many devices the declared footprint spans."""
+    placement_priority: int = 0
+    """Eviction priority under placement by memory: lower is evicted first."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "model_id": self.model_id,
             "concurrency_limit": self.concurrency_limit,
             "ttl_ms": self.ttl_ms,
@@ -42,10 +48,43 @@ class ModelSchedule:
             "priority": self.priority,
             "fingerprint": self.fingerprint,
         }
+        # The placement keys only when set: a config without them logs what it logged before.
+        if self.footprint_mb:
+            data["footprint_mb"] = self.footprint_mb
+            data["footprint_devices"] = self.footprint_devices
+        if self.placement_priority:
+            data["placement_priority"] = self.placement_priority
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSchedule:
         return cls(**data)
+
+
+PLACEMENT_OFF = "off"
+PLACEMENT_MEMORY = "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRules:
+    """Ours (issue 18): how the reducer places a starting model by GPU memory."""
+
+    mode: str = PLACEMENT_OFF
+    """`off`: groups and the matrix alone decide (llama-swap's behaviour, exactly); `memory`:
+    they decide first, then memory (devices chosen, idle models evicted until it fits)."""
+    margin_mb: int = 512
+    """MiB kept free on every device beyond the footprints."""
+
+    @property
+    def active(self) -> bool:
+        return self.mode == PLACEMENT_MEMORY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "margin_mb": self.margin_mb}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlacementRules:
+        return cls(mode=data["mode"], margin_mb=int(data["margin_mb"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +198,8 @@ class SchedulerConfig:
     once with the failure. 0 = off (llama-swap starts it again for every request)."""
     start_backoff_max_ms: int = 0
     """The longest backoff window (the doubling stops here); at least `start_backoff_ms`."""
+    placement: PlacementRules = field(default_factory=PlacementRules)
+    """Ours: placement by GPU memory (off by default)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +213,8 @@ class SchedulerConfig:
             "idle_model": self.idle_model,
             "start_backoff_ms": self.start_backoff_ms,
             "start_backoff_max_ms": self.start_backoff_max_ms,
+            # only when on: a config without placement logs what it logged before
+            **({"placement": self.placement.to_dict()} if self.placement.active else {}),
         }
 
     @classmethod
@@ -188,4 +231,7 @@ class SchedulerConfig:
             # absent in older logs: off, so they replay as they were decided
             start_backoff_ms=data.get("start_backoff_ms", 0),
             start_backoff_max_ms=data.get("start_backoff_max_ms", 0),
+            placement=PlacementRules.from_dict(data["placement"])
+            if "placement" in data
+            else PlacementRules(),  # absent: off (older logs, or placement not on)
         )

@@ -21,6 +21,7 @@ from llamaswap_es.config.schedule import (
     GroupRule,
     MatrixPlanner,
     ModelSchedule,
+    PlacementRules,
     SchedulerConfig,
 )
 from llamaswap_es.config.yaml_dialect import natural_key
@@ -114,6 +115,7 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
             health_check_timeout_ms=model.health_check_timeout * 1000,
             priority=priority.get(model_id, 0),  # by real id: alias keys have no effect
             fingerprint=model_fingerprint(model),
+            **_declared_placement(config, model_id),
         )
     return SchedulerConfig(
         models=models,
@@ -126,7 +128,20 @@ def build_schedule(config: LlamaSwapConfig) -> SchedulerConfig:
         idle_model=ours.idle_model,  # a real id: normalisation resolved and checked it
         start_backoff_ms=ours.start_backoff_seconds * 1000,
         start_backoff_max_ms=ours.start_backoff_max_seconds * 1000,
+        placement=PlacementRules(mode=ours.placement.mode, margin_mb=ours.placement.margin_mb),
     )
+
+
+def _declared_placement(config: LlamaSwapConfig, model_id: str) -> dict[str, int]:
+    """The model's `llamaswap-es.models` entry as ModelSchedule fields (none: the defaults)."""
+    declared = config.llamaswap_es.models.get(model_id)
+    if declared is None:
+        return {}
+    return {
+        "footprint_mb": declared.footprint_mb,
+        "footprint_devices": declared.devices,
+        "placement_priority": declared.priority,
+    }
 
 
 SECRET_MASK = "***"
