@@ -111,9 +111,15 @@ class FootprintFeed:
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        """Begin sampling when placement is on (`ConfigApplied` also starts or stops it)."""
-        if self.knobs.enabled:
-            self._start_sampling()
+        """At start-up, with placement on: the first device sample and the estimates, before the
+        first `ConfigApplied` and the preloads, so the first placements already know them.
+        The periodic sampling begins at that `ConfigApplied` (which also starts or stops it)."""
+        if self.knobs.enabled and not self._stopped:
+            try:
+                await self.sample_once()
+            except Exception:  # the periodic sampling tries again
+                log.exception("sampling GPU memory at start-up failed")
+            await self._estimate_all()
 
     async def stop(self) -> None:
         self._stopped = True

@@ -180,6 +180,7 @@ class SwapService:
             fingerprint_for=self._fingerprint_for,
             env_tag=self.env_tag,
         )
+        await self.footprints.start()
         self.loop.submit(self._config_applied("startup"))
         self._preload()
         await self.loop.flush()

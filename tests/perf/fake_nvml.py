@@ -4,15 +4,17 @@ Per-process memory (`nvmlDeviceGetComputeRunningProcesses`) is what a test gives
 `set_process_memory(device, pid, mib)` in the test's own process, or, for a server in a
 subprocess, a JSON file named by `FAKE_NVML_STATE` that the fake reads at every call:
 `{"processes": {"<device>": {"<pid>": <MiB>}}, "used_mb": {"<device>": <MiB>},
-"models": {"<model>": {"<device>": <MiB>}}}`. `models` gives the memory to the process the
-server started for that model (found by its `LLAMASWAP_ES_TAG`, the lowest such pid), so a test
-can say what a model will use before its pid exists. A process's memory counts as used memory on
-its device, as on a real driver.
+"models": {"<model>": {"<device>": <MiB>}}}`. `models` gives the memory to the process this
+server started for that model (found by its `LLAMASWAP_ES_TAG`, which starts with this server's
+env tag `LLAMASWAP_ES_ENV_TAG`: other servers on the machine may run a model of the same name),
+so a test can say what a model will use before its pid exists. A process's memory counts as
+used memory on its device, as on a real driver.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +23,8 @@ _MIB = 1024 * 1024
 
 
 def _tagged_pid(model: str) -> int | None:
-    """The lowest live pid whose environment tags it as a process of `model`."""
+    """The lowest live pid whose environment tags it as this server's process of `model`."""
+    prefix = f"LLAMASWAP_ES_TAG={os.environ.get('LLAMASWAP_ES_ENV_TAG', '')}:{model}:".encode()
     for entry in sorted(Path("/proc").iterdir(), key=lambda p: (len(p.name), p.name)):
         if not entry.name.isdigit():
             continue
@@ -32,11 +35,8 @@ def _tagged_pid(model: str) -> int | None:
         items = environ.split(b"\0")
         if b"LLAMASWAP_ES_TAG_ROLE=upstream" not in items:
             continue
-        for item in items:  # LLAMASWAP_ES_TAG=<env tag>:<model>:<instance>
-            if item.startswith(b"LLAMASWAP_ES_TAG=") and item.rpartition(b":")[0].endswith(
-                b":" + model.encode()
-            ):
-                return int(entry.name)
+        if any(item.startswith(prefix) for item in items):  # <env tag>:<model>:<instance>
+            return int(entry.name)
     return None
 
 

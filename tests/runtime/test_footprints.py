@@ -99,22 +99,24 @@ async def test_samples_estimates_and_measurements_enter_the_log_and_replay(
     svc.loop.add_listener(committed)
     svc.loop.add_listener(give_memory_to_spawned)
     try:
-        estimate = await committed.wait_for(FootprintKnown, lambda b: b.model == "tiny")
         assert await _serve_one(svc, "r1", "a") == "a"
         measured = await committed.wait_for(FootprintKnown, lambda b: b.source == "measured")
         moved = await committed.wait_for(GpuMemorySampled)
     finally:
         await svc.shutdown()
 
-    assert estimate.source == "estimated"
-    assert estimate.mb == 513  # ceil((466,688 + 262,144) B / MiB) + 512 MiB overhead
-    assert "at ctx 512" in estimate.detail and "tiny-a.gguf" in estimate.detail
     with open_log(db_path) as reader:
         envelopes = list(reader.iter_envelopes())
         report = verify(reader)
     samples = [e.body for e in envelopes if isinstance(e.body, GpuMemorySampled)]
+    (estimate,) = [e.body for e in envelopes if getattr(e.body, "model", "") == "tiny"]
     assert len(samples) == 2  # start-up, then the model's 3,000 MiB moved GPU1 past the step
     first_sample = samples[0]
+    assert estimate.source == "estimated"
+    assert estimate.mb == 513  # ceil((466,688 + 262,144) B / MiB) + 512 MiB overhead
+    assert "at ctx 512" in estimate.detail and "tiny-a.gguf" in estimate.detail
+    start_order = [type(e.body).__name__ for e in envelopes][:5]
+    assert start_order.index("GpuMemorySampled") < start_order.index("ConfigApplied")
     assert first_sample.total_mb == (81920, 24576)
     assert first_sample.free_mb == (40960, 23552)
     assert first_sample.uuids == ("GPU-aaaa", "")
@@ -190,21 +192,17 @@ async def test_an_unreadable_model_file_is_named_and_the_others_are_still_estima
         load_config(str(config_path), None), db_path=db_path, logs=UpstreamLogs(),
         env_tag=env_tag, nvml=FakeNvml(),
     )  # fmt: skip
-    committed = Committed()
-    await svc.start()
-    assert svc.loop is not None
-    svc.loop.add_listener(committed)
     caplog.set_level(logging.WARNING, "llamaswap_es.runtime.footprints")
-    try:
-        estimate = await committed.wait_for(FootprintKnown)
-    finally:
-        await svc.shutdown()
-    assert estimate.model == "tiny"
+    await svc.start()  # estimates are made before the first ConfigApplied
+    await svc.shutdown()
+    with open_log(db_path) as reader:
+        estimates = [e.body for e in reader.iter_envelopes() if isinstance(e.body, FootprintKnown)]
+    assert [b.model for b in estimates] == ["tiny"]
+    estimate = estimates[0]
     assert estimate.mb == 514  # ctx 0: the file's 2,048 (1 MiB of KV cache) + weights + 512
     warnings = "\n".join(r.getMessage() for r in caplog.records)
     assert f"model 'gone': no estimated footprint: {tmp_path / 'gone.gguf'}" in warnings
     assert f"model 'broken': no estimated footprint: {broken}: not a readable GGUF" in warnings
-    assert [b.model for b in committed.bodies(FootprintKnown)] == ["tiny"]
 
 
 def test_measured_footprint_sums_the_process_group_per_device() -> None:

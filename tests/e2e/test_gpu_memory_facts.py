@@ -1,0 +1,74 @@
+"""GPU memory facts end to end: a real server with placement on, the fake upstream, and the fake
+NVML driver (tests/fixtures/fake_pynvml) told through its state file that the upstream of model
+`a` uses 3,000 MiB on GPU1. The server estimates the GGUF model from its file, samples the two
+fake GPUs, measures `a` once it is ready, and its log replays with no divergence (the
+server_factory fixture verifies every log it started)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import aiohttp
+
+from tests.fixtures.server import REPO_ROOT, config_text, fake_model, wait_json
+from tests.fixtures.tiny_gguf import tiny_gguf
+
+FAKE_PYNVML = REPO_ROOT / "tests" / "fixtures" / "fake_pynvml"
+PLACEMENT_ON = "llamaswap-es:\n  placement: {mode: memory, sampleStepMb: 256}"
+
+
+def gguf_model(name: str, gguf: Path, ctx: int) -> str:
+    """A llama-server entry on a GGUF file: estimated from the file, never started here."""
+    return (
+        f"  {name}:\n"
+        f"    cmd: /nowhere/llama-server --port ${{PORT}} -m {gguf} -c {ctx}\n"
+        "    proxy: http://127.0.0.1:${PORT}\n"
+    )
+
+
+def fake_nvml_env(state: Path) -> dict[str, str]:
+    return {
+        "PYTHONPATH": os.pathsep.join([str(FAKE_PYNVML), str(REPO_ROOT)]),
+        "FAKE_NVML_STATE": str(state),
+    }
+
+
+def facts(doc: dict, kind: str) -> list[dict]:
+    return [e["payload"] for e in doc["events"] if e["type"] == kind]
+
+
+async def test_estimate_samples_and_measurement_reach_the_log(
+    server_factory, tmp_path: Path
+) -> None:
+    state = tmp_path / "nvml.json"
+    state.write_text(json.dumps({"models": {"a": {"1": 3000}}}))
+    config = config_text(
+        [fake_model("a"), gguf_model("tiny", tiny_gguf("tiny-c.gguf"), 1024)], PLACEMENT_ON
+    )
+    server = server_factory(config, env=fake_nvml_env(state))
+    log_url = f"{server.url}/api/log/events?type=FootprintKnown&type=GpuMemorySampled"
+    async with aiohttp.ClientSession() as http:
+        body = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
+        async with http.post(f"{server.url}/v1/chat/completions", json=body) as response:
+            assert response.status == 200, await response.text()
+        doc = await wait_json(
+            http, log_url,
+            lambda d: any(f["source"] == "measured" for f in facts(d, "FootprintKnown"))
+            and len(facts(d, "GpuMemorySampled")) >= 2,
+        )  # fmt: skip
+    footprints = {f["model"]: f for f in facts(doc, "FootprintKnown")}
+    assert footprints["tiny"]["source"] == "estimated"
+    assert footprints["tiny"]["mb"] == 513  # 466,688 B weights + 524,288 B KV (ctx 1024), + 512
+    assert "at ctx 1,024 (f16/f16)" in footprints["tiny"]["detail"]
+    measured = footprints["a"]
+    assert (measured["source"], measured["mb"], measured["per_device_mb"]) == (
+        "measured", 3000, [3000],
+    )  # fmt: skip
+    assert "on GPU1 after ready" in measured["detail"]
+    samples = facts(doc, "GpuMemorySampled")
+    assert samples[0]["total_mb"] == [81920, 24576]
+    assert samples[0]["free_mb"] == [40960, 23552]
+    assert samples[-1]["free_mb"] == [40960, 23552 - 3000]
+    assert samples[0]["uuids"][0] == "GPU-aaaa"
