@@ -76,6 +76,8 @@ def apply_config(st: SchedulerState, event: ConfigApplied, out: Out) -> None:
             proc.retired = False
             proc.schedule = schedule
             forget_failures(proc)  # a changed command deserves a fresh start at once
+            if model_id in st.footprints:  # measured on the old command: no longer its need
+                st.footprints[model_id].pop("measured", None)
             restart.add(model_id)
         else:
             ttl_changed = schedule.ttl_ms != proc.schedule.ttl_ms

@@ -9,6 +9,7 @@ atomic step of the reducer (#667).
 from __future__ import annotations
 
 from llamaswap_es.core.eviction import EvictionPlan
+from llamaswap_es.core.placement import DOES_NOT_FIT, plan_with_memory
 from llamaswap_es.core.state import (
     DISPATCHED,
     EVICTING,
@@ -98,12 +99,29 @@ def running_for(st: SchedulerState, target: str) -> tuple[str, ...]:
 
 
 def plan_eviction(st: SchedulerState, target: str, running: tuple[str, ...]) -> EvictionPlan:
-    """The policy's planner answer for (target, running), cached until the config changes."""
+    """The policy's planner answer for (target, running), cached until the config changes,
+    with placement by memory on top when it is on (`core.placement`). Only the planner's part
+    is cached: the memory part depends on samples, footprints, who is busy and recency, so it
+    is worked out afresh on every call and never comes back stale."""
     plan = st.cached_plan(target, running)
     if plan is None:
         plan = st.policy.planner(st).plan(target, running)
         st.remember_plan(target, running, plan, _EVICT_CACHE_LIMIT)
+    config = st.config
+    if config is not None and config.placement.active:
+        plan = plan_with_memory(st, target, running, plan)
     return plan
+
+
+def refuse_unplaceable(st: SchedulerState, req: Request, plan: EvictionPlan, out: Out) -> bool:
+    """Answer a request whose model placement by memory cannot place (503 `does_not_fit`,
+    permanent when it never could); True when it was answered."""
+    refusal = plan.does_not_fit
+    if refusal is None:
+        return False
+    remove_waiting(st, req)
+    fail(st, req, 503, DOES_NOT_FIT, refusal.message, out, permanent=refusal.permanent)
+    return True
 
 
 def evicted_by_active_swap(st: SchedulerState, model: str) -> bool:
@@ -258,11 +276,28 @@ def forget_if_retired(st: SchedulerState, proc: ModelProc) -> None:
 # ------------------------------------------------------------------------ processes, timers
 
 
-def start_process(st: SchedulerState, proc: ModelProc, reason: str, out: Out) -> None:
+def start_process(
+    st: SchedulerState, proc: ModelProc, reason: str, out: Out, devices: tuple[int, ...] = ()
+) -> None:
+    """Start the next instance, on `devices` when placement chose them (their UUIDs from the
+    newest sample go with them, for the executor's `CUDA_VISIBLE_DEVICES`)."""
     proc.instance += 1
     proc.state = STARTING
+    proc.devices = devices
     st.touch_processes()
-    out.append(StartProcess(model=proc.model, instance=proc.instance, reason=reason))
+    uuids: tuple[str, ...] = ()
+    gpu = st.gpu
+    if devices and gpu is not None and all(d < len(gpu.uuids) for d in devices):
+        uuids = tuple(gpu.uuids[d] for d in devices)
+    out.append(
+        StartProcess(
+            model=proc.model,
+            instance=proc.instance,
+            reason=reason,
+            devices=devices,
+            device_uuids=uuids,
+        )
+    )
 
 
 def stop_process(st: SchedulerState, proc: ModelProc, reason: str, grace_ms: int, out: Out) -> bool:

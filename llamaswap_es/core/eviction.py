@@ -23,9 +23,42 @@ from llamaswap_es.core.matrix_solver import solve
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    """Where a starting model goes by GPU memory (`core.placement`), and why."""
+
+    devices: tuple[int, ...]
+    need_mb: int
+    """Its need per device."""
+    free_mb: tuple[int, ...]
+    """Free MiB per device as counted before evicting (starting models included)."""
+    evict: tuple[str, ...]
+    """The models evicted to make room (beyond what groups or the matrix evict)."""
+    freed_mb: tuple[tuple[str, int], ...]
+    """(model, MiB it gives back on the chosen devices), for every model the swap evicts."""
+    source: str
+    margin_mb: int
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoesNotFit:
+    """The model cannot be placed: never (too big for any device), or not now (the memory it
+    needs is held by what placement may not evict)."""
+
+    message: str
+    permanent: bool
+
+
+@dataclass(frozen=True, slots=True)
 class EvictionPlan:
     evict: tuple[str, ...]
     rule: str
+    memory: MemoryPlan | None = None
+    """Set when placement by memory chose the devices (`core.placement`)."""
+    does_not_fit: DoesNotFit | None = None
+    """Set when placement by memory refuses the start: the request is answered at once."""
+    wait: str = ""
+    """Non-empty when it fits only once memory promised to another swap is free: queue."""
 
 
 class Planner(Protocol):

@@ -24,6 +24,7 @@ from llamaswap_es.core.effects import (
     evicted_by_active_swap,
     grant,
     plan_eviction,
+    refuse_unplaceable,
     running_for,
     young_victims,
 )
@@ -109,6 +110,10 @@ class FifoPolicy:
             return True
         running = running_for(st, model)
         plan = plan_eviction(st, model, running)
+        if refuse_unplaceable(st, req, plan, out):  # ours: it cannot fit in GPU memory
+            return True
+        if plan.wait:  # ours: the memory it needs is promised to a swap not started yet
+            return False
         evict = plan.evict
         if not evict and st.models[model].state == READY:
             if evicted_by_active_swap(st, model) or self._starving_blocks(st, model):

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from llamaswap_es.core.effects import grant, plan_eviction, running_for, young_victims
+from llamaswap_es.core.effects import (
+    grant,
+    plan_eviction,
+    refuse_unplaceable,
+    running_for,
+    young_victims,
+)
 from llamaswap_es.core.eviction import EveryOtherEviction, Planner
 from llamaswap_es.core.policies import answer_waiters
 from llamaswap_es.core.start_backoff import backing_off, refuse_while_backing_off
@@ -61,7 +67,12 @@ class SerialPolicy:
             model = req.model
             running = running_for(st, model)
             plan = plan_eviction(st, model, running)
-            if young_victims(st, plan.evict, out):
+            if plan.does_not_fit is not None:  # ours: it cannot fit in GPU memory
+                st.queue.pop(0)
+                st.queue_changes += 1
+                refuse_unplaceable(st, req, plan, out)
+                continue
+            if plan.wait or young_victims(st, plan.evict, out):
                 return
             st.queue.pop(0)
             st.queue_changes += 1

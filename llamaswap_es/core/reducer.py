@@ -39,6 +39,7 @@ from llamaswap_es.core.effects import (
     stop_process,
 )
 from llamaswap_es.core.followups import WAKE_POLICY, drain_followups
+from llamaswap_es.core.memory import Footprint, GpuSample
 from llamaswap_es.core.start_backoff import forget_failures, record_failure
 from llamaswap_es.core.state import (
     DISPATCHED,
@@ -56,10 +57,13 @@ from llamaswap_es.core.state import (
 )
 from llamaswap_es.core.swaps import advance_evicting_swaps, complete_swap
 from llamaswap_es.events.types import (
+    FOOTPRINT_SOURCES,
     ConfigApplied,
     Decision,
     Envelope,
     Event,
+    FootprintKnown,
+    GpuMemorySampled,
     LoadRequested,
     ProcessAdopted,
     ProcessExited,
@@ -82,7 +86,7 @@ from llamaswap_es.events.types import (
     UnloadRequested,
 )
 
-REDUCER_VERSION = "core-3"
+REDUCER_VERSION = "core-4"
 """Bumped whenever a change makes the reducer decide differently for the same inputs, so that
 replay can tell an intended change from a bug (snapshots of another version are not restored).
 core-2: per-request TTL overrides and the queue timeout (new state fields in snapshots; a log
@@ -90,7 +94,10 @@ without them decides as under core-1).
 core-3: a reload keeps the waiters of a model it changed (they go back to the queue and are
 served by the new instance) instead of failing them. Failed starts are recorded per model with a
 backoff (`core.start_backoff`: a new state field in snapshots, retry hints in Reject); a log
-whose configs predate the backoff settings decides as without it, and its snapshots restore."""
+whose configs predate the backoff settings decides as without it, and its snapshots restore.
+core-4: placement by GPU memory (`core.placement`): GPU samples, footprints and the devices
+each instance holds are state (new snapshot fields); with placement off (the default, and
+every older log) the decisions are those of core-3."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -451,3 +458,58 @@ def _on_adopted(st: SchedulerState, ev: ProcessAdopted, env: Envelope, out: Out)
     forget_failures(proc)
     mark_ready(st, proc, out)
     st.policy.wake(st, out)
+
+
+# ------------------------------------------------------------------------ GPU memory (ours)
+
+
+@_handles(GpuMemorySampled)
+def _on_gpu_sample(st: SchedulerState, ev: GpuMemorySampled, env: Envelope, out: Out) -> None:
+    """The newest sample replaces the last, with the instances that were ready on the devices
+    at that moment (`core.memory` counts free memory from them). A sample whose tuples do not
+    line up is ignored. With placement on, waiting requests are looked at again: memory may
+    have come free."""
+    count = len(ev.total_mb)
+    if len(ev.free_mb) != count:
+        return
+    ready = tuple(
+        (model, proc.instance, proc.devices)
+        for model, proc in sorted(st.models.items())
+        if proc.state == READY and proc.devices
+    )
+    st.gpu = GpuSample(
+        total_mb=tuple(ev.total_mb),
+        free_mb=tuple(ev.free_mb),
+        uuids=tuple(ev.uuids) if len(ev.uuids) == count else (),
+        names=tuple(ev.names) if len(ev.names) == count else (),
+        ready=ready,
+    )
+    _placement_facts_changed(st)
+
+
+@_handles(FootprintKnown)
+def _on_footprint(st: SchedulerState, ev: FootprintKnown, env: Envelope, out: Out) -> None:
+    """A model's footprint from one source; the best source wins when it is used
+    (`core.memory.best_footprint`), so a later estimate never hides a measurement. A fact of an
+    unknown source or without a positive size is ignored."""
+    if ev.source not in FOOTPRINT_SOURCES or ev.mb <= 0 or ev.devices < 1:
+        return
+    if any(part < 0 for part in ev.per_device_mb):
+        return
+    facts = st.footprints.setdefault(ev.model, {})
+    facts[ev.source] = Footprint(
+        source=ev.source,
+        mb=ev.mb,
+        devices=ev.devices,
+        per_device_mb=tuple(ev.per_device_mb),
+        detail=ev.detail,
+    )
+    _placement_facts_changed(st)
+
+
+def _placement_facts_changed(st: SchedulerState) -> None:
+    """New memory facts may unblock a waiting request; with placement off nothing is woken, so
+    decisions stay exactly those of a log without the facts."""
+    config = st.config
+    if config is not None and config.placement.active and st.configured:
+        st.followups.append(WAKE_POLICY)

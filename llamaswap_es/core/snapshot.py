@@ -14,6 +14,7 @@ from typing import Any
 
 from llamaswap_es.config.schedule import SchedulerConfig
 from llamaswap_es.core.control import install_config
+from llamaswap_es.core.memory import Footprint, GpuSample
 from llamaswap_es.core.reducer import REDUCER_VERSION
 from llamaswap_es.core.state import ModelProc, Request, SchedulerState, Swap
 
@@ -42,6 +43,11 @@ def state_to_dict(st: SchedulerState) -> dict[str, Any]:
         "swaps": [s.to_dict() for s in st.swaps_in_order()],
         "timers": [[t, st.timers[t]] for t in sorted(st.timers)],
         "active_profile": st.active_profile,
+        "gpu": None if st.gpu is None else st.gpu.to_dict(),
+        "footprints": {
+            model: {source: facts[source].to_dict() for source in sorted(facts)}
+            for model, facts in sorted(st.footprints.items())
+        },
     }
 
 
@@ -95,5 +101,11 @@ def _build(raw: dict[str, Any]) -> SchedulerState:
         swap = Swap.from_dict(data)
         st.swaps[swap.model] = swap
     st.timers = {t: at for t, at in raw["timers"]}
+    gpu = raw.get("gpu")
+    st.gpu = None if gpu is None else GpuSample.from_dict(gpu)
+    st.footprints = {
+        model: {source: Footprint.from_dict(fact) for source, fact in facts.items()}
+        for model, facts in raw.get("footprints", {}).items()
+    }
     st.touch_processes()
     return st

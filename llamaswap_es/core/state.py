@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from llamaswap_es.config.schedule import ModelSchedule, SchedulerConfig
+from llamaswap_es.core.memory import Footprint, GpuSample, best_footprint
 from llamaswap_es.events.types import Decision
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class ModelProc:
     """One model's process as the reducer knows it, with its request accounting."""
 
     __slots__ = (
+        "devices",
         "failed_starts",
         "in_flight",
         "instance",
@@ -110,6 +112,9 @@ class ModelProc:
         under way). Read when that stop completes: only a TTL stop loads the idle model."""
         self.failed_starts: FailedStarts | None = None
         """Its failed starts in a row, and the backoff they earned; None after a success."""
+        self.devices: tuple[int, ...] = ()
+        """The GPUs its current instance was started on (`StartProcess.devices`; () when
+        placement did not choose). It holds them while starting, ready or stopping."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +130,7 @@ class ModelProc:
             "ttl_override_ms": self.ttl_override_ms,
             "stop_reason": self.stop_reason,
             "failed_starts": None if self.failed_starts is None else self.failed_starts.to_dict(),
+            "devices": list(self.devices),
         }
 
     @classmethod
@@ -137,6 +143,7 @@ class ModelProc:
         proc.stop_reason = data.get("stop_reason", "")  # absent in snapshots before idleModel
         failed = data.get("failed_starts")
         proc.failed_starts = None if failed is None else FailedStarts.from_dict(failed)
+        proc.devices = tuple(data.get("devices", ()))  # absent before placement (core-4)
         return proc
 
 
@@ -210,9 +217,16 @@ class Request:
 class Swap:
     """A swap in flight for one target: what it evicts and who waits for it (join order)."""
 
-    __slots__ = ("evict", "model", "phase", "request_id", "seq", "waiters")
+    __slots__ = ("devices", "evict", "model", "phase", "request_id", "seq", "waiters")
 
-    def __init__(self, model: str, evict: tuple[str, ...], seq: int, request_id: str | None):
+    def __init__(
+        self,
+        model: str,
+        evict: tuple[str, ...],
+        seq: int,
+        request_id: str | None,
+        devices: tuple[int, ...] = (),
+    ):
         self.model = model
         self.evict = evict
         self.seq = seq
@@ -220,6 +234,9 @@ class Swap:
         self.request_id = request_id
         self.waiters: list[str] = []
         self.phase = EVICTING
+        self.devices = devices
+        """The GPUs placement chose for the target (its StartProcess gets them); until the
+        target starts, their memory counts as promised to it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,11 +246,18 @@ class Swap:
             "request_id": self.request_id,
             "waiters": list(self.waiters),
             "phase": self.phase,
+            "devices": list(self.devices),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Swap:
-        swap = cls(data["model"], tuple(data["evict"]), data["seq"], data["request_id"])
+        swap = cls(
+            data["model"],
+            tuple(data["evict"]),
+            data["seq"],
+            data["request_id"],
+            tuple(data.get("devices", ())),
+        )
         swap.waiters = list(data["waiters"])
         swap.phase = data["phase"]
         return swap
@@ -253,6 +277,8 @@ class SchedulerState:
         "config_error",
         "config_hash",
         "followups",
+        "footprints",
+        "gpu",
         "in_flight_total",
         "models",
         "now_ms",
@@ -286,6 +312,11 @@ class SchedulerState:
         self.now_ms = 0
         self.queue_changes = 0
         """Bumped on every queue insert or removal, so one QueuePositions goes out per input."""
+        self.gpu: GpuSample | None = None
+        """The newest GPU memory sample (`GpuMemorySampled`), or None: none was recorded."""
+        self.footprints: dict[str, dict[str, Footprint]] = {}
+        """Footprint facts per model and source (`FootprintKnown`); the declared one comes
+        from the model's schedule (`footprint`)."""
         # Derived (not snapshotted): rebuilt from `config` by `core.reducer.install_config`.
         self._planner: Planner | None = None
         self._policy: SchedulingPolicy | None = None
@@ -372,6 +403,11 @@ class SchedulerState:
             cached = tuple(sorted(m for m, p in self.models.items() if p.state in RUNNING_STATES))
             self._running_cache = cached
         return cached
+
+    def footprint(self, model: str) -> Footprint | None:
+        """The model's best known GPU footprint (measured > declared > estimated), or None."""
+        proc = self.models.get(model)
+        return best_footprint(self.footprints.get(model), proc.schedule if proc else None)
 
     def swaps_in_order(self) -> list[Swap]:
         """Active swaps by creation order (never dict order)."""

@@ -31,7 +31,7 @@ from llamaswap_es.core.state import (
     SchedulerState,
     Swap,
 )
-from llamaswap_es.events.types import SwapPlanned
+from llamaswap_es.events.types import PlacementChosen, SwapPlanned
 
 
 def start_swap(
@@ -44,7 +44,8 @@ def start_swap(
     out: Out,
 ) -> Swap:
     """Record the swap first (so later requests can join it), then begin its evictions."""
-    swap = Swap(target, plan.evict, st.seq, request_id)
+    memory = plan.memory
+    swap = Swap(target, plan.evict, st.seq, request_id, memory.devices if memory else ())
     for rid in waiters:
         st.requests[rid].phase = WAITING
         cancel_queue_timeout(st, st.requests[rid], out)  # the load is bounded by its own limits
@@ -56,6 +57,20 @@ def start_swap(
             model=target, evict=plan.evict, running=running, request_id=request_id, rule=plan.rule
         )
     )
+    if memory is not None:
+        out.append(
+            PlacementChosen(
+                model=target,
+                devices=memory.devices,
+                need_mb=memory.need_mb,
+                free_mb=memory.free_mb,
+                evict=plan.evict,
+                source=memory.source,
+                rule=memory.rule,
+                margin_mb=memory.margin_mb,
+                freed_mb=dict(memory.freed_mb),
+            )
+        )
     advance_swap(st, swap, out)
     return swap
 
@@ -82,7 +97,7 @@ def advance_swap(st: SchedulerState, swap: Swap, out: Out) -> None:
     if target.state == READY:
         complete_swap(st, swap, None)
     elif target.state != STARTING:
-        start_process(st, target, start_reason(swap.request_id), out)
+        start_process(st, target, start_reason(swap.request_id), out, swap.devices)
 
 
 def advance_evicting_swaps(st: SchedulerState, out: Out) -> None:

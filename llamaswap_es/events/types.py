@@ -699,6 +699,9 @@ class StartProcess(Decision):
     """The GPUs (NVML indexes) placement chose for it; the executor puts them in the process's
     environment (`CUDA_VISIBLE_DEVICES`) unless the model's own `env` sets it. () = no choice
     (placement off, or the model's footprint is unknown). Absent in older payloads."""
+    device_uuids: tuple[str, ...] = ()
+    """The same devices' UUIDs from the newest GPU sample (stable across reboots and PCI
+    order), when known: what the executor puts in `CUDA_VISIBLE_DEVICES`."""
 
     def describe(self, elapsed_ms: int | None = None) -> str:
         reason = f", {self.reason}" if self.reason else ""
