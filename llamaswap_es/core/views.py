@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llamaswap_es.core.effects import idle_ttl_ms
+from llamaswap_es.core.memory import Footprint, free_now
+from llamaswap_es.core.placement import holdings_now
 from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState
 
 
@@ -35,6 +37,23 @@ class ModelView:
     idle_ttl_ms: int | None = None
     """How long it may stay idle before it is unloaded (a request's `ttl`/`keep_alive` override
     or the configured ttl); None: never."""
+    footprint: Footprint | None = None
+    """Its best known GPU memory need (measured > declared > estimated), or None: unknown."""
+    devices: tuple[int, ...] = ()
+    """The GPUs its current instance was placed on (placement by memory), else ()."""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuView:
+    """One GPU as placement sees it: the newest sample, and free memory as the reducer counts it
+    now (the sample corrected for models started or stopped since, `core.memory.free_now`)."""
+
+    index: int
+    uuid: str
+    name: str
+    total_mb: int
+    sampled_free_mb: int
+    free_mb: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +99,8 @@ def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
         swapping=swap is not None,
         retired=proc.retired,
         idle_ttl_ms=idle_ttl_ms(proc),
+        footprint=st.footprint(model),
+        devices=proc.devices,
     )
 
 
@@ -129,6 +150,8 @@ class SchedulerView:
     shutting_down: bool
     active_profile: str | None = None
     """The profile whose pins apply to requested names (ProfileActivated), or None."""
+    gpus: tuple[GpuView, ...] = ()
+    """The GPUs of the newest `GpuMemorySampled` (placement by memory), else ()."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
@@ -152,4 +175,29 @@ def scheduler_view(st: SchedulerState) -> SchedulerView:
         running=st.running_models(),
         shutting_down=st.shutting_down,
         active_profile=st.active_profile,
+        gpus=gpu_views(st),
+    )
+
+
+def gpu_views(st: SchedulerState) -> tuple[GpuView, ...]:
+    """The newest sample's GPUs with free memory as placement counts it now."""
+    sample = st.gpu
+    if sample is None:
+        return ()
+    holdings = holdings_now(st)
+    needs: dict[str, int] = {}
+    for model, _, _ in (*holdings, *sample.ready):
+        footprint = st.footprint(model)
+        needs[model] = 0 if footprint is None else footprint.need_mb
+    free = free_now(sample, holdings, needs)
+    return tuple(
+        GpuView(
+            index=i,
+            uuid=sample.uuids[i] if i < len(sample.uuids) else "",
+            name=sample.names[i] if i < len(sample.names) else "",
+            total_mb=sample.total_mb[i],
+            sampled_free_mb=sample.free_mb[i],
+            free_mb=free[i],
+        )
+        for i in range(sample.count)
     )

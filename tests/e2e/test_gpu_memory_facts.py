@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.server import REPO_ROOT, config_text, fake_model, wait_json
 from tests.fixtures.tiny_gguf import tiny_gguf
@@ -58,6 +59,15 @@ async def test_estimate_samples_and_measurement_reach_the_log(
             lambda d: any(f["source"] == "measured" for f in facts(d, "FootprintKnown"))
             and len(facts(d, "GpuMemorySampled")) >= 2,
         )  # fmt: skip
+        async with http.get(f"{server.url}/metrics") as response:
+            metrics = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(await response.text())
+                for sample in family.samples
+                if sample.name.startswith(("llamaswap_es_gpu_memory", "llamaswap_es_model_foot"))
+            }
+        async with http.get(f"{server.url}/api/queue") as response:
+            queue = await response.json()
     footprints = {f["model"]: f for f in facts(doc, "FootprintKnown")}
     assert footprints["tiny"]["source"] == "estimated"
     assert footprints["tiny"]["mb"] == 513  # 466,688 B weights + 524,288 B KV (ctx 1024), + 512
@@ -72,3 +82,16 @@ async def test_estimate_samples_and_measurement_reach_the_log(
     assert samples[0]["free_mb"] == [40960, 23552]
     assert samples[-1]["free_mb"] == [40960, 23552 - 3000]
     assert samples[0]["uuids"][0] == "GPU-aaaa"
+
+    mib = 1024 * 1024
+    gpu1 = (("gpu", "1"), ("name", "NVIDIA L4"), ("uuid", ""))
+    assert metrics[("llamaswap_es_gpu_memory_total_bytes", gpu1)] == 24576 * mib
+    assert metrics[("llamaswap_es_gpu_memory_free_bytes", gpu1)] == (23552 - 3000) * mib
+    footprint = "llamaswap_es_model_footprint_bytes"
+    assert metrics[(footprint, (("model", "a"), ("source", "measured")))] == 3000 * mib
+    assert metrics[(footprint, (("model", "tiny"), ("source", "estimated")))] == 513 * mib
+    by_id = {m["id"]: m for m in queue["models"]}
+    assert by_id["a"]["footprint"]["source"] == "measured"
+    assert by_id["a"]["footprint"]["mb"] == 3000
+    assert [g["total_mb"] for g in queue["gpus"]] == [81920, 24576]
+    assert queue["gpus"][1]["sampled_free_mb"] == 23552 - 3000
