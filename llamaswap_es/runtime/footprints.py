@@ -10,8 +10,9 @@ and what-if reproduce every placement from the log alone.
 - `FootprintKnown(source="estimated")` for each model whose `cmd` loads a `.gguf` file, after
   each `ConfigApplied` (read in a subprocess, `runtime/gguf_estimator.py`); a model with a
   declared footprint is not estimated, and an estimate equal to the last one is not repeated.
-- `FootprintKnown(source="measured")` once a model is ready (`ProcessReady`): the GPU memory
-  NVML reports per process, summed over the pids of the model's process group.
+- `FootprintKnown(source="measured")` once a model is ready (`ProcessReady`, or adopted ready
+  from the previous run): the GPU memory NVML reports per process, summed over the pids of the
+  model's process group.
 
 All of it only while `placement.mode` is `memory`: the logs of users without placement do not
 grow. Nothing here raises into the run loop: a failure is logged with the model or file named.
@@ -34,6 +35,7 @@ from llamaswap_es.events.types import (
     Event,
     FootprintKnown,
     GpuMemorySampled,
+    ProcessAdopted,
     ProcessReady,
     ProcessSpawned,
 )
@@ -136,8 +138,11 @@ class FootprintFeed:
             body = envelope.body
             if isinstance(body, ProcessSpawned):
                 self._groups[(body.model, body.instance)] = body.pgid
-            elif isinstance(body, ProcessReady):
-                pgid = self._groups.pop((body.model, body.instance), None)
+            elif isinstance(body, ProcessReady | ProcessAdopted):
+                if isinstance(body, ProcessAdopted):  # ready since the previous run
+                    pgid: int | None = body.pgid
+                else:
+                    pgid = self._groups.pop((body.model, body.instance), None)
                 if pgid is not None and self.knobs.enabled:
                     self._spawn(self._measure(body.model, body.instance, pgid), body.model)
             elif isinstance(body, ConfigApplied):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from llamaswap_es.events.open_log import open_log
+from tests.fixtures.net import free_port
 from tests.fixtures.server import REPO_ROOT, config_text, fake_model, wait_json
 from tests.fixtures.tiny_gguf import tiny_gguf
 
@@ -68,6 +71,8 @@ async def test_estimate_samples_and_measurement_reach_the_log(
             }
         async with http.get(f"{server.url}/api/queue") as response:
             queue = await response.json()
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "numpy" not in maps, "the GGUF file is read in a subprocess: no numpy in the server"
     footprints = {f["model"]: f for f in facts(doc, "FootprintKnown")}
     assert footprints["tiny"]["source"] == "estimated"
     assert footprints["tiny"]["mb"] == 513  # 466,688 B weights + 524,288 B KV (ctx 1024), + 512
@@ -95,3 +100,35 @@ async def test_estimate_samples_and_measurement_reach_the_log(
     assert by_id["a"]["footprint"]["mb"] == 3000
     assert [g["total_mb"] for g in queue["gpus"]] == [81920, 24576]
     assert queue["gpus"][1]["sampled_free_mb"] == 23552 - 3000
+
+
+async def test_a_model_adopted_after_a_crash_is_measured_again(
+    server_factory, tmp_path: Path
+) -> None:
+    state = tmp_path / "nvml.json"
+    state.write_text(json.dumps({"models": {"a": {"0": 1200}}}))
+    config = config_text([fake_model("a", port=free_port())], PLACEMENT_ON)
+    first = server_factory(config, env=fake_nvml_env(state))
+
+    def measured(doc: dict) -> list[dict]:
+        return [f for f in facts(doc, "FootprintKnown") if f["source"] == "measured"]
+
+    async with aiohttp.ClientSession() as http:
+        body = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
+        async with http.post(f"{first.url}/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+        url = "/api/log/events?type=FootprintKnown"
+        await wait_json(http, first.url + url, lambda d: len(measured(d)) == 1)
+        first.stop(signal.SIGKILL)
+        state.write_text(json.dumps({"models": {"a": {"0": 1300}}}))  # it grew meanwhile
+        second = server_factory(
+            config, db_path=first.db_path, name="config2.yaml", env=fake_nvml_env(state)
+        )
+        doc = await wait_json(http, second.url + url, lambda d: len(measured(d)) == 2)
+    again = measured(doc)[-1]
+    assert again["mb"] == 1300
+    assert "on GPU0 after ready (instance 1)" in again["detail"], "the same instance, adopted"
+    second.stop()
+    with open_log(first.db_path) as reader:
+        types = [e.type for e in reader.iter_envelopes()]
+    assert "ProcessAdopted" in types and types.count("StartProcess") == 1
