@@ -132,6 +132,12 @@ class FootprintFeed:
         if self._gpus is not None:
             await asyncio.to_thread(self._gpus.close)
 
+    async def settled(self) -> None:
+        """Return once the estimates and measurements under way have finished (tests, and
+        anyone who must know the facts of a config just applied are in)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def on_committed(self, envelopes: Sequence[Envelope]) -> None:
         """The run loop's listener: schedules work, never blocks, never raises."""
         for envelope in envelopes:

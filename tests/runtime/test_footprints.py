@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap_es.config import load_config
+from llamaswap_es.config import LlamaSwapConfig, load_config
 from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import (
     Envelope,
@@ -220,3 +220,31 @@ def test_the_real_process_group_lookup_finds_this_process() -> None:
 
     assert _process_group(os.getpid()) == os.getpgid(0)
     assert sys.platform != "linux" or _process_group(2**22 + 12345) is None
+
+
+async def test_a_reload_estimates_a_changed_command_again_and_an_unchanged_one_not(
+    tmp_path: Path, db_path: Path, env_tag: str
+) -> None:
+    def config_with(ctx: int, placement: str = PLACEMENT_ON) -> LlamaSwapConfig:
+        path = write_config(tmp_path, {}, extra=placement)
+        path.write_text(path.read_text() + gguf_model("tiny", tiny(), ctx=ctx))
+        return load_config(str(path), None)
+
+    svc = SwapService(
+        config_with(512), db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag, nvml=FakeNvml()
+    )
+    await svc.start()
+    assert svc.footprints is not None
+    try:
+        await svc.reload(config_with(4096))
+        await svc.footprints.settled()
+        await svc.reload(config_with(4096))
+        await svc.footprints.settled()
+        await svc.reload(config_with(8192, placement=""))  # placement off: nothing estimated
+        await svc.footprints.settled()
+    finally:
+        await svc.shutdown()
+    with open_log(db_path) as reader:
+        estimates = [e.body for e in reader.iter_envelopes() if isinstance(e.body, FootprintKnown)]
+    # ctx 512: 0.7 MiB -> 1 MiB + 512; ctx 4096: 0.45 MiB weights + 2 MiB KV -> 3 MiB + 512
+    assert [(b.mb, "at ctx 4,096" in b.detail) for b in estimates] == [(513, False), (515, True)]
