@@ -267,7 +267,9 @@ def new_boot(st: SchedulerState) -> None:
         proc.reserved = 0
         forget_failures(proc)  # a restart is a fresh try (often after fixing what failed)
         if proc.state in RUNNING_STATES:
-            proc.state = STOPPED
+            proc.state = STOPPED  # its devices are kept: recovery may adopt it on them
+        else:
+            proc.devices = ()  # down before this boot: nothing to adopt on its devices
         if proc.retired:
             del st.models[model_id]
     st.touch_processes()

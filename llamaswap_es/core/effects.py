@@ -329,8 +329,10 @@ def mark_ready(st: SchedulerState, proc: ModelProc, out: Out) -> None:
 
 
 def mark_down(st: SchedulerState, proc: ModelProc, state: str, out: Out) -> None:
-    """The process is gone (stopped, crashed or failed to start)."""
+    """The process is gone (stopped, crashed or failed to start), and with it its hold on
+    the devices it was started on."""
     proc.state = state
+    proc.devices = ()
     st.touch_processes()
     cancel_process_timers(st, proc, out)
 

@@ -47,6 +47,7 @@ def check_invariants(st: SchedulerState, decisions: Iterable[Decision] = ()) -> 
     _check_accounting(st)
     _check_swaps_and_timers(st)
     _check_starts(st, [d for d in decisions if isinstance(d, StartProcess)])
+    _check_memory(st)
 
 
 def _check_places(st: SchedulerState) -> None:
@@ -160,6 +161,30 @@ def _check_starts(st: SchedulerState, starts: list[StartProcess]) -> None:
         assert not conflict, (
             f"{start.model} (instance {start.instance}) was started while {', '.join(conflict)} "
             "that it cannot run beside is still starting, ready or stopping"
+        )
+
+
+def _check_memory(st: SchedulerState) -> None:
+    """With placement by memory on and every placed model's footprint known, no device holds
+    more than its total less the margin in footprints of the processes started on it. (It
+    assumes footprints do not grow after a model was placed, which a test controls.)"""
+    config, gpu = st.config, st.gpu
+    if config is None or not config.placement.active or gpu is None:
+        return
+    committed = [0] * gpu.count
+    for model, proc in st.models.items():
+        if proc.state not in RUNNING_STATES or not proc.devices:
+            continue
+        footprint = st.footprint(model)
+        if footprint is None:
+            return  # not all known: nothing to promise
+        for d in proc.devices:
+            assert d < gpu.count, f"{model} holds GPU{d}, which the sample does not have"
+            committed[d] += footprint.need_mb
+    for d, used in enumerate(committed):
+        limit = gpu.total_mb[d] - config.placement.margin_mb
+        assert used <= limit, (
+            f"GPU{d} holds {used} MiB of footprints, more than its total less the margin ({limit})"
         )
 
 

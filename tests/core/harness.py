@@ -9,6 +9,8 @@ Steps are written as llama-swap's scenario lines (spec/core.md §9), translated 
     stopped A         ProcessStopped (current)   exit A       ProcessExited (current)
     fail A [<error>] [kind=K] [exit=N] [signal=N] [out=words_with_underscores]
                       ProcessStartFailed         timer <id>   TimerFired
+    gpu T/F [T/F …]   GpuMemorySampled (total/free MiB per device)
+    fp A MB [source=S] [devices=N]               FootprintKnown (measured unless told)
     hung A [N]        ProcessHung (current instance, or instance N)
     unload [A B] [grace=N]                       shutdown [N]
     reload <name>     ConfigApplied with the named config of the run
@@ -38,7 +40,10 @@ from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
     Event,
+    FootprintKnown,
+    GpuMemorySampled,
     LoadRequested,
+    PlacementChosen,
     ProcessAdopted,
     ProcessExited,
     ProcessHung,
@@ -115,7 +120,11 @@ def render(decision: Decision) -> str:
         return f"plan {decision.model} [{','.join(decision.evict)}]"
     if isinstance(decision, StartProcess):
         reason = "" if decision.reason == "swap" else f" {decision.reason}"
-        return f"start {decision.model}#{decision.instance}{reason}"
+        on = f" on {','.join(map(str, decision.devices))}" if decision.devices else ""
+        return f"start {decision.model}#{decision.instance}{reason}{on}"
+    if isinstance(decision, PlacementChosen):
+        devices = ",".join(map(str, decision.devices))
+        return f"place {decision.model} on {devices} [{','.join(decision.evict)}]"
     if isinstance(decision, StopProcess):
         return f"stop {decision.model}#{decision.instance} {decision.reason} {decision.grace_ms}"
     if isinstance(decision, QueuePositions):
@@ -218,6 +227,22 @@ class Run:
             return ServerStarted(boot_id=f"b{self.seq}", pid=1, version="test")
         if verb == "adopt":
             return ProcessAdopted(model=args[0], instance=int(args[1]), pid=1, pgid=1)
+        if verb == "gpu":  # gpu TOTAL/FREE ... (MiB, one per device)
+            pairs = [tuple(int(x) for x in a.split("/")) for a in args]
+            return GpuMemorySampled(
+                uuids=tuple(f"GPU-{i}" for i in range(len(pairs))),
+                names=tuple("fake" for _ in pairs),
+                total_mb=tuple(t for t, _ in pairs),
+                free_mb=tuple(f for _, f in pairs),
+            )
+        if verb == "fp":  # fp A MB [source=S] [devices=N]
+            fields = dict(a.split("=", 1) for a in args[2:])
+            return FootprintKnown(
+                model=args[0],
+                mb=int(args[1]),
+                source=fields.get("source", "measured"),
+                devices=int(fields.get("devices", 1)),
+            )
         raise AssertionError(f"unknown step {line!r}")
 
 

@@ -18,8 +18,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from llamaswap_es.config.schedule import PlacementRules
 from llamaswap_es.core import digest, new_state, reduce, restore, snapshot
 from llamaswap_es.events.types import (
+    FootprintKnown,
+    GpuMemorySampled,
     ProcessExited,
     ProcessHung,
     ProcessReady,
@@ -40,6 +43,18 @@ def _schedules(**extra):
         C={"ttl_ms": 1500},
         **extra,
     )
+
+
+FOOTPRINTS = {"A": (14_000, 1), "B": (24_000, 2), "C": (9_000, 1), "P": (6_000, 1)}
+"""Declared footprints of the placement config: (MiB, devices); B spans two GPUs."""
+GPUS = (16_000, 16_000, 12_000)
+
+
+def _placed(schedules):
+    return {
+        m: replace(s, footprint_mb=FOOTPRINTS[m][0], footprint_devices=FOOTPRINTS[m][1])
+        for m, s in schedules.items()
+    }
 
 
 CONFIGS = {
@@ -74,6 +89,16 @@ CONFIGS = {
     ),
     "backoff": classic(
         *MODELS, schedules=_schedules(), start_backoff_ms=1000, start_backoff_max_ms=4000
+    ),
+    "placement": groups_config(
+        [
+            ("g1", ["A", "B", "C"], {"swap": False, "exclusive": False}),
+            ("g3", ["P"], {"exclusive": False, "persistent": True}),
+        ],
+        _placed(_schedules()),
+        placement=PlacementRules(mode="memory", margin_mb=1000),
+        start_backoff_ms=700,
+        start_backoff_max_ms=2000,
     ),
     "serial_backoff": classic(
         *MODELS,
@@ -126,6 +151,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     def configure(self, name: str) -> None:
         base = CONFIGS[name]
         self.run = Run(base, _variants(base))
+        if base.placement.active:  # the sampler records the devices at start-up
+            self.gpu_sample(0, 0)
 
     # ------------------------------------------------------------------ helpers
 
@@ -236,6 +263,34 @@ class SchedulerMachine(RuleBasedStateMachine):
         timer_id = data.draw(st.sampled_from(sorted(self.run.state.timers)))
         at = max(self.run.ts, self.run.state.timers[timer_id])
         self.run.feed(TimerFired(timer_id=timer_id), at=at - 1_000_000)
+
+    # ------------------------------------------------------------------ GPU memory facts
+
+    @rule(other=st.sampled_from((0, 0, 1500, 6000)), advance=st.integers(0, 1500))
+    def gpu_sample(self, other: int, advance: int) -> None:
+        """A sample as NVML would show it: each ready process's footprint on its devices,
+        plus `other` MiB held by some other program on every device."""
+        free = [total - other for total in GPUS]
+        for model, proc in self.run.state.models.items():
+            if proc.state == "ready" and proc.devices and model in FOOTPRINTS:
+                mb, span = FOOTPRINTS[model]
+                for d in proc.devices:
+                    free[d] -= -(-mb // span)
+        event = GpuMemorySampled(
+            uuids=tuple(f"GPU-{i}" for i in range(len(GPUS))),
+            names=("fake",) * len(GPUS),
+            total_mb=GPUS,
+            free_mb=tuple(max(0, f) for f in free),
+        )
+        self.run.feed(event, at=self._at(advance))
+
+    @rule(model=st.sampled_from(MODELS), mb=st.integers(1, 90_000))
+    def footprint_fact(self, model: str, mb: int) -> None:
+        """An estimate (never better than the declared size) or a measurement equal to it: the
+        invariants assume a placed model's footprint does not grow."""
+        self.run.feed(FootprintKnown(model=model, source="estimated", mb=mb))
+        declared, span = FOOTPRINTS[model]
+        self.run.feed(FootprintKnown(model=model, source="measured", mb=declared, devices=span))
 
     # ------------------------------------------------------------------ operators
 
