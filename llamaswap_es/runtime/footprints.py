@@ -100,8 +100,9 @@ class FootprintFeed:
         self._gpus_opened = False
         self._recorded: GpuMemorySampled | None = None
         self._estimated: dict[str, tuple[int, int, str]] = {}
-        self._groups: dict[tuple[str, int], int] = {}
-        """(model, instance) -> process group id, from ProcessSpawned."""
+        self._groups: dict[str, tuple[int, int]] = {}
+        """model -> (instance, process group id) of its newest ProcessSpawned (one entry per
+        model, so a model that keeps failing to start does not grow it)."""
         self._sampling: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -143,12 +144,15 @@ class FootprintFeed:
         for envelope in envelopes:
             body = envelope.body
             if isinstance(body, ProcessSpawned):
-                self._groups[(body.model, body.instance)] = body.pgid
+                self._groups[body.model] = (body.instance, body.pgid)
             elif isinstance(body, ProcessReady | ProcessAdopted):
                 if isinstance(body, ProcessAdopted):  # ready since the previous run
                     pgid: int | None = body.pgid
                 else:
-                    pgid = self._groups.pop((body.model, body.instance), None)
+                    spawned = self._groups.get(body.model)
+                    pgid = None  # unknown, or a stale ready of an older instance
+                    if spawned is not None and spawned[0] == body.instance:
+                        pgid = self._groups.pop(body.model)[1]
                 if pgid is not None and self.knobs.enabled:
                     self._spawn(self._measure(body.model, body.instance, pgid), body.model)
             elif isinstance(body, ConfigApplied):
