@@ -31,6 +31,7 @@ from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.footprints import FootprintFeed, measured_footprint
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
+from tests.fixtures.tiny_gguf import tiny_gguf
 from tests.perf.fake_nvml import FakeNvml
 from tests.runtime.test_service import _serve_one, write_config
 
@@ -70,16 +71,10 @@ class Committed:
                 await self._changed.wait()
 
 
-def tiny(name: str = "tiny-a.gguf") -> Path:
-    from tests.fixtures.tiny_gguf import tiny_gguf
-
-    return tiny_gguf(name)
-
-
 async def test_samples_estimates_and_measurements_enter_the_log_and_replay(
     tmp_path: Path, db_path: Path, env_tag: str
 ) -> None:
-    gguf = tiny()
+    gguf = tiny_gguf()
     config_path = write_config(tmp_path, {"a": "--load-delay-ms 200"}, extra=PLACEMENT_ON)
     config_path.write_text(config_path.read_text() + gguf_model("tiny", gguf))
     fake = FakeNvml()
@@ -109,7 +104,9 @@ async def test_samples_estimates_and_measurements_enter_the_log_and_replay(
         envelopes = list(reader.iter_envelopes())
         report = verify(reader)
     samples = [e.body for e in envelopes if isinstance(e.body, GpuMemorySampled)]
-    (estimate,) = [e.body for e in envelopes if getattr(e.body, "model", "") == "tiny"]
+    (estimate,) = [
+        e.body for e in envelopes if isinstance(e.body, FootprintKnown) and e.body.model == "tiny"
+    ]
     assert len(samples) == 2  # start-up, then the model's 3,000 MiB moved GPU1 past the step
     first_sample = samples[0]
     assert estimate.source == "estimated"
@@ -132,7 +129,7 @@ async def test_placement_off_writes_no_memory_facts(
     tmp_path: Path, db_path: Path, env_tag: str
 ) -> None:
     config_path = write_config(tmp_path, {"a": ""})
-    config_path.write_text(config_path.read_text() + gguf_model("tiny", tiny()))
+    config_path.write_text(config_path.read_text() + gguf_model("tiny", tiny_gguf()))
     fake = FakeNvml()
     svc = SwapService(
         load_config(str(config_path), None), db_path=db_path, logs=UpstreamLogs(),
@@ -186,7 +183,7 @@ async def test_an_unreadable_model_file_is_named_and_the_others_are_still_estima
         config_path.read_text()
         + gguf_model("gone", tmp_path / "gone.gguf")
         + gguf_model("broken", broken)
-        + gguf_model("tiny", tiny(), ctx=0)
+        + gguf_model("tiny", tiny_gguf(), ctx=0)
     )
     svc = SwapService(
         load_config(str(config_path), None), db_path=db_path, logs=UpstreamLogs(),
@@ -227,7 +224,7 @@ async def test_a_reload_estimates_a_changed_command_again_and_an_unchanged_one_n
 ) -> None:
     def config_with(ctx: int, placement: str = PLACEMENT_ON) -> LlamaSwapConfig:
         path = write_config(tmp_path, {}, extra=placement)
-        path.write_text(path.read_text() + gguf_model("tiny", tiny(), ctx=ctx))
+        path.write_text(path.read_text() + gguf_model("tiny", tiny_gguf(), ctx=ctx))
         return load_config(str(path), None)
 
     svc = SwapService(
