@@ -24,6 +24,7 @@ by anything else (other programs, models with no known footprint) stays as the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from llamaswap_es.config.schedule import ModelSchedule
@@ -75,8 +76,10 @@ class Footprint:
         )
 
 
+@lru_cache(maxsize=1024)
 def declared(schedule: ModelSchedule) -> Footprint | None:
-    """The footprint the config declares for the model, if any."""
+    """The footprint the config declares for the model, if any (one object per schedule:
+    placement asks for it on every plan)."""
     if schedule.footprint_mb <= 0:
         return None
     return Footprint(DECLARED, schedule.footprint_mb, max(1, schedule.footprint_devices))

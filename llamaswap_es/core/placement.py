@@ -239,10 +239,16 @@ def _best_choice(
     gpu: GpuSample, avail: list[int], candidates: list[_Candidate], want: int, span: int
 ) -> tuple[tuple[int, ...], list[int]] | None:
     """The best devices and the candidate indexes to evict for them (module docstring, 4)."""
+    subsets = [
+        devices
+        for devices in combinations(range(gpu.count), span)
+        if all(gpu.total_mb[d] >= want for d in devices)
+    ]
+    roomy = [devices for devices in subsets if all(avail[d] >= want for d in devices)]
+    if roomy:  # something fits without evicting: the best fit of those (the usual case)
+        return min(roomy, key=lambda ds: (sum(avail[d] - want for d in ds), ds)), []
     best: tuple[tuple[tuple[int, ...], int, tuple[int, ...]], list[int]] | None = None
-    for devices in combinations(range(gpu.count), span):
-        if any(gpu.total_mb[d] < want for d in devices):
-            continue
+    for devices in subsets:
         chosen = _evictions_for(devices, avail, candidates, want)
         if chosen is None:
             continue

@@ -37,23 +37,15 @@ class ModelView:
     idle_ttl_ms: int | None = None
     """How long it may stay idle before it is unloaded (a request's `ttl`/`keep_alive` override
     or the configured ttl); None: never."""
-    footprint: Footprint | None = None
-    """Its best known GPU memory need (measured > declared > estimated), or None: unknown."""
     devices: tuple[int, ...] = ()
-    """The GPUs its current instance was placed on (placement by memory), else ()."""
-
-
-@dataclass(frozen=True, slots=True)
-class GpuView:
-    """One GPU as placement sees it: the newest sample, and free memory as the reducer counts it
-    now (the sample corrected for models started or stopped since, `core.memory.free_now`)."""
-
-    index: int
-    uuid: str
-    name: str
-    total_mb: int
-    sampled_free_mb: int
-    free_mb: int
+    """The GPUs (NVML indexes) placement by memory started it on; () when none were chosen."""
+    footprint_mb: int | None = None
+    """Its best known GPU footprint in MiB (all devices together), or None."""
+    footprint_source: str = ""
+    """Where that footprint comes from: measured, declared or estimated."""
+    footprint: Footprint | None = None
+    """That footprint whole: its device count, a measured split, and how it was found
+    (`detail`), for the API and the UI."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +79,7 @@ def model_view(st: SchedulerState, model: str) -> ModelView | None:
 def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
     proc = st.models[model]
     swap = st.swaps.get(model)
+    footprint = st.footprint(model)
     return ModelView(
         model=model,
         state=proc.state,
@@ -99,8 +92,10 @@ def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
         swapping=swap is not None,
         retired=proc.retired,
         idle_ttl_ms=idle_ttl_ms(proc),
-        footprint=st.footprint(model),
         devices=proc.devices,
+        footprint_mb=footprint.mb if footprint is not None else None,
+        footprint_source=footprint.source if footprint is not None else "",
+        footprint=footprint,
     )
 
 
@@ -137,6 +132,44 @@ def is_shutting_down(st: SchedulerState) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuView:
+    """One GPU as the scheduler counts it (MiB)."""
+
+    index: int
+    uuid: str
+    name: str
+    total_mb: int
+    sampled_free_mb: int
+    """Free in the newest `GpuMemorySampled`."""
+    free_mb: int
+    """Free now as placement counts it (`core.memory`): the sample, less models started since,
+    plus models stopped since."""
+
+
+def gpu_views(st: SchedulerState) -> tuple[GpuView, ...]:
+    gpu = st.gpu
+    if gpu is None:
+        return ()
+    holdings = holdings_now(st)
+    needs: dict[str, int] = {}
+    for model, _, _ in (*holdings, *gpu.ready):
+        footprint = st.footprint(model)
+        needs[model] = footprint.need_mb if footprint is not None else 0
+    free = free_now(gpu, holdings, needs)
+    return tuple(
+        GpuView(
+            index=i,
+            uuid=gpu.uuids[i] if i < len(gpu.uuids) else "",
+            name=gpu.names[i] if i < len(gpu.names) else "",
+            total_mb=gpu.total_mb[i],
+            sampled_free_mb=gpu.free_mb[i],
+            free_mb=free[i],
+        )
+        for i in range(gpu.count)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SchedulerView:
     """The scheduler as of the last committed batch (published by the run loop)."""
 
@@ -151,7 +184,7 @@ class SchedulerView:
     active_profile: str | None = None
     """The profile whose pins apply to requested names (ProfileActivated), or None."""
     gpus: tuple[GpuView, ...] = ()
-    """The GPUs of the newest `GpuMemorySampled` (placement by memory), else ()."""
+    """Each GPU of the newest memory sample, with free memory as placement counts it now."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
@@ -176,28 +209,4 @@ def scheduler_view(st: SchedulerState) -> SchedulerView:
         shutting_down=st.shutting_down,
         active_profile=st.active_profile,
         gpus=gpu_views(st),
-    )
-
-
-def gpu_views(st: SchedulerState) -> tuple[GpuView, ...]:
-    """The newest sample's GPUs with free memory as placement counts it now."""
-    sample = st.gpu
-    if sample is None:
-        return ()
-    holdings = holdings_now(st)
-    needs: dict[str, int] = {}
-    for model, _, _ in (*holdings, *sample.ready):
-        footprint = st.footprint(model)
-        needs[model] = 0 if footprint is None else footprint.need_mb
-    free = free_now(sample, holdings, needs)
-    return tuple(
-        GpuView(
-            index=i,
-            uuid=sample.uuids[i] if i < len(sample.uuids) else "",
-            name=sample.names[i] if i < len(sample.names) else "",
-            total_mb=sample.total_mb[i],
-            sampled_free_mb=sample.free_mb[i],
-            free_mb=free[i],
-        )
-        for i in range(sample.count)
     )

@@ -99,6 +99,13 @@ async def props(request: web.Request) -> web.Response:
     )
 
 
+_GPU_ENV = frozenset(
+    ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")
+)
+"""The variables that name the GPUs a process was given: `/fake/info` reports them as
+`gpu_env` (placement by GPU memory sets them)."""
+
+
 @routes.get("/fake/info")
 async def info(request: web.Request) -> web.Response:
     """Who answers: pid, parent and group, model name; used by tests."""
@@ -109,6 +116,7 @@ async def info(request: web.Request) -> web.Response:
             "pgid": os.getpgid(0),
             "model": state_of(request).settings.model_name,
             "env": {k: v for k, v in os.environ.items() if k.startswith("FAKE_")},
+            "gpu_env": {k: v for k, v in os.environ.items() if k in _GPU_ENV},
         }
     )
 

@@ -75,6 +75,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="settings",
         help="override a setting: min_resident_ms=5000, starvation_bound_ms=…, MODEL.ttl_ms=…",
     )
+    p.add_argument(
+        "--placement",
+        choices=("off", "memory"),
+        help="placement by GPU memory: memory (devices by footprints, evict to fit) or off "
+        "(groups and the matrix alone)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(replay_handler=_whatif)
 
@@ -210,6 +216,8 @@ def _whatif(args: argparse.Namespace) -> int:
     settings = parse_settings(args.settings)
     if args.scheduler:
         settings["policy"] = args.scheduler
+    if args.placement:
+        settings["placement"] = args.placement
     with _opened(args.db) as reader:
         facts = log_facts(reader)
         if facts.empty:

@@ -20,6 +20,7 @@ from llamaswap_es.events.types import (
     CancelTimer,
     Dispatch,
     Envelope,
+    PlacementChosen,
     QueuePositions,
     Reject,
     SetTimer,
@@ -137,6 +138,8 @@ def _decision_sentences(
         ]
     if isinstance(body, StopProcess):
         return _stop(body, st, siblings)
+    if isinstance(body, PlacementChosen):
+        return _placement(body)
     if isinstance(body, Dispatch):
         return _dispatch(body, env, cause, st)
     if isinstance(body, Reject):
@@ -185,7 +188,12 @@ def _stop(body: StopProcess, st: SchedulerState, siblings: list[Envelope]) -> li
             rule = ""
         else:
             target, rule = swap.model, f' (rule: "{swap.rule}")'
-        return [f"Model {body.model} is evicted to make room for {target}{rule}.", grace]
+        lines = [f"Model {body.model} is evicted to make room for {target}{rule}."]
+        placements = [s.body for s in siblings if isinstance(s.body, PlacementChosen)]
+        placed = next((p for p in placements if body.model in p.evict), None)
+        if placed is not None:
+            lines.append(_memory_forced(body.model, placed))
+        return [*lines, grace]
     if body.reason == "ttl" and proc is not None:
         idle = st.now_ms - proc.last_used_ms if st.now_ms else 0
         ttl_ms = idle_ttl_ms(proc)  # a request's ttl/keep_alive override, else the configured
@@ -211,6 +219,34 @@ def _stop(body: StopProcess, st: SchedulerState, siblings: list[Envelope]) -> li
         "shutdown": "the server is shutting down",
     }
     return [f"Model {body.model} is stopped: {words.get(body.reason, body.reason)}.", grace]
+
+
+def _memory_forced(model: str, placed: PlacementChosen) -> str:
+    """The numbers that made placement by memory evict `model` (or say groups/matrix did)."""
+    if model not in placed.freed_mb:
+        return f"Placement by GPU memory also counted on the memory {model} gives back."
+    free = ", ".join(
+        f"GPU{d} had {placed.free_mb[d]:,} MiB free"
+        for d in placed.devices
+        if d < len(placed.free_mb)
+    )
+    return (
+        f"GPU memory forced it: {placed.model} needs {placed.need_mb:,} MiB on each of "
+        f"{', '.join(f'GPU{d}' for d in placed.devices)} ({placed.source} footprint) plus the "
+        f"margin of {placed.margin_mb:,} MiB; {free} (counting models still starting), and "
+        f"{model} gives back {placed.freed_mb[model]:,} MiB there."
+    )
+
+
+def _placement(body: PlacementChosen) -> list[str]:
+    lines = [body.describe()]
+    if body.evict:
+        lines.append(
+            "Models are evicted for memory by their placement priority (lower first), then the "
+            "least recently used first; a busy model, a persistent group's member or one of "
+            "unknown footprint is never evicted for memory."
+        )
+    return lines
 
 
 def _dispatch(body: Dispatch, env: Envelope, cause: Envelope, st: SchedulerState) -> list[str]:
@@ -276,6 +312,14 @@ def _reject(body: Reject, cause: Envelope, st: SchedulerState) -> list[str]:
                     "output twice in a row), so the client was told not to retry."
                 )
             return lines
+    if body.code == "does_not_fit":
+        why = (
+            "It can never fit on this machine's GPUs, so the client is told not to retry."
+            if body.permanent
+            else "The memory it needs is held by what placement may not evict (a persistent "
+            "group's member, a model of unknown footprint, another program); it may fit later."
+        )
+        return [head, why]
     if body.code == "shutting_down":
         return [head, "The server had begun shutting down, so nothing new is admitted."]
     if body.code == "queue_timeout" and req is not None and st.config is not None:

@@ -20,6 +20,8 @@ from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
     Event,
+    FootprintKnown,
+    GpuMemorySampled,
     LoadRequested,
     ProcessReady,
     ProcessStopped,
@@ -91,7 +93,8 @@ class Traffic:
     configs: tuple[tuple[int, ConfigApplied], ...]
     requests: tuple[RecordedRequest, ...]
     operations: tuple[tuple[int, Event], ...]
-    """Loads and unloads asked by operators or hooks, at their recorded times."""
+    """Loads and unloads asked by operators or hooks, at their recorded times; footprint facts,
+    and the first GPU memory sample (placement by memory needs them)."""
     load_ms: dict[str, int]
     stop_ms: dict[str, int]
     service_ms: dict[str, int]
@@ -131,8 +134,14 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
             received.setdefault(body.request_id, (ts, body.model))
             if body.ttl_override_ms is not None:
                 overrides.setdefault(body.request_id, body.ttl_override_ms)
-        elif isinstance(body, LoadRequested | UnloadRequested):
+        elif isinstance(body, LoadRequested | UnloadRequested | FootprintKnown):
             operations.append((ts, body))
+        elif isinstance(body, GpuMemorySampled):
+            # Only the first sample: the devices and what other programs held at start-up.
+            # Later samples measured the recorded run, not the simulated one; the simulation
+            # counts its own models by their footprints (core.memory).
+            if not any(isinstance(op, GpuMemorySampled) for _, op in operations):
+                operations.append((ts, body))
         elif isinstance(body, Dispatch):
             dispatched_at[body.request_id] = ts
         elif isinstance(body, RequestFinished | RequestAbandoned):

@@ -17,7 +17,7 @@ import heapq
 import itertools
 from typing import Any
 
-from llamaswap_es.config.schedule import SchedulerConfig
+from llamaswap_es.config.schedule import PLACEMENT_MEMORY, PLACEMENT_OFF, SchedulerConfig
 from llamaswap_es.core import new_state, reduce
 from llamaswap_es.core.policy_registry import policy_named
 from llamaswap_es.events.types import (
@@ -25,6 +25,7 @@ from llamaswap_es.events.types import (
     Dispatch,
     Envelope,
     Event,
+    GpuMemorySampled,
     ProcessReady,
     ProcessStopped,
     RequestCancelled,
@@ -67,6 +68,16 @@ def apply_overrides(schedule: SchedulerConfig, settings: dict[str, str]) -> Sche
             changes["policy"] = raw
         elif key in _GLOBAL_INTS:
             changes[key] = _int_setting(key, raw)
+        elif key in ("placement", "placement.mode"):
+            if raw not in (PLACEMENT_OFF, PLACEMENT_MEMORY):
+                raise ReplayError(f"--set {key}={raw}: expected off or memory")
+            placement = changes.get("placement", schedule.placement)
+            changes["placement"] = dataclasses.replace(placement, mode=raw)
+        elif key in ("placement.margin_mb", "placement.marginMb"):
+            placement = changes.get("placement", schedule.placement)
+            changes["placement"] = dataclasses.replace(
+                placement, margin_mb=_int_setting(key, raw)
+            )
         elif "." in key:
             model_id, _, field_name = key.rpartition(".")
             if model_id not in models:
@@ -83,8 +94,9 @@ def apply_overrides(schedule: SchedulerConfig, settings: dict[str, str]) -> Sche
         else:
             raise ReplayError(
                 f"--set {key}={raw}: unknown setting (use policy, "
-                f"{', '.join(_GLOBAL_INTS)} or MODEL.concurrency_limit / ttl_ms / priority / "
-                "unload_timeout_ms)"
+                f"{', '.join(_GLOBAL_INTS)}, placement, placement.margin_mb or "
+                "MODEL.concurrency_limit / ttl_ms / priority / unload_timeout_ms / footprint_mb "
+                "/ footprint_devices / placement_priority)"
             )
     return dataclasses.replace(schedule, models=models, **changes)
 
@@ -198,6 +210,12 @@ def assumptions(traffic: Traffic) -> list[str]:
         out.append(
             f"{unserved} request(s) were never served in the recording; if served here they take "
             "their model's median service time"
+        )
+    samples = [op for _, op in traffic.operations if isinstance(op, GpuMemorySampled)]
+    if samples:
+        out.append(
+            f"GPU memory: the first recorded sample ({len(samples[0].total_mb)} devices, what "
+            "other programs held then); after it, models count by their footprints only"
         )
     out.append("every start succeeds; the recording is simulated as one continuous server run")
     return out

@@ -84,6 +84,9 @@ class ProcessSpec:
     """Set when `${PORT}` chose this model's port: it may then move to a free one at start."""
     spare_ports_from: int | None = None
     """Where a moved port is searched from: above every port `${PORT}` handed out."""
+    devices_env: str = "CUDA_VISIBLE_DEVICES"
+    """The variable that names the GPUs placement chose to this model's runtime
+    (`llamaswap-es.models.<id>.devicesEnv`); "" = never set one."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", _frozen_env(self.env))
@@ -111,6 +114,26 @@ class ProcessSpec:
         return replace(
             self, cmd=cmd, proxy=proxy, check_endpoint=check_endpoint, cmd_stop=cmd_stop
         )
+
+    def on_devices(self, devices: tuple[int, ...], uuids: tuple[str, ...] = ()) -> ProcessSpec:
+        """This spec with the GPUs placement chose in its environment (`StartProcess.devices`).
+
+        `CUDA_VISIBLE_DEVICES` gets the GPUs' UUIDs when the sample knew them (they do not
+        depend on enumeration order), else their NVML indexes with `CUDA_DEVICE_ORDER=PCI_BUS_ID`
+        so CUDA counts them as NVML does; another variable (`HIP_VISIBLE_DEVICES` …) gets the
+        indexes. Nothing changes when no devices were chosen, when `devicesEnv` is "", or when
+        the model's own `env` already sets the variable (the config pins its GPUs)."""
+        name = self.devices_env
+        if not devices or not name or name in self.env:
+            return self
+        env = dict(self.env)
+        if name == "CUDA_VISIBLE_DEVICES" and len(uuids) == len(devices):
+            env[name] = ",".join(uuids)
+        else:
+            env[name] = ",".join(str(d) for d in devices)
+            if name == "CUDA_VISIBLE_DEVICES":
+                env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        return replace(self, env=env)
 
     @property
     def skips_health_check(self) -> bool:

@@ -41,4 +41,11 @@ def process_spec(config: LlamaSwapConfig, model_id: str) -> ProcessSpec:
         health_check_timeout_ms=config.health_check_timeout * 1000,
         auto_port=auto,
         spare_ports_from=spare_from if auto is not None else None,
+        **_devices_env(config, model_id),
     )
+
+
+def _devices_env(config: LlamaSwapConfig, model_id: str) -> dict[str, str]:
+    """The model's `llamaswap-es.models.<id>.devicesEnv`, when it has an entry there."""
+    placed = config.llamaswap_es.models.get(model_id)
+    return {} if placed is None else {"devices_env": placed.devices_env.strip()}

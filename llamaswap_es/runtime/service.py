@@ -328,7 +328,9 @@ class SwapService:
                     )
                 )
                 return
-            self.executor.start(spec, decision.instance)
+            self.executor.start(
+                spec.on_devices(decision.devices, decision.device_uuids), decision.instance
+            )
         elif isinstance(decision, StopProcess):
             self.executor.stop(decision.model, decision.instance, decision.grace_ms)
         elif isinstance(decision, SetTimer):

@@ -307,7 +307,7 @@ def retry_headers(reject: Reject) -> dict[str, str] | None:
 
 QUEUE_TIMEOUT_CODE = "queue_timeout"
 START_BACKOFF_CODE = "start_backoff"
-OWN_ERROR_CODES = frozenset({QUEUE_TIMEOUT_CODE, START_BACKOFF_CODE})
+OWN_ERROR_CODES = frozenset({QUEUE_TIMEOUT_CODE, START_BACKOFF_CODE, "does_not_fit"})
 """Reject codes of ours (llama-swap has no such error) that go into the envelope's `code`."""
 
 

@@ -11,6 +11,7 @@ import pytest
 from llamaswap_es.config.schedule import PlacementRules
 from llamaswap_es.core import digest, new_state, reduce, restore, snapshot
 from llamaswap_es.core.effects import plan_eviction, running_for
+from llamaswap_es.core.views import scheduler_view
 from llamaswap_es.events.types import PlacementChosen, Reject, StartProcess
 from tests.core.harness import Run, groups_config, models, play
 
@@ -355,3 +356,16 @@ def test_snapshot_and_replay_of_a_placement_run_decide_the_same() -> None:
     assert digest(copy) == digest(run.state)
     assert copy.gpu == run.state.gpu
     assert copy.swaps["B"].devices == (0,) and copy.models["A"].devices == (0,)
+
+
+def test_the_view_shows_devices_footprints_and_free_memory_as_counted() -> None:
+    run = Run(_config({"A": 20_000, "B": 10_000}))
+    play(run, [(f"gpu {GIB}/{GIB} {GIB}/{GIB}", ""), *_up("A", "a1", "0"), ("req b1 B", ...)])
+    view = scheduler_view(run.state)
+    a = view.models["A"]
+    assert (a.devices, a.footprint_mb, a.footprint_source) == ((0,), 20_000, "declared")
+    assert view.models["B"].devices == (1,)  # starting: counted, not yet in a sample
+    assert [(g.index, g.uuid, g.sampled_free_mb, g.free_mb) for g in view.gpus] == [
+        (0, "GPU-0", GIB, 4_000),
+        (1, "GPU-1", GIB, 14_000),
+    ]

@@ -65,3 +65,35 @@ def test_spec_env_cannot_be_changed_after_creation() -> None:
     assert frozen.env["A"] == "1"
     with pytest.raises(TypeError):
         frozen.env["B"] = "3"  # type: ignore[index]
+
+
+# ---------------------------------------------------------------------------- placement devices
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "devices", "uuids", "expected"),
+    [
+        ({}, (0, 2), ("GPU-a", "GPU-c"), {"CUDA_VISIBLE_DEVICES": "GPU-a,GPU-c"}),
+        (
+            {},
+            (1,),
+            (),
+            {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+        ),
+        (
+            {"devices_env": "HIP_VISIBLE_DEVICES"},
+            (0, 1),
+            ("u0", "u1"),
+            {"HIP_VISIBLE_DEVICES": "0,1"},
+        ),
+        ({"devices_env": ""}, (0,), ("u0",), {}),
+        ({"env": {"CUDA_VISIBLE_DEVICES": "3"}}, (0,), ("u0",), {"CUDA_VISIBLE_DEVICES": "3"}),
+        ({}, (), (), {}),
+    ],
+    ids=["uuids", "indexes-in-pci-order", "other-runtime", "turned-off", "pinned-by-env", "none"],
+)
+def test_chosen_devices_go_into_the_environment_unless_the_model_pins_them(
+    kwargs: dict, devices: tuple[int, ...], uuids: tuple[str, ...], expected: dict[str, str]
+) -> None:
+    placed = spec("llama-server", **kwargs).on_devices(devices, uuids)
+    assert dict(placed.env) == expected
