@@ -132,3 +132,34 @@ async def test_a_model_adopted_after_a_crash_is_measured_again(
     with open_log(first.db_path) as reader:
         types = [e.type for e in reader.iter_envelopes()]
     assert "ProcessAdopted" in types and types.count("StartProcess") == 1
+
+
+async def test_a_measured_footprint_places_the_next_start_on_a_gpu(
+    server_factory, tmp_path: Path
+) -> None:
+    """The loop closed: measured on its first run, the model is placed by memory on its second,
+    and the GPU chosen reaches its process as CUDA_VISIBLE_DEVICES."""
+    state = tmp_path / "nvml.json"
+    state.write_text(json.dumps({"models": {"a": {"0": 3000}}}))
+    server = server_factory(config_text([fake_model("a")], PLACEMENT_ON), env=fake_nvml_env(state))
+    body = {"model": "a", "messages": [{"role": "user", "content": "hi"}]}
+    log_url = f"{server.url}/api/log/events?type=FootprintKnown&type=PlacementChosen"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+        await wait_json(http, log_url, lambda d: bool(facts(d, "FootprintKnown")))
+        async with http.post(f"{server.url}/api/models/unload/a") as response:
+            assert response.status == 200
+        async with http.post(f"{server.url}/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+        async with http.get(f"{server.url}/upstream/a/fake/info") as response:
+            gpu_env = (await response.json())["gpu_env"]
+        doc = await wait_json(http, log_url, lambda d: bool(facts(d, "PlacementChosen")))
+    (placed,) = facts(doc, "PlacementChosen")
+    assert (placed["source"], placed["need_mb"]) == ("measured", 3000)
+    (device,) = placed["devices"]
+    uuid = ["GPU-aaaa", ""][device]  # the fake's GPU1 reports no UUID: its index is used
+    expected = {"CUDA_VISIBLE_DEVICES": uuid} if uuid else {
+        "CUDA_VISIBLE_DEVICES": str(device), "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+    }  # fmt: skip
+    assert gpu_env == expected
