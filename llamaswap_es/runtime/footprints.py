@@ -243,6 +243,9 @@ class FootprintFeed:
             except (LlamaSwapError, EstimateError) as exc:
                 log.warning("model %r: no estimated footprint: %s", model, exc)
                 continue
+            except Exception:  # a bug or an OS failure: this model has no estimate, no more
+                log.exception("model %r: estimating its footprint failed", model)
+                continue
             devices = _declared_devices(config, model)
             if self._estimated.get(model) == (estimate.mb, devices, estimate.detail):
                 continue
@@ -257,6 +260,12 @@ class FootprintFeed:
     # ------------------------------------------------------------------ measurements
 
     async def _measure(self, model: str, instance: int, pgid: int) -> None:
+        try:
+            await self._measure_group(model, instance, pgid)
+        except Exception:  # the driver failed: the model keeps its declared or estimated one
+            log.exception("model %r: measuring its GPU memory failed", model)
+
+    async def _measure_group(self, model: str, instance: int, pgid: int) -> None:
         gpus = await self.gpus()
         if gpus is None:
             return

@@ -73,13 +73,18 @@ class GgufEstimator:
         package_root = str(Path(llamaswap_es.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         self.reads += 1
-        proc = await asyncio.create_subprocess_exec(
-            self._python, "-m", "llamaswap_es.perf.gguf_facts", *paths,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )  # fmt: skip
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self._python, "-m", "llamaswap_es.perf.gguf_facts", *paths,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )  # fmt: skip
+        except OSError as exc:
+            raise EstimateError(
+                f"{', '.join(paths)}: cannot run the GGUF reader {self._python}: {exc}"
+            ) from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self._timeout_s)
         except TimeoutError:

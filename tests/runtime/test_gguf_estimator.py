@@ -69,3 +69,9 @@ async def test_missing_and_corrupt_files_are_named(tmp_path: Path) -> None:
     corrupt.write_bytes(b"\0" * 100)
     with pytest.raises(EstimateError, match=rf"{corrupt}: not a readable GGUF file"):
         await estimator.estimate(GgufCommand(model="m", model_path=str(corrupt)))
+
+
+async def test_a_reader_that_cannot_run_is_named() -> None:
+    estimator = GgufEstimator(python="/nowhere/python3")
+    with pytest.raises(EstimateError, match=r"cannot run the GGUF reader /nowhere/python3"):
+        await estimator.estimate(GgufCommand(model="m", model_path=str(tiny_gguf())))
