@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llamaswap_es.core.effects import idle_ttl_ms
-from llamaswap_es.core.memory import free_now
+from llamaswap_es.core.memory import Footprint, free_now
 from llamaswap_es.core.placement import holdings_now
 from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState, Selection
 
@@ -43,6 +43,9 @@ class ModelView:
     """Its best known GPU footprint in MiB (all devices together), or None."""
     footprint_source: str = ""
     """Where that footprint comes from: measured, declared or estimated."""
+    footprint: Footprint | None = None
+    """That footprint whole: its device count, a measured split, and how it was found
+    (`detail`), for the API and the UI."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,7 @@ def _model_view(st: SchedulerState, model: str, depth: int) -> ModelView:
         devices=proc.devices,
         footprint_mb=footprint.mb if footprint is not None else None,
         footprint_source=footprint.source if footprint is not None else "",
+        footprint=footprint,
     )
 
 

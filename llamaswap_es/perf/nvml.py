@@ -13,6 +13,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from llamaswap_es.perf.samples import GpuInfo, GpuStat
@@ -32,6 +33,17 @@ def load_nvml() -> Any | None:
     except ImportError:
         return None
     return pynvml
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMemory:
+    """One GPU's memory as placement counts it (MiB, by NVML index)."""
+
+    index: int
+    uuid: str
+    name: str
+    total_mb: int
+    free_mb: int
 
 
 class NvmlGpus:
@@ -106,6 +118,42 @@ class NvmlGpus:
                     driver_version=_text(driver) if driver else None,
                 )
             )
+        return out
+
+    def memory(self) -> list[DeviceMemory]:
+        """Each GPU's total and free memory (placement's `GpuMemorySampled`); a GPU that cannot
+        report its memory reads 0 total and 0 free (nothing fits on it)."""
+        nvml = self._nvml
+        out = []
+        for index, h in enumerate(self._handles):
+            mem = self._call(nvml.nvmlDeviceGetMemoryInfo, h)
+            out.append(
+                DeviceMemory(
+                    index=index,
+                    uuid=_text(self._call(nvml.nvmlDeviceGetUUID, h, default="")),
+                    name=_text(self._call(nvml.nvmlDeviceGetName, h, default="")),
+                    total_mb=int(getattr(mem, "total", 0) or 0) // _MB,
+                    free_mb=int(getattr(mem, "free", 0) or 0) // _MB,
+                )
+            )
+        return out
+
+    def process_memory_mb(self) -> list[dict[int, int]]:
+        """Per GPU (by index), the MiB each compute process uses there, by pid.
+
+        A process whose use the driver does not report (`usedGpuMemory` None: some containers,
+        Windows WDDM) is left out; a GPU that cannot list its processes gives an empty dict.
+        """
+        nvml = self._nvml
+        list_processes = getattr(nvml, "nvmlDeviceGetComputeRunningProcesses", None)
+        out: list[dict[int, int]] = []
+        for h in self._handles:
+            used: dict[int, int] = {}
+            for proc in self._call(list_processes, h, default=None) or ():
+                pid, size = getattr(proc, "pid", None), getattr(proc, "usedGpuMemory", None)
+                if isinstance(pid, int) and isinstance(size, int) and size >= 0:
+                    used[pid] = used.get(pid, 0) + -(-size // _MB)
+            out.append(used)
         return out
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ one test process do not collide). Three sources:
   copes), so start-up never replays the whole log for them.
 * `SchedulerCollector`: each model's state, queue depth and in-flight count at scrape time, from
   the reducer's views.
+* `MemoryCollector` (projections/memory_metrics.py): placement's GPU memory and footprints.
 * `HostCollector`: llama-swap's `llamaswap_*` host and GPU families (spec/api.md §17) from the
   performance sampler's newest samples.
 """
@@ -40,6 +41,7 @@ from llamaswap_es.events.types import (
 )
 from llamaswap_es.perf.sampler import PerformanceSampler
 from llamaswap_es.projections.activity import AppliedRow
+from llamaswap_es.projections.memory_metrics import MemoryCollector
 
 WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 SWAP_BUCKETS_S = (0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600)
@@ -323,6 +325,7 @@ def metrics_registry(
     model_metrics = ModelMetrics(registry)
     log_gauges = LogGauges(registry)
     registry.register(SchedulerCollector(state))
+    registry.register(MemoryCollector(state))
     if health is not None:
         registry.register(HealthCollector(health))
     if sampler is not None:  # its families appear only while monitoring is enabled

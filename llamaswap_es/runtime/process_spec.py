@@ -127,7 +127,7 @@ class ProcessSpec:
         if not devices or not name or name in self.env:
             return self
         env = dict(self.env)
-        if name == "CUDA_VISIBLE_DEVICES" and len(uuids) == len(devices):
+        if name == "CUDA_VISIBLE_DEVICES" and len(uuids) == len(devices) and all(uuids):
             env[name] = ",".join(uuids)
         else:
             env[name] = ",".join(str(d) for d in devices)

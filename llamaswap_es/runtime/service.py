@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from llamaswap_es import __version__, core
 from llamaswap_es.config import LlamaSwapConfig, build_schedule, config_hash
@@ -37,8 +38,10 @@ from llamaswap_es.events.types import (
     StopProcess,
     UnloadRequested,
 )
+from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
 from llamaswap_es.runtime.clock import Clock, SystemClock
 from llamaswap_es.runtime.executor import ProcessExecutor
+from llamaswap_es.runtime.footprints import FootprintFeed
 from llamaswap_es.runtime.hang_watch import HangDetection
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.loop import LoopStoppedError, RunLoop
@@ -87,8 +90,11 @@ class SwapService:
         clock: Clock | None = None,
         config_sources: Sequence[str] = (),
         env_tag: str | None = None,
+        nvml: Any | None = None,
     ) -> None:
+        """`nvml` replaces the pynvml module placement reads GPU memory with (tests' fake)."""
         self._config = config
+        self._nvml = nvml
         self._schedule = build_schedule(config)
         self._sources = tuple(config_sources)
         self.db_path = db_path
@@ -103,6 +109,7 @@ class SwapService:
         self.loop: RunLoop | None = None
         self.executor: ProcessExecutor | None = None
         self.timers: Timers | None = None
+        self.footprints: FootprintFeed | None = None
         self._changed = asyncio.Event()
         self._shutdown_started = False
         self._events_since_snapshot = 0
@@ -145,6 +152,13 @@ class SwapService:
             view=core.scheduler_view,
         )
         self.loop.add_listener(self._on_committed)
+        self.footprints = FootprintFeed(
+            submit=self._report,
+            config=lambda: self._config,
+            spec_for=self.spec_for,
+            open_gpus=self._open_gpus,
+        )
+        self.loop.add_listener(self.footprints.on_committed)
         self.executor = ProcessExecutor(
             report=self._report,
             logs=self.logs,
@@ -165,10 +179,15 @@ class SwapService:
             fingerprint_for=self._fingerprint_for,
             env_tag=self.env_tag,
         )
+        await self.footprints.start()
         self.loop.submit(self._config_applied("startup"))
         self._preload()
         await self.loop.flush()
         self.prune_soon()
+
+    def _open_gpus(self) -> NvmlGpus | None:
+        """NVML for placement by memory (opened on a thread, only once placement is on)."""
+        return NvmlGpus.open(self._nvml if self._nvml is not None else load_nvml())
 
     def _report(self, event: Event) -> None:
         """The executor's and the timers' way in: never raises into their tasks (a stopped loop
@@ -213,6 +232,8 @@ class SwapService:
             )
         # Whatever the log or the loop could record, every model's process group is stopped
         # here: a dead loop or a full disk must never leave a model running without its server.
+        if self.footprints is not None:
+            await self.footprints.stop()
         await self.executor.close(1000)
         self.timers.cancel_all()
         await loop.stop()

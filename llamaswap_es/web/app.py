@@ -18,6 +18,8 @@ from aiohttp.typedefs import Handler
 from llamaswap_es.events.types import (
     ConfigApplied,
     Envelope,
+    FootprintKnown,
+    GpuMemorySampled,
     ProcessAdopted,
     ProcessExited,
     ProcessReady,
@@ -56,7 +58,7 @@ access_log = logging.getLogger("llamaswap_es.access")
 UNLOGGED_PREFIXES = ("/wol-health", "/api/performance", "/metrics")
 STATUS_CHANGING = (
     StartProcess, StopProcess, ProcessReady, ProcessStartFailed, ProcessStopped, ProcessExited,
-    ProcessAdopted, ConfigApplied,
+    ProcessAdopted, ConfigApplied, FootprintKnown, GpuMemorySampled,
 )  # fmt: skip
 
 

@@ -1,8 +1,43 @@
-"""A stand-in for the pynvml module with two GPUs, one of which cannot report its fan."""
+"""A stand-in for the pynvml module with two GPUs, one of which cannot report its fan.
+
+Per-process memory (`nvmlDeviceGetComputeRunningProcesses`) is what a test gives it: either
+`set_process_memory(device, pid, mib)` in the test's own process, or, for a server in a
+subprocess, a JSON file named by `FAKE_NVML_STATE` that the fake reads at every call:
+`{"processes": {"<device>": {"<pid>": <MiB>}}, "used_mb": {"<device>": <MiB>},
+"models": {"<model>": {"<device>": <MiB>}}}`. `models` gives the memory to the process this
+server started for that model (found by its `LLAMASWAP_ES_TAG`, which starts with this server's
+env tag `LLAMASWAP_ES_ENV_TAG`: other servers on the machine may run a model of the same name),
+so a test can say what a model will use before its pid exists. A process's memory counts as
+used memory on its device, as on a real driver.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from types import SimpleNamespace
+
+STATE_ENV = "FAKE_NVML_STATE"
+_MIB = 1024 * 1024
+
+
+def _tagged_pid(model: str) -> int | None:
+    """The lowest live pid whose environment tags it as this server's process of `model`."""
+    prefix = f"LLAMASWAP_ES_TAG={os.environ.get('LLAMASWAP_ES_ENV_TAG', '')}:{model}:".encode()
+    for entry in sorted(Path("/proc").iterdir(), key=lambda p: (len(p.name), p.name)):
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        items = environ.split(b"\0")
+        if b"LLAMASWAP_ES_TAG_ROLE=upstream" not in items:
+            continue
+        if any(item.startswith(prefix) for item in items):  # <env tag>:<model>:<instance>
+            return int(entry.name)
+    return None
 
 
 class NVMLError(Exception):
@@ -14,7 +49,10 @@ class FakeNvml:
 
     NVMLError = NVMLError
 
-    def __init__(self, *, fail_init: bool = False) -> None:
+    def __init__(self, *, fail_init: bool = False, state_file: str | None = None) -> None:
+        self.state_file = state_file
+        self.processes: dict[int, dict[int, int]] = {}
+        """Device index -> pid -> bytes it uses there."""
         self.fail_init = fail_init
         self.initialised = False
         self.shut_down = False
@@ -24,6 +62,35 @@ class FakeNvml:
             dict(name=b"NVIDIA L4", uuid=b"", temp=44, util=3, mem_util=1,
                  used=1 * 1024**3, total=24 * 1024**3, fan=None, power=17_000, limit=72_000),
         ]  # fmt: skip
+        for index, gpu in enumerate(self.gpus):
+            gpu["index"] = index
+            gpu["base_used"] = gpu["used"]
+
+    def set_process_memory(self, device: int, pid: int, mib: int) -> None:
+        """Report `pid` as using `mib` MiB on `device` (0 forgets it)."""
+        if mib:
+            self.processes.setdefault(device, {})[pid] = mib * _MIB
+        else:
+            self.processes.get(device, {}).pop(pid, None)
+
+    def _refresh(self) -> None:
+        """Read the state file, when there is one (a test in another process writes it)."""
+        if not self.state_file or not Path(self.state_file).is_file():
+            return
+        state = json.loads(Path(self.state_file).read_text() or "{}")
+        self.processes = {
+            int(device): {int(pid): int(mib) * _MIB for pid, mib in pids.items()}
+            for device, pids in state.get("processes", {}).items()
+        }
+        for model, devices in state.get("models", {}).items():
+            pid = _tagged_pid(model)
+            for device, mib in devices.items() if pid is not None else ():
+                self.processes.setdefault(int(device), {})[pid] = int(mib) * _MIB
+        for device, mib in state.get("used_mb", {}).items():
+            self.gpus[int(device)]["base_used"] = int(mib) * _MIB
+
+    def _used(self, h: dict) -> int:
+        return h["base_used"] + sum(self.processes.get(h["index"], {}).values())
 
     def nvmlInit(self) -> None:
         if self.fail_init:
@@ -53,7 +120,16 @@ class FakeNvml:
         return SimpleNamespace(gpu=h["util"], memory=h["mem_util"])
 
     def nvmlDeviceGetMemoryInfo(self, h: dict) -> SimpleNamespace:
-        return SimpleNamespace(used=h["used"], total=h["total"], free=h["total"] - h["used"])
+        self._refresh()
+        used = self._used(h)
+        return SimpleNamespace(used=used, total=h["total"], free=h["total"] - used)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: dict) -> list[SimpleNamespace]:
+        self._refresh()
+        return [
+            SimpleNamespace(pid=pid, usedGpuMemory=size)
+            for pid, size in sorted(self.processes.get(h["index"], {}).items())
+        ]
 
     def nvmlDeviceGetFanSpeed(self, h: dict) -> int:
         if h["fan"] is None:

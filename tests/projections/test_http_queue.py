@@ -32,7 +32,7 @@ async def test_inflight_lists_entries_and_cancel_reaches_the_request() -> None:
             assert resp.status == 404
             assert (await resp.json())["error"]["message"] == "inflight request not found"
         async with http.get(f"{base}/api/queue") as resp:
-            assert await resp.json() == {"models": [], "requests": []}
+            assert await resp.json() == {"models": [], "requests": [], "gpus": []}
     assert cancelled == ["r-1"]
     assert listed[0]["id"] == "1" and listed[0]["request_id"] == "r-1"
     assert listed[0]["req_headers"]["Authorization"] == "[REDACTED]"
@@ -64,4 +64,6 @@ def test_model_status_lists_local_models_by_id_then_peers(tmp_path: Path) -> Non
 
 
 def test_an_empty_scheduler_has_an_empty_queue() -> None:
-    assert queue_payload(scheduler_view(SchedulerState()), 0) == {"models": [], "requests": []}
+    assert queue_payload(scheduler_view(SchedulerState()), 0) == {
+        "models": [], "requests": [], "gpus": []
+    }

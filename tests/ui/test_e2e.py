@@ -347,6 +347,42 @@ def test_a_model_that_fails_to_start_shows_why(page, tmp_path) -> None:
         running.stop(timeout_s=STOP_TIMEOUT_S)
 
 
+def test_models_show_footprints_and_gpu_memory(page, tmp_path) -> None:
+    # Its own small server with placement by memory on, the fake NVML driver (two GPUs) told
+    # that model `a` uses 3,000 MiB on GPU1, and a GGUF model estimated from its file.
+    from tests.e2e.test_gpu_memory_facts import PLACEMENT_ON, fake_nvml_env, gguf_model
+    from tests.fixtures.tiny_gguf import tiny_gguf
+
+    state = tmp_path / "nvml.json"
+    state.write_text(json.dumps({"models": {"a": {"1": 3000}}}))
+    models = [fake_model("a"), gguf_model("tiny", tiny_gguf(), 512)]
+    tag = f"{SESSION_TAG_PREFIX}.ui-footprints-{os.getpid()}"
+    running = start_server(
+        tmp_path, tag, config_text(models, header=PLACEMENT_ON), env=fake_nvml_env(state)
+    )
+    try:
+        page.goto(f"{running.url}/ui/#/models")
+        tiny = model_row(page, "tiny").get_by_test_id("model-footprint")
+        expect(tiny).to_have_text("513 MiB · estimated")
+        expect(tiny).to_have_attribute("title", re.compile(r"KV cache .* at ctx 512 .*tiny-a"))
+        expect(model_row(page, "a").get_by_test_id("model-footprint")).to_have_count(0)
+        gpu1 = page.locator('[data-testid="gpu-memory"][data-gpu="1"]')
+        expect(gpu1).to_contain_text("NVIDIA L4")
+        expect(gpu1).to_contain_text("23,552 of 24,576 MiB free")
+        model_row(page, "a").get_by_role("button", name="Load a").click()
+        measured = model_row(page, "a").get_by_test_id("model-footprint")
+        expect(measured).to_have_text("3,000 MiB · measured", timeout=15_000)
+        expect(measured).to_have_attribute("title", re.compile(r"NVML: pid \d+ on GPU1"))
+        expect(gpu1).to_contain_text("20,552 of 24,576 MiB free")
+        screenshot(page, "models-footprints")
+        assert page.errors == [], page.errors
+    finally:
+        running.stop(timeout_s=STOP_TIMEOUT_S)
+        with open_log(running.db_path) as reader:
+            report = verify(reader)
+        assert report.ok, report.to_text()
+
+
 def _wait_for_starts(base: str, model: str, count: int, timeout_s: float = 15) -> None:
     """Until the event log holds `count` StartProcess decisions for `model` (bounded)."""
     deadline = time.monotonic() + timeout_s

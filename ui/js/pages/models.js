@@ -3,7 +3,7 @@
 import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-standalone.mjs";
 import { enc, errorText, getJSON, postJSON } from "../api.js";
 import { failureOutput, failureText } from "../lib/event-log.js";
-import { formatContext } from "../lib/format.js";
+import { formatContext, formatNumber } from "../lib/format.js";
 import { useModelList, useStore } from "../store.js";
 import { Card, Empty, ErrorNote, Spinner, StatusDot, Switch, usePersisted } from "../ui/common.js";
 
@@ -140,6 +140,48 @@ function useLastFailure(id, failed) {
   return failure;
 }
 
+/** A model's GPU memory need and where it was learnt (placement by memory: measured on a run,
+ * declared in the config, or estimated from its GGUF file); `detail` says how, on hover. */
+function FootprintTag({ footprint, devices }) {
+  if (!footprint) return null;
+  const span = footprint.devices > 1 ? ` on ${footprint.devices} GPUs` : "";
+  const where = devices?.length ? ` · GPU ${devices.join(",")}` : "";
+  return html`<span class=${`tag footprint source-${footprint.source}`} data-testid="model-footprint" title=${footprint.detail}
+    >${formatNumber(footprint.mb)} MiB${span} · ${footprint.source}${where}</span
+  >`;
+}
+
+/** Each GPU's memory as placement last sampled it (`gpus` of /api/queue), refreshed whenever the
+ * model status changes (a new sample or footprint republishes it). Hidden without samples. */
+function GpuMemoryCard() {
+  const models = useStore((s) => s.models);
+  const [gpus, setGpus] = useState([]);
+  useEffect(() => {
+    let live = true;
+    getJSON("/api/queue")
+      .then((d) => live && setGpus(d.gpus || []))
+      .catch(() => live && setGpus([]));
+    return () => {
+      live = false;
+    };
+  }, [models]);
+  if (!gpus.length) return null;
+  return html`<${Card} title="GPU memory">
+    <ul class="list">
+      ${gpus.map(
+        (g) => html`<li class="model-row" data-testid="gpu-memory" data-gpu=${g.index}>
+          <strong>GPU${g.index}</strong>
+          <span class="muted small">${g.name}</span>
+          <span class="spacer"></span>
+          <span class="mono small" title=${`free as sampled: ${formatNumber(g.sampled_free_mb)} MiB; counting models started or stopped since: ${formatNumber(g.free_mb)} MiB`}
+            >${formatNumber(g.sampled_free_mb)} of ${formatNumber(g.total_mb)} MiB free</span
+          >
+        </li>`,
+      )}
+    </ul>
+  <//>`;
+}
+
 function ModelRow({ m, showCaps, onError }) {
   const isPeer = Boolean(m.peerID);
   const failure = useLastFailure(m.id, !isPeer && m.failed === true);
@@ -157,6 +199,7 @@ function ModelRow({ m, showCaps, onError }) {
     >`}
     ${showCaps && html`<${CapabilityTags} model=${m} />`}
     <span class="spacer"></span>
+    ${!isPeer && html`<${FootprintTag} footprint=${m.footprint} devices=${m.devices} />`}
     ${!isPeer && html`<span class="state" data-testid="model-state">${m.state}</span>`}
     ${m.unlisted && html`<span class="tag">unlisted</span>`}
     ${!isPeer &&
@@ -268,6 +311,7 @@ export function ModelsPage() {
       html`<div class="section-head"><h3>Peer models</h3></div>
         <ul class="list">${peers.map((m) => html`<${ModelRow} key=${m.id} m=${m} showCaps=${showCaps} onError=${onError} />`)}</ul>`}
     <//>
+    <${GpuMemoryCard} />
     <${ProfilesCard} />
     <${SelectorsCard} selectors=${selectors} />
   </div>`;
