@@ -23,6 +23,7 @@ from llamaswap_es.config.models import (
     LlamaSwapConfig,
     MatrixConfig,
     ModelConfig,
+    PlacementModel,
 )
 from llamaswap_es.config.policy_registry import (
     PolicyRegistryError,
@@ -328,7 +329,7 @@ def _placement_models(config: LlamaSwapConfig) -> None:
     scheduler never sees an alias. An unknown model, or the same model named twice, is refused
     with its key, and a model whose declared span is wider than 1 needs a footprint to split."""
     ours = config.llamaswap_es
-    resolved = {}
+    resolved: dict[str, tuple[str, PlacementModel]] = {}
     for name in sorted(ours.models):
         where = f"{OUR_SECTION}.models.{name}"
         model_id = resolve_local(config, name.strip())

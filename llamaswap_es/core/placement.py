@@ -158,11 +158,11 @@ def holdings_now(st: SchedulerState, exclude: str = "") -> list[Holding]:
         if model != exclude and proc.devices and proc.state in RUNNING_STATES:
             held.append((model, proc.instance, proc.devices))
     for swap in st.swaps_in_order():
-        proc = st.models.get(swap.model)
-        if swap.model == exclude or not swap.devices or proc is None:
+        target = st.models.get(swap.model)
+        if swap.model == exclude or not swap.devices or target is None:
             continue
-        if proc.state != STARTING and proc.state != READY:
-            held.append((swap.model, proc.instance + 1, swap.devices))
+        if target.state != STARTING and target.state != READY:
+            held.append((swap.model, target.instance + 1, swap.devices))
     return held
 
 

@@ -138,8 +138,8 @@ def simulate(
 
     policy = ""
     for ts, applied in traffic.configs:
-        recorded = SchedulerConfig.from_dict(applied.schedule) if config is None else config
-        schedule = apply_overrides(recorded, settings)
+        base = SchedulerConfig.from_dict(applied.schedule) if config is None else config
+        schedule = apply_overrides(base, settings)
         policy = policy or schedule.policy
         at(ts, dataclasses.replace(applied, schedule=schedule.to_dict()))
     for ts, operation in traffic.operations:
