@@ -11,9 +11,11 @@ capture: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-
 `CaptureStore` keeps them in the `captures` table as CBOR compressed with zstd, within a byte
 budget (`captureBuffer` MiB, oldest evicted first, an item larger than the budget skipped) and
 an age limit. Unlike llama-swap's in-memory cache, captures survive a restart (ARCHITECTURE §9.8).
-Captures finished while a write is under way are written together: one job on the projections'
-write thread inflates (gzip/deflate), encodes and inserts them all in one transaction, instead of
-two thread hand-offs and a transaction per request.
+Captures are written in batches: one job on the projections' write thread inflates
+(gzip/deflate), encodes and inserts a batch in one transaction, then the writer waits
+`WRITE_INTERVAL_S` before the next, so a busy server pays one thread hand-off per batch instead of
+two and a transaction per request (each hand-off costs the event loop the GIL). A lone request's
+capture is written at once; under load one waits at most that interval.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def capture_json(activity_id: int, capture: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+WRITE_INTERVAL_S = 0.1
+"""After a batch the capture writer waits this long before the next (at most ~10 a second)."""
 EXPIRY_EVERY_MS = 60_000
 """How often captures past their age are deleted (they are also counted against the budget)."""
 
@@ -140,7 +144,8 @@ class CaptureStore:
         return await pending.stored
 
     async def _drain_queue(self) -> None:
-        """Write what is queued, one batch per write-thread job, until nothing is left."""
+        """Write what is queued, one batch per write-thread job and at most one batch per
+        `WRITE_INTERVAL_S`, until nothing is left."""
         while self._queue:
             batch, self._queue = self._queue, []
             try:
@@ -157,6 +162,7 @@ class CaptureStore:
             for item, stored in zip(batch, results, strict=True):
                 if not item.stored.done():
                     item.stored.set_result(stored)
+            await asyncio.sleep(WRITE_INTERVAL_S)  # what finishes meanwhile joins one batch
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> list[bool]:
         """Inflate, encode and insert a batch in one transaction (on the write thread)."""
