@@ -17,7 +17,7 @@ from llamaswap_es.web.dispatch import (
     serve_local,
 )
 from llamaswap_es.web.errors import RequestError, error_response
-from llamaswap_es.web.filters import RequestFilters, apply_filters
+from llamaswap_es.web.filters import RequestFilters, apply_filters, filters_for
 from llamaswap_es.web.keep_alive import ttl_override_ms
 from llamaswap_es.web.model_selection import read_body, select_model, split_upstream_path
 from llamaswap_es.web.naming import (
@@ -152,10 +152,14 @@ async def model_request(request: web.Request) -> web.StreamResponse:
         peer_id, peer_model = ctx.resolver.fqns[fqn]
         if body is not None and is_json(request):
             peer_filters = ctx.config.peers[peer_id].filters
-            filters = RequestFilters.from_plain(
-                strip_params=peer_filters.strip_params,
-                set_params=peer_filters.set_params,
-                set_params_by_id=peer_filters.set_params_by_id,
+            filters = filters_for(
+                ctx.config,
+                "peer:" + peer_id,
+                lambda: RequestFilters.from_plain(
+                    strip_params=peer_filters.strip_params,
+                    set_params=peer_filters.set_params,
+                    set_params_by_id=peer_filters.set_params_by_id,
+                ),
             )
             body = apply_filters(body, requested, filters)
             if requested != peer_model:
