@@ -104,9 +104,20 @@ def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> 
     """
     if not filters.applies_to(requested_name):
         return body
-    doc = json_body.parse(body) if body.strip() else {}
+    parsed = json_body.JsonBody.read(body)
+    filter_json(parsed, requested_name, filters)
+    return parsed.to_bytes()
+
+
+def filter_json(body: json_body.JsonBody, requested_name: str, filters: RequestFilters) -> None:
+    """`apply_filters` on a parsed body, edited in place (serialised later, once)."""
+    if not filters.applies_to(requested_name):
+        return
+    doc = body.doc if body.doc is not None else {}  # a blank body filters as `{}`
     if not isinstance(doc, dict):
         raise RequestError(400, "request body must be a JSON object to apply model filters")
+    body.doc = doc
+    body.edited = True
     if filters.use_model_name:
         doc["model"] = filters.use_model_name
     for key in filters.strip_params:
@@ -121,7 +132,6 @@ def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> 
                 set_path(doc, key, value)
             except PathError as err:
                 raise RequestError(500, f"filters: cannot set {key!r}: {err}") from None
-    return json_body.dump(doc)
 
 
 class PathError(ValueError):

@@ -17,7 +17,7 @@ from llamaswap_es.web.dispatch import (
     serve_local,
 )
 from llamaswap_es.web.errors import RequestError, error_response
-from llamaswap_es.web.filters import RequestFilters, apply_filters, filters_for
+from llamaswap_es.web.filters import RequestFilters, filter_json, filters_for
 from llamaswap_es.web.keep_alive import ttl_override_ms
 from llamaswap_es.web.model_selection import read_body, select_model, split_upstream_path
 from llamaswap_es.web.naming import (
@@ -25,7 +25,6 @@ from llamaswap_es.web.naming import (
     pinned_name,
     release_selector,
     reserve_selector,
-    rewrite_model_in_json,
     rewrite_model_in_multipart,
     rewrite_model_in_query,
     strip_route_prefix,
@@ -85,6 +84,9 @@ async def model_request(request: web.Request) -> web.StreamResponse:
     session = _checked(ctx, request)
     selection = await select_model(request, body_limit=ctx.body_limit)
     body: bytes | None = selection.body if request.method != "GET" else None
+    # A JSON body is parsed once (in select_model): renames and filters edit that document and
+    # it is serialised once, below, as it is forwarded (web/json_body.py).
+    parsed = selection.json if body is not None and is_json(request) else None
     query = dict(request.query)
     raw_path, _, raw_query = request.raw_path.partition("?")
 
@@ -92,8 +94,8 @@ async def model_request(request: web.Request) -> web.StreamResponse:
         nonlocal body, raw_query
         if request.method == "GET" or selection.source == "query":
             raw_query = rewrite_model_in_query(query, name)
-        elif body is not None and is_json(request):
-            body = rewrite_model_in_json(body, name)
+        elif parsed is not None:
+            parsed.set_model(name)
         elif body is not None and selection.source == "multipart":
             body = rewrite_model_in_multipart(body, request.headers.get("Content-Type", ""), name)
 
@@ -119,8 +121,9 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             if selector_id is not None:
                 release_selector(ctx, selector_id, requested)
             return err.response(request)
-        if body is not None and is_json(request):
-            body = apply_filters(body, requested, local_filters(ctx, local))
+        if parsed is not None:
+            filter_json(parsed, requested, local_filters(ctx, local))
+            body = parsed.to_bytes()
         elif body is not None and selection.source == "multipart":
             use_name = ctx.config.models[local].use_model_name
             if use_name:  # llama-swap's form filter: only useModelName applies to forms
@@ -150,7 +153,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
         if fqn is None:
             return error_response(request, 404, "no router for requested model")
         peer_id, peer_model = ctx.resolver.fqns[fqn]
-        if body is not None and is_json(request):
+        if parsed is not None:
             peer_filters = ctx.config.peers[peer_id].filters
             filters = filters_for(
                 ctx.config,
@@ -161,9 +164,10 @@ async def model_request(request: web.Request) -> web.StreamResponse:
                     set_params_by_id=peer_filters.set_params_by_id,
                 ),
             )
-            body = apply_filters(body, requested, filters)
+            filter_json(parsed, requested, filters)
             if requested != peer_model:
-                body = rewrite_model_in_json(body, peer_model)
+                parsed.set_model(peer_model)
+            body = parsed.to_bytes()
         metadata = dict(session)
         if selector_id is not None:
             metadata["selector"] = selector_id
