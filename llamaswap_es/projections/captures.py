@@ -146,23 +146,27 @@ class CaptureStore:
     async def _drain_queue(self) -> None:
         """Write what is queued, one batch per write-thread job and at most one batch per
         `WRITE_INTERVAL_S`, until nothing is left."""
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                results = await self._db.run(partial(self._write_batch, batch=batch))
-            except asyncio.CancelledError:
-                for item in [*batch, *self._queue]:
-                    item.stored.cancel()
-                raise
-            except Exception as exc:  # named by the store (file, cause); each recorder logs it
-                for item in batch:
+        batch: list[_Pending] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self._db.run(partial(self._write_batch, batch=batch))
+                except Exception as exc:  # named by the store (file, cause); each recorder logs it
+                    results = None
+                    for item in batch:
+                        if not item.stored.done():
+                            item.stored.set_exception(exc)
+                for item, stored in zip(batch, results or (), strict=False):
                     if not item.stored.done():
-                        item.stored.set_exception(exc)
-                continue
-            for item, stored in zip(batch, results, strict=True):
-                if not item.stored.done():
-                    item.stored.set_result(stored)
-            await asyncio.sleep(WRITE_INTERVAL_S)  # what finishes meanwhile joins one batch
+                        item.stored.set_result(stored)
+                batch = []
+                await asyncio.sleep(WRITE_INTERVAL_S)  # what finishes meanwhile joins one batch
+        except asyncio.CancelledError:  # shutting down: nobody waits forever for its capture
+            for item in [*batch, *self._queue]:
+                item.stored.cancel()
+            self._queue = []
+            raise
 
     def _write_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> list[bool]:
         """Inflate, encode and insert a batch in one transaction (on the write thread)."""
