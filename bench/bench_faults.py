@@ -304,8 +304,10 @@ async def kill9_case(workdir: Path, rounds: int, seed: int) -> dict[str, Any]:
                 if e.type == "Dispatch" and e.boot == this_boot
             }
         ids = [i for i in answered if i]
-        missing += sum(1 for i in ids if i not in dispatched) if ids else max(
-            0, len(answered) - len(dispatched)
+        missing += (
+            sum(1 for i in ids if i not in dispatched)
+            if ids
+            else max(0, len(answered) - len(dispatched))
         )
         answered_total += len(answered)
         dispatched_total += len(dispatched)

@@ -11,6 +11,11 @@ capture: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-
 `CaptureStore` keeps them in the `captures` table as CBOR compressed with zstd, within a byte
 budget (`captureBuffer` MiB, oldest evicted first, an item larger than the budget skipped) and
 an age limit. Unlike llama-swap's in-memory cache, captures survive a restart (ARCHITECTURE §9.8).
+Captures are written in batches: one job on the projections' write thread inflates
+(gzip/deflate), encodes and inserts a batch in one transaction, then the writer waits
+`WRITE_INTERVAL_S` before the next, so a busy server pays one thread hand-off per batch instead of
+two and a transaction per request (each hand-off costs the event loop the GIL). A lone request's
+capture is written at once; under load one waits at most that interval.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import sqlite3
 import time
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import cbor2
@@ -54,10 +61,6 @@ def capture_level(path: str) -> tuple[bool, bool, bool, bool]:
     return CAPTURE_LEVELS.get(path.split("?", 1)[0], ALL_PARTS)
 
 
-def encode_capture(capture: dict[str, Any]) -> bytes:
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(cbor2.dumps(capture))
-
-
 def decode_capture(data: bytes) -> dict[str, Any]:
     return cbor2.loads(zstandard.ZstdDecompressor().decompress(data))
 
@@ -78,6 +81,8 @@ def capture_json(activity_id: int, capture: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+WRITE_INTERVAL_S = 0.1
+"""After a batch the capture writer waits this long before the next (at most ~10 a second)."""
 EXPIRY_EVERY_MS = 60_000
 """How often captures past their age are deleted (they are also counted against the budget)."""
 
@@ -102,6 +107,10 @@ class CaptureStore:
         self.max_age_ms = max_age_ms
         self._stored: int | None = None
         self._expired_at_ms = 0
+        self._queue: list[_Pending] = []
+        self._drain: asyncio.Task[None] | None = None
+        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        """Used on the write thread only (a compressor is not safe across threads at once)."""
         self.configure(budget_mib=budget_mib, secrets=secrets)
 
     def configure(self, *, budget_mib: float, secrets: Sequence[str]) -> None:
@@ -122,17 +131,71 @@ class CaptureStore:
             return None
         return CaptureRecorder(self, request_id, path)
 
-    async def save(self, request_id: str, capture: dict[str, Any]) -> bool:
-        """Compress (on a thread) and store; False when it alone exceeds the budget."""
-        data = await asyncio.to_thread(encode_capture, capture)
-        if len(data) > self.budget_bytes:
-            log.info("capture of %s skipped: %d bytes exceed the budget", request_id, len(data))
-            return False
-        await self._db.run(lambda conn: self._insert(conn, request_id, data))
-        return True
+    async def save(self, request_id: str, capture: dict[str, Any], encoding: str = "") -> bool:
+        """Store a capture (its response body inflated first when `encoding` is gzip/deflate);
+        False when it alone exceeds the budget or its body cannot be inflated. Waits for the
+        batch it joined to be committed."""
+        pending = _Pending(
+            request_id, capture, encoding, asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(pending)
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.create_task(self._drain_queue(), name="captures-write")
+        return await pending.stored
 
-    def _insert(self, conn: sqlite3.Connection, request_id: str, data: bytes) -> None:
-        """Store one capture within the budget. Runs on the projections' write thread only.
+    async def _drain_queue(self) -> None:
+        """Write what is queued, one batch per write-thread job and at most one batch per
+        `WRITE_INTERVAL_S`, until nothing is left."""
+        batch: list[_Pending] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self._db.run(partial(self._write_batch, batch=batch))
+                except Exception as exc:  # named by the store (file, cause); each recorder logs it
+                    results = None
+                    for item in batch:
+                        if not item.stored.done():
+                            item.stored.set_exception(exc)
+                for item, stored in zip(batch, results or (), strict=False):
+                    if not item.stored.done():
+                        item.stored.set_result(stored)
+                batch = []
+                await asyncio.sleep(WRITE_INTERVAL_S)  # what finishes meanwhile joins one batch
+        except asyncio.CancelledError:  # shutting down: nobody waits forever for its capture
+            for item in [*batch, *self._queue]:
+                item.stored.cancel()
+            self._queue = []
+            raise
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> list[bool]:
+        """Inflate, encode and insert a batch in one transaction (on the write thread)."""
+        rows: list[tuple[str, bytes] | None] = [self._encoded(item) for item in batch]
+        if any(row is not None for row in rows):
+            self._insert(conn, [row for row in rows if row is not None])
+        return [row is not None for row in rows]
+
+    def _encoded(self, item: _Pending) -> tuple[str, bytes] | None:
+        capture = item.capture
+        if item.encoding.strip() and capture.get("resp_body") is not None:
+            try:
+                capture["resp_body"] = _decompress(
+                    capture["resp_body"], item.encoding, self.budget_bytes
+                )
+            except (zlib.error, OverflowError) as exc:
+                log.info("capture of %s skipped: response decode failed: %s", item.request_id, exc)
+                return None
+        data = self._compressor.compress(cbor2.dumps(capture))
+        if len(data) > self.budget_bytes:
+            log.info(
+                "capture of %s skipped: %d bytes exceed the budget", item.request_id, len(data)
+            )
+            return None
+        return item.request_id, data
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[tuple[str, bytes]]) -> None:
+        """Store captures within the budget, in one transaction. Runs on the projections' write
+        thread only.
 
         The stored total is kept in memory (counted once, then adjusted), and expiry by age runs
         at most every `EXPIRY_EVERY_MS`: a SUM over the whole table on every insert made
@@ -143,15 +206,16 @@ class CaptureStore:
             with write_transaction(conn, self._db.path):
                 if self._stored is None:
                     self._stored = self._count(conn)
-                old = conn.execute(
-                    "SELECT size_bytes FROM captures WHERE request_id = ?", (request_id,)
-                ).fetchone()
-                conn.execute(
-                    "INSERT OR REPLACE INTO captures (request_id, created_ms, size_bytes, data) "
-                    "VALUES (?, ?, ?, ?)",
-                    (request_id, now, len(data), data),
-                )
-                self._stored += len(data) - (old[0] if old else 0)
+                for request_id, data in rows:
+                    old = conn.execute(
+                        "SELECT size_bytes FROM captures WHERE request_id = ?", (request_id,)
+                    ).fetchone()
+                    conn.execute(
+                        "INSERT OR REPLACE INTO captures (request_id, created_ms, size_bytes, "
+                        "data) VALUES (?, ?, ?, ?)",
+                        (request_id, now, len(data), data),
+                    )
+                    self._stored += len(data) - (old[0] if old else 0)
                 if self.max_age_ms is not None and now - self._expired_at_ms >= EXPIRY_EVERY_MS:
                     conn.execute(
                         "DELETE FROM captures WHERE created_ms < ?", (now - self.max_age_ms,)
@@ -248,17 +312,12 @@ class CaptureRecorder:
             return False
         raw = b"".join(self._chunks)
         self._chunks.clear()
+        encoding = ""
         if status == 200:
             if not raw and self._level[3]:
                 return False  # an empty body: no capture
-            try:
-                body = raw
-                if self._encoding.strip():  # inflating up to the budget: off the event loop
-                    body = await asyncio.to_thread(_decompress, raw, self._encoding, self._limit)
-            except (zlib.error, OverflowError) as exc:
-                log.info("capture of %s skipped: response decode failed: %s", self.request_id, exc)
-                return False
-            resp_body = body if self._level[3] else None
+            resp_body = raw if self._level[3] else None
+            encoding = self._encoding  # inflated (up to the budget) on the write thread
         else:
             resp_body = None  # failed requests never store the response body
         capture = {
@@ -268,7 +327,17 @@ class CaptureRecorder:
             "resp_headers": self._resp_headers,
             "resp_body": resp_body,
         }
-        return await self._store.save(self.request_id, capture)
+        return await self._store.save(self.request_id, capture, encoding)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A capture waiting for the next batch write, and the future its recorder awaits."""
+
+    request_id: str
+    capture: dict[str, Any]
+    encoding: str
+    stored: asyncio.Future[bool]
 
 
 def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:

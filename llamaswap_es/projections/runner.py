@@ -7,6 +7,11 @@ table on the projections' write thread, in-memory projections (metrics) on the e
 it falls behind (the buffer overflowed, or it starts with a checkpoint older than the log's end)
 it reads the missing seqs from the store instead, a page at a time, so nothing is ever skipped
 and nothing is applied twice (every projection ignores seqs at or below its checkpoint).
+
+After each write the runner waits `WRITE_INTERVAL_S` before the next, so a busy server writes
+one activity transaction per interval, taking everything committed meanwhile, instead of one per
+committed batch: each write is a hand-off to the write thread, and each hand-off costs the event
+loop the GIL. A quiet server's row is written at once.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ log = logging.getLogger("llamaswap_es.projections.runner")
 
 RowListener = Callable[[list[AppliedRow]], None]
 
+WRITE_INTERVAL_S = 0.1
+"""After a write the runner waits this long before the next (the lag this adds is at most this)."""
 RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 """Backoff while the projection database cannot be written (the last delay repeats)."""
 
@@ -57,6 +64,7 @@ class ProjectionRunner:
         memory: Sequence[MemoryProjection] = (),
         max_buffer: int = 20_000,
         page: int = 2_000,
+        write_interval_s: float = WRITE_INTERVAL_S,
     ) -> None:
         self._db = db
         self._store = store
@@ -64,6 +72,7 @@ class ProjectionRunner:
         self.memory = list(memory)
         self._max_buffer = max_buffer
         self._page = page
+        self._interval = write_interval_s
         self._buffer: deque[Envelope] = deque()
         self._overflowed = False
         self._wakeup = asyncio.Event()
@@ -125,6 +134,8 @@ class ProjectionRunner:
             self._next = batch[-1].seq + 1
             self._progress.set()
             self._progress = asyncio.Event()
+            if self._interval > 0 and len(self._buffer) < self._page:
+                await asyncio.sleep(self._interval)  # what commits meanwhile joins one write
 
     async def _next_batch(self) -> list[Envelope]:
         while self._buffer and self._buffer[0].seq < self._next:

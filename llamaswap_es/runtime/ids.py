@@ -8,7 +8,8 @@ Crockford's base32, so they sort by creation time in SQL and in the UI. Tests in
 from __future__ import annotations
 
 import itertools
-import secrets
+import os
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,12 +28,42 @@ class IdProvider(Protocol):
     def new_id(self) -> str: ...
 
 
+RANDOM_BLOCK = 4000
+"""Bytes of `os.urandom` read at once: one system call per 400 ids instead of one per id (each
+call releases the GIL, which a busy event loop then waits to take back)."""
+
+
+class _RandomPool:
+    """Cryptographic random bytes (`os.urandom`) handed out in slices, each slice once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._block = b""
+        self._pos = 0
+
+    def _forget(self) -> None:
+        """A forked child must not hand out the bytes its parent will hand out too."""
+        self._block, self._pos = b"", 0
+
+    def bits80(self) -> int:
+        with self._lock:
+            if self._pos + 10 > len(self._block):
+                self._block, self._pos = os.urandom(RANDOM_BLOCK), 0
+            start = self._pos
+            self._pos += 10
+            return int.from_bytes(self._block[start : start + 10], "big")
+
+
+_RANDOM = _RandomPool()
+os.register_at_fork(after_in_child=_RANDOM._forget)
+
+
 class UlidIds:
     def __init__(self, now_ms: Callable[[], int]) -> None:
         self._now_ms = now_ms
 
     def new_id(self) -> str:
-        return _base32(self._now_ms(), 10) + _base32(secrets.randbits(80), 16)
+        return _base32(self._now_ms(), 10) + _base32(_RANDOM.bits80(), 16)
 
 
 class SequentialIds:

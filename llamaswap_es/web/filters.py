@@ -9,7 +9,8 @@ from strip and set. Inputs are plain values so the config classes stay out of th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,24 @@ class RequestFilters:
         )
 
 
+_BUILT: dict[int, tuple[weakref.ref[Any], dict[str, RequestFilters]]] = {}
+
+
+def filters_for(config: object, key: str, build: Callable[[], RequestFilters]) -> RequestFilters:
+    """The filters `build()` makes for `key` (a model or a peer) under this loaded `config`,
+    built once: sanitising them (sorting, copying) on every request was measurable work. A
+    reload brings a new config object, so new filters; the old ones go with the old config."""
+    ident = id(config)
+    entry = _BUILT.get(ident)
+    if entry is None or entry[0]() is not config:
+        entry = (weakref.ref(config, lambda _: _BUILT.pop(ident, None)), {})
+        _BUILT[ident] = entry
+    built = entry[1].get(key)
+    if built is None:
+        built = entry[1][key] = build()
+    return built
+
+
 def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> bytes:
     """The JSON body rewritten by `filters` for a request naming `requested_name`.
 
@@ -85,9 +104,20 @@ def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> 
     """
     if not filters.applies_to(requested_name):
         return body
-    doc = json_body.parse(body) if body.strip() else {}
+    parsed = json_body.JsonBody.read(body)
+    filter_json(parsed, requested_name, filters)
+    return parsed.to_bytes()
+
+
+def filter_json(body: json_body.JsonBody, requested_name: str, filters: RequestFilters) -> None:
+    """`apply_filters` on a parsed body, edited in place (serialised later, once)."""
+    if not filters.applies_to(requested_name):
+        return
+    doc = body.doc if body.doc is not None else {}  # a blank body filters as `{}`
     if not isinstance(doc, dict):
         raise RequestError(400, "request body must be a JSON object to apply model filters")
+    body.doc = doc
+    body.edited = True
     if filters.use_model_name:
         doc["model"] = filters.use_model_name
     for key in filters.strip_params:
@@ -102,7 +132,6 @@ def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> 
                 set_path(doc, key, value)
             except PathError as err:
                 raise RequestError(500, f"filters: cannot set {key!r}: {err}") from None
-    return json_body.dump(doc)
 
 
 class PathError(ValueError):

@@ -47,9 +47,6 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-DISCONNECT_POLL_S = 0.05
-"""How often the client's connection is checked while the upstream is silent (aiohttp does not
-cancel handlers on disconnect by default)."""
 
 
 @dataclass(frozen=True)
@@ -165,11 +162,6 @@ def response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return out
 
 
-def client_is_gone(request: web.BaseRequest) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
 async def forward(
     request: web.Request,
     session: aiohttp.ClientSession,
@@ -196,8 +188,10 @@ async def forward(
     body is appended to it and its status and headers are lost, as in llama-swap.
     `metered_path` is the path used for `/infill` metric parsing.
     `on_finished` is called once with the result on every way out, including the handler being
-    cancelled because the client left (servers run with `handler_cancellation=True`), where
-    no value can be returned; use it to submit `RequestFinished`.
+    cancelled because the client left, where no value can be returned; use it to submit
+    `RequestFinished`. The server must run with `handler_cancellation=True` (web/server.py
+    does): that cancellation is how a client that left while the upstream is silent ends the
+    upstream request; nothing polls the client's socket.
     `tap`, when given, sees every response body chunk as it is sent (captures); it must not
     block, and if it raises it is logged and not called again (forwarding goes on).
     `abort`, when it resolves first, ends the forward: the upstream request is dropped and the
@@ -256,34 +250,34 @@ class _Proxy:
         self.error_code: str | None = None
 
     async def run(self, on_finished: Callable[[ForwardResult], None] | None) -> Forwarded:
+        """Pump until done. A client that leaves is noticed by the server itself: it cancels
+        the handler (`handler_cancellation=True`), and with it the pump; no polling task."""
         pump = asyncio.create_task(self._pump())
-        watch = asyncio.create_task(self._watch_client())
-        result: ForwardResult | None = None
-        waiters: set[asyncio.Future[Any]] = {pump, watch}
+        stop_pump = _cancel_pump(pump)
         if self.abort is not None:
-            waiters.add(self.abort)
+            self.abort.add_done_callback(stop_pump)
+        result: ForwardResult | None = None
         try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            await _cancel_all(pump, watch)
-            ended = self.abort if self.abort in done and pump not in done else None
-            client_left = watch in done and pump not in done and not self.complete
-            if ended is not None and not ended.cancelled():
-                client_left = False
-                await self._end_from_outside(ended.result())
-            elif client_left and self.error is None:
-                self.error = f"client disconnected after {self.bytes_out} bytes"
-            elif (failure := pump.exception()) is not None:
-                self.error = self.error or f"forwarding failed: {failure!r}"
-                raise failure
-            result = self._result(client_left)
+            try:
+                await pump
+            except asyncio.CancelledError:
+                if not self._aborted(pump):
+                    raise  # the handler itself was cancelled: the client left
+            if self._aborted(pump):
+                await self._end_from_outside(self.abort.result())  # type: ignore[union-attr]
+            result = self._result(False)
             return Forwarded(self._final_response(), result)
+        except Exception as failure:
+            self.error = self.error or f"forwarding failed: {failure!r}"
+            raise
         finally:
             # Reached on every way out, including the handler being cancelled (the server
             # cancels handlers when the client leaves) at any await above. A client that closes
             # right after the last byte, or after an upstream failure was recorded, did not cut
             # anything short: keep what happened. `on_finished` runs exactly once.
             pump.cancel()
-            watch.cancel()
+            if self.abort is not None:
+                self.abort.remove_done_callback(stop_pump)
             if result is None:
                 client_left = not self.complete
                 if client_left and self.error is None:
@@ -292,9 +286,17 @@ class _Proxy:
             if on_finished is not None:
                 on_finished(result)
 
-    async def _watch_client(self) -> None:
-        while not client_is_gone(self.request):
-            await asyncio.sleep(DISCONNECT_POLL_S)
+    def _aborted(self, pump: asyncio.Task[None]) -> bool:
+        """Whether the forward was ended from outside (`abort` resolved before the pump ended)
+        rather than by its own handler being cancelled."""
+        current = asyncio.current_task()
+        return (
+            pump.cancelled()
+            and self.abort is not None
+            and self.abort.done()
+            and not self.abort.cancelled()
+            and (current is None or current.cancelling() == 0)
+        )
 
     async def _pump(self) -> None:
         try:
@@ -451,10 +453,15 @@ class _Proxy:
         )
 
 
-async def _cancel_all(*tasks: asyncio.Task[None]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+def _cancel_pump(pump: asyncio.Task[None]) -> Callable[[asyncio.Future[ForwardAbort]], None]:
+    """`abort`'s done-callback: a forward ended from outside stops its pump (an `abort` that
+    is cancelled, released after the forward, does nothing)."""
+
+    def cancel(abort: asyncio.Future[ForwardAbort]) -> None:
+        if not abort.cancelled():
+            pump.cancel()
+
+    return cancel
 
 
 def sse_error_event(

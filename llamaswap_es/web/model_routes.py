@@ -22,7 +22,8 @@ from llamaswap_es.web.dispatch import (
     serve_local,
 )
 from llamaswap_es.web.errors import RequestError, error_response
-from llamaswap_es.web.filters import RequestFilters, apply_filters
+from llamaswap_es.web.filters import RequestFilters, filter_json, filters_for
+from llamaswap_es.web.json_body import JsonBody
 from llamaswap_es.web.keep_alive import ttl_override_ms
 from llamaswap_es.web.model_selection import (
     ModelSelection,
@@ -32,7 +33,6 @@ from llamaswap_es.web.model_selection import (
 )
 from llamaswap_es.web.naming import (
     pinned_name,
-    rewrite_model_in_json,
     rewrite_model_in_multipart,
     rewrite_model_in_query,
     strip_route_prefix,
@@ -93,6 +93,9 @@ async def model_request(request: web.Request) -> web.StreamResponse:
     session = _checked(ctx, request)
     selection = await select_model(request, body_limit=ctx.body_limit)
     body: bytes | None = selection.body if request.method != "GET" else None
+    # A JSON body is parsed once (in select_model): renames and filters edit that document and
+    # it is serialised once, below, as it is forwarded (web/json_body.py).
+    parsed = selection.json if body is not None and is_json(request) else None
     query = dict(request.query)
     raw_path, _, raw_query = request.raw_path.partition("?")
 
@@ -100,8 +103,8 @@ async def model_request(request: web.Request) -> web.StreamResponse:
         nonlocal body, raw_query
         if request.method == "GET" or selection.source == "query":
             raw_query = rewrite_model_in_query(query, name)
-        elif body is not None and is_json(request):
-            body = rewrite_model_in_json(body, name)
+        elif parsed is not None:
+            parsed.set_model(name)
         elif body is not None and selection.source == "multipart":
             body = rewrite_model_in_multipart(body, request.headers.get("Content-Type", ""), name)
 
@@ -112,8 +115,8 @@ async def model_request(request: web.Request) -> web.StreamResponse:
         return error_response(request, 404, "no model id could be identified")
 
     if requested not in ctx.config.selectors:
-        return await _serve_named(request, ctx, selection, requested, body, raw_path, raw_query,
-                                  session)  # fmt: skip
+        return await _serve_named(request, ctx, selection, requested, body, parsed, raw_path,
+                                  raw_query, session)  # fmt: skip
     # A selector: the scheduler chooses the target (its decision is in the log), then the
     # request is renamed to it (its filters apply) and served under the choice's id.
     loop = ctx.service.loop
@@ -139,7 +142,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
     renamed(choice.target)
     try:
         return await _serve_named(
-            request, ctx, selection, choice.target, body, raw_path, raw_query, session,
+            request, ctx, selection, choice.target, body, parsed, raw_path, raw_query, session,
             selector=selector_id, request_id=request_id,
         )  # fmt: skip
     finally:
@@ -156,6 +159,7 @@ async def _serve_named(
     selection: ModelSelection,
     requested: str,
     body: bytes | None,
+    parsed: JsonBody | None,
     raw_path: str,
     raw_query: str,
     session: dict[str, str],
@@ -165,7 +169,8 @@ async def _serve_named(
 ) -> web.StreamResponse:
     """Serve a request for a concrete name (not a selector): a local model or a peer's.
 
-    `body` and `raw_query` already carry `requested`; `selector` and `request_id` are set when a
+    `body` (or `parsed`, the JSON document edited in place and serialised once here) and
+    `raw_query` already carry `requested`; `selector` and `request_id` are set when a
     selector chose it (the activity row names the selector; the request keeps the choice's id).
     """
     path_qs = strip_route_prefix(raw_path) + (f"?{raw_query}" if raw_query else "")
@@ -176,8 +181,9 @@ async def _serve_named(
             priority = request_priority(request.headers)
         except RequestError as err:
             return err.response(request)
-        if body is not None and is_json(request):
-            body = apply_filters(body, requested, local_filters(ctx, local))
+        if parsed is not None:
+            filter_json(parsed, requested, local_filters(ctx, local))
+            body = parsed.to_bytes()
         elif body is not None and selection.source == "multipart":
             use_name = ctx.config.models[local].use_model_name
             if use_name:  # llama-swap's form filter: only useModelName applies to forms
@@ -205,16 +211,21 @@ async def _serve_named(
     if fqn is None:
         return error_response(request, 404, "no router for requested model")
     peer_id, peer_model = ctx.resolver.fqns[fqn]
-    if body is not None and is_json(request):
+    if parsed is not None:
         peer_filters = ctx.config.peers[peer_id].filters
-        filters = RequestFilters.from_plain(
-            strip_params=peer_filters.strip_params,
-            set_params=peer_filters.set_params,
-            set_params_by_id=peer_filters.set_params_by_id,
+        filters = filters_for(
+            ctx.config,
+            "peer:" + peer_id,
+            lambda: RequestFilters.from_plain(
+                strip_params=peer_filters.strip_params,
+                set_params=peer_filters.set_params,
+                set_params_by_id=peer_filters.set_params_by_id,
+            ),
         )
-        body = apply_filters(body, requested, filters)
+        filter_json(parsed, requested, filters)
         if requested != peer_model:
-            body = rewrite_model_in_json(body, peer_model)
+            parsed.set_model(peer_model)
+        body = parsed.to_bytes()
     metadata = dict(session)
     if selector is not None:
         metadata["selector"] = selector

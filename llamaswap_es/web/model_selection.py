@@ -35,6 +35,8 @@ class ModelSelection:
     ttl_fields: tuple[tuple[str, object], ...] = ()
     """A JSON body's own idle TTL fields (`ttl`, `keep_alive`) as sent, not yet validated:
     they matter only for a local model (web/keep_alive.py)."""
+    json: json_body.JsonBody | None = None
+    """A JSON body, parsed: renames and filters edit it (serialised once, when forwarded)."""
 
 
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
@@ -79,8 +81,9 @@ async def select_model(request: web.BaseRequest, *, body_limit: int) -> ModelSel
     body = await read_body(request, body_limit)
     content_type = request.headers.get("Content-Type", "")
     if "application/json" in content_type:
-        model, stream, ttl = model_from_json(body)
-        return ModelSelection(model, stream, body, "json" if model else "", ttl)
+        parsed = json_body.JsonBody.read(body)
+        model, stream, ttl = _named_in(parsed.doc)
+        return ModelSelection(model, stream, body, "json" if model else "", ttl, parsed)
     if "multipart/form-data" in content_type:
         fields = multipart_text_fields(body, content_type, names=("model", "stream"))
         model = fields.get("model") or query.get("model") or ""
@@ -108,9 +111,11 @@ def model_from_json(body: bytes) -> tuple[str, bool, tuple[tuple[str, object], .
     An empty body or a non-object document names no model. A body that is not JSON at all is a
     client error we report with the parser's position, rather than forwarding it blind.
     """
-    if not body.strip():
-        return "", False, ()
-    doc = json_body.parse(body)
+    return _named_in(json_body.JsonBody.read(body).doc)
+
+
+def _named_in(doc: object) -> tuple[str, bool, tuple[tuple[str, object], ...]]:
+    """`model_from_json` on a parsed document (None: a blank body)."""
     if not isinstance(doc, dict):
         return "", False, ()
     return _as_text(doc.get("model")), _truthy(doc.get("stream")), ttl_fields(doc)

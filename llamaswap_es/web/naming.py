@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from llamaswap_es.web import json_body
 from llamaswap_es.web.context import AppContext
-from llamaswap_es.web.errors import RequestError
 from llamaswap_es.web.model_selection import multipart_delimiter
 
 
@@ -26,18 +24,6 @@ def pinned_name(ctx: AppContext, requested: str) -> str:
     if profile is None or requested not in profile.pins:
         return requested
     return profile.pins[requested] or ""
-
-
-def rewrite_model_in_json(body: bytes, name: str) -> bytes:
-    """Set the top-level `model` of a JSON body (the body is unchanged if it is not an object)."""
-    try:
-        doc = json_body.parse(body)
-    except RequestError:
-        return body
-    if not isinstance(doc, dict):
-        return body
-    doc["model"] = name
-    return json_body.dump(doc)
 
 
 _MODEL_PART = re.compile(rb'(?im)^content-disposition:[^\r\n]*;\s*name="?model"?(;|\s*$)')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import sqlite3
@@ -218,3 +219,28 @@ async def test_a_failing_tap_does_not_break_forwarding() -> None:
     finally:
         await session.close()
         await up_runner.cleanup()
+
+
+async def test_captures_finished_together_are_each_stored_with_their_own_outcome(
+    db_path: Path,
+) -> None:
+    """Captures are written in batches: each recorder still learns its own outcome (a broken
+    gzip body is skipped without taking its batch down) and every good one is stored."""
+    db, store = await _store(db_path)
+    try:
+        recorders = []
+        for i in range(1, 6):
+            rec = store.recorder(f"r{i}", "/v1/chat/completions")
+            assert rec is not None
+            rec.request({"Content-Type": "application/json"}, b'{"n":%d}' % i)
+            broken = i == 3
+            rec.response_headers({"Content-Encoding": "gzip"} if broken else {})
+            rec.tap(b"not gzip" if broken else b'{"answer":%d}' % i)
+            recorders.append(rec)
+        outcomes = await asyncio.gather(*(rec.finish(200) for rec in recorders))
+        assert outcomes == [True, True, False, True, True]
+        stored = _stored_captures(db_path)
+        assert sorted(stored) == ["r1", "r2", "r4", "r5"]
+        assert stored["r4"]["resp_body"] == b'{"answer":4}'
+    finally:
+        db.close()

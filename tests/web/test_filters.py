@@ -10,6 +10,7 @@ from llamaswap_es.web.errors import RequestError
 from llamaswap_es.web.filters import (
     RequestFilters,
     apply_filters,
+    filters_for,
     sanitize_set_params,
     sanitize_strip_params,
 )
@@ -134,3 +135,27 @@ def test_a_name_used_as_array_index_is_500_naming_the_key():
         apply_filters(b'{"model":"m","messages":[{"role":"user"}]}', "m", filters)
     assert err.value.status == 500
     assert "messages.role" in err.value.message
+
+
+class _Config:
+    """Stands for a loaded config: filters are built once per such object."""
+
+
+def test_filters_are_built_once_per_loaded_config_and_anew_after_a_reload():
+    builds: list[str] = []
+
+    def build(value: float) -> RequestFilters:
+        builds.append("built")
+        return RequestFilters.from_plain(set_params={"temperature": value})
+
+    first = _Config()
+    body = b'{"model":"m"}'
+    for _ in range(3):
+        filters = filters_for(first, "model:m", lambda: build(0.1))
+        assert json.loads(apply_filters(body, "m", filters))["temperature"] == 0.1
+    assert builds == ["built"]
+
+    reloaded = _Config()  # a reload: the new config's filters apply from the next request
+    filters = filters_for(reloaded, "model:m", lambda: build(0.9))
+    assert json.loads(apply_filters(body, "m", filters))["temperature"] == 0.9
+    assert filters_for(reloaded, "peer:m", lambda: RequestFilters()) is not filters

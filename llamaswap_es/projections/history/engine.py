@@ -86,12 +86,16 @@ def open_history_database(
     require_driver(configured)
     url, shared = history_url(configured, event_log)
     connect_args: dict[str, Any]
-    if url.drivername.startswith("postgresql"):
+    networked = url.drivername.startswith("postgresql")
+    if networked:
         connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, "application_name": application_name}
     else:
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    # A pooled connection to a server can die with the network: it is pinged before use. One to
+    # a local SQLite file cannot, and the ping cost a round trip to aiosqlite's thread (a GIL
+    # hand-off on the event loop) in every one of the sink's transactions.
     engine = create_async_engine(
-        url, pool_pre_ping=True, pool_size=2, max_overflow=2, pool_timeout=DB_TIMEOUT_S,
+        url, pool_pre_ping=networked, pool_size=2, max_overflow=2, pool_timeout=DB_TIMEOUT_S,
         connect_args=connect_args,
     )  # fmt: skip
     if engine.dialect.name == "sqlite":

@@ -1,0 +1,96 @@
+"""Two versions of the server side by side: process CPU per request, rounds interleaved.
+
+`python bench/run.py proxy_ab --trees A,B [--rounds N] [--requests N] [--connections N]` starts
+one server from each source tree (a checkout or `git archive REV | tar -x -C DIR`), each in front
+of its own fake upstream, then measures them in turns: a round of `--requests` small chats at
+`--connections` connections to each (the order flips every round), the server's utime+stime from
+/proc before and after (bench_proxy.quiet_cpu_s). On this shared VM the machine's speed drifts
+from one minute to the next; measuring both versions in the same minutes is what makes a change
+of a few percent visible at all (the figures in the commit messages of issue 17's branch). The
+final JSON line has each tree's median and rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+import bench.bench_proxy as bp
+from tests.fixtures.net import free_port
+
+
+def _config(port: int) -> str:
+    flags = (f"--tokens {bp.STREAM_TOKENS}", "--token-delay-ms 0", "--quiet")
+    return (
+        "healthCheckTimeout: 30\nrouting: {scheduler: {use: fifo}}\nmodels:\n"
+        + bp.fake_model_yaml(bp.MODEL, port, *flags, extra=bp.EXTRA)
+        + "\n"
+    )
+
+
+async def _measure(
+    servers: dict[str, bp.BenchServer], args: argparse.Namespace
+) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {tree: [] for tree in servers}
+    trees = list(servers)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        for server in servers.values():  # load the model, open the pools
+            await bp.small_request(session, server.url)
+            await bp.concurrent(session, server.url, args.connections, 500)
+        for round_no in range(args.rounds):
+            for tree in trees if round_no % 2 == 0 else trees[::-1]:
+                pid = servers[tree].process.pid
+                before = await bp.quiet_cpu_s(pid)
+                latencies, _ = await bp.concurrent(
+                    session, servers[tree].url, args.connections, args.requests
+                )
+                after = await bp.quiet_cpu_s(pid)
+                out[tree].append((after - before) * 1000 / len(latencies))
+            print(f"round {round_no + 1}: " + ", ".join(
+                f"{tree} {values[-1]:.3f} ms/request" for tree, values in out.items()
+            ), flush=True)  # fmt: skip
+    return out
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench/run.py proxy_ab")
+    parser.add_argument("--trees", required=True, help="two or more source trees, comma-separated")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=1500, help="per round and tree")
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args(argv)
+    trees = [str(Path(t).resolve()) for t in args.trees.split(",")]
+    for tree in trees:
+        if not (Path(tree) / "llamaswap_es" / "__main__.py").is_file():
+            parser.error(f"--trees: {tree} is not a llamaswap-es source tree (no llamaswap_es/)")
+    servers: dict[str, bp.BenchServer] = {}
+    original_root = bp.REPO_ROOT
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-ab-") as tmp:
+        try:
+            for i, tree in enumerate(trees):
+                workdir = Path(tmp) / str(i)
+                workdir.mkdir()
+                bp.REPO_ROOT = Path(tree)  # the server runs that tree's code
+                servers[tree] = bp.start_server(workdir, _config(free_port()))
+            bp.REPO_ROOT = original_root
+            rounds = asyncio.run(_measure(servers, args))
+        finally:
+            bp.REPO_ROOT = original_root
+            for server in servers.values():
+                server.stop()
+    result = {
+        "connections": args.connections,
+        "requests_per_round": args.requests,
+        "cpu_ms_per_request": {
+            tree: {"median": round(statistics.median(v), 3), "rounds": [round(x, 3) for x in v]}
+            for tree, v in rounds.items()
+        },
+        "machine": bp.machine(),
+    }
+    print(json.dumps(result))
