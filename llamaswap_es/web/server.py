@@ -257,7 +257,10 @@ def _wire_publishers(ctx: AppContext) -> None:
     """Keep `/api/events` live: committed events, in-flight changes, new log text."""
     assert ctx.service.loop is not None
     ctx.service.loop.add_listener(lambda envelopes: publish_committed(ctx, envelopes))
-    ctx.inflight.add_listener(lambda message: ctx.hub.publish("inflight", message))
+    ctx.inflight.add_listener(
+        lambda message: ctx.hub.publish("inflight", message),
+        active=lambda: ctx.hub.connections > 0,  # no UI tab open: nothing to build
+    )
 
     async def forward_logs(source: str) -> None:
         async for text in ctx.logs.subscribe(source):
