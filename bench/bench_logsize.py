@@ -112,12 +112,18 @@ def main(argv: list[str]) -> None:
         "--stream-every", type=int, default=10, help="every Nth request streams (0: none)"
     )
     parser.add_argument("--tokens", type=int, default=50, help="tokens of a streamed answer")
+    parser.add_argument(
+        "--scheduler",
+        default="fifo",
+        help="routing.scheduler.use: fifo (as bench proxy) serves the clients together; "
+        "serial queues them behind each other (QueuePositions decisions)",
+    )
     parser.add_argument("--keep", type=Path, help="copy the database here afterwards")
     args = parser.parse_args(argv)
     port = free_port()
     flags = ["--quiet", f"--tokens {args.tokens}", "--token-delay-ms 0"]
     config = (
-        "healthCheckTimeout: 30\nrouting: {scheduler: {use: fifo}}\nmodels:\n"
+        f"healthCheckTimeout: 30\nrouting: {{scheduler: {{use: {args.scheduler}}}}}\nmodels:\n"
         + fake_model_yaml(MODEL, port, *flags, extra=("concurrencyLimit: 64",))
         + "\n"
     )
@@ -150,6 +156,7 @@ def main(argv: list[str]) -> None:
         "requests": args.requests,
         "concurrency": args.concurrency,
         "stream_every": args.stream_every,
+        "scheduler": args.scheduler,
         "events_per_request": round(
             (after["event_rows"] - before["event_rows"]) / args.requests, 2
         ),

@@ -20,6 +20,16 @@ Row = tuple[int, int, str, str | None, str, int, int | None, str]
 UnsequencedRow = tuple[int, str, str | None, str, int, int | None, str]
 """A row before the writer gives it a seq: (ts_ms, type, key, boot, v, cause, payload)."""
 
+PER_REQUEST_TYPES = frozenset(
+    {"Dispatch", "PeerRequestFinished", "QueuePositions", "RequestFinished", "RequestReceived"}
+)
+"""The types every request writes: left out of the `events_by_type` index (migration 0005)."""
+
+TYPE_INDEX_WHERE = "type NOT IN ({})".format(
+    ", ".join(f"'{name}'" for name in sorted(PER_REQUEST_TYPES))
+)
+"""The partial index's WHERE, word for word: a query that adds it may use the index."""
+
 
 def encode_envelopes(envelopes: Sequence[Envelope], default_boot: str) -> list[UnsequencedRow]:
     """Encode a batch before it is queued, so a bad payload fails its own caller only."""
