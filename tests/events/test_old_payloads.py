@@ -11,7 +11,8 @@ from pathlib import Path
 
 from llamaswap_es.events import codec
 from llamaswap_es.events.open_log import open_log
-from llamaswap_es.events.rows import decode_row
+from llamaswap_es.events.rows import TYPE_INDEX_WHERE, decode_row
+from llamaswap_es.events.schema import code_schema_version
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import RequestReceived, ServerStarted
 from llamaswap_es.replay.verify import verify
@@ -91,6 +92,16 @@ async def test_an_old_log_opened_by_this_code_keeps_its_rows_and_verifies(tmp_pa
         await store.close()
     after = _rows(path)
     assert after[: len(before)] == before  # old rows are read as they are, never rewritten
+    conn = sqlite3.connect(path)
+    try:  # migrated: the type index now leaves the per-request rows out (0005)
+        [(index_sql,)] = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_by_type'"
+        ).fetchall()
+        [(version,)] = conn.execute("SELECT max(version) FROM schema_migrations").fetchall()
+    finally:
+        conn.close()
+    assert version == code_schema_version()
+    assert " ".join(index_sql.split()).endswith(TYPE_INDEX_WHERE)
     with open_log(path) as reader:
         report = verify(reader)
     assert report.ok, report.to_text()
