@@ -68,7 +68,6 @@ from llamaswap_es.events.types import (
     ProcessStartFailed,
     ProcessStopped,
     ProfileActivated,
-    QueuePositions,
     RecoveryStarted,
     Reject,
     RequestAbandoned,
@@ -82,7 +81,7 @@ from llamaswap_es.events.types import (
     UnloadRequested,
 )
 
-REDUCER_VERSION = "core-3"
+REDUCER_VERSION = "core-4"
 """Bumped whenever a change makes the reducer decide differently for the same inputs, so that
 replay can tell an intended change from a bug (snapshots of another version are not restored).
 core-2: per-request TTL overrides and the queue timeout (new state fields in snapshots; a log
@@ -90,7 +89,9 @@ without them decides as under core-1).
 core-3: a reload keeps the waiters of a model it changed (they go back to the queue and are
 served by the new instance) instead of failing them. Failed starts are recorded per model with a
 backoff (`core.start_backoff`: a new state field in snapshots, retry hints in Reject); a log
-whose configs predate the backoff settings decides as without it, and its snapshots restore."""
+whose configs predate the backoff settings decides as without it, and its snapshots restore.
+core-4: no QueuePositions decision (positions are derived state: the run loop reads them from the
+committed view). `replay verify` skips the ones in older logs (derived, not compared)."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -102,11 +103,8 @@ def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, l
         return state, out
     state.seq = envelope.seq
     state.now_ms = envelope.ts_ms
-    changes = state.queue_changes
     handler(state, envelope.body, envelope, out)
     drain_followups(state, out)
-    if state.queue_changes != changes and state.queue:
-        out.append(QueuePositions(positions={rid: i + 1 for i, rid in enumerate(state.queue)}))
     return state, out
 
 

@@ -54,12 +54,12 @@ def test_snapshot_plus_tail_decides_like_the_full_run() -> None:
 
 def test_digest_is_stable_across_runs_and_machines() -> None:
     """Pinned: if this changes, the reducer or its encoding changed; bump REDUCER_VERSION."""
-    assert REDUCER_VERSION == "core-3"
+    assert REDUCER_VERSION == "core-4"
     assert digest(_busy_run().state) == digest(_busy_run().state)
     assert digest(_busy_run().state) == PINNED_DIGEST
 
 
-PINNED_DIGEST = "0536afbe67ed601dde0b796b358f3d908cc718e33d293c019e9a75a6e699adf2"
+PINNED_DIGEST = "cc0c74f703050133e39f737e8010056ec51c381b081ca5b717bb4d87a5a993cf"
 """Changed without a version bump, on purpose, while core-2 was unreleased: idleModel added
 `idle_model` (config) and `stop_reason` (per model), and a request now records the `instance` it
 was dispatched to; each defaults when absent, and a log without idleModel decides exactly as
@@ -67,7 +67,8 @@ before, so core-2 snapshots and logs still replay. Changed again with the bump t
 version is part of what the digest covers), and within core-3, unreleased, for the start
 backoff: `start_backoff_ms`/`start_backoff_max_ms` (config) and `failed_starts` (per model),
 each read as off/None when absent, so core-3 snapshots and logs from before it still restore
-and replay to the same decisions."""
+and replay to the same decisions. Changed with the bump to core-4 (the version only: the state
+is the same; QueuePositions is no longer decided)."""
 
 
 def test_a_snapshot_from_before_idle_model_restores() -> None:

@@ -68,6 +68,9 @@ export function mergeEvents(list, incoming, cap = 2000) {
   return out.length > cap ? out.slice(out.length - cap) : out;
 }
 
+/** The steps that end a request's wait: decided by another input than its arrival, it queued. */
+const WAITED_UNTIL = new Set(["SwapPlanned", "StartProcess", "Dispatch", "Reject"]);
+
 /**
  * A request's story as phases with durations: received → queued → (swap) → dispatched →
  * finished. Returns `[{phase, ts_ms, ms, event}]` where `ms` is the time until the next phase.
@@ -75,9 +78,18 @@ export function mergeEvents(list, incoming, cap = 2000) {
 export function storyPhases(events) {
   const phases = [];
   const add = (phase, e) => phases.push({ phase, ts_ms: e.ts_ms, event: e });
+  let received = null;
   for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
-    if (e.type === "RequestReceived") add("received", e);
-    else if (e.type === "QueuePositions") {
+    // Since core-4 no QueuePositions is logged (positions are derived state): a request whose
+    // next step was not decided by its own arrival waited in the queue from its arrival on.
+    if (received && WAITED_UNTIL.has(e.type) && e.cause != null && e.cause !== received.seq &&
+        phases[phases.length - 1]?.phase === "received") {
+      phases.push({ phase: "queued", ts_ms: received.ts_ms, event: received });
+    }
+    if (e.type === "RequestReceived") {
+      received = e;
+      add("received", e);
+    } else if (e.type === "QueuePositions") {
       if (!phases.some((p) => p.phase === "queued")) add("queued", e);
     } else if (e.type === "SwapPlanned" || e.type === "StartProcess") {
       if (!phases.some((p) => p.phase === "swap")) add("swap", e);
