@@ -8,9 +8,10 @@ projection's writes interleave between chunks. Ids are never reused (AUTOINCREME
 that a client remembers never names another request.
 
 The history sink's tables (`history_requests`, `history_decisions`) follow the same setting
-where they live in this file (`historyDatabase: ""`, the default): they hold the same requests
-again, so without it the file would grow without bound although activity and events do not. A
-history database elsewhere (a fleet's PostgreSQL) is left alone: its owner decides.
+where they live in this file (`historyDatabase: ""`, the default), so the file stays bounded.
+There `history_requests` is normally a view over `activity` (`history/local_view.py`) and only
+`history_decisions` is pruned here; a table left as such (rows another log wrote) is pruned too.
+A history database elsewhere (a fleet's PostgreSQL) is left alone: its owner decides.
 """
 
 from __future__ import annotations
