@@ -88,9 +88,13 @@ def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def encode_payload(body: Event | Decision) -> str:
+def encode_payload(body: Event | Decision, *, without_key: bool = False) -> str:
     """The stored JSON text of `body`: its fields, less those that are null or empty where that
     is the field's default (see `_omitted_default`), sorted keys.
+
+    `without_key`: also leave out the `KEY_FIELD` when its value is a string, because the row's
+    `key` column holds it already (a request id is 26 bytes, on every row a request writes);
+    `rows.decode_row` fills it back in from `key`.
 
     Both JSON encoders write tuples as arrays, so the fields go in as they are (no copy through
     `_plain`)."""
@@ -100,10 +104,13 @@ def encode_payload(body: Event | Decision) -> str:
         fields = _FIELDS[cls] = tuple(
             (f.name, _omitted_default(f)) for f in dataclasses.fields(body)
         )
+    key_field = body.KEY_FIELD if without_key else None
     out = {}
     for name, default in fields:
         value = getattr(body, name)
         if default is not _KEPT and value == default and type(value) is type(default):
+            continue
+        if name == key_field and type(value) is str:
             continue
         out[name] = value
     return _dumps(out)
