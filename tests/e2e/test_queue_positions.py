@@ -13,9 +13,16 @@ from tests.fixtures.server import config_text, fake_model
 
 
 async def test_a_queued_stream_is_told_its_position_and_its_move_up(server_factory) -> None:
-    models = [fake_model("slow", "--load-delay-ms", "2500"), fake_model("b")]
+    models = [
+        fake_model("slow", "--load-delay-ms", "3500"),
+        fake_model("b", "--load-delay-ms", "2000"),
+        fake_model("c", "--load-delay-ms", "3000"),
+    ]
     server = server_factory(config_text(models, header="sendLoadingState: true"))
-    streamed = {"model": "b", "messages": HI, "stream": True}
+
+    def streamed(model: str) -> dict:
+        return {"model": model, "messages": HI, "stream": True}
+
     async with aiohttp.ClientSession() as http:
         first = asyncio.create_task(
             http.post(server.url + CHAT, json={"model": "slow", "messages": HI})
@@ -25,9 +32,13 @@ async def test_a_queued_stream_is_told_its_position_and_its_move_up(server_facto
             return len(_events(server.db_path, "RequestReceived")) >= n
 
         await _until(lambda: received(1))  # serial: b's requests queue behind slow's load
-        one = asyncio.create_task(http.post(server.url + CHAT, json=streamed))
+        one = asyncio.create_task(http.post(server.url + CHAT, json=streamed("b")))
         await _until(lambda: received(2))
-        two = asyncio.create_task(http.post(server.url + CHAT, json=streamed))
+        # for another model, so it cannot join b's swap: it stays queued and moves up to #1
+        # while b loads; its preamble goes on through c's load: 5 s in all. The preamble types a
+        # new position within ~1.6 s (a remark in progress, a 750 ms tick, the line); #2 has
+        # ~3 s before slow is ready, #1 ~5 s before c is.
+        two = asyncio.create_task(http.post(server.url + CHAT, json=streamed("c")))
         bodies = []
         for task in (one, two):
             async with await task as r:
