@@ -426,6 +426,12 @@ def _normal_or_full_schema(schema: dict[str, Any]) -> None:
 
 _NOT_NEGATIVE: dict[str, Any] = {"minimum": 0}
 
+DEFAULT_EVENT_RETENTION_DAYS = 7
+"""Raw events kept a week: recovery, replay and `explain` of recent days; a busy server's log
+then stays bounded (docs/configuration.md#retention gives the sizes)."""
+DEFAULT_ACTIVITY_RETENTION_DAYS = 90
+"""The request history (one small row per request) kept a quarter, longer than the events."""
+
 
 class HangDetectionSettings(GoStruct):
     """`llamaswap-es: hangDetection`: how a serving model is watched for a hang (ours).
@@ -592,10 +598,16 @@ class LlamaSwapEsSettings(GoStruct):
     )
     """How far one UI event stream (`/api/events`) may fall behind before it is dropped, in KiB
     (the tab reconnects and reloads its state): bounds what a tab that stopped reading holds."""
-    event_retention_days: int = Field(0, alias="eventRetentionDays", ge=0)
-    """Events older than this many days are pruned, in steps anchored on reducer snapshots."""
-    activity_retention_days: int = Field(0, alias="activityRetentionDays", ge=0)
-    """Activity rows older than this many days are deleted; 0 keeps them (as llama-swap does)."""
+    event_retention_days: int = Field(
+        DEFAULT_EVENT_RETENTION_DAYS, alias="eventRetentionDays", ge=0
+    )
+    """Events older than this many days are pruned, in steps anchored on reducer snapshots;
+    0 keeps them forever. On by default so that a busy server's log stays bounded."""
+    activity_retention_days: int = Field(
+        DEFAULT_ACTIVITY_RETENTION_DAYS, alias="activityRetentionDays", ge=0
+    )
+    """Activity rows older than this many days are deleted; 0 keeps them forever (as llama-swap
+    does). By default kept longer than the raw events they were folded from."""
     hang_detection: HangDetectionSettings = Field(
         default_factory=HangDetectionSettings, alias="hangDetection"
     )

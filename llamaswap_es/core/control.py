@@ -124,7 +124,6 @@ def _replan(st: SchedulerState, out: Out) -> None:
     requests = st.requests
     order = st.policy.queue_key
     st.queue.sort(key=lambda rid: order(requests[rid]))
-    st.queue_changes += 1
 
 
 def _requeue_waiters(st: SchedulerState, models: set[str], out: Out) -> None:
@@ -152,7 +151,6 @@ def _requeue_waiters(st: SchedulerState, models: set[str], out: Out) -> None:
         requests = st.requests
         order = st.policy.queue_key
         st.queue.sort(key=lambda rid: order(requests[rid]))
-        st.queue_changes += 1
 
 
 def _retime_queue(st: SchedulerState, out: Out) -> None:
@@ -202,7 +200,6 @@ def fail_waiters(
             keep.append(rid)
     if len(keep) != len(st.queue):
         st.queue = keep
-        st.queue_changes += 1
 
 
 def unload(st: SchedulerState, event: UnloadRequested, out: Out) -> None:

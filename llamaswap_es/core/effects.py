@@ -273,7 +273,6 @@ def remove_waiting(st: SchedulerState, req: Request) -> None:
     rid = req.request_id
     if rid in st.queue:
         st.queue.remove(rid)
-        st.queue_changes += 1
         return
     swap = st.swaps.get(req.model)
     if swap is not None and rid in swap.waiters:

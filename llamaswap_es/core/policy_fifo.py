@@ -69,7 +69,6 @@ class FifoPolicy:
                     break
         queue.insert(index, req.request_id)
         req.phase = QUEUED
-        st.queue_changes += 1
 
     def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
         answer_waiters(st, swap, error, out)
@@ -93,7 +92,6 @@ class FifoPolicy:
         if left:
             queue = st.queue
             st.queue = [rid for rid in queue if rid in requests and requests[rid].phase == QUEUED]
-            st.queue_changes += 1
 
     # ------------------------------------------------------------------ decision tree
 

@@ -44,7 +44,6 @@ class SerialPolicy:
             return
         st.queue.append(req.request_id)
         req.phase = QUEUED
-        st.queue_changes += 1
         self.wake(st, out)
 
     def on_swap_done(self, st: SchedulerState, swap: Swap, error: str | None, out: Out) -> None:
@@ -61,7 +60,6 @@ class SerialPolicy:
             req = st.requests[rid]
             if backing_off(st, st.models[req.model]) is not None:  # queued before it failed
                 st.queue.pop(0)
-                st.queue_changes += 1
                 refuse_while_backing_off(st, req, out)
                 continue
             model = req.model
@@ -77,7 +75,6 @@ class SerialPolicy:
             if plan.wait or young_victims(st, plan.evict, out):
                 return
             st.queue.pop(0)
-            st.queue_changes += 1
             if not plan.evict and st.models[model].state == READY:
                 grant(st, req, out)
             else:

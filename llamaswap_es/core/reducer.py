@@ -78,7 +78,6 @@ from llamaswap_es.events.types import (
     ProcessStartFailed,
     ProcessStopped,
     ProfileActivated,
-    QueuePositions,
     RecoveryStarted,
     Reject,
     RequestAbandoned,
@@ -111,7 +110,9 @@ the round-robin cursor in the state: `core.selectors`); logs without selector in
 under core-3.
 core-4: the grant carries the way to serve (`Dispatch.address`, kept per model from
 ProcessReady/ProcessAdopted) and `DispatchUnreachable` takes a dispatched request back into the
-queue under the same id, with the suspect-instance rule (new per-model state fields)."""
+queue under the same id, with the suspect-instance rule (new per-model state fields).
+core-4: no QueuePositions decision (positions are derived state: the run loop reads them from the
+committed view). `replay verify` skips the ones in older logs (derived, not compared)."""
 
 
 def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, list[Decision]]:
@@ -123,11 +124,8 @@ def reduce(state: SchedulerState, envelope: Envelope) -> tuple[SchedulerState, l
         return state, out
     state.seq = envelope.seq
     state.now_ms = envelope.ts_ms
-    changes = state.queue_changes
     handler(state, envelope.body, envelope, out)
     drain_followups(state, out)
-    if state.queue_changes != changes and state.queue:
-        out.append(QueuePositions(positions={rid: i + 1 for i, rid in enumerate(state.queue)}))
     return state, out
 
 

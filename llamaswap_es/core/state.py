@@ -367,7 +367,9 @@ class SchedulerState:
         self.seq = 0
         self.now_ms = 0
         self.queue_changes = 0
-        """Bumped on every queue insert or removal, so one QueuePositions goes out per input."""
+        """Read by nothing since core-4 (queue positions are read from the committed view, no
+        QueuePositions decision is made). Kept only so that scheduling-policy plugins written
+        against core-3, which were told to add 1 to it, still run; never snapshotted."""
         self.gpu: GpuSample | None = None
         """The newest GPU memory sample (`GpuMemorySampled`), or None: none was recorded."""
         self.footprints: dict[str, dict[str, Footprint]] = {}

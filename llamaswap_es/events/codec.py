@@ -2,6 +2,8 @@
 
 The payload column holds JSON text so that `json_extract` works in plain SQL. Keys are sorted so
 that the same event always encodes to the same bytes (digests, bundle round trips, replay diffs).
+A field that is null or empty where its default is null or empty is left out of the text (a
+third of a request's fields; `json_extract` gives NULL either way) and filled in on reading.
 
 Reading validates the payload against its class (pydantic) unless the caller trusts the source
 (`validate=False`, for replaying our own log quickly). A payload written under an older `v` is
@@ -86,17 +88,55 @@ def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-def encode_payload(body: Event | Decision) -> str:
-    # Both JSON encoders write tuples as arrays, so the fields go in as they are (no copy
-    # through `_plain`): the text is the same as `dumps(to_payload(body))`, at a third the cost.
+def encode_payload(body: Event | Decision, *, without_key: bool = False) -> str:
+    """The stored JSON text of `body`: its fields, less those that are null or empty where that
+    is the field's default (see `_omitted_default`), sorted keys.
+
+    `without_key`: also leave out the `KEY_FIELD` when its value is a string, because the row's
+    `key` column holds it already (a request id is 26 bytes, on every row a request writes);
+    `rows.decode_row` fills it back in from `key`.
+
+    Both JSON encoders write tuples as arrays, so the fields go in as they are (no copy through
+    `_plain`)."""
     cls = type(body)
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(body))
-    return _dumps({name: getattr(body, name) for name in names})
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = tuple(
+            (f.name, _omitted_default(f)) for f in dataclasses.fields(body)
+        )
+    key_field = body.KEY_FIELD if without_key else None
+    out = {}
+    for name, default in fields:
+        value = getattr(body, name)
+        if default is not _KEPT and value == default and type(value) is type(default):
+            continue
+        if name == key_field and type(value) is str:
+            continue
+        out[name] = value
+    return _dumps(out)
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_KEPT: Any = object()
+"""Marks a field that is always written out."""
+
+
+def _omitted_default(f: dataclasses.Field[Any]) -> Any:
+    """The value of `f` that is left out of the stored text, or `_KEPT`: its default when that
+    is null or an empty collection. Reading fills it in again (the dataclass default), so every
+    payload decodes to the same object; in SQL, `json_extract` of it or of a path into it gives
+    NULL (an empty `{}` was shown as such before); a `false`, `0` or `""` default is written
+    out (`json_extract` shows it).
+
+    A payload written before this (every field written out) reads the same."""
+    if f.default is None or f.default == ():
+        return f.default
+    factory = f.default_factory
+    if factory in (dict, list, tuple):
+        return factory()
+    return _KEPT
+
+
+_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}
 
 
 def dumps(obj: Any) -> str:

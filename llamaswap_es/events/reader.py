@@ -19,7 +19,13 @@ from typing import Protocol
 
 from llamaswap_es.events.codec import PayloadError
 from llamaswap_es.events.errors import StoreError, translate_sqlite_error
-from llamaswap_es.events.rows import COLUMNS, Row, decode_row
+from llamaswap_es.events.rows import (
+    COLUMNS,
+    PER_REQUEST_TYPES,
+    TYPE_INDEX_WHERE,
+    Row,
+    decode_row,
+)
 from llamaswap_es.events.schema import schema_version
 from llamaswap_es.events.types import Envelope, all_event_classes
 
@@ -175,6 +181,8 @@ class DatabaseReader(RowsAsEnvelopes):
                 return []
             where.append(f"type IN ({', '.join('?' * len(names))})")
             params.extend(names)
+            if PER_REQUEST_TYPES.isdisjoint(names):
+                where.append(TYPE_INDEX_WHERE)  # lets SQLite use the partial events_by_type
         if key is not None:
             where.append("key = ?")
             params.append(key)

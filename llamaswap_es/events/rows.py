@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llamaswap_es.events import codec
-from llamaswap_es.events.types import Envelope
+from llamaswap_es.events.types import Envelope, Event
 
 COLUMNS = "seq, ts_ms, type, key, boot, v, cause, payload"
 Row = tuple[int, int, str, str | None, str, int, int | None, str]
@@ -19,6 +19,16 @@ Row = tuple[int, int, str, str | None, str, int, int | None, str]
 
 UnsequencedRow = tuple[int, str, str | None, str, int, int | None, str]
 """A row before the writer gives it a seq: (ts_ms, type, key, boot, v, cause, payload)."""
+
+PER_REQUEST_TYPES = frozenset(
+    {"Dispatch", "PeerRequestFinished", "QueuePositions", "RequestFinished", "RequestReceived"}
+)
+"""The types every request writes: left out of the `events_by_type` index (migration 0005)."""
+
+TYPE_INDEX_WHERE = "type NOT IN ({})".format(
+    ", ".join(f"'{name}'" for name in sorted(PER_REQUEST_TYPES))
+)
+"""The partial index's WHERE, word for word: a query that adds it may use the index."""
 
 
 def encode_envelopes(envelopes: Sequence[Envelope], default_boot: str) -> list[UnsequencedRow]:
@@ -36,7 +46,7 @@ def encode_envelopes(envelopes: Sequence[Envelope], default_boot: str) -> list[U
                 env.boot or default_boot,
                 body.VERSION,
                 env.cause,
-                codec.encode_payload(body),
+                codec.encode_payload(body, without_key=True),
             )
         )
     return rows
@@ -47,10 +57,32 @@ def _key_text(key: Any) -> str | None:
 
 
 def decode_row(row: Sequence[Any], *, validate: bool = False) -> Envelope:
-    """Turn a stored row back into an `Envelope` (trusted fast path unless `validate`)."""
-    seq, ts_ms, type_name, _key, boot, v, cause, payload = row
-    if validate:
-        body = codec.decode_payload(type_name, v, payload, validate=True)
-    else:
-        body = codec.decode_trusted(type_name, v, payload)
+    """Turn a stored row back into an `Envelope` (trusted fast path unless `validate`).
+
+    The payload's `KEY_FIELD` is filled in from the `key` column where the text leaves it out
+    (`encode_envelopes` leaves it out of new rows; older rows carry it and read the same)."""
+    seq, ts_ms, type_name, key, boot, v, cause, payload = row
+    data = codec.loads(payload)
+    if key is not None:
+        key_field = _key_field(type_name)
+        if key_field is not None and key_field not in data:
+            data[key_field] = key
+    body = codec.from_payload(type_name, v, data, validate=validate)
     return Envelope(body, ts_ms, boot, seq, cause)  # positional: measurably faster per row
+
+
+def _key_field(type_name: str) -> str | None:
+    """The type's KEY_FIELD (cached; an unknown type is left to the decoder to name)."""
+    try:
+        return _KEY_FIELDS[type_name]
+    except KeyError:
+        pass
+    cls = _REGISTRY.get(type_name)
+    if cls is None:
+        return None
+    found = _KEY_FIELDS[type_name] = cls.KEY_FIELD
+    return found
+
+
+_KEY_FIELDS: dict[str, str | None] = {}
+_REGISTRY = Event.REGISTRY

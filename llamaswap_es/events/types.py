@@ -27,6 +27,10 @@ class _Registered:
     KEY_FIELD: ClassVar[str | None] = None
     """Which field is written to the envelope's indexed `key` column (a model or request id)."""
     IS_DECISION: ClassVar[bool] = False
+    DERIVED: ClassVar[bool] = False
+    """True for a decision type the reducer no longer makes because its content is derived
+    state (read from the committed view instead): the class stays so that old logs decode, and
+    `replay verify` skips its recorded rows ("derived, not compared")."""
     REGISTRY: ClassVar[dict[str, type[_Registered]]] = {}
     __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
     """Declared only (every concrete class is a dataclass): tells the type checker that an
@@ -856,8 +860,15 @@ class StopProcess(Decision):
 
 @_frozen
 class QueuePositions(Decision):
-    """The 1-based queue position of every queued request (only the newest value matters)."""
+    """The 1-based queue position of every queued request (only the newest value matters).
 
+    Derived, not compared: written by reducers up to core-3 only. Positions are derived state:
+    since core-4 the run loop tells waiting requests their position from the committed
+    `SchedulerView` (`RequestView.position`), so the log no longer carries ~2 of these per
+    queued request. Kept so that old logs decode; timeline and explain still show old rows, and
+    `replay verify` skips them (`DERIVED`)."""
+
+    DERIVED: ClassVar[bool] = True
     positions: dict[str, int] = field(default_factory=dict)
 
     def describe(self, elapsed_ms: int | None = None) -> str:

@@ -49,9 +49,10 @@ ROW_COLUMNS = (
     "request_id", "seq", "ts_created", "ts_ms", "model_id", "requested_model", "req_path",
     "method", "stream", "resp_content_type", "resp_status_code", *TOKEN_FIELDS, *SPEED_FIELDS,
     "duration_ms", "received_ms", "dispatched_ms", "queue_wait_ms", "swap_wait_ms", "ttfb_ms",
-    "bytes_out", "error_msg", "metadata_json",
+    "bytes_out", "error_msg", "metadata_json", "peer",
 )  # fmt: skip
-"""The `activity` columns a row fills (everything but the id, which SQLite assigns)."""
+"""The `activity` columns a row fills (everything but the id, which SQLite assigns). `peer`
+(migration 0006) names the peer that served a forwarded request, '' for a local one."""
 
 
 @dataclass(slots=True)
@@ -245,7 +246,7 @@ def _base_row(
         received_ms=req.received_ms if req else None,
         dispatched_ms=req.dispatched_ms if req else None,
         metadata_json=json.dumps(req.metadata, sort_keys=True) if req and req.metadata else "",
-        peer="",  # not an `activity` column: the history sink records who served a peer request
+        peer="",
         **dict.fromkeys(TOKEN_FIELDS, 0),
         **dict.fromkeys(SPEED_FIELDS, 0.0),
     )

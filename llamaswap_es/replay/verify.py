@@ -50,6 +50,8 @@ class VerifyReport:
     origin: str
     inputs: int = 0
     decisions: int = 0
+    derived: int = 0
+    """Recorded decisions of a derived type (`Decision.DERIVED`), skipped: not compared."""
     notes: list[str] = field(default_factory=list)
     divergence: Divergence | None = None
 
@@ -67,6 +69,11 @@ class VerifyReport:
             lines.append(
                 f"OK: {self.inputs} inputs reduced, all {self.decisions} recorded decisions "
                 "are identical"
+                + (
+                    f" ({self.derived} of a derived type, e.g. QueuePositions, not compared)"
+                    if self.derived
+                    else ""
+                )
             )
             return "\n".join(lines)
         lines += _divergence_text(self.divergence)
@@ -107,6 +114,9 @@ def verify(
     for env in iter_all(reader, lo, hi):
         body = env.body
         if body.IS_DECISION:
+            if body.DERIVED:  # e.g. QueuePositions of a core-3 log: derived, not compared
+                report.derived += 1
+                continue
             if cause is not None and env.cause == cause.seq:
                 recorded.append(env)
                 report.decisions += 1
@@ -158,6 +168,8 @@ def _tail_of_group(reader: LogReader, cause_seq: int, hi: int) -> list[Envelope]
     """Decisions of the last input that lie beyond `--to`: its group is compared whole."""
     tail = []
     for env in iter_all(reader, hi + 1, hi + 10_000):
+        if env.body.IS_DECISION and env.body.DERIVED:
+            continue
         if not env.body.IS_DECISION or env.cause != cause_seq:
             break
         tail.append(env)

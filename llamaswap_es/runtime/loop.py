@@ -54,7 +54,6 @@ from llamaswap_es.events.types import (
     Event,
     InputRefused,
     LoadRequested,
-    QueuePositions,
     Reject,
     RequestCancelled,
     RequestFinished,
@@ -546,13 +545,12 @@ class RunLoop:
                     del self._tickets[body.request_id]
             elif isinstance(body, InputRefused):
                 self._answer_refused(body, envelope.seq)
-            elif isinstance(body, QueuePositions):
-                self._tell_positions(body.positions)
             elif isinstance(body, Decision):
                 try:
                     self._actuator.apply(body)
                 except Exception:  # the actuator reports failures as events; never stop here
                     log.exception("could not carry out %s (seq %d)", body.type_name, envelope.seq)
+        self._tell_positions()
         for listener in self._listeners:
             try:
                 listener(envelopes)
@@ -596,9 +594,20 @@ class RunLoop:
             )
         )
 
-    def _tell_positions(self, positions: dict[str, int]) -> None:
-        for request_id, position in positions.items():
-            ticket = self._tickets.get(request_id)
+    def _tell_positions(self) -> None:
+        """Tell each waiting ticket its new queue position, read from the committed view.
+
+        Positions are derived state (the reducer logs no decision for them since core-4): after
+        every commit the view's queue is walked once and only the tickets whose position changed
+        are woken. Without a viewer (bare loops in tests) nobody is told."""
+        view = self._view
+        if not self._tickets or view is None:
+            return
+        for request in getattr(view, "queue", ()):
+            position = request.position
+            if position is None:
+                continue
+            ticket = self._tickets.get(request.request_id)
             if ticket is not None and ticket.position != position:
                 ticket.position = position
                 ticket.position_changed.set()

@@ -33,7 +33,7 @@ from llamaswap_es.config.schedule import (
     ModelSchedule,
     SchedulerConfig,
 )
-from llamaswap_es.core import new_state, reduce
+from llamaswap_es.core import new_state, reduce, scheduler_view
 from llamaswap_es.core.invariants import RequestLedger, check_invariants
 from llamaswap_es.events.types import (
     TTL_FOREVER,
@@ -54,7 +54,6 @@ from llamaswap_es.events.types import (
     ProcessReady,
     ProcessStartFailed,
     ProcessStopped,
-    QueuePositions,
     Reject,
     RequestAbandoned,
     RequestCancelled,
@@ -134,8 +133,6 @@ def render(decision: Decision) -> str:
         return f"place {decision.model} on {devices} [{','.join(decision.evict)}]"
     if isinstance(decision, StopProcess):
         return f"stop {decision.model}#{decision.instance} {decision.reason} {decision.grace_ms}"
-    if isinstance(decision, QueuePositions):
-        return "pos " + " ".join(f"{r}:{n}" for r, n in decision.positions.items())
     if isinstance(decision, SetTimer):
         return f"timer {decision.timer_id} @{decision.at_ms - BASE_TS}"
     if isinstance(decision, CancelTimer):
@@ -174,7 +171,17 @@ class Run:
         if line.startswith("@"):
             stamp, line = line.split(" ", 1)
             at = int(stamp[1:])
-        return [render(d) for d in self.feed(self.parse(line), at)]
+        before = list(self.state.queue)
+        lines = [render(d) for d in self.feed(self.parse(line), at)]
+        return lines + self.positions_told(before)
+
+    def positions_told(self, before: list[str]) -> list[str]:
+        """`pos r:N …`: what the run loop tells waiting clients after this step, read from the
+        committed view as it does (no decision since core-4); only when the queue changed."""
+        if self.state.queue == before or not self.state.queue:
+            return []
+        queued = [v for v in scheduler_view(self.state).queue if v.position is not None]
+        return ["pos " + " ".join(f"{v.request_id}:{v.position}" for v in queued)]
 
     def instance(self, model: str) -> int:
         return self.state.models[model].instance

@@ -396,8 +396,9 @@ def test_s66_reload_restarts_only_a_changed_model_and_keeps_its_waiters_ours() -
             ("req r1 A", ["plan A []", "start A#1"]),
             ("req r2 B", "pos r2:1"),
             # r1's swap started the old A#1: it is dropped, r1 queued again (ahead of r2, by
-            # arrival) and planned at once; the new swap waits for the old instance's stop.
-            ("reload changed", ["stop A#1 reload 10000", "plan A []", "pos r2:1"]),
+            # arrival) and planned at once; the new swap waits for the old instance's stop. r2's
+            # position is unchanged, so its client is told nothing new.
+            ("reload changed", ["stop A#1 reload 10000", "plan A []"]),
             ("stopped A", "start A#2"),
             ("ready A", "dispatch r1 A#2"),
             ("done r1", ["plan B [A]", "stop A#2 evict 10000"]),
@@ -446,7 +447,7 @@ def test_reload_switching_policy_keeps_waiters_and_processes() -> None:
         [
             ("req r1 A", "dispatch r1 A#1"),
             ("req r2 B", "pos r2:1"),
-            ("reload serial", "pos r2:1"),
+            ("reload serial", ""),  # re-sorted, r2 still first: nothing new to tell
             ("req r3 A", "pos r2:1 r3:2"),  # serial: no fast path past r2
             ("done r1", ["plan B [A]", "stop A#1 evict 10000", "pos r3:1"]),
         ],

@@ -71,7 +71,7 @@ and replay to the same decisions. Changed with the bump to core-4: selectors cho
 reducer (`selections` and `selector_cursors` in the state, empty here), and placement by GPU
 memory (the newest GPU sample, footprint facts, and the devices of each process and swap).
 And for the grant: per model, the instance's `address` and `suspect_instance`
-(DispatchUnreachable)."""
+(DispatchUnreachable). Also with core-4: QueuePositions is no longer decided."""
 
 
 def test_a_snapshot_from_before_idle_model_restores() -> None:

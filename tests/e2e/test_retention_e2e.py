@@ -87,11 +87,12 @@ async def test_retention_turned_on_by_a_reload_prunes_at_once(
     db_path = tmp_path / "events.db"
     old_snapshot = _history(db_path)
     model = fake_model("a")
-    server = server_factory(config_text([model]), db_path=db_path)
+    keep_all = "llamaswap-es:\n  eventRetentionDays: 0\n  activityRetentionDays: 0\n"
+    server = server_factory(config_text([model], keep_all), db_path=db_path)
     async with aiohttp.ClientSession() as http:
         async with http.get(server.url + "/api/version") as response:
             assert response.status == 200  # serving, its start-up (no-op) prune done or moot
-        assert _query(db_path, "SELECT min(seq) FROM events") == [(1,)]
+        assert _query(db_path, "SELECT min(seq) FROM events") == [(1,)]  # 0: keep forever
         assert server.config_path is not None
         header = "llamaswap-es:\n  eventRetentionDays: 30\n  activityRetentionDays: 30\n"
         server.config_path.write_text(config_text([model], header))
@@ -104,3 +105,45 @@ async def test_retention_turned_on_by_a_reload_prunes_at_once(
         return first == old_snapshot + 1 and old_rows[0][0] == 0
 
     await wait_until(pruned, timeout_s=20, what="the prune after the reload")
+
+
+async def test_a_config_without_our_section_prunes_by_the_default_retention(
+    server_factory, tmp_path: Path
+) -> None:
+    """Defaults: events kept 7 days, activity 90 days. A log whose requests are 120, 60 and 10
+    days old loses all three requests' events (behind the newest snapshot older than a week) and
+    the 120-day-old activity row; the 60- and 10-day-old rows stay (activity outlives events)."""
+    db_path = tmp_path / "events.db"
+    now_ms = time.time_ns() // 1_000_000
+    builder = LogBuilder(db_path, models=("a",), base_ms=now_ms - 120 * DAY_MS)
+    builder.at(0).load("a")
+    builder.serve("ancient-1", "a")
+    builder.unload()
+    builder.snapshot("ancient")
+    builder.at(60).load("a")
+    builder.serve("old-1", "a")
+    builder.unload()
+    builder.snapshot("old")
+    builder.at(110).load("a")
+    builder.serve("recent-1", "a")
+    builder.unload()
+    newest_expired = builder.snapshot("recent")  # 10 days old: older than the 7-day default
+    builder.close()
+    rebuild_projections(db_path)
+    server = server_factory(config_text([fake_model("a")]), db_path=db_path)
+
+    def pruned() -> bool:
+        first = _query(db_path, "SELECT min(seq) FROM events")[0][0]
+        ancient = _query(db_path, "SELECT count(*) FROM activity WHERE request_id = 'ancient-1'")
+        return first > newest_expired and ancient[0][0] == 0
+
+    await wait_until(pruned, timeout_s=20, what="the start-up prune by the default retention")
+    assert _query(db_path, "SELECT min(seq) FROM events") == [(newest_expired + 1,)]
+    keyed = "SELECT count(*) FROM events WHERE key IN ('ancient-1', 'old-1', 'recent-1')"
+    assert _query(db_path, keyed) == [(0,)]
+    assert _query(db_path, "SELECT request_id FROM activity ORDER BY id") == [
+        ("old-1",),
+        ("recent-1",),
+    ]
+    server.stop()
+    # server_factory's teardown runs `replay verify` on this log: it starts from the snapshot.

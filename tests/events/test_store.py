@@ -12,7 +12,7 @@ import pytest
 
 from llamaswap_es.events.errors import StoreError
 from llamaswap_es.events.open_log import open_log
-from llamaswap_es.events.rows import encode_envelopes
+from llamaswap_es.events.rows import COLUMNS, decode_row, encode_envelopes
 from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import (
     Dispatch,
@@ -272,3 +272,21 @@ async def test_the_newest_matches_come_back_in_seq_order(store: EventStore) -> N
     assert [e.body.request_id for e in newest] == ["r3", "r4"]
     assert [e.body.request_id for e in oldest] == ["r0", "r1"]
     assert [e.body.request_id for e in await store.read(key="r2", newest=True)] == ["r2"]
+
+
+async def test_the_request_id_is_stored_once_in_key_and_reads_back_in_the_payload(
+    store: EventStore,
+) -> None:
+    """The KEY_FIELD is left out of the stored payload (the `key` column holds it) and filled
+    back on reading, on the trusted and the validating path; SQL finds it in `key`."""
+    await store.append_batch([_req(8, model="llama-8b")])
+    conn = sqlite3.connect(store.path)
+    key, payload = conn.execute(
+        "SELECT key, payload FROM events WHERE type='RequestReceived'"
+    ).fetchone()
+    row = conn.execute(f"SELECT {COLUMNS} FROM events WHERE type='RequestReceived'").fetchone()
+    conn.close()
+    assert key == "r8" and "r8" not in payload and "request_id" not in payload
+    for validate in (False, True):
+        body = decode_row(row, validate=validate).body
+        assert (body.request_id, body.model) == ("r8", "llama-8b")

@@ -11,6 +11,7 @@ from llamaswap_es.projections.activity_retention import DAY_MS, prune_activity
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.rebuild import rebuild_projections
 from llamaswap_es.projections.runner import ProjectionRunner
+from llamaswap_es.resources import resource_dir
 from tests.fixtures.event_store import open_booted_store
 from tests.projections.logs import write_story
 from tests.projections.test_activity_projection import apply_all, by_request, rows
@@ -82,3 +83,35 @@ async def test_the_runner_continues_past_a_pruned_stretch(db_path: Path) -> None
         db.close()
         await store.close()
     assert "r5" in by_request(db_path)
+
+
+async def test_the_history_tables_in_this_file_go_by_the_same_cutoff(db_path: Path) -> None:
+    """The history sink writes into the event log's own file by default (docs/fleet.md): its
+    rows follow activityRetentionDays there, so the file stays bounded."""
+    await write_story(db_path)
+    apply_all(db_path)
+    ddl = resource_dir("migrations") / "history" / "0001_history.sql"
+    with sqlite3.connect(db_path) as conn:
+        conn.executescript(ddl.read_text())
+        for i, ts_ms in enumerate((1_000, 4_999, 5_000, 9_000)):
+            conn.execute(
+                "INSERT INTO history_requests (node, request_id, seq, day, ts_ms, model_id, "
+                "recorded_ms) VALUES ('n', ?, ?, '1970-01-01', ?, 'a', ?)",
+                (f"h{i}", i, ts_ms, ts_ms),
+            )
+            conn.execute(
+                "INSERT INTO history_decisions (node, seq, day, ts_ms, kind, model_id, "
+                "recorded_ms) VALUES ('n', ?, '1970-01-01', ?, 'load', 'a', ?)",
+                (i, ts_ms, ts_ms),
+            )
+    db = ProjectionDatabase(db_path)
+    try:
+        assert await prune_activity(db, days=1, now_ms=DAY_MS + 5_000, chunk=1) == 2
+        assert await prune_activity(db, days=0, now_ms=10 * DAY_MS) == 0  # off: keep all
+    finally:
+        db.close()
+    with sqlite3.connect(db_path) as conn:
+        kept = conn.execute("SELECT request_id FROM history_requests ORDER BY ts_ms").fetchall()
+        decisions = conn.execute("SELECT seq FROM history_decisions ORDER BY seq").fetchall()
+    assert kept == [("h2",), ("h3",)]
+    assert decisions == [(2,), (3,)]

@@ -42,15 +42,15 @@ def test_timeline_lines_carry_local_time_and_the_waits(abc_log: Path) -> None:
     assert "A stopped (instance 1) after 40 ms" in text
     assert "request r1 finished on B: status 200 in 1000 ms" in text
     assert "swap to B planned for r1: evict A (rule: group g: swap=true evicts A)" in text
-    assert "queue: r1 #1, r2 #2, r4 #3, r5 #4" in text
+    assert "queue:" not in text  # no QueuePositions since core-4 (old logs: test_derived_decisions)
 
 
 def test_timeline_filters_by_model_and_window(abc_log: Path) -> None:
     only_c = run_replay("timeline", "--db", abc_log, "--model", "C").out
     assert "request r2 for C received" in only_c and "request r1" not in only_c
     # a window after r2's arrival still knows when it arrived
-    late = run_replay("timeline", "--db", abc_log, "--from", "30").out.splitlines()
-    assert late[0].split()[2] == "30"
+    late = run_replay("timeline", "--db", abc_log, "--from", "25").out.splitlines()
+    assert late[0].split()[2] == "25"
     assert any("request r2 dispatched to C (instance 1), queue wait 3560 ms" in x for x in late)
     since = run_replay("timeline", "--db", abc_log, "--since", "1s").out.splitlines()
     assert since and all(x[11:23] >= "22:13:23.580" for x in since)  # the log's last second

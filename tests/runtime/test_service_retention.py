@@ -35,7 +35,8 @@ HOUR_MS = 3_600_000
 
 
 def _service(tmp_path: Path, db_path: Path, clock: ManualClock, env_tag: str, days: int = 0):
-    extra = f"llamaswap-es:\n  eventRetentionDays: {days}" if days else ""
+    # Always written: without it the default retention (7 days) applies; 0 keeps everything.
+    extra = f"llamaswap-es:\n  eventRetentionDays: {days}"
     config = load_config(str(write_config(tmp_path, {"a": ""}, extra)), None)
     return SwapService(config, db_path=db_path, logs=UpstreamLogs(), clock=clock, env_tag=env_tag)
 

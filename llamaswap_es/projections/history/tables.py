@@ -30,7 +30,7 @@ _BIG = ("seq", "ts_ms", "duration_ms", "bytes_out", *_NULLABLE_MS)
 REQUEST_COLUMNS: tuple[str, ...] = (
     "node", "request_id", "seq", "day", "ts_ms", "model_id", "requested_model", "peer",
     *(c for c in ROW_COLUMNS if c not in ("request_id", "seq", "ts_created", "ts_ms", "model_id",
-                                          "requested_model")),
+                                          "requested_model", "peer")),
     "recorded_ms",
 )  # fmt: skip
 """Every column of `history_requests`: the activity row's (but llama-swap's `ts_created`)."""

@@ -65,6 +65,23 @@ test("a request's story lays out phases with the time spent in each", () => {
   assert.deepEqual(phases.map((p) => p.ms), [100, 100, 200, 100, null]);
 });
 
+test("a queued request's story shows its wait as queued without QueuePositions (core-4 logs)", () => {
+  const at = (seq, type, payload, cause) => ({ ...ev(seq, type, payload), cause });
+  const waited = storyPhases([
+    at(1, "RequestReceived", { request_id: "r", model: "b" }, null),
+    at(3, "SwapPlanned", { model: "b", evict: ["a"] }, 2),
+    at(4, "StartProcess", { model: "b" }, 2),
+    at(5, "Dispatch", { request_id: "r", model: "b" }, 4),
+  ]);
+  assert.deepEqual(waited.map((p) => p.phase), ["received", "queued", "swap", "dispatched"]);
+  assert.deepEqual(waited.map((p) => p.ms), [0, 200, 200, null]);
+  const direct = storyPhases([
+    at(1, "RequestReceived", { request_id: "r", model: "b" }, null),
+    at(2, "Dispatch", { request_id: "r", model: "b" }, 1),
+  ]);
+  assert.deepEqual(direct.map((p) => p.phase), ["received", "dispatched"]);
+});
+
 test("a peer request's story reads received, then served by its peer", () => {
   const record = {
     seq: 9, ts_ms: 1700, type: "PeerRequestFinished",

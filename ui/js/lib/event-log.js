@@ -69,6 +69,9 @@ export function mergeEvents(list, incoming, cap = 2000) {
   return out.length > cap ? out.slice(out.length - cap) : out;
 }
 
+/** The steps that end a request's wait: decided by another input than its arrival, it queued. */
+const WAITED_UNTIL = new Set(["SwapPlanned", "StartProcess", "Dispatch", "Reject"]);
+
 /**
  * A request's story as phases with durations: received → queued → (swap) → dispatched →
  * finished. Returns `[{phase, ts_ms, ms, event}]` where `ms` is the time until the next phase.
@@ -76,12 +79,20 @@ export function mergeEvents(list, incoming, cap = 2000) {
 export function storyPhases(events) {
   const phases = [];
   const add = (phase, e) => phases.push({ phase, ts_ms: e.ts_ms, event: e });
-  const received = () => phases.some((p) => p.phase === "received");
+  let received = null;
   for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
+    // Since core-4 no QueuePositions is logged (positions are derived state): a request whose
+    // next step was not decided by its own arrival waited in the queue from its arrival on.
+    const last = phases[phases.length - 1]?.phase;
+    if (received && WAITED_UNTIL.has(e.type) && e.cause != null && e.cause !== received.seq &&
+        (last === "received" || last === "selected")) {
+      phases.push({ phase: "queued", ts_ms: received.ts_ms, event: received });
+    }
     // A selector's request is received when the selector is named; its RequestReceived (the
-    // chosen local model) follows under the same id.
+    // chosen local model) follows under the same id, and its decisions are caused by that one.
     if (e.type === "RequestReceived" || e.type === "SelectorRequested") {
-      if (!received()) add("received", e);
+      if (!received) add("received", e);
+      received = e;
     } else if (e.type === "SelectorChose") {
       const p = e.payload || {};
       phases.push({ phase: "selected", label: `selector ${p.selector ?? "?"} chose ${p.target ?? "?"}`, ts_ms: e.ts_ms, event: e });
@@ -98,7 +109,7 @@ export function storyPhases(events) {
     else if (e.type === "PeerRequestFinished") {
       // A peer request is one record written when it ends; its arrival time is in the payload.
       const arrived = e.payload?.received_ms;
-      if (arrived && !received()) phases.push({ phase: "received", ts_ms: arrived, event: e });
+      if (arrived && !received) phases.push({ phase: "received", ts_ms: arrived, event: e });
       phases.push({ phase: "peer", label: `served by peer ${e.payload?.peer ?? "?"}`, ts_ms: e.ts_ms, event: e });
     }
   }

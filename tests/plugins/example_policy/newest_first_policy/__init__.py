@@ -27,5 +27,4 @@ class NewestFirstPolicy(SerialPolicy):
             return
         st.queue.insert(0, req.request_id)  # serial appends; the head is served next
         req.phase = QUEUED
-        st.queue_changes += 1
         self.wake(st, out)
