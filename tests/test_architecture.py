@@ -361,3 +361,41 @@ if __name__ == "__main__":
     for circle in import_circles(EDGES):
         known = " (known: KNOWN_CIRCLES)" if circle in KNOWN_CIRCLES else ""
         print("CIRCLE" + known, describe_circle(circle, EDGES))
+
+
+WEB = CORE.parent / "web"
+
+
+def _door_violations(source: str) -> list[str]:
+    """What in one web module goes around the scheduler's door: naming `RunLoop`, or reaching
+    for a service's `.loop` (`SwapService.door` hands the loop out as a `SchedulerDoor`)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and node.id == "RunLoop":
+            found.append(f"line {node.lineno}: RunLoop")
+        elif isinstance(node, ast.alias) and node.name == "RunLoop":
+            found.append("imports RunLoop")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr == "loop"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "service"
+        ):
+            found.append(f"line {node.lineno}: service.loop")
+    return found
+
+
+def test_web_talks_to_the_scheduler_only_through_its_door() -> None:
+    """One door (issue 14): web/ submits inputs, awaits decisions and reads the committed view
+    through `SchedulerDoor`; mypy holds it to that surface, this test to that type."""
+    offenders = {
+        path.name: found
+        for path in sorted(WEB.glob("*.py"))
+        if (found := _door_violations(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+
+
+def test_the_door_check_catches_a_way_around() -> None:
+    around = "from llamaswap_es.runtime.loop import RunLoop\nx = ctx.service.loop.state\n"
+    assert _door_violations(around) == ["imports RunLoop", "line 2: service.loop"]

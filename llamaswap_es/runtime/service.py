@@ -50,6 +50,7 @@ from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.process_specs import process_spec
 from llamaswap_es.runtime.recovery import rebuild, settle
 from llamaswap_es.runtime.retention import DAY_MS, live_instances, prune_events
+from llamaswap_es.runtime.scheduler_door import SchedulerDoor
 from llamaswap_es.runtime.timers import Timers
 
 log = logging.getLogger("llamaswap_es.runtime.service")
@@ -428,6 +429,11 @@ class SwapService:
         """The live state (snapshots, retention); handlers read `view`."""
         assert self.loop is not None
         return self.loop.state
+
+    @property
+    def door(self) -> SchedulerDoor | None:
+        """The run loop as web/ may use it (runtime/scheduler_door.py); None before `start`."""
+        return self.loop
 
     @property
     def view(self) -> SchedulerView:

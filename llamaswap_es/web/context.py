@@ -88,7 +88,7 @@ def new_context(
         session=session,
         ids=UlidIds(service.clock.now_ms),
     )
-    if service.loop is not None:
-        service.loop.add_listener(ctx.hung.on_committed)
-        service.loop.add_listener(ctx.choices.on_committed)
+    if service.door is not None:
+        service.door.add_listener(ctx.hung.on_committed)
+        service.door.add_listener(ctx.choices.on_committed)
     return ctx

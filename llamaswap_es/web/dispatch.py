@@ -103,7 +103,7 @@ async def serve_local(
     re-queues the same request (one RequestFinished, one activity row). Once: a second failure
     is answered as llama-swap does (503 "process is not ready", or 502).
     """
-    loop = ctx.service.loop
+    loop = ctx.service.door
     assert loop is not None
     request_id = job.request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, job.model_id)
@@ -182,7 +182,7 @@ async def _await_grant(
 ) -> tuple[Dispatch | Reject, LoadingStream | None] | web.StreamResponse:
     """The scheduler's answer on the ticket, with the loading stream it was waited behind (if
     one was started); or the response already due (refused, the loop stopped)."""
-    loop = ctx.service.loop
+    loop = ctx.service.door
     assert loop is not None
     request_id = ticket.request_id
     loading: LoadingStream | None = None
@@ -437,7 +437,7 @@ def loop_stopped_response(
 ) -> web.Response:
     """llama-swap's 500 while shutting down; 503 with the reason once the scheduler has failed
     (the server is exiting for its supervisor to restart it)."""
-    loop = ctx.service.loop
+    loop = ctx.service.door
     if loop is not None and loop.fatal_error is not None:
         return error_response(
             request,

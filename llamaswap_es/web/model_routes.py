@@ -119,7 +119,7 @@ async def model_request(request: web.Request) -> web.StreamResponse:
                                   raw_query, session)  # fmt: skip
     # A selector: the scheduler chooses the target (its decision is in the log), then the
     # request is renamed to it (its filters apply) and served under the choice's id.
-    loop = ctx.service.loop
+    loop = ctx.service.door
     assert loop is not None
     selector_id = requested
     request_id = ctx.ids.new_id()

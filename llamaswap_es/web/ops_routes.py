@@ -129,7 +129,7 @@ async def set_active_profile(request: web.Request) -> web.Response:
     if name is not None and name not in ctx.config.profiles:
         return error_response(request, 404, f'profile "{name}" not found')
     if name != ctx.active_profile:
-        loop = ctx.service.loop
+        loop = ctx.service.door
         assert loop is not None
         try:  # recorded before it applies: the log says which profile each request met
             loop.check_capacity(f"activating profile {name!r}")

@@ -56,7 +56,7 @@ async def serve_peer(
     """
     peer_id, _ = ctx.resolver.fqns[fqn]
     peer = ctx.config.peers[peer_id]
-    loop = ctx.service.loop
+    loop = ctx.service.door
     assert loop is not None
     request_id = request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, requested)

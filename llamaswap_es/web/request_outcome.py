@@ -81,7 +81,7 @@ class RequestOutcome:
         if self.capture is not None:
             _finish_capture(self.capture, result)
         event = recordable_event(self._record(result))
-        loop = self._ctx.service.loop
+        loop = self._ctx.service.door
         try:
             if loop is None:
                 raise LoopStoppedError("the server has no run loop")

@@ -26,7 +26,8 @@ from llamaswap_es.events.types import (
     SelectorChose,
     SelectorRequested,
 )
-from llamaswap_es.runtime.loop import LoopStoppedError, RunLoop
+from llamaswap_es.runtime.loop import LoopStoppedError
+from llamaswap_es.runtime.scheduler_door import SchedulerDoor
 from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.errors import RequestError
 
@@ -83,7 +84,7 @@ class Choice:
 
 
 async def choose(
-    loop: RunLoop,
+    loop: SchedulerDoor,
     choices: SelectorChoices,
     request_id: str,
     selector: str,
@@ -93,7 +94,7 @@ async def choose(
 ) -> Choice | Reject:
     """The scheduler's choice for this request (or its Reject).
 
-    Raises what `RunLoop.check_capacity` raises while new work is refused, `RequestError` when
+    Raises what `SchedulerDoor.check_capacity` raises while new work is refused, `RequestError` when
     the input itself was refused, and `LoopStoppedError` when the loop died meanwhile. A handler
     cancelled while waiting ends the choice that may still come (`SelectionEnded`)."""
     loop.check_capacity(f"request {request_id} for selector {selector!r}")
@@ -121,7 +122,7 @@ async def choose(
     return Choice(target=answer.target, model=answer.model)
 
 
-def end_unscheduled(loop: RunLoop, request_id: str, reason: str) -> None:
+def end_unscheduled(loop: SchedulerDoor, request_id: str, reason: str) -> None:
     """Release the reservation of a choice that did not become a local request."""
     with contextlib.suppress(LoopStoppedError, LogUnavailableError, StoreOverloadedError):
         loop.submit(recordable_event(SelectionEnded(request_id=request_id, reason=reason)))

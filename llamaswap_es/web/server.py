@@ -255,8 +255,8 @@ async def _shutdown(
 
 def _wire_publishers(ctx: AppContext) -> None:
     """Keep `/api/events` live: committed events, in-flight changes, new log text."""
-    assert ctx.service.loop is not None
-    ctx.service.loop.add_listener(lambda envelopes: publish_committed(ctx, envelopes))
+    assert ctx.service.door is not None
+    ctx.service.door.add_listener(lambda envelopes: publish_committed(ctx, envelopes))
     ctx.inflight.add_listener(
         lambda message: ctx.hub.publish("inflight", message),
         active=lambda: ctx.hub.connections > 0,  # no UI tab open: nothing to build
