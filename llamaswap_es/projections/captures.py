@@ -109,6 +109,9 @@ class CaptureStore:
         self._expired_at_ms = 0
         self._queue: list[_Pending] = []
         self._drain: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Future[bool]] = set()
+        """Captures handed over by finished requests and not yet stored (`store_later`)."""
+        self._closing = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         """Used on the write thread only (a compressor is not safe across threads at once)."""
         self.configure(budget_mib=budget_mib, secrets=secrets)
@@ -130,6 +133,29 @@ class CaptureStore:
         if not self.enabled:
             return None
         return CaptureRecorder(self, request_id, path)
+
+    def store_later(self, recorder: CaptureRecorder, status: int) -> None:
+        """Store `recorder`'s capture without waiting: a request's end runs this, also when its
+        handler was cancelled (no await there). The store holds the task, so `close` writes it
+        before the database closes; a failure is logged with what the store said."""
+        task = asyncio.ensure_future(recorder.finish(status))
+        self._finishing.add(task)
+        task.add_done_callback(self._stored_later)
+
+    def _stored_later(self, task: asyncio.Future[bool]) -> None:
+        self._finishing.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("could not store the capture of a request: %s", exc)
+
+    async def close(self) -> None:
+        """Write every capture already handed over (no pause between batches any more), then
+        return: call before the projection database closes, or the captures of the requests
+        that ended last before a shutdown are lost."""
+        self._closing = True
+        while self._finishing or (self._drain is not None and not self._drain.done()):
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+            if self._drain is not None:
+                await asyncio.gather(self._drain, return_exceptions=True)
 
     async def save(self, request_id: str, capture: dict[str, Any], encoding: str = "") -> bool:
         """Store a capture (its response body inflated first when `encoding` is gzip/deflate);
@@ -161,7 +187,8 @@ class CaptureStore:
                     if not item.stored.done():
                         item.stored.set_result(stored)
                 batch = []
-                await asyncio.sleep(WRITE_INTERVAL_S)  # what finishes meanwhile joins one batch
+                if not self._closing:  # what finishes meanwhile joins one batch
+                    await asyncio.sleep(WRITE_INTERVAL_S)
         except asyncio.CancelledError:  # shutting down: nobody waits forever for its capture
             for item in [*batch, *self._queue]:
                 item.stored.cancel()
@@ -328,6 +355,10 @@ class CaptureRecorder:
             "resp_body": resp_body,
         }
         return await self._store.save(self.request_id, capture, encoding)
+
+    def finish_later(self, status: int) -> None:
+        """`finish` in the background, held by the store until written (`CaptureStore.close`)."""
+        self._store.store_later(self, status)
 
 
 @dataclass(slots=True)

@@ -188,4 +188,5 @@ class Projections:
         await self.history.stop()
         await self.runner.stop()
         await self.sampler.stop()
+        await self.captures.close()  # the last requests' captures, before the file closes
         self.db.close()

@@ -1,7 +1,8 @@
 """A proxied request's end, recorded once and the same way for local and peer requests.
 
 However a request that met an upstream ends (answered, failed, its client gone, its handler
-cancelled), three things happen exactly once, in this order: its capture is stored (when one is
+cancelled), three things happen exactly once, in this order: its capture is handed to the capture
+store, which writes it in the background and before the database closes at shutdown (when one is
 kept), its record goes to the run loop's inbox, and its in-flight entry is closed. The record is
 `RequestFinished` for a local model (it frees the request's in-flight slot in the scheduler) and
 `PeerRequestFinished` for a peer (history only); both are built here and nowhere else in `web/`.
@@ -14,10 +15,8 @@ its in-flight entry.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from llamaswap_es.events.types import Event, PeerRequestFinished, RequestFinished
 from llamaswap_es.projections.captures import CaptureRecorder
@@ -167,18 +166,8 @@ def peer_record(
     return build
 
 
-_PENDING: set[asyncio.Future[bool]] = set()
-
-
 def _finish_capture(recorder: CaptureRecorder, result: ForwardResult) -> None:
-    """Give the recorder the response headers and store the capture in the background."""
+    """Give the recorder the response headers and have the store write the capture in the
+    background (it holds the task until written, also through a shutdown)."""
     recorder.response_headers(result.response_headers)
-    future = asyncio.ensure_future(recorder.finish(result.status))
-    _PENDING.add(future)  # held until written, and a failure is logged
-    future.add_done_callback(_capture_written)
-
-
-def _capture_written(future: asyncio.Future[Any]) -> None:
-    _PENDING.discard(future)
-    if not future.cancelled() and (exc := future.exception()) is not None:
-        log.warning("could not store a capture: %s", exc)
+    recorder.finish_later(result.status)

@@ -244,3 +244,26 @@ async def test_captures_finished_together_are_each_stored_with_their_own_outcome
         assert stored["r4"]["resp_body"] == b'{"answer":4}'
     finally:
         db.close()
+
+
+async def test_captures_handed_over_before_a_shutdown_are_stored_before_the_file_closes(
+    db_path: Path,
+) -> None:
+    """A request's end hands its capture to the store and returns; the writer pauses between
+    batches. Closing the store (what `Projections.stop` does before closing the database) writes
+    what was handed over, also what arrived during that pause: nothing is lost at shutdown."""
+    db, store = await _store(db_path)
+    try:
+        first = store.recorder("r1", "/v1/chat/completions")
+        assert first is not None
+        first.tap(b'{"answer":1}')
+        assert await first.finish(200)  # the writer is now pausing before its next batch
+        for i in (2, 3):
+            rec = store.recorder(f"r{i}", "/v1/chat/completions")
+            assert rec is not None
+            rec.tap(b'{"answer":%d}' % i)
+            rec.finish_later(200)
+        await store.close()
+    finally:
+        db.close()
+    assert sorted(_stored_captures(db_path)) == ["r1", "r2", "r3"]
