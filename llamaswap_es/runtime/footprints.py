@@ -48,6 +48,8 @@ from llamaswap_es.runtime.process_spec import ProcessSpec
 log = logging.getLogger("llamaswap_es.runtime.footprints")
 
 SAMPLE_EVERY_S = 2.0
+STARTUP_ESTIMATES_WAIT_S = 10
+"""How long a start waits for the GGUF estimates before the first placements (then they follow)."""
 """How often free memory is checked while placement is on (only a move past the step is
 recorded, so a quiet GPU writes nothing)."""
 
@@ -105,6 +107,7 @@ class FootprintFeed:
         model, so a model that keeps failing to start does not grow it)."""
         self._sampling: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._estimating: asyncio.Task[None] | None = None
         self._stopped = False
 
     @property
@@ -122,7 +125,14 @@ class FootprintFeed:
                 await self.sample_once()
             except Exception:  # the periodic sampling tries again
                 log.exception("sampling GPU memory at start-up failed")
-            await self._estimate_all()
+            estimating = self._estimate_latest()
+            done, _ = await asyncio.wait({estimating}, timeout=STARTUP_ESTIMATES_WAIT_S)
+            if not done:  # a slow disk or mount: serve now, the estimates follow as inputs
+                log.warning(
+                    "placement by memory: the GGUF estimates took longer than %d s at start-up;"
+                    " serving now, they are recorded when they are done",
+                    STARTUP_ESTIMATES_WAIT_S,
+                )
 
     async def stop(self) -> None:
         self._stopped = True
@@ -165,7 +175,21 @@ class FootprintFeed:
                 self._sampling = None
             return
         self._start_sampling()
-        self._spawn(self._estimate_all(), "estimates")
+        self._estimate_latest()
+
+    def _estimate_latest(self) -> asyncio.Task[None]:
+        """Estimate every model of the config now in force; a run for an older config still
+        under way is cancelled first, so its facts (from a config no longer loaded) never land
+        after the newer ones and no estimate is submitted twice."""
+        if self._estimating is not None:
+            self._estimating.cancel()
+        task = asyncio.create_task(self._estimate_all(), name="footprints: estimates")
+        if self._stopped:
+            task.cancel()
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._estimating = task
+        return task
 
     def _spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         if self._stopped:

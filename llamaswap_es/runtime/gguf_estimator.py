@@ -46,7 +46,8 @@ class GgufEstimator:
     async def estimate(self, command: GgufCommand) -> FootprintEstimate:
         """The footprint of `command`'s files; `EstimateError` naming the file when a file is
         missing or unreadable, or the command's figures cannot be counted."""
-        keys = [self._key(path) for path in command.files]
+        # stat() on a thread: a model file on a stalled network mount must not stop the server.
+        keys = await asyncio.to_thread(lambda: [self._key(path) for path in command.files])
         missing = [key for key in keys if key not in self._facts]
         if missing:
             for facts, key in zip(await self._read([k[0] for k in missing]), missing, strict=True):

@@ -245,3 +245,31 @@ async def test_a_reload_estimates_a_changed_command_again_and_an_unchanged_one_n
         estimates = [e.body for e in reader.iter_envelopes() if isinstance(e.body, FootprintKnown)]
     # ctx 512: 0.7 MiB -> 1 MiB + 512; ctx 4096: 0.45 MiB weights + 2 MiB KV -> 3 MiB + 512
     assert [(b.mb, "at ctx 4,096" in b.detail) for b in estimates] == [(513, False), (515, True)]
+
+
+async def test_reloads_in_quick_succession_leave_the_newest_configs_estimate_last(
+    tmp_path: Path, db_path: Path, env_tag: str
+) -> None:
+    """A reload cancels the estimates still running for the config before it: what lands last
+    in the log is the estimate of the config in force, never a late one from an older config."""
+
+    def config_with(ctx: int) -> LlamaSwapConfig:
+        path = write_config(tmp_path, {}, extra=PLACEMENT_ON)
+        path.write_text(path.read_text() + gguf_model("tiny", tiny_gguf(), ctx=ctx))
+        return load_config(str(path), None)
+
+    svc = SwapService(
+        config_with(512), db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag, nvml=FakeNvml()
+    )
+    await svc.start()
+    assert svc.footprints is not None
+    try:
+        await svc.reload(config_with(4096))
+        await svc.reload(config_with(8192))  # before the 4,096 estimate is in
+        await svc.footprints.settled()
+    finally:
+        await svc.shutdown()
+    with open_log(db_path) as reader:
+        estimates = [e.body for e in reader.iter_envelopes() if isinstance(e.body, FootprintKnown)]
+    assert "at ctx 8,192" in estimates[-1].detail
+    assert sum("at ctx 8,192" in b.detail for b in estimates) == 1
