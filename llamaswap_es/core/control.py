@@ -263,6 +263,7 @@ def new_boot(st: SchedulerState) -> None:
         proc.in_flight = 0
         proc.reserved = 0
         forget_failures(proc)  # a restart is a fresh try (often after fixing what failed)
+        proc.suspect_instance = 0  # its timer went with the boot: an adopted instance is trusted
         if proc.state in RUNNING_STATES:
             proc.state = STOPPED  # its devices are kept: recovery may adopt it on them
         else:

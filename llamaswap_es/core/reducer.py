@@ -565,7 +565,7 @@ def _on_gpu_sample(st: SchedulerState, ev: GpuMemorySampled, env: Envelope, out:
     ready = tuple(
         (model, proc.instance, proc.devices)
         for model, proc in sorted(st.models.items())
-        if proc.state == READY and proc.devices
+        if proc.state in (READY, STOPPING) and proc.devices  # a stopping one still holds its memory
     )
     st.gpu = GpuSample(
         total_mb=tuple(ev.total_mb),

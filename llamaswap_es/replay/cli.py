@@ -73,7 +73,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         dest="settings",
-        help="override a setting: min_resident_ms=5000, starvation_bound_ms=…, MODEL.ttl_ms=…",
+        help=(
+            "override a setting: min_resident_ms=5000, starvation_bound_ms=…, MODEL.ttl_ms=…;"
+            " gpus=24000,24000 gives the GPUs (MiB) for placement by memory"
+        ),
     )
     p.add_argument(
         "--config",

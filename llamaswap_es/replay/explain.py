@@ -265,9 +265,10 @@ def _placement(body: PlacementChosen) -> list[str]:
     lines = [body.describe()]
     if body.evict:
         lines.append(
-            "Models are evicted for memory by their placement priority (lower first), then the "
-            "least recently used first; a busy model, a persistent group's member or one of "
-            "unknown footprint is never evicted for memory."
+            "Models are evicted for memory idle ones first, by their placement priority (lower "
+            "first), then the least recently used; then busy ones (the start waits for their "
+            "requests to end). A persistent group's member or a model of unknown footprint or "
+            "devices is never evicted for memory."
         )
     return lines
 

@@ -136,13 +136,29 @@ def simulate(
     def at(ts: int, event: Event) -> None:
         heapq.heappush(heap, (ts, next(order), event))
 
+    settings = dict(settings)
+    gpus = _gpus_setting(settings.pop("gpus", None))
     policy = ""
+    placing = False
     for ts, applied in traffic.configs:
         base = SchedulerConfig.from_dict(applied.schedule) if config is None else config
         schedule = apply_overrides(base, settings)
         policy = policy or schedule.policy
+        placing = placing or schedule.placement.mode == PLACEMENT_MEMORY
         at(ts, dataclasses.replace(applied, schedule=schedule.to_dict()))
+    sampled = any(isinstance(op, GpuMemorySampled) for _, op in traffic.operations)
+    if gpus is not None and traffic.configs:
+        first = traffic.configs[0][0]
+        at(first, GpuMemorySampled(uuids=(), names=(), total_mb=gpus, free_mb=gpus))
+    elif placing and not sampled:
+        raise ReplayError(
+            "placement by memory has nothing to place by: the recording holds no GPU memory "
+            "sample (it ran with placement off); give the GPUs with --set gpus=MIB[,MIB…] "
+            "(each GPU's total memory, all free at the start)"
+        )
     for ts, operation in traffic.operations:
+        if gpus is not None and isinstance(operation, GpuMemorySampled):
+            continue  # the GPUs given replace the recorded ones
         at(ts, operation)
     for req in traffic.requests:
         if req.selector:  # the reducer chooses again, under the simulated state
@@ -221,6 +237,19 @@ def _follow_choice(
     if held is None:
         held = traffic.service_ms.get(recorded.model, 0) if recorded else 0
     at(ts + held, SelectionEnded(request_id=rid))
+
+
+def _gpus_setting(raw: str | None) -> tuple[int, ...] | None:
+    """`--set gpus=24000,24000`: the simulated GPUs' total memory in MiB (all free at first)."""
+    if raw is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(size <= 0 for size in sizes):
+        raise ReplayError(f"--set gpus={raw}: give each GPU's memory in MiB, e.g. 24000,24000")
+    return sizes
 
 
 def assumptions(traffic: Traffic) -> list[str]:

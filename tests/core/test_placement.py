@@ -420,3 +420,16 @@ def test_a_reload_that_changes_the_command_forgets_the_measurement() -> None:
     play(run, [("reload changed", "")])
     footprint = run.state.footprint("A")
     assert (footprint.source, footprint.mb) == ("declared", 10_000)
+
+
+def test_a_sample_taken_while_a_model_stops_does_not_count_its_memory_twice() -> None:
+    """A stopping instance still holds its memory, so a sample shows it used; it is also listed
+    as holding its device until it stops. Counted once, the next model waits for the stop and
+    starts; counted twice, it was refused `does_not_fit` (review finding)."""
+    run = Run(_config({"A": 20_000, "B": 20_000}))
+    play(run, [(f"gpu {GIB}/{GIB}", ""), *_up("A", "a1", "0"), ("done a1", ...)])
+    play(run, [(f"gpu {GIB}/4000", "")])
+    run.step("unload A")
+    run.step(f"gpu {GIB}/4000")
+    got = run.step("req b1 B")
+    assert not any("does_not_fit" in g for g in got), got

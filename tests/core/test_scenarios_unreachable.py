@@ -172,3 +172,15 @@ def test_a_suspect_instance_survives_a_snapshot() -> None:
     copy = restore(snapshot(run.state))
     assert copy.models["A"].suspect and copy.queue == ["r1"]
     assert snapshot(copy) == snapshot(run.state)
+
+
+def test_a_restart_trusts_an_adopted_instance_that_was_suspect() -> None:
+    """The suspect timer goes with the boot; recovery adopts the live instance under its number.
+    Still suspect, its model's requests would wait for ever (review finding): it is trusted."""
+    run = Run(ABC)
+    bring_up(run, "A")
+    play(run, [("req r1 A", "dispatch r1 A#1"), ("unreachable r1", ...)])
+    run.step("boot")
+    run.step("adopt A 1")
+    got = run.step("req r2 A")
+    assert any(g.startswith("dispatch r2 A#1") for g in got), got

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from llamaswap_es.config.schedule import GroupPlanner, GroupRule
 from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import (
     ConfigApplied,
@@ -17,7 +19,7 @@ from llamaswap_es.events.types import (
     RequestReceived,
 )
 from llamaswap_es.replay.errors import ReplayError
-from llamaswap_es.replay.traffic import extract_traffic
+from llamaswap_es.replay.traffic import Traffic, extract_traffic
 from llamaswap_es.replay.whatif import apply_overrides, assumptions, simulate
 from llamaswap_es.replay.whatif_table import summarise
 from tests.replay.conftest import run_replay
@@ -132,3 +134,36 @@ def test_a_request_taken_back_counts_once_with_its_wait_to_the_last_dispatch() -
     assert dict(traffic.recorded.waits_ms) == {"A": [900]}
     assert traffic.requests[0].service_ms == 100, "served from its last dispatch"
     assert any("1 request(s) met an unreachable instance" in line for line in assumptions(traffic))
+
+
+def _two_models_in_one_group(tmp_path: Path) -> Traffic:
+    """A and B recorded in a non-exclusive group (both may run), placement off: no GPU sample."""
+    config = dataclasses.replace(
+        group_config(("A", "B")),
+        planner=GroupPlanner(
+            groups=(GroupRule(name="g", swap=False, exclusive=False, members=("A", "B")),)
+        ),
+    )
+    arrivals = [Arrival(i * 1000, f"r{i}", "AB"[i % 2], 100) for i in range(6)]
+    record(tmp_path / "groups.db", config, arrivals)
+    with open_log(tmp_path / "groups.db") as reader:
+        return extract_traffic(reader.iter_envelopes())
+
+
+PLACE_BOTH = {"placement": "memory", "A.footprint_mb": "20000", "B.footprint_mb": "20000"}
+
+
+def test_placement_on_a_log_without_a_gpu_sample_asks_for_the_gpus(tmp_path: Path) -> None:
+    """A day recorded with placement off has no GPU sample: placing by memory then would change
+    nothing, silently. It is refused with what to give; given the GPUs, memory decides (one
+    24 GB GPU cannot hold both 20 GB models: they swap)."""
+    traffic = _two_models_in_one_group(tmp_path)
+    with pytest.raises(ReplayError, match="--set gpus="):
+        simulate(traffic, PLACE_BOTH)
+    together = summarise(simulate(traffic, {}))["TOTAL"]
+    one_gpu = summarise(simulate(traffic, {**PLACE_BOTH, "gpus": "24000"}))["TOTAL"]
+    two_gpus = summarise(simulate(traffic, {**PLACE_BOTH, "gpus": "24000,24000"}))["TOTAL"]
+    assert together["loads"] == 2 and two_gpus["loads"] == 2
+    assert one_gpu["loads"] > 2 and one_gpu["swaps"] > 0
+    with pytest.raises(ReplayError, match="--set gpus=big"):
+        simulate(traffic, {**PLACE_BOTH, "gpus": "big"})
