@@ -581,9 +581,14 @@ def _on_gpu_sample(st: SchedulerState, ev: GpuMemorySampled, env: Envelope, out:
 def _on_footprint(st: SchedulerState, ev: FootprintKnown, env: Envelope, out: Out) -> None:
     """A model's footprint from one source; the best source wins when it is used
     (`core.memory.best_footprint`), so a later estimate never hides a measurement. A fact of an
-    unknown source or without a positive size is ignored."""
+    unknown source or without a positive size is ignored, and so is a measurement of an instance
+    that is no longer the model's ready one (taken before a reload changed its command)."""
     if ev.source not in FOOTPRINT_SOURCES or ev.mb <= 0 or ev.devices < 1:
         return
+    if ev.instance:
+        proc = st.models.get(ev.model)
+        if proc is None or proc.instance != ev.instance or proc.state != READY:
+            return
     if any(part < 0 for part in ev.per_device_mb):
         return
     facts = st.footprints.setdefault(ev.model, {})

@@ -574,6 +574,10 @@ class FootprintKnown(Event):
     devices: int = 1
     per_device_mb: tuple[int, ...] = ()
     detail: str = ""
+    instance: int = 0
+    """The instance a measurement was taken of (0 for estimated and declared facts): a
+    measurement that arrives once that instance is no longer the model's ready one (a reload
+    changed the command meanwhile) is ignored. Absent in older payloads."""
     """How it was found, for people ("weights 3,912 MiB + KV cache 512 MiB at ctx 4096")."""
 
     def describe(self, elapsed_ms: int | None = None) -> str:

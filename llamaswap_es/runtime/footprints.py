@@ -331,6 +331,7 @@ def measured_footprint(
         devices=len(used),
         per_device_mb=tuple(total for _, total, _ in used),
         detail=f"NVML: {where} after ready (instance {instance})",
+        instance=instance,
     )
 
 

@@ -10,7 +10,7 @@ Steps are written as llama-swap's scenario lines (spec/core.md §9), translated 
     fail A [<error>] [kind=K] [exit=N] [signal=N] [out=words_with_underscores]
                       ProcessStartFailed         timer <id>   TimerFired
     gpu T/F [T/F …]   GpuMemorySampled (total/free MiB per device)
-    fp A MB [source=S] [devices=N]               FootprintKnown (measured unless told)
+    fp A MB [source=S] [devices=N] [instance=N]  FootprintKnown (measured unless told)
     hung A [N]        ProcessHung (current instance, or instance N)
     unreachable r1 [N]  DispatchUnreachable (the instance r1 was dispatched to, or instance N)
     unload [A B] [grace=N]                       shutdown [N]
@@ -269,6 +269,7 @@ class Run:
                 mb=int(args[1]),
                 source=fields.get("source", "measured"),
                 devices=int(fields.get("devices", 1)),
+                instance=int(fields.get("instance", 0)),
             )
         raise AssertionError(f"unknown step {line!r}")
 

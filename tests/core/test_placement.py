@@ -433,3 +433,19 @@ def test_a_sample_taken_while_a_model_stops_does_not_count_its_memory_twice() ->
     run.step(f"gpu {GIB}/4000")
     got = run.step("req b1 B")
     assert not any("does_not_fit" in g for g in got), got
+
+
+def test_a_measurement_of_an_instance_a_reload_replaced_is_ignored() -> None:
+    """The runtime measures after ProcessReady, on a thread: its fact can arrive after a reload
+    that changed the command stopped that instance. It measured the old command: ignored."""
+    config = _config({"A": 10_000})
+    changed = replace(
+        config, models={"A": replace(config.models["A"], fingerprint="new command")}
+    )
+    run = Run(config, {"changed": changed})
+    play(run, [(f"gpu {GIB}/{GIB}", ""), *_up("A", "a1", "0"), ("done a1", ...)])
+    play(run, [("fp A 12000 instance=1", "")])  # while A#1 is ready: taken
+    assert run.state.footprint("A").source == "measured"
+    play(run, [("reload changed", ...), ("fp A 16000 instance=1", "")])  # late, A#1 replaced
+    footprint = run.state.footprint("A")
+    assert (footprint.source, footprint.mb) == ("declared", 10_000)
