@@ -61,6 +61,9 @@ class RecordedRequest:
     """The selector the client named (the simulation lets the reducer choose again); `model`
     is then the recorded choice's local model, "" when a peer served it (`service_ms` is then
     how long the peer took)."""
+    refused: bool = False
+    """A selector's choice the handler refused before scheduling it (a 400 on its body, say:
+    `SelectionEnded` reason `not_scheduled`): the simulation ends the choice, never serves it."""
 
 
 @dataclass
@@ -145,6 +148,7 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
     overrides: dict[str, int] = {}
     selector_of: dict[str, str] = {}
     selection_ended: dict[str, int] = {}
+    refused: set[str] = set()
     process_times = ProcessTimes()
     loads: dict[str, list[int]] = defaultdict(list)
     stops: dict[str, list[int]] = defaultdict(list)
@@ -162,6 +166,8 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
             received.setdefault(body.request_id, (ts, ""))
         elif isinstance(body, SelectionEnded):
             selection_ended.setdefault(body.request_id, ts)
+            if body.reason == "not_scheduled":
+                refused.add(body.request_id)
         elif isinstance(body, RequestReceived):
             arrived, model = received.setdefault(body.request_id, (ts, body.model))
             if not model:  # a selector chose it: it arrived when the selector was named
@@ -204,7 +210,9 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
     service_by_model: dict[str, list[int]] = defaultdict(list)
     for rid, (arrived, model) in received.items():
         service, status = served.get(rid, (None, 200))
-        if not model and rid in selection_ended:  # a peer served it: how long it held the target
+        if rid in refused:
+            service = None  # refused by the handler after the choice: never served
+        elif not model and rid in selection_ended:  # a peer served it: how long it held the target
             service = selection_ended[rid] - arrived
         elif service is not None:
             service_by_model[model].append(service)
@@ -212,7 +220,9 @@ def extract_traffic(envelopes: Iterable[Envelope]) -> Traffic:
         override = overrides.get(rid)
         selector = selector_of.get(rid, "")
         requests.append(
-            RecordedRequest(rid, model, arrived, service, left, status, override, selector)
+            RecordedRequest(
+                rid, model, arrived, service, left, status, override, selector, rid in refused
+            )
         )
     requests.sort(key=lambda r: (r.arrived_ms, r.request_id))
     return Traffic(

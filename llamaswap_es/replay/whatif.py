@@ -227,8 +227,12 @@ def _follow_choice(
     at: Callable[[int, Event], None],
 ) -> None:
     """What the handler does with a choice: a local model's request goes to the scheduler at
-    once; a peer's model holds its reservation for as long as the recorded request took."""
+    once; a peer's model holds its reservation for as long as the recorded request took; one
+    the handler refused in the recording (before scheduling it) is ended at once, unserved."""
     rid = chose.request_id
+    if recorded is not None and recorded.refused:  # the handler refused it after its choice
+        at(ts, SelectionEnded(request_id=rid, reason="not_scheduled"))
+        return
     if chose.model:
         ttl = recorded.ttl_override_ms if recorded else None
         at(ts, RequestReceived(request_id=rid, model=chose.model, ttl_override_ms=ttl))

@@ -153,3 +153,10 @@ async def test_a_peer_target_holds_its_reservation_until_the_peer_answered(
     ]
     (peer,) = [e.body for e in _log(server.db_path, "PeerRequestFinished")]
     assert peer.request_id == chose[0].request_id and peer.metadata["selector"] == "pick"
+
+    # what-if keeps the refused choice unserved, as it was: the same requests reach `a`
+    with open_log(server.db_path) as reader:
+        traffic = extract_traffic(reader.iter_envelopes())
+    assert [r.request_id for r in traffic.requests if r.refused] == [chose[2].request_id]
+    simulated = simulate(traffic, {})
+    assert len(simulated.waits_ms["a"]) == len(traffic.recorded.waits_ms["a"]) == 1
