@@ -310,11 +310,12 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @rule(other=st.sampled_from((0, 0, 1500, 6000)), advance=st.integers(0, 1500))
     def gpu_sample(self, other: int, advance: int) -> None:
-        """A sample as NVML would show it: each ready process's footprint on its devices,
-        plus `other` MiB held by some other program on every device."""
+        """A sample as NVML would show it: each ready or stopping process's footprint on its
+        devices (a stopping process holds its memory until it exits), plus `other` MiB held by
+        some other program on every device."""
         free = [total - other for total in GPUS]
         for model, proc in self.run.state.models.items():
-            if proc.state == "ready" and proc.devices and model in FOOTPRINTS:
+            if proc.state in ("ready", "stopping") and proc.devices and model in FOOTPRINTS:
                 mb, span = FOOTPRINTS[model]
                 for d in proc.devices:
                     free[d] -= -(-mb // span)
