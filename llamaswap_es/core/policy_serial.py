@@ -69,7 +69,6 @@ class SerialPolicy:
             plan = plan_eviction(st, model, running)
             if plan.does_not_fit is not None:  # ours: it cannot fit in GPU memory
                 st.queue.pop(0)
-                st.queue_changes += 1
                 refuse_unplaceable(st, req, plan, out)
                 continue
             if plan.wait or young_victims(st, plan.evict, out):

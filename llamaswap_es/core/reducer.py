@@ -283,7 +283,6 @@ def _on_unreachable(st: SchedulerState, ev: DispatchUnreachable, env: Envelope, 
     st.in_flight_total -= 1
     req.phase = QUEUED  # `instance` keeps the grant it lost: that marks it as taken back
     st.queue.insert(_head_position(st, req), req.request_id)
-    st.queue_changes += 1
     if proc.instance == ev.instance and proc.state == READY:
         if proc.suspect:  # the second report for this instance decides: it is broken
             stop_process(st, proc, UNREACHABLE, proc.schedule.unload_timeout_ms, out)
