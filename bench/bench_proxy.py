@@ -89,13 +89,14 @@ def fake_model_yaml(model: str, port: int, *flags: str, extra: tuple[str, ...] =
     )
 
 
-def start_server(workdir: Path, config: str, profile: Path | None = None) -> BenchServer:
+def start_server(
+    workdir: Path, config: str | None, profile: Path | None = None
+) -> BenchServer:
     """Start a server on a free loopback port and wait for its "listening" line on stderr.
 
-    `profile`: run the server under cProfile, writing the profile there when it stops.
+    `config` None: the built-in demo (no `--config`). `profile`: run the server under cProfile,
+    writing the profile there when it stops.
     """
-    config_path = workdir / "config.yaml"
-    config_path.write_text(config)
     port = free_port()
     db_path = workdir / "events.db"
     stderr_path = workdir / "server.stderr"
@@ -109,7 +110,11 @@ def start_server(workdir: Path, config: str, profile: Path | None = None) -> Ben
     command = [sys.executable]
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
-    command += ["-m", "llamaswap_es", "--config", str(config_path)]
+    command += ["-m", "llamaswap_es"]
+    if config is not None:
+        config_path = workdir / "config.yaml"
+        config_path.write_text(config)
+        command += ["--config", str(config_path)]
     command += ["--listen", f"127.0.0.1:{port}", "--db", str(db_path)]
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(

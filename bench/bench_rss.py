@@ -18,20 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench.bench_proxy import HEADERS, BenchServer, chat_body, fake_model_yaml, machine
+from bench.bench_proxy import (
+    HEADERS,
+    chat_body,
+    fake_model_yaml,
+    machine,
+    start_server,
+)
 from tests.fixtures.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT_S = 30
 
 
 def vm_kib(pid: int, field: str) -> int:
@@ -40,38 +42,6 @@ def vm_kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
-def start(workdir: Path, config: str | None) -> BenchServer:
-    """A server on a free port (`config` None: the built-in demo), waited for until listening."""
-    port = free_port()
-    db_path = workdir / "events.db"
-    stderr_path = workdir / "server.stderr"
-    command = [sys.executable, "-m", "llamaswap_es"]
-    if config is not None:
-        (workdir / "config.yaml").write_text(config)
-        command += ["--config", str(workdir / "config.yaml")]
-    command += ["--listen", f"127.0.0.1:{port}", "--db", str(db_path)]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "LLAMASWAP_ES_ENV_TAG": f"bench-rss-{os.getpid()}",
-        "XDG_DATA_HOME": str(workdir / "xdg"),
-    }
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-    server = BenchServer(process, port, db_path, stderr_path)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if f"127.0.0.1:{port}/ui/" in stderr_path.read_text(errors="replace"):
-            return server
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"the server did not start:\n{stderr_path.read_text(errors='replace')}")
 
 
 async def load(base: str, model: str, n: int) -> None:
@@ -99,7 +69,7 @@ async def load(base: str, model: str, n: int) -> None:
 
 def measure(name: str, config: str | None, model: str, args: argparse.Namespace) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
-        server = start(Path(tmp), config)
+        server = start_server(Path(tmp), config)
         try:
             time.sleep(args.settle_s)
             idle = vm_kib(server.process.pid, "VmRSS")
