@@ -66,13 +66,34 @@ class BenchServer:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process, grace_s=30)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`: a benchmark never leaves a process behind."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def wait_for_line(
+    process: subprocess.Popen[bytes], out_path: Path, marker: str, what: str
+) -> None:
+    """Wait until `marker` appears in the process's output file; on exit or timeout stop it and
+    raise with what it printed."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if marker in out_path.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    stop_process(process, grace_s=10)
+    raise RuntimeError(f"{what} did not start:\n{out_path.read_text(errors='replace')}")
 
 
 def fake_model_yaml(model: str, port: int, *flags: str, extra: tuple[str, ...] = ()) -> str:
@@ -120,16 +141,8 @@ def start_server(
         process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr
         )
-    server = BenchServer(process, port, db_path, stderr_path)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if f"127.0.0.1:{port}/ui/" in stderr_path.read_text(errors="replace"):
-            return server
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"the server did not start:\n{stderr_path.read_text(errors='replace')}")
+    wait_for_line(process, stderr_path, f"127.0.0.1:{port}/ui/", "the server")
+    return BenchServer(process, port, db_path, stderr_path)
 
 
 def machine() -> dict[str, object]:
@@ -224,13 +237,7 @@ class Yardstick:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process, grace_s=10)
 
 
 def start_yardstick(workdir: Path, upstream: str) -> Yardstick:
@@ -243,16 +250,8 @@ def start_yardstick(workdir: Path, upstream: str) -> Yardstick:
         process = subprocess.Popen(
             [*command, "--upstream", upstream], cwd=REPO_ROOT, env=env, stdout=out, stderr=out
         )
-    yardstick = Yardstick(process, port)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if "listening on" in out_path.read_text(errors="replace"):
-            return yardstick
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    yardstick.stop()
-    raise RuntimeError(f"the yardstick did not start:\n{out_path.read_text(errors='replace')}")
+    wait_for_line(process, out_path, "listening on", "the yardstick")
+    return Yardstick(process, port)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
