@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from llamaswap_es.events.errors import StoreError, translate_sqlite_error
 from llamaswap_es.events.schema import migrate
+from llamaswap_es.events.write_gate import WriteGate
 
 T = TypeVar("T")
 
@@ -67,22 +68,24 @@ def connect_reader(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
-    """`BEGIN IMMEDIATE … COMMIT`, rolled back on any error (named by file)."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        raise translate_sqlite_error(exc, path) from exc
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    try:
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
+    """`BEGIN IMMEDIATE … COMMIT`, rolled back on any error (named by file), holding the file's
+    write gate (events/write_gate.py) so the log's writer waits on a lock, not a busy poll."""
+    with WriteGate(path).held():
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, path) from exc
+        try:
+            yield conn
+        except BaseException:
             conn.execute("ROLLBACK")
-        raise translate_sqlite_error(exc, path) from exc
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise translate_sqlite_error(exc, path) from exc
 
 
 def read_checkpoint(conn: sqlite3.Connection, name: str) -> Checkpoint:
