@@ -33,6 +33,7 @@ GATE_TIMEOUT_S = 5.0
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+_by_spelling: dict[str | Path, threading.Lock] = {}
 
 
 class WriteGate:
@@ -60,10 +61,17 @@ class WriteGate:
 
 
 def _lock_for(path: str | Path) -> threading.Lock:
-    """One lock per file for the whole process, whatever spelling of its path a writer uses."""
+    """One lock per file for the whole process, whatever spelling of its path a writer uses.
+
+    Resolving the path (`realpath`, a few system calls) happens once per spelling: the
+    projections open a gate per transaction."""
+    lock = _by_spelling.get(path)
+    if lock is not None:
+        return lock
     key = os.path.realpath(path)
     with _locks_guard:
         lock = _locks.get(key)
         if lock is None:
             lock = _locks[key] = threading.Lock()
+        _by_spelling[path] = lock
         return lock
