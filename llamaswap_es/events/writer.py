@@ -27,6 +27,7 @@ from llamaswap_es.events.errors import (
 from llamaswap_es.events.lock import ServerLock
 from llamaswap_es.events.rows import Row, UnsequencedRow
 from llamaswap_es.events.schema import migrate
+from llamaswap_es.events.write_gate import WriteGate
 
 SYNCHRONOUS_LEVELS = ("normal", "full")
 
@@ -56,6 +57,7 @@ class LogWriter:
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock: ServerLock):
         self.path = path
+        self._gate = WriteGate(path)
         self._conn = conn
         self._lock = lock
         self.next_seq = self._read_next_seq()
@@ -181,16 +183,17 @@ class LogWriter:
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT; any failure rolls back, SQLite's errors name the file."""
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise translate_sqlite_error(exc, self.path) from exc
-        except BaseException:
-            self._rollback()
-            raise
+        with self._gate.held():  # events/write_gate.py: turns with the projections' writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise translate_sqlite_error(exc, self.path) from exc
+            except BaseException:
+                self._rollback()
+                raise
 
     def count_rows(self, table: str) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
