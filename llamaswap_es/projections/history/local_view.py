@@ -70,8 +70,10 @@ def use_activity_as_requests(conn: sqlite3.Connection, node: str, log_id: str) -
             "WHERE h.request_id = activity.request_id) "
             f"WHERE request_id IN (SELECT request_id FROM {VIEW} WHERE peer != '')"
         )
+        copies = conn.execute(f"SELECT count(*) FROM {VIEW}").fetchone()[0]
         conn.execute(f"DROP TABLE {VIEW}")
-        log.info("history_requests is now a view over activity (its copies were dropped)")
+        if copies:  # a new file's empty table (the migration creates it) is not news
+            log.info("history_requests is now a view over activity (%d copies dropped)", copies)
     elif kind == "view":
         conn.execute(f"DROP VIEW {VIEW}")
     conn.execute(view_sql(node))
