@@ -170,3 +170,34 @@ async def test_a_file_the_history_sink_wrote_continues_as_a_projection_exactly(
         ]  # fmt: skip
     finally:
         await store.close()
+
+
+async def test_both_readers_answer_the_history_api_alike(tmp_path: Path) -> None:
+    """One SQL text, two executors: the projections' sqlite3 connection and SQLAlchemy give the
+    same pages for every sort, order and filter (round 1's fixture, 41 requests)."""
+    from llamaswap_es.projections.activity_queries import parse_activity_query
+    from llamaswap_es.projections.history.engine import EngineReader, open_history_database
+    from llamaswap_es.projections.history.local import LocalHistory
+    from llamaswap_es.projections.history.queries import list_history_activity
+
+    path = old_log(tmp_path / "old.db")
+    assert await _start_local_history(path, "vm")
+    model = _query(path, "SELECT model_id FROM activity LIMIT 1")[0][0]
+    db = ProjectionDatabase(path)
+    engine = open_history_database(f"sqlite:///{path}", path)
+    try:
+        local, shared = LocalHistory(db, "vm"), EngineReader(engine)
+        for params, models in (
+            ({"sort": "id", "order": "asc", "limit": "7", "page": "2"}, []),
+            ({"sort": "duration", "order": "desc"}, [model]),
+            ({"sort": "gen_speed", "start": "2020-01-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"},
+             []),
+        ):
+            query = parse_activity_query(params, models)
+            one = await list_history_activity(local, query, ["vm"])
+            two = await list_history_activity(shared, query, ["vm"])
+            assert one == two and one["data"], params
+        assert (await list_history_activity(local, query, ["elsewhere"]))["total"] == 0
+    finally:
+        await engine.close()
+        db.close()
