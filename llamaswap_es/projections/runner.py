@@ -90,6 +90,7 @@ class ProjectionRunner:
         self._page = page
         self._interval = write_interval_s
         self._buffer: deque[Envelope] = deque()
+        self._unpublished: list[AppliedRow] = []
         self._overflowed = False
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()
@@ -202,9 +203,13 @@ class ProjectionRunner:
 
     async def _apply(self, batch: list[Envelope]) -> None:
         def write(conn: sqlite3.Connection) -> list[AppliedRow]:
-            rows = self.activity.apply(conn, batch)
+            # Activity and each table commit on their own: rows activity wrote before a table
+            # failed are kept here, or the retry (where activity skips them) would never
+            # publish them to the live feed and the per-model counts.
+            self._unpublished.extend(self.activity.apply(conn, batch))
             for table in self.tables:  # each skips what it has (a retry after a fault)
                 table.apply(conn, batch)
+            rows, self._unpublished = self._unpublished, []
             return rows
 
         rows = await self._db.run(write)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from llamaswap_es.errors import StoreError
 from llamaswap_es.events.types import Envelope, RequestFinished, RequestReceived
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import ProjectionDatabase
@@ -74,3 +75,50 @@ async def test_catch_up_then_overflow_then_live_without_gaps_or_repeats(db_path:
     assert request_ids(db_path)[-1:] == ["y"] and len(request_ids(db_path)) == 10
     assert published == list(range(1, 11))
     assert metrics.seq == runner.applied_seq
+
+
+class _FailsOnce:
+    """A table projection whose first write meets a store fault (a full disk, a lock held too
+    long), after the activity rows of the same batch have committed."""
+
+    name = "fails_once"
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def load(self, conn: sqlite3.Connection) -> int:
+        return 0
+
+    def apply(self, conn: sqlite3.Connection, envelopes: object) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("the disk holding the event log is full")
+
+
+async def test_rows_written_before_a_table_fails_are_published_once_after_the_retry(
+    db_path: Path,
+) -> None:
+    store = await open_booted_store(db_path)
+    db = ProjectionDatabase(db_path)
+    table = _FailsOnce()
+    runner = ProjectionRunner(db, store, activity=ActivityProjection(db.path), tables=[table])
+    published: list[str] = []
+    runner.add_row_listener(lambda rows: published.extend(r.request_id for r in rows))
+    try:
+        await runner.start()
+        events = (
+            RequestReceived(request_id="a", model="m"),
+            RequestFinished(request_id="a", model="m", status=200),
+        )
+        seqs = await store.append_batch([Envelope(body=e, ts_ms=1_000) for e in events])
+        runner.on_committed(
+            [Envelope(body=e, ts_ms=1_000, seq=s) for e, s in zip(events, seqs, strict=True)]
+        )
+        await runner.flush()
+    finally:
+        await runner.stop()
+        db.close()
+        await store.close()
+    assert table.failed
+    assert request_ids(db_path) == ["a"]
+    assert published == ["a"]
