@@ -8,8 +8,10 @@ variable, the pool's idle semaphore, and an asyncio future chained to it. Measur
 the executor, 20 µs through this thread (a `SimpleQueue` in, `call_soon_threadsafe` back).
 
 Semantics are the executor's: calls run one at a time in submission order; an exception is
-raised in the awaiting coroutine; cancelling the awaiting coroutine does not stop a call that
-has started (its result is dropped), which is why the store shields its commits.
+raised in the awaiting coroutine; a call whose caller was cancelled while it was still queued
+never runs (a burst of timed-out or abandoned queries does not hold up later reads), and
+cancelling the caller does not stop a call that has started (its result is dropped), which is
+why the store shields its commits.
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class WorkerThread:
 
 def _run(job: _Job) -> None:
     fn, args, loop, future = job
+    if future.cancelled():  # its caller gave up while it was queued: as the executor, skip it
+        return
     try:
         result = fn(*args)
     except BaseException as exc:  # as the executor does: the caller gets it

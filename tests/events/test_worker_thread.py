@@ -73,3 +73,28 @@ def test_blocking_calls_and_close() -> None:
     worker.close()
     with pytest.raises(WorkerClosedError, match="test-worker"):
         worker.call_blocking(lambda: None)
+
+
+async def test_a_call_cancelled_while_queued_never_runs() -> None:
+    worker = WorkerThread("test-worker")
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+    try:
+
+        def block() -> None:
+            started.set()
+            release.wait(10)
+
+        first = asyncio.ensure_future(worker.call(block))
+        assert await asyncio.to_thread(started.wait, 10)
+        queued = [asyncio.ensure_future(worker.call(ran.append, n)) for n in range(20)]
+        await asyncio.sleep(0)  # let them reach the queue
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        release.set()
+        await first
+        assert await worker.call(lambda: list(ran)) == []
+    finally:
+        release.set()
+        worker.close()
