@@ -24,6 +24,9 @@ def _row(n: int) -> UnsequencedRow:
 def test_a_log_commit_waits_for_a_projection_transaction_then_lands(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     writer = LogWriter.open(path)
+    # Without the gate SQLite's busy handler would make the commit wait too: with no busy
+    # timeout, only the gate can make it wait (it fails "database is locked" otherwise).
+    writer._conn.execute("PRAGMA busy_timeout = 0")
     projections = connect_writer(path)
     inside = threading.Event()
     release = threading.Event()
