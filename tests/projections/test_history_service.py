@@ -10,13 +10,19 @@ from pathlib import Path
 import aiohttp
 
 from llamaswap_es.config import load_config
-from llamaswap_es.events.types import PeerRequestFinished
+from llamaswap_es.events.types import Envelope, PeerRequestFinished
+from llamaswap_es.projections.activity import ActivityProjection
+from llamaswap_es.projections.database import ProjectionDatabase
+from llamaswap_es.projections.history.lifecycle import read_log_id
+from llamaswap_es.projections.history.local import LocalHistory, prepare_local_history
 from llamaswap_es.projections.inflight import InflightTracker
 from llamaswap_es.projections.lifecycle import Projections
+from llamaswap_es.projections.runner import ProjectionRunner
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from llamaswap_es.web import activity_routes, history_routes
 from tests.events.test_old_payloads import old_log
+from tests.fixtures.event_store import open_booted_store
 from tests.projections.http_app import serve_routes
 
 
@@ -151,12 +157,44 @@ async def test_a_file_holding_another_logs_request_rows_is_written_by_the_sink(
         await projections.stop()
         await service.shutdown()
     assert status.shared is False and status.state == "current"
-    assert _query(path, "SELECT node FROM history_requests WHERE request_id = 'p-new'") == [
-        ("vm",)
-    ]
+    assert _query(path, "SELECT node FROM history_requests WHERE request_id = 'p-new'") == [("vm",)]
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> dict:
     async with http.get(url) as response:
         assert response.status == 200, await response.text()
         return await response.json()
+
+
+async def test_the_local_history_is_behind_while_it_catches_up_with_the_log_at_start(
+    db_path: Path,
+) -> None:
+    """A server restarted over a log its projections have not applied yet: `/api/history` says
+    `behind` (not `current`) until the runner has caught up."""
+    store = await open_booted_store(db_path)
+    await store.append_batch([Envelope(body=_peer_request(f"p{i}"), ts_ms=1_000) for i in range(5)])
+    db = ProjectionDatabase(db_path)
+    log_id = await db.query(read_log_id)
+    assert await db.run(lambda conn: prepare_local_history(conn, db.path, "box-1", log_id))
+    local = LocalHistory(db, "box-1")
+    local.on_committed_from(await store.last_seq())
+    runner = ProjectionRunner(
+        db, store, activity=ActivityProjection(db.path), tables=[local.projection]
+    )
+    local.follow(runner)
+    try:
+        before = local.status()
+        await runner.start()
+        await runner.flush()
+        after = local.status()
+    finally:
+        await runner.stop()
+        db.close()
+        await store.close()
+    assert (before.state, before.lag_events) == ("behind", await _last(db_path))
+    assert (after.state, after.lag_events) == ("current", 0)
+    assert after.requests_written == 5
+
+
+async def _last(db_path: Path) -> int:
+    return _query(db_path, "SELECT max(seq) FROM events")[0][0]

@@ -188,6 +188,8 @@ class LocalHistory:
         self._log_seq = 0
         self._pending: deque[tuple[int, int]] = deque()
         """(last seq, first ts_ms) of each committed batch not yet known to be applied."""
+        self._backlog: tuple[int, int] | None = None
+        """(log seq, wall ms) at start: what the runner has to catch up to, of unknown age."""
         self.requests_written = 0
 
     # -- following ------------------------------------------------------------------------
@@ -202,8 +204,12 @@ class LocalHistory:
         self.requests_written += len(rows)
 
     def on_committed_from(self, log_seq: int) -> None:
-        """The log's last seq when the history starts (what the runner catches up to)."""
+        """The log's last seq when the history starts (what the runner catches up to). Until
+        the runner has applied it the history is `behind`, its lag counted from now (the age of
+        those events is not known without reading them)."""
         self._log_seq = max(self._log_seq, log_seq)
+        if log_seq > 0:
+            self._backlog = (log_seq, wall_ms())
 
     def on_committed(self, envelopes: Sequence[Envelope]) -> None:
         """The run loop's listener: remember what is committed, for the lag (never raises)."""
@@ -221,13 +227,21 @@ class LocalHistory:
         while self._pending and applied is not None and self._pending[0][0] <= applied:
             self._pending.popleft()
         lag_events = max(0, self._log_seq - (applied or 0))
+        if self._backlog is not None and applied is not None and applied >= self._backlog[0]:
+            self._backlog = None  # caught up with what the log held at start
+        catching_up = self._backlog is not None and applied is not None
         oldest = self._pending[0][1] if self._pending and lag_events else None
+        if catching_up:
+            assert self._backlog is not None
+            oldest = self._backlog[1] if oldest is None else min(oldest, self._backlog[1])
         lag_s = max(0.0, (wall_ms() - oldest) / 1000) if oldest is not None else 0.0
         failure = runner.failure if runner is not None else None
         if failure is not None:
             state = "stopped"
         elif applied is None:
             state = "starting"
+        elif catching_up:
+            state = "behind"
         else:
             state = "current" if lag_s < CURRENT_WITHIN_S else "behind"
         return HistoryStatus(
