@@ -8,10 +8,12 @@ commits waited over a millisecond that way, up to 10 ms, and the log's commit is
 request's path (a request is dispatched once its batch is written): that was most of the c=1
 p99.
 
-So every writer in this process takes the file's gate around `BEGIN IMMEDIATE … COMMIT`, and a
-waiting writer is woken the moment the other commits. The gate only orders this process's own
-threads: another process writing the file (`llamaswap-es replay`, the sqlite3 shell, a second
-server refused by the server lock) still meets SQLite's busy timeout as before.
+So the log's writer and the projections' write transactions take the file's gate around `BEGIN
+IMMEDIATE … COMMIT`, and a waiting writer is woken the moment the other commits (the migrations
+at start and a history sink writing into this file still meet the busy timeout). The gate only
+orders this process's own threads: another process writing the file (`llamaswap-es replay`, the
+sqlite3 shell, a second server refused by the server lock) still meets SQLite's busy timeout as
+before.
 
 A gate held longer than `GATE_TIMEOUT_S` (a writer stuck on a stalled disk) fails the waiting
 transaction as SQLite's own busy timeout would: "database is locked", a store fault the caller

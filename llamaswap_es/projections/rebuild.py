@@ -1,11 +1,13 @@
-"""`llamaswap-es rebuild-projections --db PATH`: drop every projection and fold the log again.
+"""`llamaswap-es rebuild-projections --db PATH`: drop the activity table and fold the log again.
 
 Runs offline: it takes the server's lock on the database (and refuses, naming the pid, while a
 server is using it), brings the schema up to date, rebuilds the `activity` table from seq 1 and
-says what it did. Captures are not derived from the log (bodies never enter it), so they stay.
-On a log that retention pruned (its first seq is above 1), the activity rows the remaining
-events cannot recompute are kept and only the rest is folded again.
-In-memory projections (metrics, queue view) are rebuilt by every server start.
+says what it did. The local history's `history_decisions` (another projection in the same file)
+is not rebuilt: its rows carry the node name of the server that wrote them, which an offline
+command does not know, and it continues from its own checkpoint. Captures are not derived from
+the log (bodies never enter it), so they stay. On a log that retention pruned (its first seq is
+above 1), the activity rows the remaining events cannot recompute are kept and only the rest is
+folded again. In-memory projections (metrics, queue view) are rebuilt by every server start.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class RebuildReport:
 
 
 def rebuild_projections(db_path: str | Path) -> RebuildReport:
-    """Rebuild every stored projection of the log at `db_path` (no server may be running)."""
+    """Rebuild the activity table of the log at `db_path` (no server may be running)."""
     path = Path(db_path).expanduser().absolute()
     if not path.is_file():
         raise LlamaSwapError(f"{path}: no event log here (the file does not exist)")

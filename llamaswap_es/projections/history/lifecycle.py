@@ -75,7 +75,7 @@ def is_own_file(configured: str, event_log: Path) -> bool:
     if not url.drivername.startswith("sqlite"):
         return False
     path = Path(url.database or "").expanduser()
-    return path.absolute() == event_log.absolute()
+    return path.resolve() == event_log.resolve()  # a symlink to the log is the log
 
 
 @dataclass(eq=False)
