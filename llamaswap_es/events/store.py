@@ -36,6 +36,10 @@ from llamaswap_es.events.writer import LogWriter
 PRUNE_CHUNK = 5_000
 """Events deleted per transaction by `prune_through` (appends wait at most one chunk)."""
 
+PACK_BLOCK_ROWS = 4_096
+"""Rows per pack by default (`eventPackRows`): a request's three rows compress to ~1/7 in a
+block this size; bigger blocks gain little and make a read by key decode more."""
+
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a shielded write's outcome as seen: its caller may have left (cancelled)."""
@@ -206,11 +210,46 @@ class EventStore:
             n = await loop.run_in_executor(self._write_thread, self._writer.prune_chunk, seq, chunk)
             deleted += n
             if n == 0:
+                deleted += await loop.run_in_executor(
+                    self._write_thread, self._writer.prune_packs, seq
+                )
                 await loop.run_in_executor(
                     self._write_thread, self._writer.prune_snapshots_before, seq
                 )
                 break
         return deleted
+
+    async def pack_through(
+        self,
+        seq: int,
+        *,
+        block_rows: int = PACK_BLOCK_ROWS,
+        keep_plain: int | None = None,
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> int:
+        """Pack request events at or below `seq`, a block of `block_rows` at a time; returns the
+        rows packed.
+
+        `seq` must be a position every reader has passed (retention's `pack_events` chooses
+        it). The newest `keep_plain` packable rows (default: one block) always stay rows. Each
+        block is one job on the writer thread (appends interleave between blocks); stops when
+        less than a block is left, the store closes or `keep_going()` turns false.
+        """
+        if self._closing:
+            raise StoreError(f"{self.path}: the event log is closed")
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be at least 1, got {block_rows}")
+        keep = block_rows if keep_plain is None else keep_plain
+        loop = asyncio.get_running_loop()
+        packed = 0
+        while not self._closing and keep_going():
+            n = await loop.run_in_executor(
+                self._write_thread, self._writer.pack_block, seq, block_rows, keep
+            )
+            if n == 0:
+                break
+            packed += n
+        return packed
 
     # ----------------------------------------------------------------------------------------
     # Reading

@@ -25,7 +25,9 @@ from llamaswap_es.events.errors import (
     translate_sqlite_error,
 )
 from llamaswap_es.events.lock import ServerLock
-from llamaswap_es.events.rows import Row, UnsequencedRow
+from llamaswap_es.events.pack import INSERT_SQL as PACK_INSERT_SQL
+from llamaswap_es.events.pack import decode_pack, encode_pack
+from llamaswap_es.events.rows import PACKED_TYPES, Row, UnsequencedRow
 from llamaswap_es.events.schema import migrate
 
 SYNCHRONOUS_LEVELS = ("normal", "full")
@@ -90,7 +92,8 @@ class LogWriter:
         # sqlite_sequence remembers the highest seq ever used, even if the tail was deleted.
         used = self._conn.execute(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
-            "coalesce((SELECT max(seq) FROM events), 0))"
+            "coalesce((SELECT max(seq) FROM events), 0), "
+            "coalesce((SELECT max(last_seq) FROM event_packs), 0))"
         ).fetchone()[0]
         return int(used) + 1
 
@@ -167,6 +170,73 @@ class LogWriter:
                 "DELETE FROM events WHERE seq >= ? AND seq <= ?", (first, upper)
             )
             return cursor.rowcount
+
+    def pack_block(self, through_seq: int, rows: int, keep_plain: int) -> int:
+        """Move the oldest `rows` packable rows at or below `through_seq` into one pack.
+
+        Only when a full block lies there and at least `keep_plain` packable rows stay plain
+        after it (the newest requests stay rows). One transaction: the rows are deleted and the
+        pack inserted together, so a crash leaves either. Returns the rows packed (0: none).
+        """
+        with self._transaction():
+            start = self._packed_through() + 1
+            names = sorted(PACKED_TYPES)
+            marks = ", ".join("?" * len(names))
+            block = self._conn.execute(
+                f"SELECT seq, ts_ms, type, key, boot, v, cause, payload FROM events "
+                f"WHERE seq >= ? AND seq <= ? AND type IN ({marks}) ORDER BY seq LIMIT ?",
+                (start, through_seq, *names, rows),
+            ).fetchall()
+            if len(block) < rows:
+                return 0
+            last = block[-1][0]
+            newer = self._conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > ? AND type IN ({marks}) "
+                "LIMIT ?)",
+                (last, *names, keep_plain),
+            ).fetchone()[0]
+            if newer < keep_plain:
+                return 0
+            pack = encode_pack(block)
+            self._conn.execute(PACK_INSERT_SQL, pack.as_params())
+            deleted = self._conn.execute(
+                f"DELETE FROM events WHERE seq >= ? AND seq <= ? AND type IN ({marks})",
+                (block[0][0], last, *names),
+            ).rowcount
+            if deleted != len(block):  # cannot happen with one writer; never lose a row to it
+                raise StoreError(
+                    f"{self.path}: packing seqs {block[0][0]}..{last} would delete {deleted} "
+                    f"rows, not the {len(block)} packed; nothing was changed"
+                )
+            return len(block)
+
+    def _packed_through(self) -> int:
+        row = self._conn.execute(
+            "SELECT last_seq FROM event_packs ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def prune_packs(self, through_seq: int) -> int:
+        """Drop the packs wholly at or below `through_seq`; a pack that straddles it is written
+        again without its rows at or below it. One transaction; returns the rows dropped."""
+        with self._transaction():
+            dropped = self._conn.execute(
+                "SELECT coalesce(sum(count), 0) FROM event_packs WHERE last_seq <= ?",
+                (through_seq,),
+            ).fetchone()[0]
+            self._conn.execute("DELETE FROM event_packs WHERE last_seq <= ?", (through_seq,))
+            straddling = self._conn.execute(
+                "SELECT first_seq, codec, keys, data FROM event_packs "
+                "WHERE first_seq <= ? AND last_seq > ?",
+                (through_seq, through_seq),
+            ).fetchone()
+            if straddling is not None:
+                rows = decode_pack(straddling[1], bytes(straddling[2]), bytes(straddling[3]))
+                kept = [row for row in rows if row[0] > through_seq]
+                self._conn.execute("DELETE FROM event_packs WHERE first_seq = ?", (straddling[0],))
+                self._conn.execute(PACK_INSERT_SQL, encode_pack(kept).as_params())
+                dropped += len(rows) - len(kept)
+            return int(dropped)
 
     def prune_snapshots_before(self, seq: int) -> int:
         """Delete the snapshots below `seq` (of every reducer version); returns how many."""
