@@ -29,6 +29,7 @@ from llamaswap_es.events.types import (
     RequestReceived,
 )
 from llamaswap_es.events.writer import LogWriter
+from tests.fixtures.event_store import open_booted_store
 
 KEYS = [f"01J{i:023d}" for i in range(12)]
 
@@ -200,3 +201,28 @@ def test_a_damaged_pack_is_named_by_file_and_seqs(tmp_path: Path) -> None:
     with DatabaseReader(path) as reader, pytest.raises(StoreError) as err:
         list(reader.iter_rows())
     assert str(path) in str(err.value) and "seqs 1..4" in str(err.value)
+
+
+async def test_the_store_packs_and_prunes_and_retention_still_finds_its_snapshot(
+    db_path: Path,
+) -> None:
+    store = await open_booted_store(db_path, ts_ms=500)
+    try:
+        await store.append_batch(
+            [
+                Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
+                for i in range(200)
+            ]
+        )
+        await store.save_snapshot(reducer_version="core-test", seq=150, digest="d", state=b"s")
+        assert await store.pack_through(180, block_rows=64) == 128  # 2 blocks, 64 stay rows
+        with DatabaseReader(db_path) as reader:
+            assert reader.snapshots_older_than("core-test", 10_000) == [150]  # its row is packed
+            story = reader.read(key="r100")
+        assert [e.seq for e in story] == [102]
+        assert await store.prune_through(150) == 150
+        with DatabaseReader(db_path) as reader:
+            assert reader.first_seq() == 151 and reader.last_seq() == 201
+            assert [row[0] for row in reader.iter_rows()] == list(range(151, 202))
+    finally:
+        await store.close()
