@@ -28,10 +28,11 @@ from typing import Any
 
 import llamaswap_es
 from llamaswap_es.events.errors import StoreError
+from llamaswap_es.events.pack import EncodedPack
 from llamaswap_es.events.reader import DatabaseReader, Snapshot, connect_read_only
 from llamaswap_es.events.rows import Row, encode_envelopes
 from llamaswap_es.events.types import Envelope, ServerStarted
-from llamaswap_es.events.writer import LogWriter
+from llamaswap_es.events.writer import LogWriter, prepare_pack
 
 PRUNE_CHUNK = 5_000
 """Events deleted per transaction by `prune_through` (appends wait at most one chunk)."""
@@ -45,6 +46,16 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a shielded write's outcome as seen: its caller may have left (cancelled)."""
     if not task.cancelled():
         task.exception()
+
+
+def _prepare_pack(path: Path, seq: int, block_rows: int, keep: int) -> EncodedPack | None:
+    """`prepare_pack` on a connection of its own, opened and closed on the calling thread (a
+    cancelled caller leaves the thread to finish with it)."""
+    conn = connect_read_only(path)
+    try:
+        return prepare_pack(conn, seq, block_rows, keep)
+    finally:
+        conn.close()
 
 
 def wall_clock_ms() -> int:
@@ -242,10 +253,13 @@ class EventStore:
         keep = block_rows if keep_plain is None else keep_plain
         loop = asyncio.get_running_loop()
         packed = 0
+        # Reading and encoding a block (most of its time) runs on a worker thread with its own
+        # read-only connection; only the check-insert-delete transaction is a writer job.
         while not self._closing and keep_going():
-            n = await loop.run_in_executor(
-                self._write_thread, self._writer.pack_block, seq, block_rows, keep
-            )
+            pack = await asyncio.to_thread(_prepare_pack, self.path, seq, block_rows, keep)
+            if pack is None or self._closing:
+                break
+            n = await loop.run_in_executor(self._write_thread, self._writer.store_pack, pack)
             if n == 0:
                 break
             packed += n

@@ -70,7 +70,7 @@ async def test_a_server_packs_request_events_and_reads_them_back(
     types = [e["type"] for e in story["events"] if e.get("key") == ids[0]]
     assert types[0] == "RequestReceived" and "Dispatch" in types
     assert types[-1] == "RequestFinished"
-    assert server.stop() == 0
+    assert server.stop() == 0, server.output()
     live_activity = _activity(db)  # what the running server's projection wrote
     assert len(live_activity) == REQUESTS
 
