@@ -28,7 +28,7 @@ from llamaswap_es.events.types import (
     RequestFinished,
     RequestReceived,
 )
-from llamaswap_es.events.writer import LogWriter
+from llamaswap_es.events.writer import LogWriter, prepare_pack
 from tests.fixtures.event_store import open_booted_store
 
 KEYS = [f"01J{i:023d}" for i in range(12)]
@@ -226,3 +226,31 @@ async def test_the_store_packs_and_prunes_and_retention_still_finds_its_snapshot
             assert [row[0] for row in reader.iter_rows()] == list(range(151, 202))
     finally:
         await store.close()
+
+
+def test_a_pack_prepared_before_the_log_changed_is_not_stored(tmp_path: Path) -> None:
+    """The store encodes a block off the writer thread; if the rows moved meanwhile (a prune,
+    another block), the writer refuses the stale pack and changes nothing."""
+    log = [
+        Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
+        for i in range(30)
+    ]
+    path = tmp_path / "events.db"
+    writer = _write(path, log)
+    try:
+        with DatabaseReader(path) as reader:
+            before = list(reader.iter_rows())
+        conn = sqlite3.connect(path)
+        try:
+            stale = prepare_pack(conn, 30, 10, 0)
+        finally:
+            conn.close()
+        assert stale is not None
+        while writer.prune_chunk(3, 100):
+            pass
+        assert writer.store_pack(stale) == 0
+        assert writer.count_rows("event_packs") == 0 and writer.count_rows("events") == 27
+    finally:
+        writer.close()
+    with DatabaseReader(path) as reader:
+        assert list(reader.iter_rows()) == before[3:]
