@@ -62,11 +62,11 @@ class PackedRows:
         ).fetchone()
         return int(row[0]) if row[0] is not None else None
 
-    def packs(self, lo: int, hi: int, *, newest_first: bool = False) -> list[PackInfo]:
+    def packs(self, lo: int, hi: int, *, descending: bool = False) -> list[PackInfo]:
         """The packs holding any seq in `lo..hi`, in seq order (or reversed)."""
         if not self.present or hi < lo:
             return []
-        order = "DESC" if newest_first else "ASC"
+        order = "DESC" if descending else "ASC"
         found = self._conn.execute(
             f"SELECT {_PACK_COLUMNS} FROM event_packs WHERE first_seq <= ? AND first_seq >= "
             "coalesce((SELECT max(first_seq) FROM event_packs WHERE first_seq <= ?), ?) "
@@ -103,7 +103,7 @@ class PackedRows:
         at most `limit`: the oldest, or with `newest` the newest."""
         wanted = None if types is None else frozenset(types)
         out: list[Row] = []
-        for info in self.packs(lo, hi, newest_first=newest):
+        for info in self.packs(lo, hi, descending=newest):
             if wanted is not None and wanted.isdisjoint(info[3].split(",")):
                 continue
             if key is not None and not self._may_hold(info, key):
