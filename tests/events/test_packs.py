@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from llamaswap_es.events import reader as reader_module
 from llamaswap_es.events.errors import StoreError
 from llamaswap_es.events.pack import decode_pack, encode_pack
 from llamaswap_es.events.reader import DatabaseReader
@@ -76,7 +77,13 @@ def test_a_packed_log_reads_exactly_as_the_unpacked_one(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plain_path, packed_path = Path(tmp) / "plain.db", Path(tmp) / "packed.db"
-        _write(plain_path, log).close()
+        pruned = data.draw(st.integers(0, len(log) // 2))  # retention pruned a prefix, or not
+        plain_writer = _write(plain_path, log)
+        try:
+            while plain_writer.prune_chunk(pruned, 7):
+                pass
+        finally:
+            plain_writer.close()
         writer = _write(packed_path, log)
         try:
             packed_rows = 0
@@ -86,47 +93,59 @@ def test_a_packed_log_reads_exactly_as_the_unpacked_one(
                 keep = data.draw(st.integers(0, 5))
                 while n := writer.pack_block(through, block, keep):
                     packed_rows += n
+            while writer.prune_chunk(pruned, 7):
+                pass
+            packed_rows -= writer.prune_packs(pruned)
         finally:
             writer.close()
-        with DatabaseReader(plain_path) as plain, DatabaseReader(packed_path) as packed:
-            assert _all(packed) == _all(plain)
-            assert packed.last_seq() == plain.last_seq()
-            assert packed.first_seq() == plain.first_seq()
-            for _ in range(6):
-                lo = data.draw(st.integers(0, len(log) + 2))
-                hi = data.draw(st.one_of(st.none(), st.integers(lo, len(log) + 2)))
-                assert list(packed.iter_rows(lo, hi)) == list(plain.iter_rows(lo, hi))
-                if hi is not None:
-                    assert packed.range_facts(lo, hi) == plain.range_facts(lo, hi)
-                query = {
-                    "from_seq": lo,
-                    "to_seq": hi,
-                    "types": data.draw(
-                        st.one_of(
-                            st.none(),
-                            st.lists(
-                                st.sampled_from(
-                                    [
-                                        "RequestReceived",
-                                        "Dispatch",
-                                        "RequestFinished",
-                                        "ProcessReady",
-                                    ]
-                                ),
-                                max_size=3,
-                            ),
-                        )
-                    ),
-                    "key": data.draw(st.one_of(st.none(), st.sampled_from([*KEYS, "m", "zz"]))),
-                    "limit": data.draw(st.one_of(st.none(), st.integers(0, 8))),
-                    "newest": data.draw(st.booleans()),
-                }
-                assert packed.read(**query) == plain.read(**query), query
         event("packed" if packed_rows else "nothing packed")
+        page = data.draw(st.sampled_from([3, 7, reader_module.SCAN_PAGE]))
+        saved, reader_module.SCAN_PAGE = reader_module.SCAN_PAGE, page  # scans cross windows
+        try:
+            _compare(plain_path, packed_path, log, data)
+        finally:
+            reader_module.SCAN_PAGE = saved
         if packed_rows:
             with sqlite3.connect(packed_path) as conn:
                 plain_left = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-            assert plain_left == len(log) - packed_rows
+            assert plain_left == len(log) - pruned - packed_rows
+
+
+def _compare(plain_path: Path, packed_path: Path, log: list[Envelope], data: st.DataObject) -> None:
+    with DatabaseReader(plain_path) as plain, DatabaseReader(packed_path) as packed:
+        assert _all(packed) == _all(plain)
+        assert packed.last_seq() == plain.last_seq()
+        assert packed.first_seq() == plain.first_seq()
+        for _ in range(6):
+            lo = data.draw(st.integers(0, len(log) + 2))
+            hi = data.draw(st.one_of(st.none(), st.integers(lo, len(log) + 2)))
+            assert list(packed.iter_rows(lo, hi)) == list(plain.iter_rows(lo, hi))
+            if hi is not None:
+                assert packed.range_facts(lo, hi) == plain.range_facts(lo, hi)
+            query = {
+                "from_seq": lo,
+                "to_seq": hi,
+                "types": data.draw(
+                    st.one_of(
+                        st.none(),
+                        st.lists(
+                            st.sampled_from(
+                                [
+                                    "RequestReceived",
+                                    "Dispatch",
+                                    "RequestFinished",
+                                    "ProcessReady",
+                                ]
+                            ),
+                            max_size=3,
+                        ),
+                    )
+                ),
+                "key": data.draw(st.one_of(st.none(), st.sampled_from([*KEYS, "m", "zz"]))),
+                "limit": data.draw(st.one_of(st.none(), st.integers(0, 8))),
+                "newest": data.draw(st.booleans()),
+            }
+            assert packed.read(**query) == plain.read(**query), query
 
 
 def test_a_pack_decodes_to_the_identical_rows() -> None:
