@@ -58,12 +58,28 @@ async def _measure(
     return out
 
 
+async def _latency(servers: dict[str, bp.BenchServer], n: int) -> dict[str, dict[str, float]]:
+    """c=1, the trees' requests alternating one by one (`n` each): p50 and p99 per tree."""
+    if n <= 0:
+        return {}
+    targets = [bp.Target(tree, server.url, server.process.pid) for tree, server in servers.items()]
+    async with aiohttp.ClientSession() as session:
+        for target in targets:
+            await bp.small_request(session, target.base)
+        samples = await bp.alternating(session, targets, n)
+    return {tree: bp.percentiles_ms(values) for tree, values in samples.items()}
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench/run.py proxy_ab")
     parser.add_argument("--trees", required=True, help="two or more source trees, comma-separated")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--requests", type=int, default=1500, help="per round and tree")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--latency-requests", type=int, default=0,
+        help="then, at c=1, this many requests per tree alternating one by one (p50/p99)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     trees = [str(Path(t).resolve()) for t in args.trees.split(",")]
     for tree in trees:
@@ -80,6 +96,7 @@ def main(argv: list[str]) -> None:
                 servers[tree] = bp.start_server(workdir, _config(free_port()))
             bp.REPO_ROOT = original_root
             rounds = asyncio.run(_measure(servers, args))
+            latency = asyncio.run(_latency(servers, args.latency_requests))
         finally:
             bp.REPO_ROOT = original_root
             for server in servers.values():
@@ -91,6 +108,7 @@ def main(argv: list[str]) -> None:
             tree: {"median": round(statistics.median(v), 3), "rounds": [round(x, 3) for x in v]}
             for tree, v in rounds.items()
         },
+        **({"c1_latency": latency} if latency else {}),
         "machine": bp.machine(),
     }
     print(json.dumps(result))

@@ -21,8 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import zstandard
+from types import ModuleType
 
 from llamaswap_es.events.rows import Row
 
@@ -112,7 +111,7 @@ def encode_pack(rows: Sequence[Row], *, level: int = ZSTD_LEVEL) -> EncodedPack:
         "v": v_col, "cause": cause_col, "len": len_col,
     }  # fmt: skip
     head = json.dumps(header, separators=(",", ":")).encode("ascii")
-    compressor = zstandard.ZstdCompressor(level=level)
+    compressor = _zstd().ZstdCompressor(level=level)
     data = compressor.compress(head + b"\n" + b"".join(payloads))
     keys_blob = compressor.compress("\n".join(keys).encode("utf-8"))
     return EncodedPack(
@@ -133,9 +132,10 @@ def encode_pack(rows: Sequence[Row], *, level: int = ZSTD_LEVEL) -> EncodedPack:
 def decode_keys(codec: str, keys_blob: bytes) -> list[str]:
     """The pack's sorted distinct keys."""
     _check_codec(codec)
+    zstd = _zstd()
     try:
-        text = zstandard.ZstdDecompressor().decompress(keys_blob).decode("utf-8")
-    except (zstandard.ZstdError, UnicodeDecodeError) as exc:
+        text = zstd.ZstdDecompressor().decompress(keys_blob).decode("utf-8")
+    except (zstd.ZstdError, UnicodeDecodeError) as exc:
         raise PackError(f"its key list cannot be decompressed: {exc}") from exc
     return text.split("\n") if text else []
 
@@ -143,8 +143,9 @@ def decode_keys(codec: str, keys_blob: bytes) -> list[str]:
 def decode_pack(codec: str, keys_blob: bytes, data: bytes) -> list[Row]:
     """The pack's rows, identical to the rows that were packed, in seq order."""
     keys = decode_keys(codec, keys_blob)
+    zstd = _zstd()
     try:
-        raw = zstandard.ZstdDecompressor().decompress(data)
+        raw = zstd.ZstdDecompressor().decompress(data)
         newline = raw.index(b"\n")
         header = json.loads(raw[:newline])
         body = memoryview(raw)[newline + 1 :]
@@ -163,11 +164,19 @@ def decode_pack(codec: str, keys_blob: bytes, data: bytes) -> list[Row]:
             key = None if ki == _NO_KEY else keys[ki]
             out.append((seq, ts, types[ti], key, boots[bi], v, None if cd is None else seq - cd,
                         payload))  # fmt: skip
-    except (zstandard.ZstdError, ValueError, KeyError, IndexError, TypeError) as exc:
+    except (zstd.ZstdError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise PackError(f"its rows cannot be decoded: {exc}") from exc
     if offset != len(body):
         raise PackError(f"its payloads hold {len(body) - offset} bytes more than its rows")
     return out
+
+
+def _zstd() -> ModuleType:
+    """zstandard, imported at the first pack packed or read, not at start (~1 MiB resident
+    that a server without packs yet, and every tool, need not pay; captures do the same)."""
+    import zstandard
+
+    return zstandard
 
 
 def _check_codec(codec: str) -> None:

@@ -22,7 +22,6 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from llamaswap_es.events.pack import EncodedPack
 from llamaswap_es.events.reader import DatabaseReader, Snapshot, connect_read_only
 from llamaswap_es.events.rows import Row, encode_envelopes
 from llamaswap_es.events.types import Envelope, ServerStarted
+from llamaswap_es.events.worker_thread import WorkerThread
 from llamaswap_es.events.writer import LogWriter, prepare_pack
 
 PRUNE_CHUNK = 5_000
@@ -73,7 +73,7 @@ class EventStore:
     def __init__(
         self,
         writer: LogWriter,
-        write_thread: ThreadPoolExecutor,
+        write_thread: WorkerThread,
         *,
         boot_id: str,
         version: str,
@@ -81,7 +81,7 @@ class EventStore:
         self.path: Path = writer.path
         self._writer = writer
         self._write_thread = write_thread
-        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-read")
+        self._read_thread = WorkerThread("eventlog-read")
         self._db_reader: DatabaseReader | None = None  # opened and used on the read thread only
         self._boot_id = boot_id
         self._version = version
@@ -102,14 +102,13 @@ class EventStore:
         boot_id: str | None = None,
     ) -> EventStore:
         """Open (creating the directory and file), migrate and lock; appends nothing."""
-        loop = asyncio.get_running_loop()
-        write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventlog-write")
+        write_thread = WorkerThread("eventlog-write")
         try:
-            writer = await loop.run_in_executor(
-                write_thread, lambda: LogWriter.open(path, synchronous=synchronous)
+            writer = await write_thread.call(
+                lambda: LogWriter.open(path, synchronous=synchronous)
             )
         except BaseException:
-            write_thread.shutdown(wait=False)
+            write_thread.close(wait=False)
             raise
         return cls(writer, write_thread, boot_id=boot_id or new_boot_id(), version=version)
 
@@ -165,9 +164,7 @@ class EventStore:
         try:
             if self._closed:
                 raise StoreError(f"{self.path}: the event log is closed")
-            await asyncio.get_running_loop().run_in_executor(
-                self._write_thread, self._writer.commit, rows
-            )
+            await self._write_thread.call(self._writer.commit, rows)
             self._committed_seq = rows[-1][0]
             self._commit_event.set()
             self._commit_event = asyncio.Event()
@@ -180,8 +177,7 @@ class EventStore:
         """Store a reducer snapshot (a cache; replacing one at the same version and seq)."""
         if self._closed:
             raise StoreError(f"{self.path}: the event log is closed")
-        await asyncio.get_running_loop().run_in_executor(
-            self._write_thread,
+        await self._write_thread.call(
             lambda: self._writer.save_snapshot(
                 reducer_version=reducer_version, seq=seq, digest=digest, state=bytes(state)
             ),
@@ -210,23 +206,18 @@ class EventStore:
                 f"{self.path}: cannot prune through seq {seq}: the newest event "
                 f"({self._committed_seq}) is never pruned"
             )
-        loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(self._write_thread, self._writer.has_snapshot_at, seq):
+        if not await self._write_thread.call(self._writer.has_snapshot_at, seq):
             raise StoreError(
                 f"{self.path}: cannot prune through seq {seq}: no snapshot is stored there, so "
                 "the log would no longer replay"
             )
         deleted = 0
         while not self._closing and keep_going():
-            n = await loop.run_in_executor(self._write_thread, self._writer.prune_chunk, seq, chunk)
+            n = await self._write_thread.call(self._writer.prune_chunk, seq, chunk)
             deleted += n
             if n == 0:
-                deleted += await loop.run_in_executor(
-                    self._write_thread, self._writer.prune_packs, seq
-                )
-                await loop.run_in_executor(
-                    self._write_thread, self._writer.prune_snapshots_before, seq
-                )
+                deleted += await self._write_thread.call(self._writer.prune_packs, seq)
+                await self._write_thread.call(self._writer.prune_snapshots_before, seq)
                 break
         return deleted
 
@@ -251,7 +242,6 @@ class EventStore:
         if block_rows < 1:
             raise ValueError(f"block_rows must be at least 1, got {block_rows}")
         keep = block_rows if keep_plain is None else keep_plain
-        loop = asyncio.get_running_loop()
         packed = 0
         # Reading and encoding a block (most of its time) runs on a worker thread with its own
         # read-only connection; only the check-insert-delete transaction is a writer job.
@@ -259,7 +249,7 @@ class EventStore:
             pack = await asyncio.to_thread(_prepare_pack, self.path, seq, block_rows, keep)
             if pack is None or self._closing:
                 break
-            n = await loop.run_in_executor(self._write_thread, self._writer.store_pack, pack)
+            n = await self._write_thread.call(self._writer.store_pack, pack)
             if n == 0:
                 break
             packed += n
@@ -276,8 +266,7 @@ class EventStore:
     async def _on_read_thread(self, fn: Callable[[DatabaseReader], object]) -> object:
         if self._closed:
             raise StoreError(f"{self.path}: the event log is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._read_thread, lambda: fn(self._reader()))
+        return await self._read_thread.call(lambda: fn(self._reader()))
 
     async def last_seq(self) -> int:
         """The highest committed seq (0 for an empty log)."""
@@ -350,11 +339,10 @@ class EventStore:
         async with self._write_lock:
             self._closed = True
         self._commit_event.set()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._read_thread, self._close_reader)
-        self._read_thread.shutdown(wait=True)
-        await loop.run_in_executor(self._write_thread, self._writer.close)
-        self._write_thread.shutdown(wait=True)
+        await self._read_thread.call(self._close_reader)
+        self._read_thread.close()
+        await self._write_thread.call(self._writer.close)
+        self._write_thread.close()
 
     def _close_reader(self) -> None:
         if self._db_reader is not None:

@@ -29,6 +29,7 @@ from llamaswap_es.events.pack import INSERT_SQL as PACK_INSERT_SQL
 from llamaswap_es.events.pack import EncodedPack, decode_pack, encode_pack
 from llamaswap_es.events.rows import PACKED_TYPES, Row, UnsequencedRow
 from llamaswap_es.events.schema import migrate
+from llamaswap_es.events.write_gate import WriteGate
 
 SYNCHRONOUS_LEVELS = ("normal", "full")
 
@@ -90,6 +91,7 @@ class LogWriter:
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock: ServerLock):
         self.path = path
+        self._gate = WriteGate(path)
         self._conn = conn
         self._lock = lock
         self.next_seq = self._read_next_seq()
@@ -283,16 +285,17 @@ class LogWriter:
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE … COMMIT; any failure rolls back, SQLite's errors name the file."""
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise translate_sqlite_error(exc, self.path) from exc
-        except BaseException:
-            self._rollback()
-            raise
+        with self._gate.held():  # events/write_gate.py: turns with the projections' writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise translate_sqlite_error(exc, self.path) from exc
+            except BaseException:
+                self._rollback()
+                raise
 
     def count_rows(self, table: str) -> int:
         return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

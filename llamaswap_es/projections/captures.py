@@ -29,10 +29,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
-
-import cbor2
-import zstandard
+from typing import TYPE_CHECKING, Any
 
 from llamaswap_es.config import LlamaSwapConfig
 from llamaswap_es.projections.database import ProjectionDatabase, write_transaction
@@ -61,8 +58,23 @@ def capture_level(path: str) -> tuple[bool, bool, bool, bool]:
     return CAPTURE_LEVELS.get(path.split("?", 1)[0], ALL_PARTS)
 
 
+if TYPE_CHECKING:
+    import zstandard
+
+
 def decode_capture(data: bytes) -> dict[str, Any]:
+    import cbor2
+    import zstandard
+
     return cbor2.loads(zstandard.ZstdDecompressor().decompress(data))
+
+
+def _new_compressor() -> zstandard.ZstdCompressor:
+    """Imported at the first capture, not at start: cbor2 and zstandard are ~1 MiB resident
+    that an idle server (or one with `captureBuffer: 0`) never uses."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
 
 def capture_json(activity_id: int, capture: dict[str, Any]) -> dict[str, Any]:
@@ -112,8 +124,9 @@ class CaptureStore:
         self._finishing: set[asyncio.Future[bool]] = set()
         """Captures handed over by finished requests and not yet stored (`store_later`)."""
         self._closing = False
-        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        """Used on the write thread only (a compressor is not safe across threads at once)."""
+        self._compressor: zstandard.ZstdCompressor | None = None
+        """Made at the first capture; used on the write thread only (a compressor is not safe
+        across threads at once)."""
         self.configure(budget_mib=budget_mib, secrets=secrets)
 
     def configure(self, *, budget_mib: float, secrets: Sequence[str]) -> None:
@@ -212,6 +225,10 @@ class CaptureStore:
             except (zlib.error, OverflowError) as exc:
                 log.info("capture of %s skipped: response decode failed: %s", item.request_id, exc)
                 return None
+        import cbor2
+
+        if self._compressor is None:
+            self._compressor = _new_compressor()
         data = self._compressor.compress(cbor2.dumps(capture))
         if len(data) > self.budget_bytes:
             log.info(

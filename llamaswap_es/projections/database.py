@@ -11,13 +11,11 @@ The tables come from the migrations (0003_projections.sql), applied when the sto
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,8 @@ from typing import Any, TypeVar
 
 from llamaswap_es.events.errors import StoreError, translate_sqlite_error
 from llamaswap_es.events.schema import migrate
+from llamaswap_es.events.worker_thread import WorkerThread
+from llamaswap_es.events.write_gate import WriteGate
 
 T = TypeVar("T")
 
@@ -67,22 +67,24 @@ def connect_reader(path: Path) -> sqlite3.Connection:
 
 @contextmanager
 def write_transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
-    """`BEGIN IMMEDIATE … COMMIT`, rolled back on any error (named by file)."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        raise translate_sqlite_error(exc, path) from exc
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    try:
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
+    """`BEGIN IMMEDIATE … COMMIT`, rolled back on any error (named by file), holding the file's
+    write gate (events/write_gate.py) so the log's writer waits on a lock, not a busy poll."""
+    with WriteGate(path).held():
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(exc, path) from exc
+        try:
+            yield conn
+        except BaseException:
             conn.execute("ROLLBACK")
-        raise translate_sqlite_error(exc, path) from exc
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise translate_sqlite_error(exc, path) from exc
 
 
 def read_checkpoint(conn: sqlite3.Connection, name: str) -> Checkpoint:
@@ -113,8 +115,8 @@ class ProjectionDatabase:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser().absolute()
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="projections-write")
-        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="projections-read")
+        self._write_thread = WorkerThread("projections-write")
+        self._read_thread = WorkerThread("projections-read")
         self._writer: sqlite3.Connection | None = None
         self._read_local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -133,7 +135,6 @@ class ProjectionDatabase:
         that name the file (a full disk is a `StoreFullError` the caller can wait out)."""
         if self._closed:
             raise StoreError(f"{self.path}: the projection database is closed")
-        loop = asyncio.get_running_loop()
 
         def call() -> T:
             try:
@@ -141,11 +142,11 @@ class ProjectionDatabase:
             except (sqlite3.Error, OSError) as exc:
                 raise translate_sqlite_error(exc, self.path) from exc
 
-        return await loop.run_in_executor(self._write_thread, call)
+        return await self._write_thread.call(call)
 
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`run` for synchronous callers (the rebuild command, tests)."""
-        return self._write_thread.submit(lambda: fn(self.writer())).result()
+        return self._write_thread.call_blocking(lambda: fn(self.writer()))
 
     # -- reading -------------------------------------------------------------------------
 
@@ -161,7 +162,6 @@ class ProjectionDatabase:
         """Run `fn(read_only_connection)` on the read thread; errors name the file."""
         if self._closed:
             raise StoreError(f"{self.path}: the projection database is closed")
-        loop = asyncio.get_running_loop()
 
         def call() -> T:
             try:
@@ -169,7 +169,7 @@ class ProjectionDatabase:
             except sqlite3.Error as exc:
                 raise translate_sqlite_error(exc, self.path) from exc
 
-        return await loop.run_in_executor(self._read_thread, call)
+        return await self._read_thread.call(call)
 
     # -- closing -------------------------------------------------------------------------
 
@@ -178,8 +178,8 @@ class ProjectionDatabase:
         if self._closed:
             return
         self._closed = True
-        self._write_thread.shutdown(wait=True)
-        self._read_thread.shutdown(wait=True)
+        self._write_thread.close()
+        self._read_thread.close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

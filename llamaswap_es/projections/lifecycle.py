@@ -4,7 +4,8 @@
 catches the activity table up from its checkpoint, follows the run loop live, starts the
 performance sampler and takes the hardware snapshot. The object is also the `deps` that every
 `register_routes(router, deps)` in this package takes, so wiring the routes is one line each.
-The history sink (`history`) follows the loop too, into the history database.
+The history (`history`) is one more table projection of the runner where it lives in the event
+log's own file (the default), or a sink that follows the loop into a history database elsewhere.
 `activityRetentionDays` is applied at start and after each reducer snapshot the service writes
 (the moments the event log is pruned too).
 """
@@ -108,9 +109,17 @@ class Projections:
             state=lambda: loop.view, sampler=sampler, health=service.health.report
         )
         counted_from = model_metrics.seq = await service.store.last_seq()
-        runner = ProjectionRunner(
-            db, service.store, activity=ActivityProjection(db.path), memory=[model_metrics]
+        history = await History.start(
+            config.llamaswap_es, store=service.store, projection_db=db, loop=loop
         )
+        runner = ProjectionRunner(
+            db,
+            service.store,
+            activity=ActivityProjection(db.path),
+            tables=history.tables,
+            memory=[model_metrics],
+        )
+        history.follow(runner)
         runner.add_row_listener(lambda rows: model_metrics.count_rows(rows, counted_from))
         if hub is not None:
 
@@ -121,9 +130,6 @@ class Projections:
             runner.add_row_listener(publish_activity)
         loop.add_listener(runner.on_committed)
         await runner.start()
-        history = await History.start(
-            config.llamaswap_es, store=service.store, projection_db=db, loop=loop
-        )
         registry.register(HistoryCollector(history.status))
         sampler.start()
         captures = CaptureStore(

@@ -3,7 +3,8 @@
 The run loop calls `ProjectionRunner.on_committed(envelopes)` after each committed batch (register
 it with `RunLoop.add_listener`); that only appends to a bounded buffer and wakes the runner's task,
 so the loop is never slowed. The task hands what is buffered to the projections: the activity
-table on the projections' write thread, in-memory projections (metrics) on the event loop. When
+table (and any other table projection: the local history's decisions) on the projections' write
+thread, in-memory projections (metrics) on the event loop. When
 it falls behind (the buffer overflowed, or it starts with a checkpoint older than the log's end)
 it reads the missing seqs from the store instead, a page at a time, so nothing is ever skipped
 and nothing is applied twice (every projection ignores seqs at or below its checkpoint).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -45,6 +47,18 @@ class LogSource(Protocol):
     async def read(self, *, from_seq: int = 1, limit: int | None = None) -> list[Envelope]: ...
 
 
+class TableProjection(Protocol):
+    """A projection into a table of the event log's file besides `activity` (the local
+    history's decisions): `load` reads its checkpoint and returns the last seq it applied,
+    `apply` writes what `envelopes` add (skipping seqs it already has), on the write thread."""
+
+    name: str
+
+    def load(self, conn: sqlite3.Connection) -> int: ...
+
+    def apply(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope]) -> object: ...
+
+
 class MemoryProjection(Protocol):
     """A projection held in memory (metrics): `seq` is the last seq it applied."""
 
@@ -61,6 +75,7 @@ class ProjectionRunner:
         store: LogSource,
         *,
         activity: ActivityProjection,
+        tables: Sequence[TableProjection] = (),
         memory: Sequence[MemoryProjection] = (),
         max_buffer: int = 20_000,
         page: int = 2_000,
@@ -69,6 +84,7 @@ class ProjectionRunner:
         self._db = db
         self._store = store
         self.activity = activity
+        self.tables = list(tables)
         self.memory = list(memory)
         self._max_buffer = max_buffer
         self._page = page
@@ -97,8 +113,11 @@ class ProjectionRunner:
 
     async def start(self) -> None:
         """Read the checkpoints and start following (catching up from the oldest one)."""
-        activity_seq = await self._db.run(self.activity.load)
-        self._next = min([activity_seq, *(m.seq for m in self.memory)]) + 1
+        def load(conn: sqlite3.Connection) -> list[int]:
+            return [self.activity.load(conn), *(t.load(conn) for t in self.tables)]
+
+        table_seqs = await self._db.run(load)
+        self._next = min([*table_seqs, *(m.seq for m in self.memory)]) + 1
         self._task = asyncio.create_task(self._run(), name="projections")
 
     def on_committed(self, envelopes: Sequence[Envelope]) -> None:
@@ -182,7 +201,13 @@ class ProjectionRunner:
             return
 
     async def _apply(self, batch: list[Envelope]) -> None:
-        rows = await self._db.run(lambda conn: self.activity.apply(conn, batch))
+        def write(conn: sqlite3.Connection) -> list[AppliedRow]:
+            rows = self.activity.apply(conn, batch)
+            for table in self.tables:  # each skips what it has (a retry after a fault)
+                table.apply(conn, batch)
+            return rows
+
+        rows = await self._db.run(write)
         for projection in self.memory:
             projection.apply(batch)
         if rows:

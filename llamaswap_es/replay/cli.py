@@ -16,7 +16,6 @@ from pathlib import Path
 
 from llamaswap_es.config.policy_registry import policy_names
 from llamaswap_es.errors import LlamaSwapError
-from llamaswap_es.events.bundle import export_bundle, import_bundle
 from llamaswap_es.paths import default_db_path
 from llamaswap_es.replay.errors import ReplayError
 
@@ -165,8 +164,10 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    # imported here: the bundle's codecs (cbor2, zstandard: ~1 MiB) never load in a server
     import tempfile
 
+    from llamaswap_es.events.bundle import export_bundle, import_bundle
     from llamaswap_es.replay.source import log_facts
 
     source, output = Path(args.db), Path(args.output)
@@ -205,6 +206,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from llamaswap_es.events.bundle import import_bundle
+
     bundle, output = Path(args.bundle), Path(args.output)
     if not bundle.is_file():
         raise ReplayError(f"--bundle {bundle}: no such file")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from llamaswap_es.errors import StoreError
 from llamaswap_es.events import codec
-from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.reader import LogReader, connect_read_only
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.replay.errors import ReplayError
@@ -30,6 +29,10 @@ def open_source(path: str | Path) -> LogReader:
         )
     if path.is_dir():
         raise ReplayError(f"{path}: is a directory, not an event log")
+    # imported here: a bundle's reader loads cbor2 and zstandard (~1 MiB), which the server
+    # (web/log_api imports this module for `explain`) never needs at idle
+    from llamaswap_es.events.open_log import open_log
+
     try:
         return open_log(path)
     except StoreError as exc:

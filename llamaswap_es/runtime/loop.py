@@ -189,6 +189,7 @@ class RunLoop:
         self._wakeup = asyncio.Event()
         self._tickets: dict[str, RequestTicket] = {}
         self._listeners: list[Listener] = []
+        self._refusal_listeners: list[Callable[[str], None]] = []
         self._next_seq = 0
         """The seq the next input gets: assigned here and nowhere else (the writer only checks
         that a batch continues the log)."""
@@ -276,6 +277,13 @@ class RunLoop:
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(envelopes)` after each committed batch (must not block)."""
         self._listeners.append(listener)
+
+    def add_refusal_listener(self, listener: Callable[[str], None]) -> None:
+        """Be told (with the cause) each time the loop answers its waiting requests 503 because
+        the log has not been writable for `REFUSE_WAITERS_AFTER_S`: for waiters that are not
+        tickets (a selector's choice), so every client waiting on the scheduler is answered
+        alike. Must not block."""
+        self._refusal_listeners.append(listener)
 
     # ------------------------------------------------------------------ submitting
 
@@ -463,6 +471,8 @@ class RunLoop:
             self.abandon_ticket(
                 ticket, RequestCancelled(request_id=ticket.request_id, reason="log_unavailable")
             )
+        for listener in self._refusal_listeners:
+            listener(cause)
 
     async def _contain_reducer_failure(self, turn: _Turn) -> None:
         """The reducer raised on `turn.failed`: refuse it alone and rebuild the state from the

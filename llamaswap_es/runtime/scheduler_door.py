@@ -44,6 +44,11 @@ class SchedulerDoor(Protocol):
         """Be told each committed batch (must not block)."""
         ...
 
+    def add_refusal_listener(self, listener: Callable[[str], None]) -> None:
+        """Be told the cause when waiting requests are answered 503 because the log cannot be
+        written (for waiters that hold no ticket; must not block)."""
+        ...
+
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed and acted on."""
         ...

@@ -91,4 +91,5 @@ def new_context(
     if service.door is not None:
         service.door.add_listener(ctx.hung.on_committed)
         service.door.add_listener(ctx.choices.on_committed)
+        service.door.add_refusal_listener(ctx.choices.refuse_waiting)
     return ctx

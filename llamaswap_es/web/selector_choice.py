@@ -26,7 +26,7 @@ from llamaswap_es.events.types import (
     SelectorChose,
     SelectorRequested,
 )
-from llamaswap_es.runtime.loop import LoopStoppedError
+from llamaswap_es.runtime.loop import RETRY_AFTER_S, LoopStoppedError
 from llamaswap_es.runtime.scheduler_door import SchedulerDoor
 from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.errors import RequestError
@@ -42,13 +42,31 @@ class SelectorChoices:
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[SelectorChose | Reject]] = {}
+        self._selectors: dict[str, str] = {}
 
-    def expect(self, request_id: str) -> asyncio.Future[SelectorChose | Reject]:
+    def expect(self, request_id: str, selector: str) -> asyncio.Future[SelectorChose | Reject]:
         future: asyncio.Future[SelectorChose | Reject] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
+        self._selectors[request_id] = selector
         return future
 
+    def refuse_waiting(self, cause: str) -> None:
+        """The log has not been writable for a while and the loop answers its waiting requests
+        503: answer the choices still waiting alike (`RunLoop.add_refusal_listener`)."""
+        for request_id, future in list(self._waiting.items()):
+            if future.done():
+                continue
+            selector = self._selectors.get(request_id, "")
+            future.set_exception(
+                LogUnavailableError(
+                    f"request {request_id} for selector {selector!r} was refused: the event log "
+                    f"cannot be written ({cause})",
+                    retry_after_s=RETRY_AFTER_S,
+                )
+            )
+
     def forget(self, request_id: str) -> None:
+        self._selectors.pop(request_id, None)
         future = self._waiting.pop(request_id, None)
         if future is not None and not future.done():
             future.cancel()
@@ -98,7 +116,7 @@ async def choose(
     the input itself was refused, and `LoopStoppedError` when the loop died meanwhile. A handler
     cancelled while waiting ends the choice that may still come (`SelectionEnded`)."""
     loop.check_capacity(f"request {request_id} for selector {selector!r}")
-    future = choices.expect(request_id)
+    future = choices.expect(request_id, selector)
     submitted = False
     try:
         asked = SelectorRequested(
@@ -114,6 +132,10 @@ async def choose(
     except asyncio.CancelledError:
         if submitted:
             end_unscheduled(loop, request_id, "client_gone")
+        raise
+    except LogUnavailableError:  # answered 503 while its SelectorRequested waits to be written
+        if submitted:
+            end_unscheduled(loop, request_id, "log_unavailable")
         raise
     finally:
         choices.forget(request_id)

@@ -26,6 +26,7 @@ from llamaswap_es.config.scheduling import config_secrets
 from llamaswap_es.demo import demo_config_yaml
 from llamaswap_es.errors import LlamaSwapError, error_line
 from llamaswap_es.projections.lifecycle import Projections
+from llamaswap_es.runtime import heap_settle
 from llamaswap_es.runtime.config_watch import signature, watch_config
 from llamaswap_es.runtime.log_format import LogFormat, ProxyLineFormatter
 from llamaswap_es.runtime.logs import ProxyLogHandler, UpstreamLogs
@@ -128,11 +129,12 @@ async def serve(options: ServeOptions, *, on_started: StartedHook | None = None)
     ctx.projections = await Projections.start(service, inflight=ctx.inflight, hub=ctx.hub)
     _wire_publishers(ctx)
 
-    def logging_follows(new: LlamaSwapConfig) -> None:
+    def after_reload(new: LlamaSwapConfig) -> None:
         _setup_logging(new, logs, options.log_format)  # type: ignore[arg-type]
         logs.set_log_to_stdout(new.log_to_stdout)  # type: ignore[arg-type]
+        heap_settle.settle()  # the replaced configuration is collected, the new one frozen
 
-    reloader = ConfigReloader(ctx, config_file, config_dir, on_applied=logging_follows)
+    reloader = ConfigReloader(ctx, config_file, config_dir, on_applied=after_reload)
     app = build_app(ctx)
     app[RELOADER] = reloader
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -155,6 +157,7 @@ async def serve(options: ServeOptions, *, on_started: StartedHook | None = None)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_stop_signal)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload("SIGHUP")))
+    heap_settle.settle()  # start-up's objects frozen, its garbage freed, before the first request
     site = web.TCPSite(
         runner, options.listen_host or None, options.listen_port, ssl_context=_ssl_context(options)
     )

@@ -58,9 +58,7 @@ async def test_a_header_that_cannot_be_recorded_never_stops_the_scheduler(server
 async def test_a_full_disk_refuses_new_work_with_503_and_heals_when_space_returns(
     small_disk: SmallDisk, server_factory
 ) -> None:
-    server = server_factory(
-        config_text([fake_model("a")]), db_path=small_disk.path / "events.db"
-    )
+    server = server_factory(config_text([fake_model("a")]), db_path=small_disk.path / "events.db")
     async with aiohttp.ClientSession() as http:
         async with http.post(server.url + CHAT, json=BODY) as r:
             assert r.status == 200
@@ -98,9 +96,7 @@ async def test_a_full_disk_refuses_new_work_with_503_and_heals_when_space_return
 async def test_stopping_while_the_disk_is_full_leaves_no_model_running(
     small_disk: SmallDisk, server_factory
 ) -> None:
-    server = server_factory(
-        config_text([fake_model("a")]), db_path=small_disk.path / "events.db"
-    )
+    server = server_factory(config_text([fake_model("a")]), db_path=small_disk.path / "events.db")
     async with aiohttp.ClientSession() as http:
         async with http.post(server.url + CHAT, json=BODY) as r:
             assert r.status == 200
@@ -132,3 +128,56 @@ async def test_a_loading_stream_gets_the_full_disk_as_an_error_in_its_stream(
             rest = (await asyncio.wait_for(r.content.read(), 30)).decode()
         assert "event log cannot be written" in rest
         small_disk.free()
+
+
+SELECTOR = """
+selectors:
+  pick:
+    strategy: spillover
+    targets: [a]
+"""
+
+
+async def test_a_selector_request_waiting_on_a_full_disk_is_answered_503_like_any_other(
+    small_disk: SmallDisk, server_factory
+) -> None:
+    """A selector's choice waits for the reducer like a request does: when the log cannot be
+    written it is answered 503 after the same second, and its reservation is released."""
+    server = server_factory(
+        config_text([fake_model("a")], header=SELECTOR), db_path=small_disk.path / "events.db"
+    )
+    pick = {**BODY, "model": "pick"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(server.url + CHAT, json=pick) as r:
+            assert r.status == 200
+
+        def finished() -> int:
+            with open_log(server.db_path) as reader:
+                return sum(1 for e in reader.iter_envelopes() if e.type == "RequestFinished")
+
+        await wait_until(lambda: finished() == 1, 10, "the first request's end in the log")
+        small_disk.fill()  # the loop is not degraded yet: the choice is asked, its write fails
+        async with asyncio.timeout(15), http.post(server.url + CHAT, json=pick) as r:
+            assert r.status == 503
+            text = await r.text()
+            assert "event log cannot be written" in text, text
+            refused_id = r.headers.get("X-Request-ID", "")
+        small_disk.free()
+        loop = asyncio.get_running_loop()
+        freed_at = loop.time()
+        while (await _health(http, server.url))[0] != 200:
+            assert loop.time() - freed_at < 5, "not serving again 5 s after space returned"
+            await asyncio.sleep(0.05)
+        async with http.post(server.url + CHAT, json=pick) as r:
+            assert r.status == 200
+    assert server.stop() == 0
+    with open_log(server.db_path) as reader:
+        envelopes = list(reader.iter_envelopes())
+    asked = [e.body.request_id for e in envelopes if e.type == "SelectorRequested"]
+    ended = {e.body.request_id: e.body.reason for e in envelopes if e.type == "SelectionEnded"}
+    # The refused choice was asked and ended (it waited, then was answered 503), or, when an
+    # earlier write had already failed, refused at the door before it was asked at all.
+    if refused_id in asked:
+        assert len(asked) == 3 and ended.get(refused_id) == "log_unavailable", ended
+    else:
+        assert len(asked) == 2, asked

@@ -1,6 +1,8 @@
-"""What an idle server holds: SQLAlchemy (~23 MB resident, the largest single part) is loaded
-only by a node whose history sink is on. Seen from outside, on real servers: SQLAlchemy's
-compiled modules appear in the process's memory map exactly when the sink runs."""
+"""What an idle server holds: SQLAlchemy (~21 MB resident, the largest single part) is loaded
+only by a node whose history goes to a database elsewhere. By default the history is the node's
+own event-log file, kept as a projection on the standard library's sqlite3. Seen from outside, on
+real servers: SQLAlchemy's compiled modules appear in the process's memory map exactly when the
+history is written through the sink to another database."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import aiohttp
 import pytest
 import sqlalchemy
 
-from tests.fixtures.server import config_text, fake_model
+from tests.fixtures.server import config_text, fake_model, wait_json
 
 SQLALCHEMY_DIR = Path(sqlalchemy.__file__).parent
 
@@ -23,25 +25,38 @@ def maps_sqlalchemy(pid: int) -> bool:
 @pytest.mark.skipif(
     not any(SQLALCHEMY_DIR.rglob("*.so")), reason="SQLAlchemy installed without compiled modules"
 )
-async def test_only_a_node_with_the_history_sink_on_loads_sqlalchemy(
+async def test_only_a_node_writing_its_history_elsewhere_loads_sqlalchemy(
     server_factory, tmp_path: Path
 ) -> None:
-    model = fake_model("a", "--quiet")
-    off = server_factory(config_text([model], header="llamaswap-es:\n  historySink: false"))
-    on = server_factory(config_text([fake_model("b", "--quiet")]), db_path=tmp_path / "on.db")
+    off = server_factory(
+        config_text([fake_model("a", "--quiet")], header="llamaswap-es:\n  historySink: false")
+    )
+    default = server_factory(config_text([fake_model("b", "--quiet")]), db_path=tmp_path / "on.db")
+    other = tmp_path / "other.db"
+    elsewhere = server_factory(
+        config_text(
+            [fake_model("c", "--quiet")],
+            header=f"llamaswap-es:\n  historyDatabase: sqlite:///{other}",
+        ),
+        db_path=tmp_path / "own.db",
+    )
+    servers = {"a": off, "b": default, "c": elsewhere}
     async with aiohttp.ClientSession() as http:
-        for server, state in ((off, "off"), (on, None)):
-            body = {
-                "model": "a" if server is off else "b",
-                "messages": [{"role": "user", "content": "hi"}],
-            }
+        for model, server in servers.items():
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
             async with http.post(server.url + "/v1/chat/completions", json=body) as r:
                 assert r.status == 200
+            if server is off:
+                async with http.get(server.url + "/api/history/activity") as r:
+                    assert r.status == 404
+                continue
+            doc = await wait_json(
+                http, server.url + "/api/history/activity", lambda d: d.get("total") == 1
+            )
+            assert doc["data"][0]["model"] == model
             async with http.get(server.url + "/api/history") as r:
                 status = await r.json()
-            if state is not None:
-                assert status["state"] == state
-            async with http.get(server.url + "/api/history/activity") as r:
-                assert r.status == (404 if server is off else 200)
-    assert not maps_sqlalchemy(off.process.pid), "a node with the sink off loaded SQLAlchemy"
-    assert maps_sqlalchemy(on.process.pid)
+            assert status["enabled"] is True and status["shared"] is (server is elsewhere)
+    assert not maps_sqlalchemy(off.process.pid), "a node with the history off loaded SQLAlchemy"
+    assert not maps_sqlalchemy(default.process.pid), "the default (own-file) history loaded it"
+    assert maps_sqlalchemy(elsewhere.process.pid)

@@ -1,5 +1,6 @@
-"""The history sink as the server runs it: on by default into the node's own event-log file,
-named by nodeName, holding retention back to what it has written, off with historySink: false."""
+"""The history as the server runs it: on by default in the node's own event-log file (a
+projection of the runner, holding retention back by its checkpoints), named by nodeName, off
+with historySink: false."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from llamaswap_es.web import activity_routes, history_routes
+from tests.events.test_old_payloads import old_log
 from tests.projections.http_app import serve_routes
 
 
@@ -49,10 +51,9 @@ async def test_by_default_the_history_is_in_the_nodes_own_file_under_its_name(
         for rid in ("p1", "p2"):
             service.loop.submit(_peer_request(rid))
         await service.loop.flush()
-        sink = projections.history.sink
-        assert sink is not None
-        await sink.flush()
-        await projections.runner.flush()
+        assert projections.history.sink is None and projections.history.db is None
+        await projections.runner.flush()  # the local history is one of the runner's projections
+        last = await service.store.last_seq()
         async with serve_routes(
             projections, history_routes.register_routes, activity_routes.register_routes
         ) as (base, http):
@@ -71,11 +72,13 @@ async def test_by_default_the_history_is_in_the_nodes_own_file_under_its_name(
         ("box-1", "p2", "gpu-2"),
     ]
     assert fleet["data"][0]["tokens"]["output_tokens"] == 4 and fleet["total"] == 2
-    assert [n["node"] for n in nodes["nodes"]] == ["box-1"]
+    assert [(n["node"], n["written_seq"]) for n in nodes["nodes"]] == [("box-1", last)]
     assert {e["node"] for e in local["data"]} == {"box-1"} and local["total"] == 2
-    written = _query(db_path, "SELECT seq FROM history_checkpoints WHERE node = 'box-1'")
-    held = _query(db_path, "SELECT seq FROM projection_checkpoints WHERE name = 'history'")
-    assert held == written and written[0][0] > 0  # retention stops where the history stopped
+    # its checkpoints are the projections' own (retention never prunes past them): no sink row
+    assert _query(db_path, "SELECT count(*) FROM history_checkpoints") == [(0,)]
+    assert _query(
+        db_path, "SELECT count(*) FROM projection_checkpoints WHERE name = 'history'"
+    ) == [(0,)]
 
 
 async def test_with_the_sink_off_nothing_is_written_and_retention_is_not_held(
@@ -101,6 +104,56 @@ async def test_with_the_sink_off_nothing_is_written_and_retention_is_not_held(
     assert _query(
         db_path, "SELECT count(*) FROM projection_checkpoints WHERE name = 'history'"
     ) == [(0,)]
+
+
+async def test_turning_the_history_off_releases_both_retention_rows(
+    tmp_path: Path, db_path: Path, env_tag: str
+) -> None:
+    """What an earlier run left (the projection's checkpoint, an older sink's hold) must not
+    hold event-log retention back once the history is off."""
+    service = await _service(tmp_path, db_path, env_tag, "  historySink: false\n")
+    with sqlite3.connect(db_path) as conn:
+        conn.executemany(
+            "INSERT INTO projection_checkpoints (name, seq, state, updated_ms) "
+            "VALUES (?, 1, '{}', 0)",
+            [("history",), ("history_decisions",)],
+        )
+    projections = await Projections.start(service, inflight=InflightTracker(), use_gpus=False)
+    await projections.stop()
+    await service.shutdown()
+    held = "SELECT name FROM projection_checkpoints WHERE name LIKE 'history%'"
+    assert _query(db_path, held) == []
+
+
+async def test_a_file_holding_another_logs_request_rows_is_written_by_the_sink(
+    tmp_path: Path, env_tag: str
+) -> None:
+    """Another node pointed its historyDatabase at this event log: its table stays, and this
+    node writes its own copies into it through the sink, as before."""
+    path = old_log(tmp_path / "old.db")  # round 1's fixture: 41 requests of node "vm"
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO history_checkpoints (node, log_id) VALUES ('gpu-b', 'other')")
+        conn.execute(
+            "INSERT INTO history_requests (node, request_id, seq, day, ts_ms, model_id, "
+            "recorded_ms) VALUES ('gpu-b', 'x', 1, '2026-12-06', 1, 'm', 1)"
+        )
+    service = await _service(tmp_path, path, env_tag, "  nodeName: vm\n")
+    projections = await Projections.start(service, inflight=InflightTracker(), use_gpus=False)
+    try:
+        assert service.loop is not None
+        sink = projections.history.sink
+        assert sink is not None and projections.history.local is None
+        service.loop.submit(_peer_request("p-new"))
+        await service.loop.flush()
+        await sink.flush()
+        status = projections.history.status()
+    finally:
+        await projections.stop()
+        await service.shutdown()
+    assert status.shared is False and status.state == "current"
+    assert _query(path, "SELECT node FROM history_requests WHERE request_id = 'p-new'") == [
+        ("vm",)
+    ]
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> dict:

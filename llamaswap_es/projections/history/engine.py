@@ -14,17 +14,20 @@ recipe), so a migration is one real transaction and a write takes the write lock
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from llamaswap_es.config.history import parse_history_url, shown_url
 from llamaswap_es.projections.history.errors import HistoryDriverMissingError
+from llamaswap_es.projections.history.queries import Statement
 
 DB_TIMEOUT_S = 10.0
 """Longest wait for any one history-database operation (connect, write, query)."""
@@ -52,6 +55,29 @@ class HistoryDatabase:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class EngineReader:
+    """The history API's reads on this engine (`queries.HistoryReader`)."""
+
+    db: HistoryDatabase
+    local_node: str | None = None
+    """None: the database holds every node's checkpoint row, this node's included."""
+
+    @property
+    def shown(self) -> str:
+        return self.db.shown
+
+    async def read(self, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        """Run the statements in one read-only transaction."""
+        async with asyncio.timeout(DB_TIMEOUT_S), self.db.engine.connect() as conn:
+            reading = await conn.execution_options(**{READ_ONLY: True})
+            results = []
+            for sql, params in statements:
+                result = await reading.execute(text(sql), params)
+                results.append([dict(row) for row in result.mappings().all()])
+            return results
 
 
 def history_url(configured: str, event_log: Path) -> tuple[URL, bool]:

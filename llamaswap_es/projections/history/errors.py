@@ -1,6 +1,9 @@
 """What can go wrong with the history database, each error naming the database (never its
 password) and, where it can, what to do.
 
+No SQLAlchemy import here: the local history (the node's own file) uses these too, and an error
+can only be SQLAlchemy's where SQLAlchemy was loaded (`describe` looks it up in `sys.modules`).
+
 Every one of these leaves the node serving: the sink keeps its place in the log, retries, and
 says it is behind (`/api/history`, `/metrics`). Only a missing driver stops the start-up, since
 no retry can fix it.
@@ -8,7 +11,7 @@ no retry can fix it.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+import sys
 
 from llamaswap_es.errors import LlamaSwapError
 
@@ -37,9 +40,11 @@ class CheckpointMovedError(HistoryError):
 def describe(exc: BaseException) -> str:
     """One line about a database failure: the driver's own message, without SQLAlchemy's
     statement dump and link (which may hold row values) and never a password."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        text = str(exc.orig)
-    elif isinstance(exc, SQLAlchemyError):
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")  # loaded only if the engine is
+    orig = getattr(exc, "orig", None)
+    if sqlalchemy_errors is not None and isinstance(exc, sqlalchemy_errors.DBAPIError) and orig:
+        text = str(orig)
+    elif sqlalchemy_errors is not None and isinstance(exc, sqlalchemy_errors.SQLAlchemyError):
         text = str(exc).split("\n")[0]
     elif isinstance(exc, TimeoutError):
         text = "no answer in time"

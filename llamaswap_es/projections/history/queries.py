@@ -5,6 +5,12 @@ The same paging, sorting and filters as `/api/metrics/activity` (the query strin
 activity entries plus `node`, `peer` and `seq`. A history row has no llama-swap activity id (ids
 are per node), so an entry's `id` is `node:seq`, sorting by `id` sorts by time, and
 `min_id`/`max_id` are refused. Captures stay on the node that took them (`has_capture` is false).
+
+One builder, two executors: the queries are parameterised SQL text (`:name` parameters, which
+the standard library's sqlite3 and SQLAlchemy's `text()` both take, on SQLite and PostgreSQL
+alike), run by a `HistoryReader`: the projections' read-only sqlite3 connection for the local
+history (`local.LocalHistory`), or an SQLAlchemy engine for a history database elsewhere
+(`engine.EngineReader`). No SQLAlchemy import here.
 """
 
 from __future__ import annotations
@@ -13,13 +19,13 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any, Protocol
 
 from llamaswap_es.projections.activity_queries import ActivityQuery, ActivityQueryError
-from llamaswap_es.projections.history import tables
+from llamaswap_es.projections.history.columns import REQUEST_COLUMNS
+
+Statement = tuple[str, dict[str, Any]]
+"""SQL text with `:name` parameters, and their values."""
 
 _SORT_COLUMNS = {
     "id": "ts_ms", "time": "ts_ms", "model": "model_id", "req_path": "req_path",
@@ -32,6 +38,23 @@ _SORT_COLUMNS = {
 """`sort` values: the activity API's, plus `node`."""
 
 
+class HistoryReader(Protocol):
+    """Runs statements in one read transaction on the history database."""
+
+    @property
+    def shown(self) -> str:
+        """The database as logs and errors name it (never a password)."""
+        ...
+
+    @property
+    def local_node(self) -> str | None:
+        """The node whose `history_checkpoints` row is derived from its projections (the local
+        history), or None (a history database elsewhere holds every node's row)."""
+        ...
+
+    async def read(self, statements: Sequence[Statement]) -> list[list[dict[str, Any]]]: ...
+
+
 def check_fleet_query(query: ActivityQuery) -> None:
     """Refuse what the fleet history cannot answer, naming the parameter."""
     if query.min_id is not None or query.max_id is not None:
@@ -41,39 +64,49 @@ def check_fleet_query(query: ActivityQuery) -> None:
         )
 
 
-def _filters(query: ActivityQuery, nodes: Sequence[str]) -> list[ColumnElement[bool]]:
-    t = tables.requests.c
-    clauses: list[ColumnElement[bool]] = []
+def _in(column: str, prefix: str, values: Sequence[str], params: dict[str, Any]) -> str:
+    names = []
+    for i, value in enumerate(values):
+        params[f"{prefix}{i}"] = value
+        names.append(f":{prefix}{i}")
+    return f"{column} IN ({', '.join(names)})"
+
+
+def activity_statements(query: ActivityQuery, nodes: Sequence[str]) -> tuple[Statement, Statement]:
+    """(the count, the page) of `GET /api/history/activity`."""
+    params: dict[str, Any] = {}
+    clauses: list[str] = []
     if nodes:
-        clauses.append(t.node.in_(list(nodes)))
+        clauses.append(_in("node", "node", nodes, params))
     if query.models:
-        clauses.append(t.model_id.in_(list(query.models)))
+        clauses.append(_in("model_id", "model", query.models, params))
     if query.start is not None:
-        clauses.append(t.ts_ms >= query.start * 1000)
+        clauses.append("ts_ms >= :start_ms")
+        params["start_ms"] = query.start * 1000
     if query.end is not None:
-        clauses.append(t.ts_ms < (query.end + 1) * 1000)
-    return clauses
+        clauses.append("ts_ms < :end_ms")
+        params["end_ms"] = (query.end + 1) * 1000
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    direction = "ASC" if query.order == "asc" else "DESC"
+    column = _SORT_COLUMNS.get(query.sort, "ts_ms")
+    order = ", ".join(f"{c} {direction}" for c in (column, "ts_ms", "node", "seq"))
+    page = {**params, "limit": query.limit, "offset": (query.page - 1) * query.limit}
+    return (
+        (f"SELECT count(*) AS total FROM history_requests{where}", params),
+        (
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM history_requests{where} "
+            f"ORDER BY {order} LIMIT :limit OFFSET :offset",
+            page,
+        ),
+    )
 
 
 async def list_history_activity(
-    conn: AsyncConnection, query: ActivityQuery, nodes: Sequence[str]
+    reader: HistoryReader, query: ActivityQuery, nodes: Sequence[str]
 ) -> dict[str, Any]:
     """One page of the fleet's requests with llama-swap's paging envelope."""
-    t = tables.requests.c
-    where = _filters(query, nodes)
-    total = int((await conn.execute(select(func.count()).select_from(tables.requests)
-                                    .where(*where))).scalar() or 0)  # fmt: skip
-    column = t[_SORT_COLUMNS.get(query.sort, "ts_ms")]
-    tie = (t.ts_ms, t.node, t.seq)
-    if query.order == "asc":
-        order = [column.asc(), *(c.asc() for c in tie)]
-    else:
-        order = [column.desc(), *(c.desc() for c in tie)]
-    page: Select[Any] = (
-        select(tables.requests).where(*where).order_by(*order)
-        .limit(query.limit).offset((query.page - 1) * query.limit)
-    )  # fmt: skip
-    rows = (await conn.execute(page)).mappings().all()
+    counted, rows = await reader.read(activity_statements(query, nodes))
+    total = int(counted[0]["total"] or 0)
     return {
         "data": [history_entry(row) for row in rows],
         "page": query.page,
@@ -122,8 +155,26 @@ def history_entry(row: Any) -> dict[str, Any]:
     return entry
 
 
-async def list_nodes(conn: AsyncConnection) -> list[dict[str, Any]]:
-    """Every node that has written to the history database, with how far it has written."""
-    c = tables.checkpoints.c
-    rows = await conn.execute(select(c.node, c.seq, c.updated_ms).order_by(c.node))
-    return [{"node": r.node, "written_seq": r.seq, "updated_ms": r.updated_ms} for r in rows]
+def nodes_statement(local_node: str | None) -> Statement:
+    """Every node that has written to the history database, with how far it has written.
+
+    The local history derives its own node's row from its projections' checkpoints (the
+    activity table and `history_decisions`: the history holds everything up to the lower)."""
+    rows = "SELECT node, seq AS written_seq, updated_ms FROM history_checkpoints"
+    if local_node is None:
+        return f"{rows} ORDER BY node", {}
+    return (
+        f"{rows} WHERE node != :local_node UNION ALL "
+        "SELECT :local_node, seq, updated_ms FROM (SELECT min(seq) AS seq, max(updated_ms) AS "
+        "updated_ms, count(*) AS n FROM projection_checkpoints WHERE name IN ('activity', "
+        "'history_decisions')) WHERE n > 0 ORDER BY node",
+        {"local_node": local_node},
+    )
+
+
+async def list_nodes(reader: HistoryReader) -> list[dict[str, Any]]:
+    (rows,) = await reader.read([nodes_statement(reader.local_node)])
+    return [
+        {"node": r["node"], "written_seq": r["written_seq"], "updated_ms": r["updated_ms"]}
+        for r in rows
+    ]

@@ -18,36 +18,24 @@ Files live in `migrations/history/NNNN_name.sql`; statements end with `;` at the
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from llamaswap_es.events.schema import Migration, available_migrations
+from llamaswap_es.events.schema import Migration
 from llamaswap_es.projections.history.engine import HistoryDatabase
-from llamaswap_es.projections.history.errors import HistoryError, HistoryVersionError, describe
-from llamaswap_es.resources import resource_dir
+from llamaswap_es.projections.history.errors import HistoryError, describe
+from llamaswap_es.projections.history.migration_files import (
+    SCHEMA_TABLE,
+    history_migrations,
+    refuse_newer,
+    split_statements,
+)
 
-SCHEMA_TABLE = "history_schema_migrations"
 ADVISORY_LOCK_KEY = 0x6C6C_7377_6869_7374 & 0x7FFF_FFFF_FFFF_FFFF
 """PostgreSQL advisory-lock key of these migrations (any fixed bigint; 'llswhist')."""
-
-_STATEMENT_END = re.compile(r";[ \t]*$", re.M)
-
-
-def history_migrations(folder: Path | None = None) -> list[Migration]:
-    return available_migrations(
-        folder if folder is not None else resource_dir("migrations") / "history"
-    )
-
-
-def split_statements(sql: str) -> list[str]:
-    """The statements of a migration file (comment lines dropped; `;` ends a statement at the
-    end of a line), for drivers that take one statement per call (sqlite3)."""
-    kept = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    return [part.strip() for part in _STATEMENT_END.split(kept) if part.strip()]
 
 
 async def _create_version_table(conn: AsyncConnection) -> None:
@@ -91,11 +79,7 @@ async def migrate_history(
 
 
 def _refuse_newer(db: HistoryDatabase, current: int, newest: int) -> None:
-    if current > newest:
-        raise HistoryVersionError(
-            f"the history database {db.shown} has schema version {current}, newer than this "
-            f"llamaswap-es knows (up to {newest}): upgrade this node to write to it"
-        )
+    refuse_newer(db.shown, current, newest)
 
 
 async def _apply(db: HistoryDatabase, migration: Migration, newest: int) -> int:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, Table, Text
 
-from llamaswap_es.projections.activity_fold import ROW_COLUMNS, SPEED_FIELDS, TOKEN_FIELDS
+from llamaswap_es.projections.activity_fold import SPEED_FIELDS, TOKEN_FIELDS
+from llamaswap_es.projections.history.columns import REQUEST_COLUMNS
 
 metadata = MetaData()
 
@@ -26,15 +27,6 @@ checkpoints = Table(
 _NULLABLE_MS = ("received_ms", "dispatched_ms", "queue_wait_ms", "swap_wait_ms", "ttfb_ms")
 _INTEGERS = ("stream", "resp_status_code", *TOKEN_FIELDS)
 _BIG = ("seq", "ts_ms", "duration_ms", "bytes_out", *_NULLABLE_MS)
-
-REQUEST_COLUMNS: tuple[str, ...] = (
-    "node", "request_id", "seq", "day", "ts_ms", "model_id", "requested_model", "peer",
-    *(c for c in ROW_COLUMNS if c not in ("request_id", "seq", "ts_created", "ts_ms", "model_id",
-                                          "requested_model", "peer")),
-    "recorded_ms",
-)  # fmt: skip
-"""Every column of `history_requests`: the activity row's (but llama-swap's `ts_created`)."""
-
 
 def _request_column(name: str) -> Column:
     if name in ("node", "request_id"):
@@ -67,5 +59,3 @@ decisions = Table(
     Column("duration_ms", BigInteger, nullable=True),
     Column("recorded_ms", BigInteger, nullable=False),
 )
-
-DECISION_COLUMNS: tuple[str, ...] = tuple(c.name for c in decisions.columns)

@@ -29,7 +29,6 @@ from llamaswap_es.projections.history.errors import (
     NodeConflictError,
     describe,
 )
-from llamaswap_es.projections.history.local_view import use_activity_as_requests
 from llamaswap_es.projections.history.schema import migrate_history
 
 log = logging.getLogger("llamaswap_es.projections.history")
@@ -76,9 +75,6 @@ class HistoryWriter:
         self.log_id = log_id
         self._clock_ms = clock_ms
         self._migrated = False
-        self.requests_in_activity = False
-        """The history database is the event log's own file, whose `history_requests` is a view
-        over `activity` (`local_view`): request rows are not written, they are there already."""
         self._insert_requests = insert_ignoring_duplicates(tables.requests, db.dialect)
         self._insert_decisions = insert_ignoring_duplicates(tables.decisions, db.dialect)
 
@@ -88,9 +84,6 @@ class HistoryWriter:
         async with asyncio.timeout(DB_TIMEOUT_S * 3):  # a migration may take a few statements
             if not self._migrated:
                 await migrate_history(self.db)
-                self.requests_in_activity = await use_activity_as_requests(
-                    self.db, self.node, self.log_id
-                )
                 self._migrated = True
         async with asyncio.timeout(DB_TIMEOUT_S), self.db.engine.begin() as conn:
             await conn.execute(
@@ -133,7 +126,7 @@ class HistoryWriter:
         now = self._clock_ms()
         stamp = {"node": self.node, "recorded_ms": now}
         async with asyncio.timeout(DB_TIMEOUT_S), self.db.engine.begin() as conn:
-            if requests and not self.requests_in_activity:
+            if requests:
                 await conn.execute(self._insert_requests, [{**r, **stamp} for r in requests])
             if decisions:
                 await conn.execute(self._insert_decisions, [{**d, **stamp} for d in decisions])
