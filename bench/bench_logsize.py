@@ -1,17 +1,23 @@
 """Log bytes per request: how much the database file grows per 1,000 proxied requests, by table.
 
-`python bench/run.py logsize [--requests N] [--concurrency N] [--stream-every N]` starts a real
-server (a subprocess) in front of one fake upstream, sends one request to load the model, reads
+`python bench/run.py logsize [--requests N] [--warmup N] [--concurrency N] [--stream-every N]`
+starts a real server (a subprocess) in front of one fake upstream, sends one request to load the
+model (and `--warmup` more, so that the server has packed request events, as it does by itself
+every `eventPackRows` events, before the first reading), reads
 the database's page usage, sends N chat completions (every `--stream-every`-th one streamed, the
 rest small non-streaming ones), stops the server (so its WAL is checkpointed into the file) and
 reads the page usage again. The difference, from SQLite's `dbstat` virtual table (pages in use,
 their unused bytes included, as they take disk), is reported per 1,000 requests, split into:
 
-* events (the table) and events_indexes (its indexes),
+* events (the table) and events_indexes (its indexes), event_packs (packed request events),
 * activity (table and its indexes), captures (table and index), snapshots, projections (every
   other projection table: checkpoints, metrics), history (the history sink's tables, which by
   default live in the same file), other (the schema, migrations, log identity),
 * file: the whole file (pages in use plus the freelist).
+
+Also `packed_mb_per_1000_requests`: the bytes of `event_packs` per 1,000 requests they hold,
+what a request costs in steady state (the plain window of the newest request rows is bounded
+by `eventPackRows`, so a short run's delta still carries part of it).
 
 Prints progress lines, then one JSON line of figures.
 """
@@ -40,6 +46,9 @@ from bench.bench_proxy import (
 )
 from tests.fixtures.net import free_port
 
+COUNTS = ("event_rows", "packs", "packed_rows")
+"""Row counts `table_bytes` also returns (not bytes)."""
+
 GROUPS = {
     "events": "events",
     "activity": "activity",
@@ -47,6 +56,7 @@ GROUPS = {
     "snapshots": "snapshots",
     "projection_checkpoints": "projections",
     "metrics": "projections",
+    "event_packs": "event_packs",
 }
 """Table -> reported group; the history sink's tables (`history_*`, by default in the same file,
 docs/fleet.md) are their own group, `history`."""
@@ -74,6 +84,11 @@ def table_bytes(db_path: Path) -> dict[str, int]:
         out["freelist"] = conn.execute("PRAGMA freelist_count").fetchone()[0] * page_size
         out["file"] = conn.execute("PRAGMA page_count").fetchone()[0] * page_size
         out["event_rows"] = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        try:
+            packs = conn.execute("SELECT count(*), coalesce(sum(count), 0) FROM event_packs")
+            out["packs"], out["packed_rows"] = packs.fetchone()
+        except sqlite3.OperationalError:  # a log from before migration 0007
+            out["packs"] = out["packed_rows"] = 0
         return dict(out)
     finally:
         conn.close()
@@ -118,6 +133,13 @@ def main(argv: list[str]) -> None:
         help="routing.scheduler.use: fifo (as bench proxy) serves the clients together; "
         "serial queues them behind each other (QueuePositions decisions)",
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="requests sent before the first measurement, so that it is taken in steady state "
+        "(the server packs request events by itself every eventPackRows events)",
+    )
     parser.add_argument("--keep", type=Path, help="copy the database here afterwards")
     args = parser.parse_args(argv)
     port = free_port()
@@ -131,9 +153,9 @@ def main(argv: list[str]) -> None:
         server = start_server(Path(tmp), config)
         try:
             # The baseline is read after the model loaded (a fixed cost, not per request).
-            asyncio.run(drive(server.url, 1, 1, 0))
+            asyncio.run(drive(server.url, 1 + args.warmup, args.concurrency, args.stream_every))
             before = table_bytes(server.db_path)
-            print(f"after start and one request: {before}", flush=True)
+            print(f"after start and {1 + args.warmup} request(s): {before}", flush=True)
             seconds = asyncio.run(
                 drive(server.url, args.requests, args.concurrency, args.stream_every)
             )
@@ -146,20 +168,32 @@ def main(argv: list[str]) -> None:
     per_1000 = {
         group: round((after.get(group, 0) - before.get(group, 0)) * 1000 / args.requests / 1e6, 4)
         for group in sorted(set(after) | set(before))
-        if group != "event_rows"
+        if group not in COUNTS
     }
     in_use = sum(v for k, v in per_1000.items() if k not in ("file", "freelist"))
     # Captures stop growing at their byte budget (`captureBuffer`): what grows without bound is
     # the rest, the figure the target (issue 17: <= 0.5 MB per 1,000 requests) is about.
     growing = in_use - per_1000.get("captures", 0)
+    rows = {k: (before.get(k, 0), after.get(k, 0)) for k in COUNTS}
+    events_per_request = (
+        sum(after.get(k, 0) - before.get(k, 0) for k in ("event_rows", "packed_rows"))
+        / args.requests
+    )
+    # The steady-state figure: what a packed request costs. The plain window (the newest
+    # eventPackRows request rows, plus up to one block not yet packed) is bounded, not growth.
+    packed_per_1000 = None
+    if after.get("packed_rows"):
+        requests_in_packs = after["packed_rows"] / max(events_per_request, 1e-9)
+        packed_per_1000 = round(after.get("event_packs", 0) * 1000 / requests_in_packs / 1e6, 4)
     results = {
         "requests": args.requests,
+        "warmup": args.warmup,
         "concurrency": args.concurrency,
         "stream_every": args.stream_every,
         "scheduler": args.scheduler,
-        "events_per_request": round(
-            (after["event_rows"] - before["event_rows"]) / args.requests, 2
-        ),
+        "events_per_request": round(events_per_request, 2),
+        "rows_before_after": rows,
+        "packed_mb_per_1000_requests": packed_per_1000,
         "mb_per_1000_requests": per_1000,
         "mb_per_1000_in_use": round(in_use, 4),
         "mb_per_1000_growing": round(growing, 4),

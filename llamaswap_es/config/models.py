@@ -429,6 +429,9 @@ _NOT_NEGATIVE: dict[str, Any] = {"minimum": 0}
 DEFAULT_EVENT_RETENTION_DAYS = 7
 """Raw events kept a week: recovery, replay and `explain` of recent days; a busy server's log
 then stays bounded (docs/configuration.md#retention gives the sizes)."""
+DEFAULT_EVENT_PACK_ROWS = 4096
+"""Request events per pack (events/pack.py): ~1,400 requests, compressed ~7-fold together."""
+MIN_EVENT_PACK_ROWS = 64
 DEFAULT_ACTIVITY_RETENTION_DAYS = 90
 """The request history (one small row per request) kept a quarter, longer than the events."""
 
@@ -603,6 +606,9 @@ class LlamaSwapEsSettings(GoStruct):
     )
     """Events older than this many days are pruned, in steps anchored on reducer snapshots;
     0 keeps them forever. On by default so that a busy server's log stays bounded."""
+    event_pack_rows: int = Field(DEFAULT_EVENT_PACK_ROWS, alias="eventPackRows", ge=0)
+    """Request events every projection has applied are packed (compressed) this many rows to a
+    pack, once the newest as many stay rows; 0 turns packing off (docs/configuration.md)."""
     activity_retention_days: int = Field(
         DEFAULT_ACTIVITY_RETENTION_DAYS, alias="activityRetentionDays", ge=0
     )
@@ -645,6 +651,20 @@ class LlamaSwapEsSettings(GoStruct):
     """Where the history sink writes: a database URL; "" = this node's own event-log file."""
     history_sink: GoBool = Field(True, alias="historySink")
     """False turns the history sink off (nothing is written to any history database)."""
+
+    @field_validator("event_pack_rows", mode="before")
+    @classmethod
+    def _pack_rows(cls, value: Any) -> int:
+        """0 (off) or a block big enough to compress; a bool or fraction is refused."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            shown = "a collection" if isinstance(value, dict | list) else go_format_value(value)
+            raise fatal_error(f"must be a whole number of rows (0 turns packing off), got {shown}")
+        if value != 0 and value < MIN_EVENT_PACK_ROWS:
+            raise fatal_error(
+                f"must be 0 (off) or at least {MIN_EVENT_PACK_ROWS} rows (smaller packs barely "
+                f"compress), got {value}"
+            )
+        return value
 
     @field_validator("event_retention_days", "activity_retention_days", mode="before")
     @classmethod

@@ -10,7 +10,9 @@ checkpoints and grow the WAL (EVENT-LOG.md §2.4).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import heapq
 import sqlite3
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from typing import Protocol
 
 from llamaswap_es.events.codec import PayloadError
 from llamaswap_es.events.errors import StoreError, translate_sqlite_error
+from llamaswap_es.events.pack_reader import PackedRows
 from llamaswap_es.events.rows import (
     COLUMNS,
+    PACKED_TYPES,
     PER_REQUEST_TYPES,
     TYPE_INDEX_WHERE,
     Row,
@@ -130,6 +134,7 @@ class DatabaseReader(RowsAsEnvelopes):
     def __init__(self, path: Path, conn: sqlite3.Connection | None = None):
         self.path = path
         self._conn = conn if conn is not None else connect_read_only(path)
+        self._packs = PackedRows(self._conn, path)
 
     def __enter__(self) -> DatabaseReader:
         return self
@@ -141,19 +146,56 @@ class DatabaseReader(RowsAsEnvelopes):
         self._conn.close()
 
     def iter_rows(self, from_seq: int = 1, to_seq: int | None = None) -> Iterator[Row]:
-        """Raw rows in seq order, a page per statement (the fast scan)."""
+        """Raw rows in seq order, plain and packed merged, a page per read transaction (the fast
+        scan). Above the packed part one statement reads a page; below it, a window of
+        `SCAN_PAGE` seqs is read from both, in one transaction."""
         upper = to_seq if to_seq is not None else (1 << 62)
-        sql = f"SELECT {COLUMNS} FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
+        plain_sql = f"SELECT {COLUMNS} FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
         next_seq = from_seq
-        while True:
+        while next_seq <= upper:
             try:
-                page = self._conn.execute(sql, (next_seq, upper, SCAN_PAGE)).fetchall()
+                with self._consistent():
+                    packed_through = self._packs.packed_through()
+                    if next_seq > packed_through:
+                        page = self._conn.execute(
+                            plain_sql, (next_seq, upper, SCAN_PAGE)
+                        ).fetchall()
+                        window_end = upper if len(page) < SCAN_PAGE else page[-1][0]
+                    else:
+                        window_end = min(upper, next_seq + SCAN_PAGE - 1)
+                        plain = self._conn.execute(
+                            plain_sql, (next_seq, window_end, SCAN_PAGE)
+                        ).fetchall()
+                        packed = self._packs.rows_in(next_seq, window_end)
+                        page = list(heapq.merge(plain, packed, key=_seq_of))
+                        if not page:
+                            window_end = self._skip_gap(window_end, upper)
             except sqlite3.Error as exc:
                 raise translate_sqlite_error(exc, self.path) from exc
             yield from page
-            if len(page) < SCAN_PAGE:
-                return
-            next_seq = page[-1][0] + 1
+            next_seq = window_end + 1
+
+    def _skip_gap(self, after: int, upper: int) -> int:
+        """Where an empty window may jump to: just before the next plain row or pack above
+        `after` (a pruned or fully packed stretch is not walked window by window)."""
+        if self._packs.packs(after + 1, after + 1):
+            return after
+        plain = self._conn.execute("SELECT min(seq) FROM events WHERE seq > ?", (after,))
+        candidates = [int(v) for v in (plain.fetchone()[0], self._packs.next_pack(after)) if v]
+        return min([upper, *(c - 1 for c in candidates)])
+
+    @contextlib.contextmanager
+    def _consistent(self) -> Iterator[None]:
+        """One read transaction around several statements, so that a block packed meanwhile
+        is seen either as rows or as its pack, never both or neither."""
+        if not self._packs.present or self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
 
     def read(
         self,
@@ -166,7 +208,7 @@ class DatabaseReader(RowsAsEnvelopes):
         validate: bool = False,
         newest: bool = False,
     ) -> list[Envelope]:
-        """Envelopes matching every given filter, in seq order, in one statement.
+        """Envelopes matching every given filter, in seq order (packed rows included).
 
         `limit` keeps the oldest matches, or with `newest` the newest ones (still in seq order).
         """
@@ -175,6 +217,7 @@ class DatabaseReader(RowsAsEnvelopes):
         if to_seq is not None:
             where.append("seq <= ?")
             params.append(to_seq)
+        names: list[str] | None = None
         if types is not None:
             names = list(types)
             if not names:
@@ -192,41 +235,68 @@ class DatabaseReader(RowsAsEnvelopes):
             sql += " LIMIT ?"
             params.append(max(0, limit))
         try:
-            rows = self._conn.execute(sql, params).fetchall()
+            with self._consistent():
+                rows = self._conn.execute(sql, params).fetchall()
+                packed: list[Row] = []
+                if self._packs.present and (names is None or not PACKED_TYPES.isdisjoint(names)):
+                    packed_through = self._packs.packed_through()
+                    if from_seq <= packed_through:
+                        hi = packed_through if to_seq is None else min(to_seq, packed_through)
+                        packed = self._packs.matching(
+                            from_seq, hi, types=names, key=key,
+                            limit=None if limit is None else max(0, limit), newest=newest,
+                        )  # fmt: skip
         except sqlite3.Error as exc:
             raise translate_sqlite_error(exc, self.path) from exc
         if newest:
             rows.reverse()
+        if packed:
+            rows = list(heapq.merge(rows, packed, key=_seq_of))
+            if limit is not None:
+                rows = rows[-limit:] if newest and limit > 0 else rows[: max(0, limit)]
         return [decode_checked(row, self.path, validate) for row in rows]
 
     def last_seq(self) -> int:
         try:
-            row = self._conn.execute("SELECT max(seq) FROM events").fetchone()
+            with self._consistent():
+                row = self._conn.execute("SELECT max(seq) FROM events").fetchone()
+                packed = self._packs.packed_through()
         except sqlite3.Error as exc:
             raise translate_sqlite_error(exc, self.path) from exc
-        return int(row[0] or 0)
+        return max(int(row[0] or 0), packed)
 
     def first_seq(self) -> int:
         """The lowest seq still in the log (0 when empty; above 1 once retention pruned it)."""
         try:
-            row = self._conn.execute("SELECT min(seq) FROM events").fetchone()
+            with self._consistent():
+                row = self._conn.execute("SELECT min(seq) FROM events").fetchone()
+                packed = self._packs.first_packed()
         except sqlite3.Error as exc:
             raise translate_sqlite_error(exc, self.path) from exc
-        return int(row[0] or 0)
+        found = [v for v in (int(row[0] or 0), packed) if v]
+        return min(found) if found else 0
 
     def range_facts(self, from_seq: int, to_seq: int) -> tuple[int, list[str]]:
         """How many rows lie in `from_seq..to_seq`, and their boot ids in order of appearance."""
         try:
-            count = self._conn.execute(
-                "SELECT count(*) FROM events WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)
-            ).fetchone()[0]
-            boots = self._conn.execute(
-                "SELECT boot FROM events WHERE seq BETWEEN ? AND ? GROUP BY boot ORDER BY min(seq)",
-                (from_seq, to_seq),
-            ).fetchall()
+            with self._consistent():
+                count = self._conn.execute(
+                    "SELECT count(*) FROM events WHERE seq BETWEEN ? AND ?", (from_seq, to_seq)
+                ).fetchone()[0]
+                boots = self._conn.execute(
+                    "SELECT boot, min(seq) FROM events WHERE seq BETWEEN ? AND ? GROUP BY boot",
+                    (from_seq, to_seq),
+                ).fetchall()
+                first_by_boot = {boot: int(seq) for boot, seq in boots}
+                for info in self._packs.packs(from_seq, to_seq):
+                    rows = self._packs.rows(info, from_seq, to_seq)
+                    count += len(rows)
+                    for row in rows:
+                        if row[4] not in first_by_boot or row[0] < first_by_boot[row[4]]:
+                            first_by_boot[row[4]] = row[0]
         except sqlite3.Error as exc:
             raise translate_sqlite_error(exc, self.path) from exc
-        return int(count), [b[0] for b in boots]
+        return int(count), sorted(first_by_boot, key=first_by_boot.__getitem__)
 
     def schema_version(self) -> int:
         """The highest migration applied to this database."""
@@ -267,15 +337,28 @@ class DatabaseReader(RowsAsEnvelopes):
 
         A snapshot whose event is no longer in the log does not count (nothing to anchor on).
         """
-        sql = (
-            "SELECT s.seq FROM snapshots AS s JOIN events AS e ON e.seq = s.seq "
-            "WHERE s.reducer_version = ? AND e.ts_ms < ? ORDER BY s.seq DESC"
-        )
         try:
-            rows = self._conn.execute(sql, (reducer_version, ts_ms)).fetchall()
+            with self._consistent():
+                snaps = self._conn.execute(
+                    "SELECT DISTINCT seq FROM snapshots WHERE reducer_version = ? "
+                    "ORDER BY seq DESC",
+                    (reducer_version,),
+                ).fetchall()
+                out = []
+                for (seq,) in snaps:
+                    found = self._conn.execute(
+                        "SELECT ts_ms FROM events WHERE seq = ?", (seq,)
+                    ).fetchone()
+                    event_ts = found[0] if found else self._packs.ts_of(seq)
+                    if event_ts is not None and event_ts < ts_ms:
+                        out.append(int(seq))
         except sqlite3.Error as exc:
             raise translate_sqlite_error(exc, self.path) from exc
-        return [int(r[0]) for r in rows]
+        return out
+
+
+def _seq_of(row: Row) -> int:
+    return row[0]
 
 
 @functools.cache

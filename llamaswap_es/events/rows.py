@@ -25,6 +25,16 @@ PER_REQUEST_TYPES = frozenset(
 )
 """The types every request writes: left out of the `events_by_type` index (migration 0005)."""
 
+PACKED_TYPES = frozenset(
+    {
+        "Dispatch", "DispatchUnreachable", "PeerRequestFinished", "QueuePositions", "Reject",
+        "RequestAbandoned", "RequestCancelled", "RequestFinished", "RequestReceived",
+        "SelectionEnded", "SelectorChose", "SelectorRequested",
+    }
+)  # fmt: skip
+"""The types packed once every reader has passed them (events/pack.py): every event keyed by a
+request id, and the queue positions. Process, swap, timer and config events always stay rows."""
+
 TYPE_INDEX_WHERE = "type NOT IN ({})".format(
     ", ".join(f"'{name}'" for name in sorted(PER_REQUEST_TYPES))
 )

@@ -27,20 +27,35 @@ from typing import Any
 
 import llamaswap_es
 from llamaswap_es.events.errors import StoreError
+from llamaswap_es.events.pack import EncodedPack
 from llamaswap_es.events.reader import DatabaseReader, Snapshot, connect_read_only
 from llamaswap_es.events.rows import Row, encode_envelopes
 from llamaswap_es.events.types import Envelope, ServerStarted
 from llamaswap_es.events.worker_thread import WorkerThread
-from llamaswap_es.events.writer import LogWriter
+from llamaswap_es.events.writer import LogWriter, prepare_pack
 
 PRUNE_CHUNK = 5_000
 """Events deleted per transaction by `prune_through` (appends wait at most one chunk)."""
+
+PACK_BLOCK_ROWS = 4_096
+"""Rows per pack by default (`eventPackRows`): a request's three rows compress to ~1/7 in a
+block this size; bigger blocks gain little and make a read by key decode more."""
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a shielded write's outcome as seen: its caller may have left (cancelled)."""
     if not task.cancelled():
         task.exception()
+
+
+def _prepare_pack(path: Path, seq: int, block_rows: int, keep: int) -> EncodedPack | None:
+    """`prepare_pack` on a connection of its own, opened and closed on the calling thread (a
+    cancelled caller leaves the thread to finish with it)."""
+    conn = connect_read_only(path)
+    try:
+        return prepare_pack(conn, seq, block_rows, keep)
+    finally:
+        conn.close()
 
 
 def wall_clock_ms() -> int:
@@ -201,9 +216,44 @@ class EventStore:
             n = await self._write_thread.call(self._writer.prune_chunk, seq, chunk)
             deleted += n
             if n == 0:
+                deleted += await self._write_thread.call(self._writer.prune_packs, seq)
                 await self._write_thread.call(self._writer.prune_snapshots_before, seq)
                 break
         return deleted
+
+    async def pack_through(
+        self,
+        seq: int,
+        *,
+        block_rows: int = PACK_BLOCK_ROWS,
+        keep_plain: int | None = None,
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> int:
+        """Pack request events at or below `seq`, a block of `block_rows` at a time; returns the
+        rows packed.
+
+        `seq` must be a position every reader has passed (retention's `pack_events` chooses
+        it). The newest `keep_plain` packable rows (default: one block) always stay rows. Each
+        block is one job on the writer thread (appends interleave between blocks); stops when
+        less than a block is left, the store closes or `keep_going()` turns false.
+        """
+        if self._closing:
+            raise StoreError(f"{self.path}: the event log is closed")
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be at least 1, got {block_rows}")
+        keep = block_rows if keep_plain is None else keep_plain
+        packed = 0
+        # Reading and encoding a block (most of its time) runs on a worker thread with its own
+        # read-only connection; only the check-insert-delete transaction is a writer job.
+        while not self._closing and keep_going():
+            pack = await asyncio.to_thread(_prepare_pack, self.path, seq, block_rows, keep)
+            if pack is None or self._closing:
+                break
+            n = await self._write_thread.call(self._writer.store_pack, pack)
+            if n == 0:
+                break
+            packed += n
+        return packed
 
     # ----------------------------------------------------------------------------------------
     # Reading

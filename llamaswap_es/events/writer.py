@@ -25,7 +25,9 @@ from llamaswap_es.events.errors import (
     translate_sqlite_error,
 )
 from llamaswap_es.events.lock import ServerLock
-from llamaswap_es.events.rows import Row, UnsequencedRow
+from llamaswap_es.events.pack import INSERT_SQL as PACK_INSERT_SQL
+from llamaswap_es.events.pack import EncodedPack, decode_pack, encode_pack
+from llamaswap_es.events.rows import PACKED_TYPES, Row, UnsequencedRow
 from llamaswap_es.events.schema import migrate
 from llamaswap_es.events.write_gate import WriteGate
 
@@ -44,6 +46,38 @@ def _insert(rows: int) -> str:
     prepared in its statement cache)."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"INSERT INTO events (seq, ts_ms, type, key, boot, v, cause, payload) VALUES {values}"
+
+
+_PACKED = sorted(PACKED_TYPES)
+
+
+def prepare_pack(
+    conn: sqlite3.Connection, through_seq: int, rows: int, keep_plain: int
+) -> EncodedPack | None:
+    """The next pack: the oldest `rows` packable rows at or below `through_seq`, encoded; None
+    unless a full block lies there with at least `keep_plain` packable rows after it.
+
+    Reads only (any connection to the log, e.g. a read-only one on a worker thread: encoding
+    takes most of a block's time); `LogWriter.store_pack` checks and writes it."""
+    marks = ", ".join("?" * len(_PACKED))
+    found = conn.execute(
+        "SELECT last_seq FROM event_packs ORDER BY first_seq DESC LIMIT 1"
+    ).fetchone()
+    start = int(found[0]) + 1 if found else 1
+    block = conn.execute(
+        f"SELECT seq, ts_ms, type, key, boot, v, cause, payload FROM events "
+        f"WHERE seq >= ? AND seq <= ? AND type IN ({marks}) ORDER BY seq LIMIT ?",
+        (start, through_seq, *_PACKED, rows),
+    ).fetchall()
+    if not block or len(block) < rows:
+        return None
+    newer = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM events WHERE seq > ? AND type IN ({marks}) LIMIT ?)",
+        (block[-1][0], *_PACKED, keep_plain),
+    ).fetchone()[0]
+    if newer < keep_plain:
+        return None
+    return encode_pack(block)
 
 
 class SeqMismatchError(RuntimeError):
@@ -92,7 +126,8 @@ class LogWriter:
         # sqlite_sequence remembers the highest seq ever used, even if the tail was deleted.
         used = self._conn.execute(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
-            "coalesce((SELECT max(seq) FROM events), 0))"
+            "coalesce((SELECT max(seq) FROM events), 0), "
+            "coalesce((SELECT max(last_seq) FROM event_packs), 0))"
         ).fetchone()[0]
         return int(used) + 1
 
@@ -169,6 +204,73 @@ class LogWriter:
                 "DELETE FROM events WHERE seq >= ? AND seq <= ?", (first, upper)
             )
             return cursor.rowcount
+
+    def pack_block(self, through_seq: int, rows: int, keep_plain: int) -> int:
+        """Move the oldest `rows` packable rows at or below `through_seq` into one pack.
+
+        Only when a full block lies there and at least `keep_plain` packable rows stay plain
+        after it (the newest requests stay rows). Returns the rows packed (0: none). The store
+        prepares the pack on another thread instead (`prepare_pack`), so that only
+        `store_pack`'s short transaction runs on the writer thread.
+        """
+        pack = prepare_pack(self._conn, through_seq, rows, keep_plain)
+        return 0 if pack is None else self.store_pack(pack)
+
+    def store_pack(self, pack: EncodedPack) -> int:
+        """Insert `pack` and delete its rows, in one transaction (a crash leaves either).
+
+        Only if its rows are still exactly the oldest packable rows (nothing pruned or packed
+        since it was prepared); returns its rows, or 0 when it no longer fits (nothing changed).
+        """
+        marks = ", ".join("?" * len(_PACKED))
+        with self._transaction():
+            start = self._packed_through() + 1
+            found = self._conn.execute(
+                f"SELECT count(*), min(seq) FROM events WHERE seq >= ? AND seq <= ? "
+                f"AND type IN ({marks})",
+                (start, pack.last_seq, *_PACKED),
+            ).fetchone()
+            if (found[0], found[1]) != (pack.count, pack.first_seq):
+                return 0
+            self._conn.execute(PACK_INSERT_SQL, pack.as_params())
+            deleted = self._conn.execute(
+                f"DELETE FROM events WHERE seq >= ? AND seq <= ? AND type IN ({marks})",
+                (pack.first_seq, pack.last_seq, *_PACKED),
+            ).rowcount
+            if deleted != pack.count:  # cannot happen with one writer; never lose a row to it
+                raise StoreError(
+                    f"{self.path}: packing seqs {pack.first_seq}..{pack.last_seq} would delete "
+                    f"{deleted} rows, not the {pack.count} packed; nothing was changed"
+                )
+            return pack.count
+
+    def _packed_through(self) -> int:
+        row = self._conn.execute(
+            "SELECT last_seq FROM event_packs ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def prune_packs(self, through_seq: int) -> int:
+        """Drop the packs wholly at or below `through_seq`; a pack that straddles it is written
+        again without its rows at or below it. One transaction; returns the rows dropped."""
+        with self._transaction():
+            dropped = self._conn.execute(
+                "SELECT coalesce(sum(count), 0) FROM event_packs WHERE last_seq <= ?",
+                (through_seq,),
+            ).fetchone()[0]
+            self._conn.execute("DELETE FROM event_packs WHERE last_seq <= ?", (through_seq,))
+            straddling = self._conn.execute(
+                "SELECT first_seq, codec, keys, data FROM event_packs "
+                "WHERE first_seq <= ? AND last_seq > ?",
+                (through_seq, through_seq),
+            ).fetchone()
+            if straddling is not None:
+                rows = decode_pack(straddling[1], bytes(straddling[2]), bytes(straddling[3]))
+                kept = [row for row in rows if row[0] > through_seq]
+                self._conn.execute("DELETE FROM event_packs WHERE first_seq = ?", (straddling[0],))
+                self._conn.execute(PACK_INSERT_SQL, encode_pack(kept).as_params())
+                dropped += len(rows) - len(kept)
+            return int(dropped)
 
     def prune_snapshots_before(self, seq: int) -> int:
         """Delete the snapshots below `seq` (of every reducer version); returns how many."""

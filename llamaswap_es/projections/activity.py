@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llamaswap_es.events.pack_reader import PackedRows
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.projections.activity_fold import ROW_COLUMNS, ActivityFold
 from llamaswap_es.projections.database import read_checkpoint, write_checkpoint, write_transaction
 
 NAME = "activity"
+_STARTS = ("RequestReceived", "PeerRequestFinished")
+"""The events that start an activity row: a rebuild from a seq redoes the rows they began."""
 IDLE_CHECKPOINT_EVERY = 5_000
 """Batches that change nothing skip the write; the checkpoint still moves every this many seqs so
 a restart does not re-read a long quiet tail."""
@@ -122,8 +125,17 @@ class ActivityProjection:
         with write_transaction(conn, self.path):
             conn.execute(
                 "DELETE FROM activity WHERE seq >= ? AND request_id IN (SELECT key FROM events "
-                "WHERE seq >= ? AND type IN ('RequestReceived', 'PeerRequestFinished'))",
+                f"WHERE seq >= ? AND type IN ('{_STARTS[0]}', '{_STARTS[1]}'))",
                 (first_seq, first_seq),
+            )
+            packed = PackedRows(conn, self.path)  # the same, for request events in packs
+            started = packed.matching(
+                first_seq, packed.packed_through(), types=_STARTS, key=None, limit=None,
+                newest=False,
+            )  # fmt: skip
+            conn.executemany(
+                "DELETE FROM activity WHERE seq >= ? AND request_id = ?",
+                [(first_seq, row[3]) for row in started],
             )
             conn.execute(
                 "UPDATE sqlite_sequence SET seq = (SELECT coalesce(max(id), 0) FROM activity) "

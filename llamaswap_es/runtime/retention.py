@@ -19,6 +19,13 @@ and the log replays from it exactly as before. Two more rules keep recovery whol
 
 Choosing reads the log on a fresh read-only connection (run it in a thread); deleting goes
 through the store's writer, in chunks (`EventStore.prune_through`).
+
+Packing (`pack_events`) is the other step that rewrites the log's past: request events that
+every projection has applied (the lowest `projection_checkpoints` seq, which includes the
+history sink's hold) move into compressed packs, a block per writer transaction
+(`EventStore.pack_through`, docs/architecture.md "Packed request events"). Readers see the same
+log either way, so the bound is about cost, not correctness: rows a projection still has to
+read stay plain, as do the newest block of request rows.
 """
 
 from __future__ import annotations
@@ -170,6 +177,27 @@ def _restatements(path: Path, cutoff_ms: int, live: frozenset[Instance]) -> list
     with DatabaseReader(path) as reader:
         limit = reader.projected_through()
         return restatements(reader, cutoff_ms=cutoff_ms, live=live, limit_seq=limit)
+
+
+def _packing_bound(path: Path) -> int | None:
+    with DatabaseReader(path) as reader:
+        return reader.projected_through()
+
+
+async def pack_events(
+    store: EventStore, *, block_rows: int, keep_going: Callable[[], bool] = lambda: True
+) -> int:
+    """Pack the request events every projection has applied, `block_rows` per pack (0: off);
+    returns the rows packed. None are packed before a projection has recorded a position."""
+    if block_rows <= 0:
+        return 0
+    bound = await asyncio.to_thread(_packing_bound, store.path)
+    if not bound:
+        return 0
+    packed = await store.pack_through(bound, block_rows=block_rows, keep_going=keep_going)
+    if packed:
+        log.debug("packed %d request events at or below seq %d", packed, bound)
+    return packed
 
 
 async def prune_events(

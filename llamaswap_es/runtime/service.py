@@ -49,7 +49,7 @@ from llamaswap_es.runtime.loop_health import LoopHealth
 from llamaswap_es.runtime.process_spec import ProcessSpec
 from llamaswap_es.runtime.process_specs import process_spec
 from llamaswap_es.runtime.recovery import rebuild, settle
-from llamaswap_es.runtime.retention import DAY_MS, live_instances, prune_events
+from llamaswap_es.runtime.retention import DAY_MS, live_instances, pack_events, prune_events
 from llamaswap_es.runtime.scheduler_door import SchedulerDoor
 from llamaswap_es.runtime.timers import Timers
 
@@ -114,6 +114,7 @@ class SwapService:
         self._changed = asyncio.Event()
         self._shutdown_started = False
         self._events_since_snapshot = 0
+        self._events_since_pack = 0
         self._last_snapshot_ms = 0
         """When the newest snapshot's event was stamped (the clock provider's time)."""
         self._snapshot_due = False
@@ -185,6 +186,7 @@ class SwapService:
         self._preload()
         await self.loop.flush()
         self.prune_soon()
+        self.pack_soon()
 
     def _open_gpus(self) -> NvmlGpus | None:
         """NVML for placement by memory (opened on a thread, only once placement is on)."""
@@ -384,6 +386,10 @@ class SwapService:
         if not envelopes:
             return
         self._events_since_snapshot += len(envelopes)
+        self._events_since_pack += len(envelopes)
+        if self._events_since_pack >= max(1, self._config.llamaswap_es.event_pack_rows):
+            self._events_since_pack = 0
+            self.pack_soon()
         newest = envelopes[-1]
         if (
             self._events_since_snapshot >= SNAPSHOT_EVERY_EVENTS
@@ -459,6 +465,30 @@ class SwapService:
         self._pruning.add(task)
         task.add_done_callback(self._pruning.discard)
         return task
+
+    def pack_soon(self) -> asyncio.Task[int]:
+        """Pack request events every projection has applied (`eventPackRows`) in the background;
+        the task returns the rows packed. Run after start-up and every `eventPackRows` events,
+        one at a time with pruning; shutdown cancels it between blocks."""
+        task = asyncio.create_task(self._pack(), name="event-log packing")
+        self._pruning.add(task)
+        task.add_done_callback(self._pruning.discard)
+        return task
+
+    async def _pack(self) -> int:
+        async with self._prune_lock:
+            rows = self._config.llamaswap_es.event_pack_rows
+            if rows <= 0 or self.store is None or self._shutdown_started:
+                return 0
+            try:
+                return await pack_events(
+                    self.store, block_rows=rows,
+                    keep_going=lambda: not self._shutdown_started
+                    and self._config.llamaswap_es.event_pack_rows > 0,
+                )  # fmt: skip
+            except Exception:
+                log.exception("could not pack the event log's request events")
+                return 0
 
     async def _restate(self, records: Sequence[ProcessRecorded]) -> None:
         """Append re-stated start records through the run loop; returns once the loop has

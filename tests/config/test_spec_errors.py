@@ -617,6 +617,13 @@ CASES = [
         "llamaswap-es.eventRetentionDays",
     ),
     (
+        "ours-pack-rows-small",
+        "llamaswap-es:\n  eventPackRows: 10\n",
+        {},
+        "must be 0 (off) or at least 64 rows (smaller packs barely compress), got 10",
+        "llamaswap-es.eventPackRows",
+    ),
+    (
         "ours-retention-fraction",
         "llamaswap-es:\n  activityRetentionDays: 1.5\n",
         {},

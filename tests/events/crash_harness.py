@@ -1,10 +1,12 @@
 """Kill -9 harness for the event log, shared by the test suite and `bench/run.py crashloop`.
 
-The child (`python -m tests.events.crash_harness DB SEED SYNC`) opens the real `EventStore`, runs
-several producers appending random batches, and prints `ACK first last` for every committed
-batch. The parent reads those lines and SIGKILLs the child after a random number of them (the
-kill lands while other batches are being written), then checks the database: integrity, seqs
-contiguous, every acknowledged seq present, every payload's checksum right.
+The child (`python -m tests.events.crash_harness DB SEED SYNC [pack]`) opens the real
+`EventStore`, runs several producers appending random batches, and prints `ACK first last` for
+every committed batch; with `pack` it also packs request events in small blocks all the while
+(`EventStore.pack_through`), so kills land inside packing too. The parent reads those lines and
+SIGKILLs the child after a random number of them (the kill lands while other batches are being
+written), then checks the database: integrity, seqs contiguous, every acknowledged seq present,
+every payload's checksum right (reading rows and packs alike, through `DatabaseReader`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.fixtures.event_store import open_booted_store
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _child(db: str, seed: int, synchronous: str) -> None:
+async def _child(db: str, seed: int, synchronous: str, pack: bool = False) -> None:
     from llamaswap_es.events.types import Envelope, RequestFinished
 
     rng = random.Random(seed)
@@ -51,7 +53,13 @@ async def _child(db: str, seed: int, synchronous: str) -> None:
             sys.stdout.write(f"ACK {seqs[0]} {seqs[-1]}\n")
             sys.stdout.flush()
 
-    await asyncio.gather(*(producer(n) for n in range(8)))
+    async def packer() -> None:
+        while True:
+            await store.pack_through(await store.last_seq(), block_rows=64, keep_plain=64)
+            await asyncio.sleep(0)
+
+    tasks = [producer(n) for n in range(8)]
+    await asyncio.gather(*tasks, *([packer()] if pack else []))
 
 
 @dataclass
@@ -60,13 +68,14 @@ class RoundResult:
     boot: str = ""
 
 
-def run_round(db: Path, seed: int, synchronous: str = "normal") -> RoundResult:
+def run_round(db: Path, seed: int, synchronous: str = "normal", pack: bool = False) -> RoundResult:
     """Start a child, kill it after a random number of acks; returns what it acknowledged."""
     rng = random.Random(seed)
     kill_after = rng.randint(1, 40)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.events.crash_harness", str(db), str(seed), synchronous],
+        [sys.executable, "-m", "tests.events.crash_harness", str(db), str(seed), synchronous]
+        + (["pack"] if pack else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,33 +115,41 @@ def _parse_ack(line: str) -> tuple[int, int]:
 
 def check_log(db: Path, acked: list[tuple[int, int]], boots: list[str]) -> int:
     """Assert what must hold after any crash; returns the number of rows in the log."""
+    from llamaswap_es.events.reader import DatabaseReader
+
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
-        seqs = [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")]
+        with DatabaseReader(db) as reader:
+            rows = list(reader.iter_rows())
+        seqs = [r[0] for r in rows]
         assert seqs == list(range(1, len(seqs) + 1)), "seqs are not contiguous from 1"
         top = seqs[-1] if seqs else 0
         for first, last in acked:
             assert last <= top, f"acknowledged seqs {first}..{last} are missing (log ends {top})"
-        started = {r[0] for r in conn.execute("SELECT key FROM events WHERE type='ServerStarted'")}
+        started = {r[3] for r in rows if r[2] == "ServerStarted"}
         assert set(boots) <= started, "a ServerStarted is missing"
-        for payload in conn.execute("SELECT payload FROM events WHERE type = 'RequestFinished'"):
+        for row in rows:
+            if row[2] != "RequestFinished":
+                continue
             import json
 
-            body = json.loads(payload[0])
+            body = json.loads(row[7])
             assert zlib.crc32(body["error"].encode()) == body["metrics"]["crc"], body
         return len(seqs)
     finally:
         conn.close()
 
 
-def crash_loop(db: Path, rounds: int, seed: int, synchronous: str = "normal") -> dict[str, int]:
+def crash_loop(
+    db: Path, rounds: int, seed: int, synchronous: str = "normal", pack: bool = False
+) -> dict[str, int]:
     """`rounds` kill -9 rounds on one database, checked after each; returns totals."""
     acked: list[tuple[int, int]] = []
     boots: list[str] = []
     rows = 0
     for n in range(rounds):
-        result = run_round(db, seed * 1000 + n, synchronous)
+        result = run_round(db, seed * 1000 + n, synchronous, pack)
         acked += result.acked
         boots.append(result.boot)
         rows = check_log(db, acked, boots)
@@ -141,4 +158,4 @@ def crash_loop(db: Path, rounds: int, seed: int, synchronous: str = "normal") ->
 
 
 if __name__ == "__main__":
-    asyncio.run(_child(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    asyncio.run(_child(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:] == ["pack"]))
