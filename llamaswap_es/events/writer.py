@@ -196,14 +196,19 @@ class LogWriter:
         at or below `through_seq` is left. Seqs are never reused: AUTOINCREMENT remembers them.
         """
         with self._transaction():
-            first = self._conn.execute("SELECT min(seq) FROM events").fetchone()[0]
+            first = self._conn.execute(
+                "SELECT min(s) FROM (SELECT min(seq) AS s FROM events "
+                "UNION ALL SELECT min(first_seq) FROM event_packs)"
+            ).fetchone()[0]
             if first is None or first > through_seq:
                 return 0
             upper = min(through_seq, first + max(1, limit) - 1)
             cursor = self._conn.execute(
                 "DELETE FROM events WHERE seq >= ? AND seq <= ?", (first, upper)
             )
-            return cursor.rowcount
+            # The packed rows of the same stretch go in the same transaction: a prune that stops
+            # after any chunk (shutdown, kill -9) leaves the log a contiguous suffix, as before.
+            return cursor.rowcount + self._drop_packs_through(upper)
 
     def pack_block(self, through_seq: int, rows: int, keep_plain: int) -> int:
         """Move the oldest `rows` packable rows at or below `through_seq` into one pack.
@@ -254,23 +259,27 @@ class LogWriter:
         """Drop the packs wholly at or below `through_seq`; a pack that straddles it is written
         again without its rows at or below it. One transaction; returns the rows dropped."""
         with self._transaction():
-            dropped = self._conn.execute(
-                "SELECT coalesce(sum(count), 0) FROM event_packs WHERE last_seq <= ?",
-                (through_seq,),
-            ).fetchone()[0]
-            self._conn.execute("DELETE FROM event_packs WHERE last_seq <= ?", (through_seq,))
-            straddling = self._conn.execute(
-                "SELECT first_seq, codec, keys, data FROM event_packs "
-                "WHERE first_seq <= ? AND last_seq > ?",
-                (through_seq, through_seq),
-            ).fetchone()
-            if straddling is not None:
-                rows = decode_pack(straddling[1], bytes(straddling[2]), bytes(straddling[3]))
-                kept = [row for row in rows if row[0] > through_seq]
-                self._conn.execute("DELETE FROM event_packs WHERE first_seq = ?", (straddling[0],))
-                self._conn.execute(PACK_INSERT_SQL, encode_pack(kept).as_params())
-                dropped += len(rows) - len(kept)
-            return int(dropped)
+            return self._drop_packs_through(through_seq)
+
+    def _drop_packs_through(self, through_seq: int) -> int:
+        """`prune_packs` inside the caller's transaction; returns the packed rows dropped."""
+        dropped = self._conn.execute(
+            "SELECT coalesce(sum(count), 0) FROM event_packs WHERE last_seq <= ?",
+            (through_seq,),
+        ).fetchone()[0]
+        self._conn.execute("DELETE FROM event_packs WHERE last_seq <= ?", (through_seq,))
+        straddling = self._conn.execute(
+            "SELECT first_seq, codec, keys, data FROM event_packs "
+            "WHERE first_seq <= ? AND last_seq > ?",
+            (through_seq, through_seq),
+        ).fetchone()
+        if straddling is not None:
+            rows = decode_pack(straddling[1], bytes(straddling[2]), bytes(straddling[3]))
+            kept = [row for row in rows if row[0] > through_seq]
+            self._conn.execute("DELETE FROM event_packs WHERE first_seq = ?", (straddling[0],))
+            self._conn.execute(PACK_INSERT_SQL, encode_pack(kept).as_params())
+            dropped += len(rows) - len(kept)
+        return int(dropped)
 
     def prune_snapshots_before(self, seq: int) -> int:
         """Delete the snapshots below `seq` (of every reducer version); returns how many."""

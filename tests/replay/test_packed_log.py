@@ -66,3 +66,25 @@ def test_a_packed_log_pruned_behind_a_snapshot_still_verifies(long_log: Path) ->
     result = run_replay("verify", "--db", long_log)
     assert result.rc == 0, result.out + result.err
     assert f"from the snapshot at seq {anchor}" in result.out
+
+
+def test_a_prune_stopped_after_one_chunk_leaves_a_packed_log_that_still_verifies(
+    long_log: Path,
+) -> None:
+    """Shutdown cancels a prune between chunks (and kill -9 can stop it anywhere): every chunk
+    leaves the log a contiguous suffix, its packed rows dropped with its plain ones."""
+    before = _rows(long_log)
+    _pack(long_log, 500)
+    with sqlite3.connect(long_log) as conn:
+        anchor = [r[0] for r in conn.execute("SELECT seq FROM snapshots ORDER BY seq")][-2]
+    writer = LogWriter.open(long_log)
+    try:
+        assert writer.prune_chunk(anchor, 5_000) > 0  # one chunk, then the prune stops
+    finally:
+        writer.close()
+    after = _rows(long_log)
+    first = after[0][0]
+    assert 1 < first <= anchor + 1
+    assert after == [row for row in before if row[0] >= first]  # no hole, nothing reordered
+    result = run_replay("verify", "--db", long_log)
+    assert result.rc == 0, result.out + result.err
