@@ -387,7 +387,8 @@ class SwapService:
             return
         self._events_since_snapshot += len(envelopes)
         self._events_since_pack += len(envelopes)
-        if self._events_since_pack >= max(1, self._config.llamaswap_es.event_pack_rows):
+        pack_rows = self._config.llamaswap_es.event_pack_rows
+        if pack_rows > 0 and self._events_since_pack >= pack_rows:  # 0: packing is off
             self._events_since_pack = 0
             self.pack_soon()
         newest = envelopes[-1]
