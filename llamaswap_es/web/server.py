@@ -256,12 +256,19 @@ async def _shutdown(
     ctx.logs.close()
 
 
+def _inflight_key(message: dict[str, Any]) -> str | None:
+    """An upsert or removal states one in-flight entry whole: the hub keeps the latest per batch."""
+    request = message.get("request")
+    entry_id = request.get("id") if isinstance(request, dict) else message.get("id")
+    return None if entry_id is None else f"inflight:{entry_id}"
+
+
 def _wire_publishers(ctx: AppContext) -> None:
     """Keep `/api/events` live: committed events, in-flight changes, new log text."""
     assert ctx.service.door is not None
     ctx.service.door.add_listener(lambda envelopes: publish_committed(ctx, envelopes))
     ctx.inflight.add_listener(
-        lambda message: ctx.hub.publish("inflight", message),
+        lambda message: ctx.hub.publish("inflight", message, key=_inflight_key(message)),
         active=lambda: ctx.hub.connections > 0,  # no UI tab open: nothing to build
     )
 

@@ -132,3 +132,41 @@ async def test_subscribing_after_close_ends_at_once() -> None:
     hub.close()
     sub = hub.subscribe(initial=[frame("x", 1)])
     assert [_decode(f) for f in await _drain(sub)] == [("x", 1)]
+
+
+async def test_keyed_messages_in_one_batch_leave_only_the_latest_state() -> None:
+    """A request that starts and ends within one batch: its three upserts and its removal reach
+    the tab as one removal (what the UI ends with is the same), unkeyed messages all arrive."""
+    hub = EventHub()
+    sub = hub.subscribe()
+    hub.publish("inflight", {"operation": "upsert", "request": {"id": "1", "bytes": 0}}, key="i:1")
+    hub.publish("logEvent", {"seq": 11})
+    hub.publish("inflight", {"operation": "upsert", "request": {"id": "2", "bytes": 0}}, key="i:2")
+    hub.publish("inflight", {"operation": "upsert", "request": {"id": "1", "bytes": 9}}, key="i:1")
+    hub.publish("inflight", {"operation": "remove", "id": "1"}, key="i:1")
+    hub.publish("logEvent", {"seq": 12})
+    hub.flush()
+    hub.publish("inflight", {"operation": "remove", "id": "2"}, key="i:2")  # the next batch
+    hub.close()
+    messages = [m for batch in await _drain(sub) for m in _split(batch)]
+    assert messages == [
+        ("inflight", {"operation": "remove", "id": "1"}),
+        ("logEvent", {"seq": 11}),
+        ("inflight", {"operation": "upsert", "request": {"id": "2", "bytes": 0}}),
+        ("logEvent", {"seq": 12}),
+        ("inflight", {"operation": "remove", "id": "2"}),
+    ]
+
+
+async def test_a_tab_that_subscribes_mid_batch_still_gets_the_latest_keyed_state() -> None:
+    hub = EventHub()
+    early = hub.subscribe()
+    hub.publish("inflight", {"operation": "upsert", "request": {"id": "1", "bytes": 0}}, key="i:1")
+    late = hub.subscribe()  # its initial burst already holds the first upsert
+    hub.publish("inflight", {"operation": "upsert", "request": {"id": "1", "bytes": 5}}, key="i:1")
+    hub.close()
+    early_got = [m for batch in await _drain(early) for m in _split(batch)]
+    late_got = [m for batch in await _drain(late) for m in _split(batch)]
+    latest = ("inflight", {"operation": "upsert", "request": {"id": "1", "bytes": 5}})
+    assert early_got[-1] == latest
+    assert late_got == [latest]
