@@ -98,6 +98,8 @@ class ProjectionRunner:
         self._task: asyncio.Task[None] | None = None
         self._row_listeners: list[RowListener] = []
         self.failure: BaseException | None = None
+        self.table_failures: dict[str, BaseException] = {}
+        """Table projections a bug stopped (by name); the others go on without them."""
 
     def add_row_listener(self, listener: RowListener) -> None:
         """`listener(rows)` after activity rows are committed (e.g. the `activity` SSE event)."""
@@ -114,6 +116,7 @@ class ProjectionRunner:
 
     async def start(self) -> None:
         """Read the checkpoints and start following (catching up from the oldest one)."""
+
         def load(conn: sqlite3.Connection) -> list[int]:
             return [self.activity.load(conn), *(t.load(conn) for t in self.tables)]
 
@@ -208,7 +211,8 @@ class ProjectionRunner:
             # publish them to the live feed and the per-model counts.
             self._unpublished.extend(self.activity.apply(conn, batch))
             for table in self.tables:  # each skips what it has (a retry after a fault)
-                table.apply(conn, batch)
+                if table.name not in self.table_failures:
+                    self._apply_table(table, conn, batch)
             rows, self._unpublished = self._unpublished, []
             return rows
 
@@ -221,6 +225,23 @@ class ProjectionRunner:
                     listener(rows)
                 except Exception:
                     log.exception("an activity row listener failed")
+
+    def _apply_table(
+        self, table: TableProjection, conn: sqlite3.Connection, batch: list[Envelope]
+    ) -> None:
+        """A store fault is everyone's (the batch is retried); a bug in one table projection
+        stops that table alone, loudly, and the activity history goes on (as the history
+        sink's bug stopped only the sink before the local history became a table here)."""
+        try:
+            table.apply(conn, batch)
+        except (StoreError, sqlite3.Error, OSError):
+            raise
+        except Exception as exc:
+            self.table_failures[table.name] = exc
+            log.exception(
+                "the %s projection stopped at seq %d (a bug: please report it with this "
+                "traceback); the other projections go on", table.name, batch[0].seq,
+            )  # fmt: skip
 
     async def wait_for(self, seq: int, timeout_s: float = 10.0) -> None:
         """Wait until every seq up to `seq` is applied (tests, the rebuild command)."""

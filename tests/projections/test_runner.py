@@ -11,6 +11,7 @@ from llamaswap_es.errors import StoreError
 from llamaswap_es.events.types import Envelope, RequestFinished, RequestReceived
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import ProjectionDatabase
+from llamaswap_es.projections.history.local import LocalHistory
 from llamaswap_es.projections.metrics import ModelMetrics
 from llamaswap_es.projections.runner import ProjectionRunner
 from tests.fixtures.event_store import open_booted_store
@@ -122,3 +123,47 @@ async def test_rows_written_before_a_table_fails_are_published_once_after_the_re
     assert table.failed
     assert request_ids(db_path) == ["a"]
     assert published == ["a"]
+
+
+class _Broken:
+    """A table projection with a bug: every write raises."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def load(self, conn: sqlite3.Connection) -> int:
+        return 0
+
+    def apply(self, conn: sqlite3.Connection, envelopes: object) -> None:
+        raise KeyError("a bug in the fold")
+
+
+async def test_a_bug_in_one_table_projection_stops_it_alone_and_activity_goes_on(
+    db_path: Path,
+) -> None:
+    store = await open_booted_store(db_path)
+    db = ProjectionDatabase(db_path)
+    local = LocalHistory(db, "box-1")
+    broken = _Broken(local.projection.name)  # the local history's decisions, with a bug
+    runner = ProjectionRunner(db, store, activity=ActivityProjection(db.path), tables=[broken])
+    local.follow(runner)
+    try:
+        await runner.start()
+        for rid in ("a", "b"):
+            events = (
+                RequestReceived(request_id=rid, model="m"),
+                RequestFinished(request_id=rid, model="m", status=200),
+            )
+            seqs = await store.append_batch([Envelope(body=e, ts_ms=1_000) for e in events])
+            runner.on_committed(
+                [Envelope(body=e, ts_ms=1_000, seq=s) for e, s in zip(events, seqs, strict=True)]
+            )
+            await runner.flush()
+        status = local.status()
+    finally:
+        await runner.stop()
+        db.close()
+        await store.close()
+    assert runner.failure is None and list(runner.table_failures) == [broken.name]
+    assert request_ids(db_path) == ["a", "b"]
+    assert status.state == "stopped" and "a bug in the fold" in (status.last_error or "")

@@ -235,7 +235,11 @@ class LocalHistory:
             assert self._backlog is not None
             oldest = self._backlog[1] if oldest is None else min(oldest, self._backlog[1])
         lag_s = max(0.0, (wall_ms() - oldest) / 1000) if oldest is not None else 0.0
-        failure = runner.failure if runner is not None else None
+        failure = (
+            (runner.failure or runner.table_failures.get(self.projection.name))
+            if runner is not None
+            else None
+        )
         if failure is not None:
             state = "stopped"
         elif applied is None:
