@@ -24,6 +24,15 @@ async def _health(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
         return response.status, await response.text()
 
 
+async def _until_healthy(http: aiohttp.ClientSession, url: str) -> None:
+    """Wait for /health to say 200 again, at most 5 s after the disk was freed."""
+    loop = asyncio.get_running_loop()
+    freed_at = loop.time()
+    while (await _health(http, url))[0] != 200:
+        assert loop.time() - freed_at < 5, "not serving again 5 s after space returned"
+        await asyncio.sleep(0.05)
+
+
 async def _metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
     async with http.get(url + "/metrics") as response:
         for line in (await response.text()).splitlines():
@@ -73,11 +82,7 @@ async def test_a_full_disk_refuses_new_work_with_503_and_heals_when_space_return
         assert await _metric(http, server.url, "llamaswap_es_healthy") == 0
 
         small_disk.free()
-        loop = asyncio.get_running_loop()
-        freed_at = loop.time()
-        while (await _health(http, server.url))[0] != 200:
-            assert loop.time() - freed_at < 5, "not serving again 5 s after space returned"
-            await asyncio.sleep(0.05)
+        await _until_healthy(http, server.url)
         async with http.post(server.url + CHAT, json=BODY) as r:
             assert r.status == 200
         assert await _metric(http, server.url, "llamaswap_es_event_log_writable") == 1
@@ -163,11 +168,7 @@ async def test_a_selector_request_waiting_on_a_full_disk_is_answered_503_like_an
             assert "event log cannot be written" in text, text
             refused_id = r.headers.get("X-Request-ID", "")
         small_disk.free()
-        loop = asyncio.get_running_loop()
-        freed_at = loop.time()
-        while (await _health(http, server.url))[0] != 200:
-            assert loop.time() - freed_at < 5, "not serving again 5 s after space returned"
-            await asyncio.sleep(0.05)
+        await _until_healthy(http, server.url)
         async with http.post(server.url + CHAT, json=pick) as r:
             assert r.status == 200
     assert server.stop() == 0

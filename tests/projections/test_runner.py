@@ -8,6 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from llamaswap_es.errors import StoreError
+from llamaswap_es.events.store import EventStore
 from llamaswap_es.events.types import Envelope, RequestFinished, RequestReceived
 from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.database import ProjectionDatabase
@@ -78,6 +79,19 @@ async def test_catch_up_then_overflow_then_live_without_gaps_or_repeats(db_path:
     assert metrics.seq == runner.applied_seq
 
 
+async def _serve_one(store: EventStore, runner: ProjectionRunner, request_id: str) -> None:
+    """One request's received and finished events, committed and handed to the runner live."""
+    events = (
+        RequestReceived(request_id=request_id, model="m"),
+        RequestFinished(request_id=request_id, model="m", status=200),
+    )
+    seqs = await store.append_batch([Envelope(body=e, ts_ms=1_000) for e in events])
+    runner.on_committed(
+        [Envelope(body=e, ts_ms=1_000, seq=s) for e, s in zip(events, seqs, strict=True)]
+    )
+    await runner.flush()
+
+
 class _FailsOnce:
     """A table projection whose first write meets a store fault (a full disk, a lock held too
     long), after the activity rows of the same batch have committed."""
@@ -107,15 +121,7 @@ async def test_rows_written_before_a_table_fails_are_published_once_after_the_re
     runner.add_row_listener(lambda rows: published.extend(r.request_id for r in rows))
     try:
         await runner.start()
-        events = (
-            RequestReceived(request_id="a", model="m"),
-            RequestFinished(request_id="a", model="m", status=200),
-        )
-        seqs = await store.append_batch([Envelope(body=e, ts_ms=1_000) for e in events])
-        runner.on_committed(
-            [Envelope(body=e, ts_ms=1_000, seq=s) for e, s in zip(events, seqs, strict=True)]
-        )
-        await runner.flush()
+        await _serve_one(store, runner, "a")
     finally:
         await runner.stop()
         db.close()
@@ -150,15 +156,7 @@ async def test_a_bug_in_one_table_projection_stops_it_alone_and_activity_goes_on
     try:
         await runner.start()
         for rid in ("a", "b"):
-            events = (
-                RequestReceived(request_id=rid, model="m"),
-                RequestFinished(request_id=rid, model="m", status=200),
-            )
-            seqs = await store.append_batch([Envelope(body=e, ts_ms=1_000) for e in events])
-            runner.on_committed(
-                [Envelope(body=e, ts_ms=1_000, seq=s) for e, s in zip(events, seqs, strict=True)]
-            )
-            await runner.flush()
+            await _serve_one(store, runner, rid)
         status = local.status()
     finally:
         await runner.stop()
