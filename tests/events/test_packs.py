@@ -60,6 +60,14 @@ def logs(draw: st.DrawFn) -> list[Envelope]:
     return out
 
 
+def _received(n: int) -> list[Envelope]:
+    """`n` requests' RequestReceived, ids r000, r001, … (time-ordered, as real ids are)."""
+    return [
+        Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
+        for i in range(n)
+    ]
+
+
 def _write(path: Path, envelopes: list[Envelope]) -> LogWriter:
     writer = LogWriter.open(path)
     writer.append(encode_envelopes(envelopes, "boot-a"))
@@ -170,10 +178,7 @@ def test_every_request_keyed_type_is_packed() -> None:
 
 
 def test_packing_keeps_the_newest_rows_plain_and_needs_a_full_block(tmp_path: Path) -> None:
-    log = [
-        Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
-        for i in range(30)
-    ]
+    log = _received(30)
     writer = _write(tmp_path / "events.db", log)
     try:
         assert writer.pack_block(30, 10, keep_plain=25) == 0  # would leave only 20 plain
@@ -188,10 +193,7 @@ def test_packing_keeps_the_newest_rows_plain_and_needs_a_full_block(tmp_path: Pa
 
 
 def test_pruning_drops_whole_packs_and_trims_the_one_that_straddles(tmp_path: Path) -> None:
-    log = [
-        Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
-        for i in range(30)
-    ]
+    log = _received(30)
     path = tmp_path / "events.db"
     writer = _write(path, log)
     try:
@@ -207,10 +209,7 @@ def test_pruning_drops_whole_packs_and_trims_the_one_that_straddles(tmp_path: Pa
 
 
 def test_a_damaged_pack_is_named_by_file_and_seqs(tmp_path: Path) -> None:
-    log = [
-        Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
-        for i in range(8)
-    ]
+    log = _received(8)
     path = tmp_path / "events.db"
     writer = _write(path, log)
     try:
@@ -229,12 +228,7 @@ async def test_the_store_packs_and_prunes_and_retention_still_finds_its_snapshot
 ) -> None:
     store = await open_booted_store(db_path, ts_ms=500)
     try:
-        await store.append_batch(
-            [
-                Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
-                for i in range(200)
-            ]
-        )
+        await store.append_batch(_received(200))
         await store.save_snapshot(reducer_version="core-test", seq=150, digest="d", state=b"s")
         assert await store.pack_through(180, block_rows=64) == 128  # 2 blocks, 64 stay rows
         with DatabaseReader(db_path) as reader:
@@ -252,10 +246,7 @@ async def test_the_store_packs_and_prunes_and_retention_still_finds_its_snapshot
 def test_a_pack_prepared_before_the_log_changed_is_not_stored(tmp_path: Path) -> None:
     """The store encodes a block off the writer thread; if the rows moved meanwhile (a prune,
     another block), the writer refuses the stale pack and changes nothing."""
-    log = [
-        Envelope(body=RequestReceived(request_id=f"r{i:03d}", model="m"), ts_ms=1000 + i)
-        for i in range(30)
-    ]
+    log = _received(30)
     path = tmp_path / "events.db"
     writer = _write(path, log)
     try:
