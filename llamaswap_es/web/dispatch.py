@@ -134,15 +134,9 @@ async def serve_local(
     )
     try:
         ticket = loop.submit_request(received)
-    except LogUnavailableError as exc:
+    except DOOR_REFUSALS as exc:
         outcome.close()
-        return log_unavailable_response(request, exc)
-    except StoreOverloadedError as exc:
-        outcome.close()
-        return error_response(request, 503, f"server overloaded: {exc}")
-    except LoopStoppedError as exc:
-        outcome.close()
-        return loop_stopped_response(request, ctx, exc)
+        return refused_response(request, ctx, exc)
 
     # A body already streamed to the upstream cannot be sent again; a buffered one (or none) can.
     resendable = job.body is not None or not request.can_read_body
@@ -153,9 +147,7 @@ async def serve_local(
         decision, loading = granted
         if isinstance(decision, Reject):
             outcome.close()
-            return await _answer_reject(
-                request, decision, loading, retry_after_s=_retry_after(ctx)
-            )
+            return await _answer_reject(request, decision, loading, retry_after_s=_retry_after(ctx))
         attempt = await _forward_dispatched(
             request, ctx, job, decision, outcome, loading, may_take_back=resendable and not loading
         )
@@ -425,6 +417,24 @@ def router_name(ctx: AppContext) -> str:
 def exc_status(exc: InputRefusedError | LogUnavailableError) -> int:
     """The HTTP status of a request refused by the loop (400/500 refused input, 503 log)."""
     return exc.status if isinstance(exc, InputRefusedError) else 503
+
+
+DOOR_REFUSALS = (LogUnavailableError, StoreOverloadedError, LoopStoppedError)
+"""What the scheduler's door raises while it takes no new client work (see `refused_response`)."""
+
+
+def refused_response(
+    request: web.BaseRequest,
+    ctx: AppContext,
+    exc: LogUnavailableError | StoreOverloadedError | LoopStoppedError,
+) -> web.Response:
+    """The answer to new work the door refused: the log unwritable, the inbox full, the loop
+    stopped (one place for local, selector and peer requests)."""
+    if isinstance(exc, LogUnavailableError):
+        return log_unavailable_response(request, exc)
+    if isinstance(exc, StoreOverloadedError):
+        return error_response(request, 503, f"server overloaded: {exc}")
+    return loop_stopped_response(request, ctx, exc)
 
 
 def log_unavailable_response(request: web.BaseRequest, exc: LogUnavailableError) -> web.Response:

@@ -7,18 +7,16 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from llamaswap_es.errors import LogUnavailableError, StoreOverloadedError
 from llamaswap_es.events.types import Reject
-from llamaswap_es.runtime.loop import LoopStoppedError
 from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import check_request
 from llamaswap_es.web.context import CTX, AppContext
 from llamaswap_es.web.dispatch import (
+    DOOR_REFUSALS,
     LocalRequest,
     is_json,
     local_filters,
-    log_unavailable_response,
-    loop_stopped_response,
+    refused_response,
     serve_local,
 )
 from llamaswap_es.web.errors import RequestError, error_response
@@ -129,12 +127,8 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             loop, ctx.choices, request_id, selector_id,
             path=strip_route_prefix(raw_path), method=request.method,
         )  # fmt: skip
-    except LogUnavailableError as exc:
-        return log_unavailable_response(request, exc)
-    except StoreOverloadedError as exc:
-        return error_response(request, 503, f"server overloaded: {exc}")
-    except LoopStoppedError as exc:
-        return loop_stopped_response(request, ctx, exc)
+    except DOOR_REFUSALS as exc:
+        return refused_response(request, ctx, exc)
     except RequestError as err:
         return err.response(request)
     if isinstance(choice, Reject):

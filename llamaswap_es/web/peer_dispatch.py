@@ -19,16 +19,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from llamaswap_es.config.models import PeerConfig
-from llamaswap_es.errors import LogUnavailableError, StoreOverloadedError
-from llamaswap_es.runtime.loop import LoopStoppedError
 from llamaswap_es.web import request_ids
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.dispatch import (
+    DOOR_REFUSALS,
     cancel_callback,
-    log_unavailable_response,
-    loop_stopped_response,
     meterable_encodings,
+    refused_response,
 )
 from llamaswap_es.web.errors import error_response
 from llamaswap_es.web.forwarder import ForwardTimeouts, forward
@@ -62,12 +60,8 @@ async def serve_peer(
     request_ids.assign(request, request_id, requested)
     try:  # the record must fit in the log's inbox, as a local request's events must
         loop.check_capacity(f"peer request {request_id} for model {requested!r}")
-    except LogUnavailableError as exc:
-        return log_unavailable_response(request, exc)
-    except StoreOverloadedError as exc:
-        return error_response(request, 503, f"server overloaded: {exc}")
-    except LoopStoppedError as exc:
-        return loop_stopped_response(request, ctx, exc)
+    except DOOR_REFUSALS as exc:
+        return refused_response(request, ctx, exc)
     received_ms = ctx.service.clock.now_ms()
     path = urlsplit(path_qs).path
     metered = request.method == "POST"
