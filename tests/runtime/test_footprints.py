@@ -219,13 +219,18 @@ def test_the_real_process_group_lookup_finds_this_process() -> None:
     assert sys.platform != "linux" or _process_group(2**22 + 12345) is None
 
 
+def _tiny_gguf_config(tmp_path: Path, ctx: int, placement: str = PLACEMENT_ON) -> LlamaSwapConfig:
+    """One model `tiny` on the tiny GGUF at context `ctx`, placement as given."""
+    path = write_config(tmp_path, {}, extra=placement)
+    path.write_text(path.read_text() + gguf_model("tiny", tiny_gguf(), ctx=ctx))
+    return load_config(str(path), None)
+
+
 async def test_a_reload_estimates_a_changed_command_again_and_an_unchanged_one_not(
     tmp_path: Path, db_path: Path, env_tag: str
 ) -> None:
     def config_with(ctx: int, placement: str = PLACEMENT_ON) -> LlamaSwapConfig:
-        path = write_config(tmp_path, {}, extra=placement)
-        path.write_text(path.read_text() + gguf_model("tiny", tiny_gguf(), ctx=ctx))
-        return load_config(str(path), None)
+        return _tiny_gguf_config(tmp_path, ctx, placement)
 
     svc = SwapService(
         config_with(512), db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag, nvml=FakeNvml()
@@ -253,10 +258,8 @@ async def test_reloads_in_quick_succession_leave_the_newest_configs_estimate_las
     """A reload cancels the estimates still running for the config before it: what lands last
     in the log is the estimate of the config in force, never a late one from an older config."""
 
-    def config_with(ctx: int) -> LlamaSwapConfig:
-        path = write_config(tmp_path, {}, extra=PLACEMENT_ON)
-        path.write_text(path.read_text() + gguf_model("tiny", tiny_gguf(), ctx=ctx))
-        return load_config(str(path), None)
+    def config_with(ctx: int, placement: str = PLACEMENT_ON) -> LlamaSwapConfig:
+        return _tiny_gguf_config(tmp_path, ctx, placement)
 
     svc = SwapService(
         config_with(512), db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag, nvml=FakeNvml()
