@@ -28,10 +28,11 @@ from functools import lru_cache
 from typing import Any
 
 from llamaswap_es.config.schedule import ModelSchedule
+from llamaswap_es.events.types import FOOTPRINT_SOURCES
 
-MEASURED, DECLARED, ESTIMATED = "measured", "declared", "estimated"
-SOURCES = (MEASURED, DECLARED, ESTIMATED)
-"""Footprint sources, best first: a fact of a better source always wins."""
+SOURCES = FOOTPRINT_SOURCES
+"""Footprint sources, best first: a fact of a better source always wins (the event's own list)."""
+MEASURED, DECLARED, ESTIMATED = SOURCES
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,7 @@ def plan_with_memory(
     if never is not None:
         return replace(base, does_not_fit=DoesNotFit(never, permanent=True))
     holdings = holdings_now(st, exclude=target)
-    needs = _needs(st, holdings, gpu)
+    needs = needs_of(st, holdings, gpu)
     free = free_now(gpu, holdings, needs)
     evicted = set(base.evict)
     avail = list(free)
@@ -166,7 +166,7 @@ def holdings_now(st: SchedulerState, exclude: str = "") -> list[Holding]:
     return held
 
 
-def _needs(st: SchedulerState, holdings: list[Holding], gpu: GpuSample) -> dict[str, int]:
+def needs_of(st: SchedulerState, holdings: list[Holding], gpu: GpuSample) -> dict[str, int]:
     """Each model's need per device, for the models that hold or held devices."""
     needs: dict[str, int] = {}
     for model, _, _ in (*holdings, *gpu.ready):

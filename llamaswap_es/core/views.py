@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from llamaswap_es.core.effects import idle_ttl_ms
 from llamaswap_es.core.memory import Footprint, free_now
-from llamaswap_es.core.placement import holdings_now
+from llamaswap_es.core.placement import holdings_now, needs_of
 from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState, Selection
 
 
@@ -151,11 +151,7 @@ def gpu_views(st: SchedulerState) -> tuple[GpuView, ...]:
     if gpu is None:
         return ()
     holdings = holdings_now(st)
-    needs: dict[str, int] = {}
-    for model, _, _ in (*holdings, *gpu.ready):
-        footprint = st.footprint(model)
-        needs[model] = footprint.need_mb if footprint is not None else 0
-    free = free_now(gpu, holdings, needs)
+    free = free_now(gpu, holdings, needs_of(st, holdings, gpu))
     return tuple(
         GpuView(
             index=i,

@@ -99,6 +99,7 @@ def _frozen(cls: type[_T]) -> type[_T]:
     tells the type checker so, which a plain alias of `dataclass(...)` hides from it."""
     return dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
+
 CLIENT_REQUEST_ID = "client_request_id"
 """`RequestReceived.metadata` key of the client's own X-Request-ID (when it sent one)."""
 
