@@ -19,6 +19,7 @@ The format (`CODEC`), both blobs zstd-compressed:
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -64,6 +65,14 @@ INSERT_SQL = (
     "INSERT INTO event_packs (first_seq, last_seq, first_ts_ms, last_ts_ms, count, types, "
     "min_key, max_key, codec, keys, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def packed_through(conn: sqlite3.Connection) -> int:
+    """The highest seq held in a pack (0 when none): above it, every packable row is plain."""
+    row = conn.execute(
+        "SELECT last_seq FROM event_packs ORDER BY first_seq DESC LIMIT 1"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def encode_pack(rows: Sequence[Row], *, level: int = ZSTD_LEVEL) -> EncodedPack:

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from llamaswap_es.events.errors import StoreError
-from llamaswap_es.events.pack import PackError, decode_keys, decode_pack
+from llamaswap_es.events.pack import PackError, decode_keys, decode_pack, packed_through
 from llamaswap_es.events.rows import Row
 
 _CACHED_PACKS = 4
@@ -41,10 +41,7 @@ class PackedRows:
         """The highest seq held in a pack (0 when none): above it, every row is plain."""
         if not self.present:
             return 0
-        row = self._conn.execute(
-            "SELECT last_seq FROM event_packs ORDER BY first_seq DESC LIMIT 1"
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return packed_through(self._conn)
 
     def first_packed(self) -> int:
         """The lowest seq held in a pack (0 when none)."""

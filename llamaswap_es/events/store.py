@@ -104,9 +104,7 @@ class EventStore:
         """Open (creating the directory and file), migrate and lock; appends nothing."""
         write_thread = WorkerThread("eventlog-write")
         try:
-            writer = await write_thread.call(
-                lambda: LogWriter.open(path, synchronous=synchronous)
-            )
+            writer = await write_thread.call(lambda: LogWriter.open(path, synchronous=synchronous))
         except BaseException:
             write_thread.close(wait=False)
             raise
@@ -215,8 +213,7 @@ class EventStore:
         while not self._closing and keep_going():
             n = await self._write_thread.call(self._writer.prune_chunk, seq, chunk)
             deleted += n
-            if n == 0:
-                deleted += await self._write_thread.call(self._writer.prune_packs, seq)
+            if n == 0:  # each chunk dropped its packed rows too: nothing is left at or below seq
                 await self._write_thread.call(self._writer.prune_snapshots_before, seq)
                 break
         return deleted

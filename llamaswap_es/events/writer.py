@@ -26,7 +26,7 @@ from llamaswap_es.events.errors import (
 )
 from llamaswap_es.events.lock import ServerLock
 from llamaswap_es.events.pack import INSERT_SQL as PACK_INSERT_SQL
-from llamaswap_es.events.pack import EncodedPack, decode_pack, encode_pack
+from llamaswap_es.events.pack import EncodedPack, decode_pack, encode_pack, packed_through
 from llamaswap_es.events.rows import PACKED_TYPES, Row, UnsequencedRow
 from llamaswap_es.events.schema import migrate
 from llamaswap_es.events.write_gate import WriteGate
@@ -60,10 +60,7 @@ def prepare_pack(
     Reads only (any connection to the log, e.g. a read-only one on a worker thread: encoding
     takes most of a block's time); `LogWriter.store_pack` checks and writes it."""
     marks = ", ".join("?" * len(_PACKED))
-    found = conn.execute(
-        "SELECT last_seq FROM event_packs ORDER BY first_seq DESC LIMIT 1"
-    ).fetchone()
-    start = int(found[0]) + 1 if found else 1
+    start = packed_through(conn) + 1
     block = conn.execute(
         f"SELECT seq, ts_ms, type, key, boot, v, cause, payload FROM events "
         f"WHERE seq >= ? AND seq <= ? AND type IN ({marks}) ORDER BY seq LIMIT ?",
@@ -229,7 +226,7 @@ class LogWriter:
         """
         marks = ", ".join("?" * len(_PACKED))
         with self._transaction():
-            start = self._packed_through() + 1
+            start = packed_through(self._conn) + 1
             found = self._conn.execute(
                 f"SELECT count(*), min(seq) FROM events WHERE seq >= ? AND seq <= ? "
                 f"AND type IN ({marks})",
@@ -248,12 +245,6 @@ class LogWriter:
                     f"{deleted} rows, not the {pack.count} packed; nothing was changed"
                 )
             return pack.count
-
-    def _packed_through(self) -> int:
-        row = self._conn.execute(
-            "SELECT last_seq FROM event_packs ORDER BY first_seq DESC LIMIT 1"
-        ).fetchone()
-        return int(row[0]) if row else 0
 
     def prune_packs(self, through_seq: int) -> int:
         """Drop the packs wholly at or below `through_seq`; a pack that straddles it is written
