@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llamaswap_es.config import LlamaSwapConfig
+from llamaswap_es.config.schedule import PLACEMENT_MEMORY
 from llamaswap_es.errors import LlamaSwapError
 from llamaswap_es.events.types import (
     ConfigApplied,
@@ -75,7 +76,7 @@ class PlacementKnobs:
 def placement_knobs(config: LlamaSwapConfig) -> PlacementKnobs:
     placement = config.llamaswap_es.placement
     return PlacementKnobs(
-        enabled=placement.mode == "memory", sample_step_mb=placement.sample_step_mb
+        enabled=placement.mode == PLACEMENT_MEMORY, sample_step_mb=placement.sample_step_mb
     )
 
 

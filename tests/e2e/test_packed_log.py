@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import aiohttp
 
 from llamaswap_es.events.reader import DatabaseReader
 from tests.conftest import REPO_ROOT
+from tests.fixtures.processes import wait_until
 from tests.fixtures.server import FIFO, RunningServer, config_text, fake_model
 
 CONFIG = config_text(
@@ -38,13 +38,6 @@ def _count(db: Path, sql: str) -> int:
         conn.close()
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "the server did not pack within the deadline"
-        time.sleep(0.05)
-
-
 async def _serve(server: RunningServer) -> list[str]:
     ids = []
     async with aiohttp.ClientSession() as http:
@@ -62,7 +55,9 @@ async def test_a_server_packs_request_events_and_reads_them_back(
     server = server_factory(CONFIG)
     ids = await _serve(server)
     db = server.db_path
-    _wait_for(lambda: _count(db, "SELECT count(*) FROM event_packs") >= 2)
+    await wait_until(
+        lambda: _count(db, "SELECT count(*) FROM event_packs") >= 2, 20, "two packs in the log"
+    )
     url = f"{server.url}/api/requests/{ids[0]}/story"
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         assert response.status == 200
