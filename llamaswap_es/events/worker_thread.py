@@ -4,8 +4,9 @@ projections' SQLite connections each live on one.
 A one-thread `ThreadPoolExecutor` behind `loop.run_in_executor` did this job, at a price the
 request path pays on every log commit: a `concurrent.futures.Future` with its condition
 variable, the pool's idle semaphore, and an asyncio future chained to it. Measured on this
-2-vCPU VM (uvloop, 20,000 round trips of a trivial call): 75 µs of CPU per round trip through
-the executor, 20 µs through this thread (a `SimpleQueue` in, `call_soon_threadsafe` back).
+2-vCPU VM (`python bench/run.py handoff`: uvloop, 20,000 round trips of a trivial call): 73 to 83 µs
+of CPU per round trip through the executor, 48 to 52 µs through this thread (a `SimpleQueue` in,
+`call_soon_threadsafe` back).
 
 Semantics are the executor's: calls run one at a time in submission order; an exception is
 raised in the awaiting coroutine; a call whose caller was cancelled while it was still queued
