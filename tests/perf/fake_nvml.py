@@ -18,26 +18,20 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+from llamaswap_es.runtime.orphans import find_tagged_processes
+
 STATE_ENV = "FAKE_NVML_STATE"
 _MIB = 1024 * 1024
 
 
 def _tagged_pid(model: str) -> int | None:
-    """The lowest live pid whose environment tags it as this server's process of `model`."""
-    prefix = f"LLAMASWAP_ES_TAG={os.environ.get('LLAMASWAP_ES_ENV_TAG', '')}:{model}:".encode()
-    for entry in sorted(Path("/proc").iterdir(), key=lambda p: (len(p.name), p.name)):
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        items = environ.split(b"\0")
-        if b"LLAMASWAP_ES_TAG_ROLE=upstream" not in items:
-            continue
-        if any(item.startswith(prefix) for item in items):  # <env tag>:<model>:<instance>
-            return int(entry.name)
-    return None
+    """The lowest live pid tagged as this server's upstream process of `model` (the server's
+    own lookup: the fake runs inside the server process)."""
+    env_tag = os.environ.get("LLAMASWAP_ES_ENV_TAG", "")
+    pids = (
+        p.pid for p in find_tagged_processes(env_tag) if p.model == model and p.role == "upstream"
+    )
+    return min(pids, default=None)
 
 
 class NVMLError(Exception):
