@@ -13,23 +13,18 @@ measurement side of issue 18, tested with the fake NVML there).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from llamaswap_es.cli import main
 from llamaswap_es.config import load_config
 from llamaswap_es.events.open_log import open_log
 from llamaswap_es.events.types import (
-    Dispatch,
     GpuMemorySampled,
     PlacementChosen,
-    RequestFinished,
-    RequestReceived,
     StopProcess,
 )
 from llamaswap_es.replay.explain import explain
@@ -40,6 +35,7 @@ from llamaswap_es.replay.whatif import simulate
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from tests.conftest import REPO_ROOT, free_port
+from tests.runtime.test_service import serve_through_scheduler
 
 UUIDS = ("GPU-11111111-aaaa", "GPU-22222222-bbbb")
 
@@ -74,15 +70,7 @@ def _config(tmp_path: Path) -> Path:
 
 async def _serve(svc: SwapService, request_id: str, model: str) -> dict[str, str]:
     """One request through the scheduler; returns the environment its upstream reports."""
-    assert svc.loop is not None and svc.executor is not None
-    ticket = svc.loop.submit_request(RequestReceived(request_id=request_id, model=model))
-    decision = await asyncio.wait_for(ticket.decision, 30)
-    assert isinstance(decision, Dispatch), decision
-    address = svc.executor.address(model)
-    assert address is not None
-    async with aiohttp.ClientSession() as http, http.get(f"{address[1]}/fake/info") as resp:
-        info = await resp.json()
-    svc.loop.submit(RequestFinished(request_id=request_id, model=model, status=200))
+    info = await serve_through_scheduler(svc, request_id, model, "/fake/info")
     return info["gpu_env"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -41,17 +42,25 @@ def write_config(tmp_path: Path, models: dict[str, str], extra: str = "") -> Pat
 
 
 async def _serve_one(svc: SwapService, request_id: str, model: str) -> str:
-    """Send a request through the scheduler, call the upstream, report it finished."""
+    """Send a request through the scheduler, call the upstream, report it finished; the model
+    id the upstream's /v1/models names."""
+    body = await serve_through_scheduler(svc, request_id, model, "/v1/models")
+    return body["data"][0]["id"]
+
+
+async def serve_through_scheduler(svc: SwapService, request_id: str, model: str, path: str) -> Any:
+    """One request through the scheduler to the granted upstream's `path` (GET), reported
+    finished; the upstream's JSON answer."""
     assert svc.loop is not None and svc.executor is not None
     ticket = svc.loop.submit_request(RequestReceived(request_id=request_id, model=model))
     decision = await asyncio.wait_for(ticket.decision, 30)
     assert isinstance(decision, Dispatch), decision
     address = svc.executor.address(model)
     assert address is not None and address[0] == decision.instance
-    async with aiohttp.ClientSession() as http, http.get(f"{address[1]}/v1/models") as resp:
+    async with aiohttp.ClientSession() as http, http.get(f"{address[1]}{path}") as resp:
         body = await resp.json()
     svc.loop.submit(RequestFinished(request_id=request_id, model=model, status=200))
-    return body["data"][0]["id"]
+    return body
 
 
 async def test_requests_start_models_and_a_second_model_swaps_out_the_first(
@@ -98,9 +107,7 @@ async def test_preload_starts_the_listed_model_without_a_request(
     )
     await svc.start()
     try:
-        ready = await svc.wait_until(
-            lambda view: view.model("a").state == "ready", timeout_s=30
-        )
+        ready = await svc.wait_until(lambda view: view.model("a").state == "ready", timeout_s=30)
         assert ready
     finally:
         await svc.shutdown()
