@@ -25,6 +25,12 @@ Fault containment (ARCHITECTURE §11, docs/architecture.md "Failure modes"):
   ending it: the batch is retried with backoff for as long as it takes, new requests are refused
   with 503, waiting ones are answered 503 after a second, and the loop heals when a write succeeds.
 
+Every client input that waits for an answer holds a ticket, answered here and only here: a
+request (`RequestTicket`: its Dispatch or Reject) and a selector's request (`SelectorTicket`: its
+SelectorChose or Reject, then the target's reservation until the request goes on). Each is
+answered alike when its input is refused, when waiting requests are refused because the log
+cannot be written, when the loop stops and when it dies.
+
 Handlers and the executor never touch the state: they `submit` events and await results.
 """
 
@@ -58,6 +64,8 @@ from llamaswap_es.events.types import (
     RequestCancelled,
     RequestFinished,
     RequestReceived,
+    SelectionEnded,
+    SelectorChose,
     SelectorRequested,
     UnloadRequested,
 )
@@ -138,6 +146,23 @@ class RequestTicket:
     """How a Dispatch that arrives after the handler stopped waiting is finished in the log."""
 
 
+@dataclass(eq=False)
+class SelectorTicket:
+    """A handler's view of its selector request: the scheduler's choice, then the reservation
+    the choice holds on its target until the request goes on.
+
+    The loop holds the ticket from `submit_selector` until the reservation is no longer the
+    handler's to end: the choice was a Reject (none was held), the request was submitted under
+    the same id (`handed_over`: its `RequestReceived` takes the reservation over, or, refused,
+    the loop ends it), or the choice was ended (`end_selection`, or the loop's own refusal)."""
+
+    request_id: str
+    selector: str
+    choice: asyncio.Future[SelectorChose | Reject]
+    handed_over: bool = False
+    """A request under this id was submitted: it ends the reservation, not the handler."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Input:
     body: Event
@@ -188,8 +213,8 @@ class RunLoop:
         self._inbox: deque[_Input] = deque()
         self._wakeup = asyncio.Event()
         self._tickets: dict[str, RequestTicket] = {}
+        self._selections: dict[str, SelectorTicket] = {}
         self._listeners: list[Listener] = []
-        self._refusal_listeners: list[Callable[[str], None]] = []
         self._next_seq = 0
         """The seq the next input gets: assigned here and nowhere else (the writer only checks
         that a batch continues the log)."""
@@ -236,10 +261,9 @@ class RunLoop:
                 pass
             self._task = None
         self.health.stopped()
-        for ticket in self._tickets.values():
-            if not ticket.decision.done():
-                ticket.decision.set_exception(LoopStoppedError("the server is shutting down"))
+        self._answer_all_waiting(LoopStoppedError, "the server is shutting down")
         self._tickets.clear()
+        self._selections.clear()  # a new boot forgets every choice (`core.selectors`)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed and acted on."""
@@ -278,13 +302,6 @@ class RunLoop:
         """Call `listener(envelopes)` after each committed batch (must not block)."""
         self._listeners.append(listener)
 
-    def add_refusal_listener(self, listener: Callable[[str], None]) -> None:
-        """Be told (with the cause) each time the loop answers its waiting requests 503 because
-        the log has not been writable for `REFUSE_WAITERS_AFTER_S`: for waiters that are not
-        tickets (a selector's choice), so every client waiting on the scheduler is answered
-        alike. Must not block."""
-        self._refusal_listeners.append(listener)
-
     # ------------------------------------------------------------------ submitting
 
     def submit(self, event: Event) -> None:
@@ -308,8 +325,46 @@ class RunLoop:
         future: asyncio.Future[Dispatch | Reject] = asyncio.get_running_loop().create_future()
         ticket = RequestTicket(received.request_id, received.model, future)
         self._tickets[received.request_id] = ticket
+        chosen = self._selections.get(received.request_id)
+        if chosen is not None:  # a selector chose this model: the request carries its reservation
+            chosen.handed_over = True
         self.submit(received)
         return ticket
+
+    def submit_selector(self, asked: SelectorRequested) -> SelectorTicket:
+        """Queue a selector's request; the ticket's `choice` resolves with the committed
+        SelectorChose or Reject.
+
+        Raises as `submit_request` does while new client work is refused. The future may also
+        fail as a request's does: InputRefusedError (this input alone was refused: 400/500),
+        LogUnavailableError (refused while waiting; the loop then ends the choice itself),
+        LoopStoppedError (the loop stopped or died while it waited)."""
+        self.check_capacity(f"request {asked.request_id} for selector {asked.selector!r}")
+        future: asyncio.Future[SelectorChose | Reject] = asyncio.get_running_loop().create_future()
+        ticket = SelectorTicket(asked.request_id, asked.selector, future)
+        self._selections[asked.request_id] = ticket
+        self.submit(asked)
+        return ticket
+
+    def end_selection(self, ticket: SelectorTicket, reason: str) -> None:
+        """The handler is done with its selector's choice: release the target's reservation
+        (`SelectionEnded(reason)`) unless the choice became a local request, which ends it, or
+        was already ended or never held (a Reject, a refusal). A choice still on its way is
+        ended as soon as it is made. A dead loop records nothing more: the reservation lasts
+        until the next start, which forgets every choice (a warning names the request)."""
+        held = self._selections.get(ticket.request_id)
+        if held is not ticket or ticket.handed_over:
+            return
+        del self._selections[ticket.request_id]
+        if not ticket.choice.done():
+            ticket.choice.cancel()  # nobody waits on it any more
+        try:
+            self.submit(SelectionEnded(request_id=ticket.request_id, reason=reason))
+        except LoopStoppedError:
+            log.warning(
+                "the end of selector choice %s was not recorded: the run loop stopped",
+                ticket.request_id,
+            )
 
     def check_capacity(self, what: str) -> None:
         """Refuse new client work as `submit_request` does, for work that needs no decision but
@@ -403,7 +458,7 @@ class RunLoop:
         except (TypeError, ValueError, RecursionError) as exc:
             problem = unencodable_field(item.body) or safe_text(str(exc), 300)
         body = item.body
-        if isinstance(body, RequestReceived):
+        if isinstance(body, RequestReceived | SelectorRequested):  # a client's: refused, answered
             replacement: Event = InputRefused(
                 input_type=body.type_name,
                 key=safe_text(body.request_id, 200),
@@ -458,7 +513,9 @@ class RunLoop:
 
     def _refuse_waiters(self, cause: str) -> None:
         """Answer every waiting request 503 now; the log records each as cancelled (or, if its
-        dispatch is in the batch being retried, as finished with that 503) once it is writable."""
+        dispatch is in the batch being retried, as finished with that 503) once it is writable,
+        and each selector's request still waiting for its choice as ended (`SelectionEnded`,
+        which releases the reservation the choice may take in the batch being retried)."""
         for ticket in list(self._tickets.values()):
             if ticket.client_gone or ticket.decision.done():
                 continue
@@ -471,8 +528,16 @@ class RunLoop:
             self.abandon_ticket(
                 ticket, RequestCancelled(request_id=ticket.request_id, reason="log_unavailable")
             )
-        for listener in self._refusal_listeners:
-            listener(cause)
+        for chosen in list(self._selections.values()):
+            if chosen.choice.done():
+                continue
+            message = (
+                f"request {chosen.request_id} for selector {chosen.selector!r} was refused: the "
+                f"event log cannot be written ({cause})"
+            )
+            chosen.choice.set_exception(LogUnavailableError(message, retry_after_s=RETRY_AFTER_S))
+            del self._selections[chosen.request_id]
+            self.submit(SelectionEnded(request_id=chosen.request_id, reason="log_unavailable"))
 
     async def _contain_reducer_failure(self, turn: _Turn) -> None:
         """The reducer raised on `turn.failed`: refuse it alone and rebuild the state from the
@@ -524,11 +589,7 @@ class RunLoop:
         self._accepting = False
         self.health.fatal(safe_text(str(exc), 300) or type(exc).__name__)
         log.critical("run loop stopped: %r", exc, exc_info=exc)
-        for ticket in self._tickets.values():
-            if not ticket.decision.done():
-                ticket.decision.set_exception(
-                    LoopStoppedError("the scheduler stopped after an internal error")
-                )
+        self._answer_all_waiting(LoopStoppedError, "the scheduler stopped after an internal error")
         self._idle.set()
         if self._on_fatal is not None:
             try:
@@ -536,15 +597,32 @@ class RunLoop:
             except Exception:
                 log.exception("the fatal-error handler failed")
 
+    def _answer_all_waiting(self, error: type[LoopStoppedError], message: str) -> None:
+        """No answer will come from this loop: tell every handler still waiting on a ticket."""
+        for ticket in self._tickets.values():
+            if not ticket.decision.done():
+                ticket.decision.set_exception(error(message))
+        for chosen in self._selections.values():
+            if not chosen.choice.done():
+                chosen.choice.set_exception(error(message))
+
     def _act(self, envelopes: list[Envelope]) -> None:
         if self._viewer is not None:  # committed: publish before anyone is told
             self._view = self._viewer(self._state)
         for envelope in envelopes:
             body = envelope.body
             if isinstance(body, RequestReceived):
+                # A selector's choice became this request: the reservation is the request's now.
+                self._selections.pop(body.request_id, None)
                 ticket = self._tickets.get(body.request_id)
                 if ticket is not None:
                     ticket.admitted.set()
+            elif isinstance(body, SelectorChose):
+                chosen = self._selections.get(body.request_id)
+                if chosen is not None and not chosen.choice.done():
+                    chosen.choice.set_result(body)  # held on: the handler ends it, or hands over
+            elif isinstance(body, SelectionEnded):
+                self._selections.pop(body.request_id, None)
             elif isinstance(body, Dispatch | Reject):
                 self._answer(body)
             elif isinstance(body, RequestCancelled):
@@ -570,10 +648,22 @@ class RunLoop:
                 )
 
     def _answer_refused(self, refused: InputRefused, seq: int) -> None:
-        if refused.input_type != "RequestReceived" or refused.key is None:
+        """A client's input was refused alone: answer its ticket as a request's (400 when it
+        cannot be recorded, 500 when the scheduler failed on it). A request a selector chose
+        ends that choice here: it never took the reservation over."""
+        if refused.key is None:
             return
-        ticket = self._tickets.pop(refused.key, None)
-        if ticket is None or ticket.decision.done():
+        waiting: asyncio.Future[Any] | None = None
+        if refused.input_type == "RequestReceived":
+            ticket = self._tickets.pop(refused.key, None)
+            waiting = ticket.decision if ticket is not None else None
+            chosen = self._selections.pop(refused.key, None)
+            if chosen is not None:
+                self.submit(SelectionEnded(request_id=refused.key, reason="not_scheduled"))
+        elif refused.input_type == "SelectorRequested":
+            selection = self._selections.pop(refused.key, None)
+            waiting = selection.choice if selection is not None else None
+        if waiting is None or waiting.done():
             return
         if refused.stage == "encode":
             message = f"request {refused.key} cannot be recorded: {refused.error}"
@@ -584,9 +674,14 @@ class RunLoop:
                 f"served, and the failure is recorded in the event log at seq {seq}"
             )
             status = 500
-        ticket.decision.set_exception(InputRefusedError(message, status=status))
+        waiting.set_exception(InputRefusedError(message, status=status))
 
     def _answer(self, decision: Dispatch | Reject) -> None:
+        chosen = self._selections.get(decision.request_id)
+        if isinstance(decision, Reject) and chosen is not None and not chosen.choice.done():
+            del self._selections[decision.request_id]  # no choice, so no reservation to end
+            chosen.choice.set_result(decision)
+            return
         ticket = self._tickets.pop(decision.request_id, None)
         if ticket is not None and not ticket.client_gone and not ticket.decision.done():
             ticket.decision.set_result(decision)

@@ -1,7 +1,8 @@
 """The one door between HTTP and the scheduler: everything `web/` may do with the run loop.
 
-A handler submits an input (a fact, or a request that waits for its decision on a ticket), hands
-a request back when its grant could not be reached, gives up on a ticket when its client left,
+A handler submits an input (a fact, or a request or a selector's request that waits for its
+answer on a ticket), hands a request back when its grant could not be reached, gives up on a
+ticket when its client left, ends a selector's choice that did not become a local request,
 asks whether new work is admitted, and reads what was committed (the view after each commit, and
 the committed envelopes through a listener). It never sees the live reducer state, the store or
 the executor: the Dispatch carries the address to serve at. `RunLoop` is the one implementation;
@@ -15,8 +16,14 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from llamaswap_es.core.views import SchedulerView
-from llamaswap_es.events.types import DispatchUnreachable, Envelope, Event, RequestReceived
-from llamaswap_es.runtime.loop import RequestTicket
+from llamaswap_es.events.types import (
+    DispatchUnreachable,
+    Envelope,
+    Event,
+    RequestReceived,
+    SelectorRequested,
+)
+from llamaswap_es.runtime.loop import RequestTicket, SelectorTicket
 
 
 class SchedulerDoor(Protocol):
@@ -26,6 +33,14 @@ class SchedulerDoor(Protocol):
 
     def submit_request(self, received: RequestReceived) -> RequestTicket:
         """Queue a request; its ticket resolves with the reducer's Dispatch or Reject."""
+        ...
+
+    def submit_selector(self, asked: SelectorRequested) -> SelectorTicket:
+        """Queue a selector's request; its ticket resolves with the SelectorChose or Reject."""
+        ...
+
+    def end_selection(self, ticket: SelectorTicket, reason: str) -> None:
+        """Done with a choice: release its reservation unless it became a local request."""
         ...
 
     def take_back(self, ticket: RequestTicket, unreachable: DispatchUnreachable) -> None:
@@ -42,11 +57,6 @@ class SchedulerDoor(Protocol):
 
     def add_listener(self, listener: Callable[[Sequence[Envelope]], None]) -> None:
         """Be told each committed batch (must not block)."""
-        ...
-
-    def add_refusal_listener(self, listener: Callable[[str], None]) -> None:
-        """Be told the cause when waiting requests are answered 503 because the log cannot be
-        written (for waiters that hold no ticket; must not block)."""
         ...
 
     async def flush(self) -> None:

@@ -22,7 +22,6 @@ from llamaswap_es.runtime.ids import IdProvider, UlidIds
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from llamaswap_es.web.hung_upstreams import HungUpstreams
-from llamaswap_es.web.selector_choice import SelectorChoices
 
 
 @dataclass
@@ -38,8 +37,6 @@ class AppContext:
     build_date: str = "unknown"
     started_at: float = field(default_factory=time.time)
     projections: Projections | None = None
-    choices: SelectorChoices = field(default_factory=SelectorChoices)
-    """Handlers waiting for the scheduler's choice of a selector's target."""
     hung: HungUpstreams = field(default_factory=HungUpstreams)
     """Forwards per upstream instance, ended at once when it is declared hung."""
     listen_host: str = ""
@@ -90,6 +87,4 @@ def new_context(
     )
     if service.door is not None:
         service.door.add_listener(ctx.hung.on_committed)
-        service.door.add_listener(ctx.choices.on_committed)
-        service.door.add_refusal_listener(ctx.choices.refuse_waiting)
     return ctx

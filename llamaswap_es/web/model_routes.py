@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from llamaswap_es.errors import InputRefusedError
 from llamaswap_es.events.types import Reject
 from llamaswap_es.web import request_ids
 from llamaswap_es.web.boundary import check_request
@@ -37,7 +38,7 @@ from llamaswap_es.web.naming import (
 )
 from llamaswap_es.web.peer_dispatch import serve_peer
 from llamaswap_es.web.request_priority import request_priority
-from llamaswap_es.web.selector_choice import choose, end_unscheduled
+from llamaswap_es.web.selector_choice import choose, release
 from llamaswap_es.web.websocket_tunnel import is_websocket_upgrade, tunnel
 
 JSON_ROUTES = (
@@ -117,20 +118,20 @@ async def model_request(request: web.Request) -> web.StreamResponse:
                                   raw_query, session)  # fmt: skip
     # A selector: the scheduler chooses the target (its decision is in the log), then the
     # request is renamed to it (its filters apply) and served under the choice's id.
-    loop = ctx.service.door
-    assert loop is not None
+    door = ctx.service.door
+    assert door is not None
     selector_id = requested
     request_id = ctx.ids.new_id()
     request_ids.assign(request, request_id, selector_id)
     try:
-        choice = await choose(
-            loop, ctx.choices, request_id, selector_id,
+        ticket, choice = await choose(
+            door, request_id, selector_id,
             path=strip_route_prefix(raw_path), method=request.method,
         )  # fmt: skip
     except DOOR_REFUSALS as exc:
         return refused_response(request, ctx, exc)
-    except RequestError as err:
-        return err.response(request)
+    except InputRefusedError as exc:
+        return error_response(request, exc.status, str(exc))
     if isinstance(choice, Reject):
         return error_response(request, choice.status, choice.message)
     renamed(choice.target)
@@ -140,11 +141,9 @@ async def model_request(request: web.Request) -> web.StreamResponse:
             selector=selector_id, request_id=request_id,
         )  # fmt: skip
     finally:
-        # A choice that became a local request ended with it; any other (a peer's model, or a
-        # request refused before it was scheduled) releases its target's reservation here.
-        if request_id in ctx.service.view.selections:
-            reason = "served_by_peer" if not choice.model else "not_scheduled"
-            end_unscheduled(loop, request_id, reason)
+        # A choice that became a local request ends with it; any other (a peer's model, or a
+        # request refused before it was submitted) releases its target's reservation here.
+        release(door, ticket, choice)
 
 
 async def _serve_named(
