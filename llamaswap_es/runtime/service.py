@@ -42,6 +42,7 @@ from llamaswap_es.perf.nvml import NvmlGpus, load_nvml
 from llamaswap_es.runtime.clock import Clock, SystemClock
 from llamaswap_es.runtime.executor import ProcessExecutor
 from llamaswap_es.runtime.footprints import FootprintFeed
+from llamaswap_es.runtime.gguf_estimator import GgufEstimator
 from llamaswap_es.runtime.hang_watch import HangDetection
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.loop import LoopStoppedError, RunLoop
@@ -92,10 +93,13 @@ class SwapService:
         config_sources: Sequence[str] = (),
         env_tag: str | None = None,
         nvml: Any | None = None,
+        estimator: GgufEstimator | None = None,
     ) -> None:
-        """`nvml` replaces the pynvml module placement reads GPU memory with (tests' fake)."""
+        """`nvml` replaces the pynvml module placement reads GPU memory with (tests' fake);
+        `estimator` the GGUF estimator (tests hold its estimates to order them with reloads)."""
         self._config = config
         self._nvml = nvml
+        self._estimator = estimator
         self._schedule = build_schedule(config)
         self._sources = tuple(config_sources)
         self.db_path = db_path
@@ -159,6 +163,7 @@ class SwapService:
             config=lambda: self._config,
             spec_for=self.spec_for,
             open_gpus=self._open_gpus,
+            estimator=self._estimator,
         )
         self.loop.add_listener(self.footprints.on_committed)
         self.executor = ProcessExecutor(

@@ -39,7 +39,7 @@ from llamaswap_es.web.filters import RequestFilters, filters_for
 from llamaswap_es.web.forwarder import ForwardResult, forward, forward_headers
 from llamaswap_es.web.loading_stream import LoadingStream
 from llamaswap_es.web.request_outcome import RequestOutcome, local_record
-from llamaswap_es.web.websocket_tunnel import tunnel
+from llamaswap_es.web.websocket_tunnel import TunnelEnd, TunnelTimeouts, tunnel
 
 log = logging.getLogger("llamaswap_es.web.dispatch")
 
@@ -362,17 +362,18 @@ async def _forward_dispatched(
         if request.method == "POST" and "Accept-Encoding" in headers:
             headers["Accept-Encoding"] = meterable_encodings(headers["Accept-Encoding"])
 
-    if job.websocket:
-        started = asyncio.get_running_loop().time()
+    if job.websocket:  # ended with an error naming the model if the upstream goes silent
+        end = TunnelEnd()
+        hung_tunnel = ctx.hung.watch(job.model_id, dispatch.instance)
         try:
-            return await tunnel(request, ctx.session, address, job.upstream_path_qs)
+            return await tunnel(
+                request, ctx.session, address, job.upstream_path_qs, model=job.model_id,
+                timeouts=TunnelTimeouts.from_settings(ctx.config.llamaswap_es.hang_detection),
+                abort=hung_tunnel, end=end,
+            )  # fmt: skip
         finally:
-            elapsed_ms = int((asyncio.get_running_loop().time() - started) * 1000)
-            finished(
-                ForwardResult(
-                    status=101, bytes_out=0, duration_ms=elapsed_ms, ttfb_ms=None, error=None
-                )
-            )
+            ctx.hung.release(job.model_id, dispatch.instance, hung_tunnel)
+            finished(end.result())
 
     hung = ctx.hung.watch(job.model_id, dispatch.instance)  # ends it if declared hung
     try:

@@ -39,7 +39,7 @@ from llamaswap_es.web.naming import (
 from llamaswap_es.web.peer_dispatch import serve_peer
 from llamaswap_es.web.request_priority import request_priority
 from llamaswap_es.web.selector_choice import choose, release
-from llamaswap_es.web.websocket_tunnel import is_websocket_upgrade, tunnel
+from llamaswap_es.web.websocket_tunnel import TunnelTimeouts, is_websocket_upgrade, tunnel
 
 JSON_ROUTES = (
     "/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/messages",
@@ -300,7 +300,10 @@ async def _ignored_websocket(
             409,
             f"model {model_id} is not loaded; ignored websocket requests cannot start it",
         )
-    return await tunnel(request, ctx.session, address[1], path_qs)
+    timeouts = TunnelTimeouts.from_settings(ctx.config.llamaswap_es.hang_detection)
+    return await tunnel(
+        request, ctx.session, address[1], path_qs, model=model_id, timeouts=timeouts
+    )
 
 
 COMFYUI_MODEL = "comfyui_auto"

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 
 import aiohttp
 
@@ -103,6 +105,38 @@ async def test_a_frozen_upstream_is_cleared_its_clients_told_and_its_group_freed
     finished = {e.body.request_id: e.body for e in events if e.type == "RequestFinished"}
     statuses = sorted(body.status for body in finished.values() if body.model == "a")
     assert 504 in statuses  # the waiting request is recorded with the error it got
+
+
+async def test_a_websocket_tunnel_to_a_frozen_upstream_closes_with_1011_naming_the_model(
+    server_factory, freeze
+) -> None:
+    """Frozen mid-tunnel, the upstream answers no ping: the client gets a close frame saying so,
+    and the request is recorded with the same error (the probes are slowed so that the
+    tunnel's own ping, not a hang declaration, is what finds it)."""
+    header = (
+        "llamaswap-es:\n  hangDetection:\n    probeIntervalMs: 60000\n    probeTimeoutMs: 300\n"
+    )
+    server = server_factory(config_text([fake_model("a")], header=header))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        pid = await _upstream_pid(http, server.url, "a")
+        async with http.ws_connect(server.url + "/upstream/a/ws", autoclose=False) as ws:
+            await ws.send_str("hi")
+            assert await asyncio.wait_for(ws.receive_str(), 10) == "echo: hi"
+            freeze(pid)
+            closed = await asyncio.wait_for(ws.receive(), 10)
+        os.kill(pid, signal.SIGCONT)  # thawed: the server's shutdown stops it as usual
+    reason = 'model "a": the upstream stopped answering (no pong within 0.3 s)'
+    assert (closed.type, closed.data, closed.extra) == (aiohttp.WSMsgType.CLOSE, 1011, reason)
+
+    def tunnel_errors() -> list[str | None]:
+        with open_log(server.db_path) as reader:
+            return [
+                e.body.error for e in reader.iter_envelopes()
+                if e.type == "RequestFinished" and e.body.status == 101
+            ]  # fmt: skip
+
+    await wait_until(lambda: bool(tunnel_errors()), what="the tunnel's end in the log")
+    assert tunnel_errors() == [f"websocket tunnel ended: {reason}"]
 
 
 async def wait_until_async(count, want: int, timeout_s: float = 15) -> None:

@@ -26,9 +26,12 @@ from llamaswap_es.events.types import (
     GpuMemorySampled,
     ProcessSpawned,
 )
+from llamaswap_es.perf.footprint_estimate import FootprintEstimate
 from llamaswap_es.perf.nvml import NvmlGpus
 from llamaswap_es.replay.verify import verify
 from llamaswap_es.runtime.footprints import FootprintFeed, measured_footprint
+from llamaswap_es.runtime.gguf_command import GgufCommand
+from llamaswap_es.runtime.gguf_estimator import GgufEstimator
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
 from tests.fixtures.tiny_gguf import tiny_gguf
@@ -252,27 +255,63 @@ async def test_a_reload_estimates_a_changed_command_again_and_an_unchanged_one_n
     assert [(b.mb, "at ctx 4,096" in b.detail) for b in estimates] == [(513, False), (515, True)]
 
 
+class HeldEstimator(GgufEstimator):
+    """The real estimator, each estimate held until the test releases it (so a reload can arrive
+    while the estimate of the config before it is still under way), noting which were cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.release.set()  # the start-up estimate goes through
+        self.begun: list[int] = []
+        self.cancelled: list[int] = []
+        self._begun_changed = asyncio.Event()
+
+    async def estimate(self, command: GgufCommand) -> FootprintEstimate:
+        self.begun.append(command.ctx)
+        self._begun_changed.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(command.ctx)
+            raise
+        return await super().estimate(command)
+
+    async def wait_begun(self, ctx: int) -> None:
+        async with asyncio.timeout(10):
+            while ctx not in self.begun:
+                self._begun_changed.clear()
+                await self._begun_changed.wait()
+
+
 async def test_reloads_in_quick_succession_leave_the_newest_configs_estimate_last(
     tmp_path: Path, db_path: Path, env_tag: str
 ) -> None:
-    """A reload cancels the estimates still running for the config before it: what lands last
-    in the log is the estimate of the config in force, never a late one from an older config."""
+    """A reload cancels the estimate still running for the config before it: the 4,096 estimate
+    is held until the next reload is applied, and never lands; the config in force's does."""
 
     def config_with(ctx: int, placement: str = PLACEMENT_ON) -> LlamaSwapConfig:
         return _tiny_gguf_config(tmp_path, ctx, placement)
 
+    estimator = HeldEstimator()
     svc = SwapService(
-        config_with(512), db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag, nvml=FakeNvml()
-    )
+        config_with(512), db_path=db_path, logs=UpstreamLogs(), env_tag=env_tag, nvml=FakeNvml(),
+        estimator=estimator,
+    )  # fmt: skip
     await svc.start()
     assert svc.footprints is not None
     try:
+        estimator.release.clear()
         await svc.reload(config_with(4096))
-        await svc.reload(config_with(8192))  # before the 4,096 estimate is in
+        await estimator.wait_begun(4096)  # under way, and held
+        await svc.reload(config_with(8192))
+        await estimator.wait_begun(8192)
+        estimator.release.set()
         await svc.footprints.settled()
     finally:
         await svc.shutdown()
     with open_log(db_path) as reader:
         estimates = [e.body for e in reader.iter_envelopes() if isinstance(e.body, FootprintKnown)]
+    assert [b.mb for b in estimates] == [513, 517]  # ctx 512, then 8,192: never 4,096's 515
     assert "at ctx 8,192" in estimates[-1].detail
-    assert sum("at ctx 8,192" in b.detail for b in estimates) == 1
+    assert estimator.cancelled == [4096]

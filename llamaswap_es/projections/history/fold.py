@@ -9,6 +9,7 @@ continues exactly where the database says it stopped, whichever process wrote la
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,27 @@ class DecisionFold:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> DecisionFold:
         return cls(dict(state.get("loading", {})), dict(state.get("stopping", {})))
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str, int, int]]) -> DecisionFold:
+        """The state after the rows it wrote, `(kind, model_id, instance, ts_ms)` in seq order.
+
+        The state is exactly what the rows record (a load or stop begins at its row's time and
+        ends at the row that closes it), so a log whose older events retention pruned can be
+        folded again from where it starts without losing the durations of loads and stops
+        that began before that (`rebuild-projections`)."""
+        fold = cls()
+        for kind, model, instance, ts_ms in rows:
+            key = _instance_key(model, instance)
+            if kind == "load":
+                fold.loading[key] = ts_ms
+            elif kind in ("ready", "start_failed", "crash"):
+                fold.loading.pop(key, None)
+            elif kind == "stop":
+                fold.stopping[key] = ts_ms
+            elif kind == "stopped":
+                fold.stopping.pop(key, None)
+        return fold
 
     def step(self, env: Envelope) -> Row | None:
         body = env.body

@@ -173,6 +173,15 @@ class DecisionProjection:
         self.decisions_written += len(rows)
         return len(rows)
 
+    def record_position(self, conn: sqlite3.Connection) -> None:
+        """Write the checkpoint at the last seq applied if batches since skipped the write (a
+        rebuild's quiet tail), so the next start does not read them again."""
+        if self.fold is None or self.seq == self._written_seq:
+            return
+        with write_transaction(conn, self.path):
+            write_checkpoint(conn, NAME, self.seq, self.fold.to_state())
+        self._written_seq = self.seq
+
 
 class LocalHistory:
     """The local history as the server runs it: its projection, status and reads."""
