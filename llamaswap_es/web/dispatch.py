@@ -219,12 +219,8 @@ async def _await_grant(
 
 async def _await_admission(ticket: RequestTicket) -> Dispatch | Reject | None:
     """Wait until the scheduler has taken the request in; the decision if it already came."""
-    if not ticket.decision.done():
-        admitted: asyncio.Future[Any] = asyncio.ensure_future(ticket.admitted.wait())
-        try:
-            await asyncio.wait({admitted, ticket.decision}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            admitted.cancel()
+    if not ticket.decision.done() and not ticket.admitted.is_set():
+        await ticket.admitted.wait()  # also set by the first decision (`RunLoop.submit_request`)
     return ticket.decision.result() if ticket.decision.done() else None
 
 
