@@ -35,7 +35,7 @@ from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.errors import error_response, render_error, too_many_requests_response
-from llamaswap_es.web.filters import RequestFilters, filters_for
+from llamaswap_es.web.filters import RequestFilters
 from llamaswap_es.web.forwarder import ForwardResult, forward, forward_headers
 from llamaswap_es.web.loading_stream import LoadingStream
 from llamaswap_es.web.request_outcome import RequestOutcome, local_record
@@ -70,11 +70,10 @@ class LocalRequest:
 
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
-    """A local model's filters, built once per loaded config (web/filters.py `filters_for`)."""
+    """A local model's filters, built once per loaded config (`AppContext.filters`)."""
     model = ctx.config.models[model_id]
     strip = model.filters.strip_params or model.filters.legacy_strip_params
-    return filters_for(
-        ctx.config,
+    return ctx.filters(
         "model:" + model_id,
         lambda: RequestFilters.from_plain(
             use_model_name=model.use_model_name,
