@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -68,6 +67,12 @@ class LocalRequest:
     """The id to schedule it under (None: a new one). A selector's choice was made under this id
     (web/selector_choice.py): the scheduler hands its reservation over to the request."""
 
+    @property
+    def upstream_path(self) -> str:
+        """`upstream_path_qs` without its query (or fragment): what the log, metering and captures
+        name. Not `urlsplit`, which reads a path starting `//` as a host."""
+        return self.upstream_path_qs.partition("?")[0].partition("#")[0]
+
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
     """A local model's filters, built once per loaded config (`AppContext.filters`)."""
@@ -106,7 +111,7 @@ async def serve_local(
     assert loop is not None
     request_id = job.request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, job.model_id)
-    path = urlsplit(job.upstream_path_qs).path
+    path = job.upstream_path
     entry = ctx.inflight.begin(
         request_id=request_id,
         model=job.model_id,
@@ -334,7 +339,7 @@ async def _forward_dispatched(
             return await _answer_reject(request, reject, loading)
         return error_response(request, 503, message)
     ctx.inflight.set_phase(outcome.entry, "running")
-    path = urlsplit(job.upstream_path_qs).path
+    path = job.upstream_path
     if request.method == "POST":
         outcome.keep_capture(dispatch.request_id, path, request.headers, job.body)
 
