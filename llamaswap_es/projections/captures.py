@@ -121,8 +121,6 @@ class CaptureStore:
         self._expired_at_ms = 0
         self._queue: list[_Pending] = []
         self._drain: asyncio.Task[None] | None = None
-        self._finishing: set[asyncio.Future[bool]] = set()
-        """Captures handed over by finished requests and not yet stored (`store_later`)."""
         self._closing = False
         self._compressor: zstandard.ZstdCompressor | None = None
         """Made at the first capture; used on the write thread only (a compressor is not safe
@@ -149,38 +147,33 @@ class CaptureStore:
 
     def store_later(self, recorder: CaptureRecorder, status: int) -> None:
         """Store `recorder`'s capture without waiting: a request's end runs this, also when its
-        handler was cancelled (no await there). The store holds the task, so `close` writes it
-        before the database closes; a failure is logged with what the store said."""
-        task = asyncio.ensure_future(recorder.finish(status))
-        self._finishing.add(task)
-        task.add_done_callback(self._stored_later)
-
-    def _stored_later(self, task: asyncio.Future[bool]) -> None:
-        self._finishing.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("could not store the capture of a request: %s", exc)
+        handler was cancelled (no await there). It joins the next batch at once (no task or
+        future of its own: this is on every request's path); `close` writes it before the
+        database closes, and a failed batch is logged with what the store said."""
+        built = recorder.build(status)
+        if built is not None:
+            self._enqueue(_Pending(recorder.request_id, built[0], built[1], None))
 
     async def close(self) -> None:
         """Write every capture already handed over (no pause between batches any more), then
         return: call before the projection database closes, or the captures of the requests
         that ended last before a shutdown are lost."""
         self._closing = True
-        while self._finishing or (self._drain is not None and not self._drain.done()):
-            await asyncio.gather(*self._finishing, return_exceptions=True)
-            if self._drain is not None:
-                await asyncio.gather(self._drain, return_exceptions=True)
+        while self._drain is not None and not self._drain.done():
+            await asyncio.gather(self._drain, return_exceptions=True)
 
     async def save(self, request_id: str, capture: dict[str, Any], encoding: str = "") -> bool:
         """Store a capture (its response body inflated first when `encoding` is gzip/deflate);
         False when it alone exceeds the budget or its body cannot be inflated. Waits for the
         batch it joined to be committed."""
-        pending = _Pending(
-            request_id, capture, encoding, asyncio.get_running_loop().create_future()
-        )
+        stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Pending(request_id, capture, encoding, stored))
+        return await stored
+
+    def _enqueue(self, pending: _Pending) -> None:
         self._queue.append(pending)
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._drain_queue(), name="captures-write")
-        return await pending.stored
 
     async def _drain_queue(self) -> None:
         """Write what is queued, one batch per write-thread job and at most one batch per
@@ -191,20 +184,19 @@ class CaptureStore:
                 batch, self._queue = self._queue, []
                 try:
                     results = await self._db.run(partial(self._write_batch, batch=batch))
-                except Exception as exc:  # named by the store (file, cause); each recorder logs it
+                except Exception as exc:  # named by the store (file, cause)
                     results = None
-                    for item in batch:
-                        if not item.stored.done():
-                            item.stored.set_exception(exc)
+                    _fail(batch, exc)
                 for item, stored in zip(batch, results or (), strict=False):
-                    if not item.stored.done():
+                    if item.stored is not None and not item.stored.done():
                         item.stored.set_result(stored)
                 batch = []
                 if not self._closing:  # what finishes meanwhile joins one batch
                     await asyncio.sleep(WRITE_INTERVAL_S)
         except asyncio.CancelledError:  # shutting down: nobody waits forever for its capture
             for item in [*batch, *self._queue]:
-                item.stored.cancel()
+                if item.stored is not None:
+                    item.stored.cancel()
             self._queue = []
             raise
 
@@ -352,14 +344,22 @@ class CaptureRecorder:
 
     async def finish(self, status: int) -> bool:
         """Store the capture (llama-swap's rules); True when one was stored."""
-        if self.too_large:
+        built = self.build(status)
+        if built is None:
             return False
+        return await self._store.save(self.request_id, *built)
+
+    def build(self, status: int) -> tuple[dict[str, Any], str] | None:
+        """The capture to store and its response body's encoding (llama-swap's rules), or None
+        when none is kept (too large, an empty successful body)."""
+        if self.too_large:
+            return None
         raw = b"".join(self._chunks)
         self._chunks.clear()
         encoding = ""
         if status == 200:
             if not raw and self._level[3]:
-                return False  # an empty body: no capture
+                return None  # an empty body: no capture
             resp_body = raw if self._level[3] else None
             encoding = self._encoding  # inflated (up to the budget) on the write thread
         else:
@@ -371,7 +371,7 @@ class CaptureRecorder:
             "resp_headers": self._resp_headers,
             "resp_body": resp_body,
         }
-        return await self._store.save(self.request_id, capture, encoding)
+        return capture, encoding
 
     def finish_later(self, status: int) -> None:
         """`finish` in the background, held by the store until written (`CaptureStore.close`)."""
@@ -385,7 +385,20 @@ class _Pending:
     request_id: str
     capture: dict[str, Any]
     encoding: str
-    stored: asyncio.Future[bool]
+    stored: asyncio.Future[bool] | None
+    """What `save` awaits; None for a capture handed over by `store_later` (nobody waits)."""
+
+
+def _fail(batch: list[_Pending], exc: Exception) -> None:
+    """A batch could not be written: its waiters get the error, the rest is logged once."""
+    unwaited = 0
+    for item in batch:
+        if item.stored is None:
+            unwaited += 1
+        elif not item.stored.done():
+            item.stored.set_exception(exc)
+    if unwaited:
+        log.warning("could not store the captures of %d request(s): %s", unwaited, exc)
 
 
 def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:

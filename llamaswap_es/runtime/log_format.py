@@ -82,6 +82,11 @@ GO_LAYOUTS: dict[str, Callable[[datetime], str]] = {
 """llama-swap's `logTimeFormat` names (spec/config.md) → Go's layout of that name."""
 
 
+SUBSECOND_LAYOUTS = frozenset({"rfc3339nano", "stampmilli", "stampmicro", "stampnano"})
+"""The layouts that show a fraction of a second; every other one is the same for a whole
+second, so a busy server formats its timestamp once a second, not once a line."""
+
+
 def time_layout(log_time_format: str) -> Callable[[datetime], str] | None:
     """The layout `logTimeFormat` names: trimmed, case-insensitive; empty → rfc3339 (ours);
     an unknown name → None (no timestamp, as in llama-swap)."""
@@ -100,13 +105,29 @@ class ProxyLineFormatter(logging.Formatter):
         super().__init__()
         self._layout = time_layout(log_time_format)
         self._json = log_format == "json"
+        key = log_time_format.strip().lower() or DEFAULT_TIME_FORMAT
+        self._whole_seconds = key not in SUBSECOND_LAYOUTS
+        self._stamp: tuple[int, str] = (-1, "")
+        """(second, its text): one attribute, so a thread never reads a torn pair."""
+
+    def _time_text(self, created: float) -> str:
+        """The line's timestamp in the layout; reused for the rest of a whole second."""
+        assert self._layout is not None
+        second = int(created)
+        cached_second, cached_text = self._stamp
+        if self._whole_seconds and second == cached_second:
+            return cached_text
+        text = self._layout(datetime.fromtimestamp(created).astimezone())
+        if self._whole_seconds:
+            self._stamp = (second, text)
+        return text
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created).astimezone()
         message = record.getMessage()
         error = self.formatException(record.exc_info) if record.exc_info else None
         bound = current_request()
         if self._json:
+            stamp = datetime.fromtimestamp(record.created).astimezone()
             doc: dict[str, object] = {
                 "time": stamp.isoformat(timespec="milliseconds"),
                 "level": level_name(record),
@@ -126,5 +147,5 @@ class ProxyLineFormatter(logging.Formatter):
             message += "\n" + error
         prefix = f"[{level_name(record)}] "
         if self._layout is not None:
-            prefix = f"{self._layout(stamp)} {prefix}"
+            prefix = f"{self._time_text(record.created)} {prefix}"
         return "\n".join(prefix + line for line in message.split("\n"))

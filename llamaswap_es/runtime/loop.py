@@ -139,7 +139,8 @@ class RequestTicket:
     position: int | None = None
     position_changed: asyncio.Event = field(default_factory=asyncio.Event)
     admitted: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the scheduler has taken the request in (admission passed: no 404/429 yet)."""
+    """Set once the scheduler has taken the request in (admission passed: no 404/429 yet), or
+    once its first decision has come, whichever is first."""
     client_gone: bool = False
     gone_status: int = 499
     gone_reason: str = "the client left before its request was dispatched"
@@ -324,6 +325,9 @@ class RunLoop:
         self.check_capacity(f"request {received.request_id} for model {received.model!r}")
         future: asyncio.Future[Dispatch | Reject] = asyncio.get_running_loop().create_future()
         ticket = RequestTicket(received.request_id, received.model, future)
+        # However the first decision comes (dispatched with its admission, rejected, refused,
+        # the loop stopped), it also ends the wait for admission: one future to await, not two.
+        future.add_done_callback(lambda _: ticket.admitted.set())
         self._tickets[received.request_id] = ticket
         chosen = self._selections.get(received.request_id)
         if chosen is not None:  # a selector chose this model: the request carries its reservation

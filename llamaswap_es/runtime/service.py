@@ -155,7 +155,7 @@ class SwapService:
             rebuild_state=self._replayed_state,
             on_fatal=self._on_loop_fatal,
             health=self.health,
-            view=core.scheduler_view,
+            view=core.ViewPublisher(),
         )
         self.loop.add_listener(self._on_committed)
         self.footprints = FootprintFeed(

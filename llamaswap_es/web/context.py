@@ -7,6 +7,7 @@ is read through it (`ctx.config`), never cached by a handler, so a reload is see
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -21,6 +22,7 @@ from llamaswap_es.projections.lifecycle import Projections
 from llamaswap_es.runtime.ids import IdProvider, UlidIds
 from llamaswap_es.runtime.logs import UpstreamLogs
 from llamaswap_es.runtime.service import SwapService
+from llamaswap_es.web.filters import RequestFilters
 from llamaswap_es.web.hung_upstreams import HungUpstreams
 
 
@@ -42,7 +44,11 @@ class AppContext:
     listen_host: str = ""
     """The `--listen` host ("" = all interfaces); a name here is one the Host check allows."""
     _resolver: NameResolver | None = None
-    _resolver_for: int = 0
+    _resolver_for: LlamaSwapConfig | None = None
+    """The config `_resolver` was built from, held (compared by identity: an `id()` may be
+    reused by a new config once the old one is freed)."""
+    _filters: dict[str, RequestFilters] = field(default_factory=dict)
+    _filters_for: LlamaSwapConfig | None = None
 
     @property
     def config(self) -> LlamaSwapConfig:
@@ -51,10 +57,23 @@ class AppContext:
     @property
     def resolver(self) -> NameResolver:
         config = self.config
-        if self._resolver is None or self._resolver_for != id(config):
+        if self._resolver is None or self._resolver_for is not config:
             self._resolver = name_resolver(config)
-            self._resolver_for = id(config)
+            self._resolver_for = config
         return self._resolver
+
+    def filters(self, key: str, build: Callable[[], RequestFilters]) -> RequestFilters:
+        """The filters `build()` makes for `key` (`model:<id>` or `peer:<id>`) under the loaded
+        config, built once per config: sanitising them (sorting, copying) on every request was
+        measurable work. A reload brings a new config object, so the next request builds anew."""
+        config = self.config
+        if self._filters_for is not config:
+            self._filters = {}
+            self._filters_for = config
+        built = self._filters.get(key)
+        if built is None:
+            built = self._filters[key] = build()
+        return built
 
     @property
     def active_profile(self) -> str | None:

@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -35,7 +34,7 @@ from llamaswap_es.web.boundary import recordable_event
 from llamaswap_es.web.client_address import reported_client_ip
 from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.errors import error_response, render_error, too_many_requests_response
-from llamaswap_es.web.filters import RequestFilters, filters_for
+from llamaswap_es.web.filters import RequestFilters
 from llamaswap_es.web.forwarder import ForwardResult, forward, forward_headers
 from llamaswap_es.web.loading_stream import LoadingStream
 from llamaswap_es.web.request_outcome import RequestOutcome, local_record
@@ -68,13 +67,18 @@ class LocalRequest:
     """The id to schedule it under (None: a new one). A selector's choice was made under this id
     (web/selector_choice.py): the scheduler hands its reservation over to the request."""
 
+    @property
+    def upstream_path(self) -> str:
+        """`upstream_path_qs` without its query (or fragment): what the log, metering and captures
+        name. Not `urlsplit`, which reads a path starting `//` as a host."""
+        return self.upstream_path_qs.partition("?")[0].partition("#")[0]
+
 
 def local_filters(ctx: AppContext, model_id: str) -> RequestFilters:
-    """A local model's filters, built once per loaded config (web/filters.py `filters_for`)."""
+    """A local model's filters, built once per loaded config (`AppContext.filters`)."""
     model = ctx.config.models[model_id]
     strip = model.filters.strip_params or model.filters.legacy_strip_params
-    return filters_for(
-        ctx.config,
+    return ctx.filters(
         "model:" + model_id,
         lambda: RequestFilters.from_plain(
             use_model_name=model.use_model_name,
@@ -107,7 +111,7 @@ async def serve_local(
     assert loop is not None
     request_id = job.request_id or ctx.ids.new_id()
     request_ids.assign(request, request_id, job.model_id)
-    path = urlsplit(job.upstream_path_qs).path
+    path = job.upstream_path
     entry = ctx.inflight.begin(
         request_id=request_id,
         model=job.model_id,
@@ -219,12 +223,8 @@ async def _await_grant(
 
 async def _await_admission(ticket: RequestTicket) -> Dispatch | Reject | None:
     """Wait until the scheduler has taken the request in; the decision if it already came."""
-    if not ticket.decision.done():
-        admitted: asyncio.Future[Any] = asyncio.ensure_future(ticket.admitted.wait())
-        try:
-            await asyncio.wait({admitted, ticket.decision}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            admitted.cancel()
+    if not ticket.decision.done() and not ticket.admitted.is_set():
+        await ticket.admitted.wait()  # also set by the first decision (`RunLoop.submit_request`)
     return ticket.decision.result() if ticket.decision.done() else None
 
 
@@ -339,7 +339,7 @@ async def _forward_dispatched(
             return await _answer_reject(request, reject, loading)
         return error_response(request, 503, message)
     ctx.inflight.set_phase(outcome.entry, "running")
-    path = urlsplit(job.upstream_path_qs).path
+    path = job.upstream_path
     if request.method == "POST":
         outcome.keep_capture(dispatch.request_id, path, request.headers, job.body)
 

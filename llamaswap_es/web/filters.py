@@ -9,8 +9,7 @@ from strip and set. Inputs are plain values so the config classes stay out of th
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,24 +75,6 @@ class RequestFilters:
             or self.set_params
             or self.set_params_by_id.get(requested_name)
         )
-
-
-_BUILT: dict[int, tuple[weakref.ref[Any], dict[str, RequestFilters]]] = {}
-
-
-def filters_for(config: object, key: str, build: Callable[[], RequestFilters]) -> RequestFilters:
-    """The filters `build()` makes for `key` (a model or a peer) under this loaded `config`,
-    built once: sanitising them (sorting, copying) on every request was measurable work. A
-    reload brings a new config object, so new filters; the old ones go with the old config."""
-    ident = id(config)
-    entry = _BUILT.get(ident)
-    if entry is None or entry[0]() is not config:
-        entry = (weakref.ref(config, lambda _: _BUILT.pop(ident, None)), {})
-        _BUILT[ident] = entry
-    built = entry[1].get(key)
-    if built is None:
-        built = entry[1][key] = build()
-    return built
 
 
 def apply_filters(body: bytes, requested_name: str, filters: RequestFilters) -> bytes:

@@ -21,7 +21,7 @@ from llamaswap_es.web.dispatch import (
     serve_local,
 )
 from llamaswap_es.web.errors import RequestError, error_response
-from llamaswap_es.web.filters import RequestFilters, filter_json, filters_for
+from llamaswap_es.web.filters import RequestFilters, filter_json
 from llamaswap_es.web.json_body import JsonBody
 from llamaswap_es.web.keep_alive import ttl_override_ms
 from llamaswap_es.web.model_selection import (
@@ -206,8 +206,7 @@ async def _serve_named(
     peer_id, peer_model = ctx.resolver.fqns[fqn]
     if parsed is not None:
         peer_filters = ctx.config.peers[peer_id].filters
-        filters = filters_for(
-            ctx.config,
+        filters = ctx.filters(
             "peer:" + peer_id,
             lambda: RequestFilters.from_plain(
                 strip_params=peer_filters.strip_params,

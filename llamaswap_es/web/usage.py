@@ -21,6 +21,23 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+try:
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - exercised only where orjson is missing
+    _fast_loads = json.loads
+
+
+def loads(data: bytes) -> Any:
+    """An upstream answer (or one SSE event) parsed: by orjson when it can (3 to 5 times less
+    CPU than the standard library; metering reads every answer and every streamed event), by
+    the standard library when orjson refuses it (NaN, Infinity, UTF-16, deep nesting), so an
+    answer the standard library reads is still metered. orjson reads an integer past 64 bits as
+    a float: no token count is that large."""
+    try:
+        return _fast_loads(data)
+    except ValueError:  # orjson.JSONDecodeError is a ValueError
+        return json.loads(data)
+
 METRIC_KEYS = (
     "cache_tokens",
     "input_tokens",
@@ -230,7 +247,7 @@ class SseUsageScanner:
         if not data or data == b"[DONE]":
             return
         try:
-            event = json.loads(data)
+            event = loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON we can read
             return
         self.findings.add_event(event)
@@ -240,7 +257,7 @@ def findings_from_json_body(body: bytes, path: str = "") -> UsageFindings:
     """Findings from a whole (non-streamed) JSON response body; empty when it is not JSON."""
     findings = UsageFindings()
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON we can read
         return findings
     if isinstance(doc, list):  # /infill answers an array; timings come from its last element
@@ -294,7 +311,7 @@ def error_message_from_response(status: int, body: bytes) -> str:
 
 def _message_from_json(body: bytes) -> str:
     try:
-        doc = json.loads(body)
+        doc = loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON we can read
         return ""
     if not isinstance(doc, dict):

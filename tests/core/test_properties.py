@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from llamaswap_es.config.schedule import PlacementRules, SelectorSchedule, SelectorTarget
-from llamaswap_es.core import digest, new_state, reduce, restore, snapshot
+from llamaswap_es.core import digest, new_state, reduce, restore, scheduler_view, snapshot
+from llamaswap_es.core.views import ViewPublisher
 from llamaswap_es.events.types import (
     FootprintKnown,
     GpuMemorySampled,
@@ -160,6 +161,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         super().__init__()
         self.run: Run | None = None
         self.next_id = 0
+        self.views = ViewPublisher()
 
     @initialize(name=st.sampled_from(sorted(CONFIGS)))
     def configure(self, name: str) -> None:
@@ -356,6 +358,13 @@ class SchedulerMachine(RuleBasedStateMachine):
         for model in adopt:
             if model in self.run.state.models:
                 self.run.step(f"adopt {model} {self.run.state.models[model].instance}")
+
+    @invariant()
+    def the_published_view_is_the_fresh_view(self) -> None:
+        """The run loop's `ViewPublisher` reuses unchanged models' views between commits: after
+        every step it must give exactly what a fresh `scheduler_view` gives."""
+        if self.run is not None:
+            assert self.views(self.run.state) == scheduler_view(self.run.state)
 
     @invariant()
     def snapshot_round_trips(self) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import logging
 import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from aiohttp import web
 
 from llamaswap_es.events.open_log import open_log
@@ -16,6 +18,7 @@ from llamaswap_es.projections.activity import ActivityProjection
 from llamaswap_es.projections.captures import CaptureStore, decode_capture
 from llamaswap_es.projections.database import ProjectionDatabase
 from llamaswap_es.projections.history.lifecycle import History
+from llamaswap_es.projections.inflight import redact_headers
 from llamaswap_es.web import activity_routes
 from llamaswap_es.web.forwarder import forward, upstream_session
 from tests.projections.http_app import serve_routes
@@ -267,3 +270,30 @@ async def test_captures_handed_over_before_a_shutdown_are_stored_before_the_file
     finally:
         db.close()
     assert sorted(_stored_captures(db_path)) == ["r1", "r2", "r3"]
+
+
+async def test_a_capture_handed_over_that_cannot_be_written_is_logged(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nobody awaits a capture a request's end handed over: when its batch cannot be written
+    the failure is logged with the store's reason, not dropped silently."""
+    db, store = await _store(db_path)
+    db.close()  # every write from now on fails
+    rec = store.recorder("r1", "/v1/chat/completions")
+    assert rec is not None
+    rec.tap(b'{"answer":1}')
+    with caplog.at_level(logging.WARNING, logger="llamaswap_es.projections.captures"):
+        rec.finish_later(200)
+        await store.close()
+    assert "could not store the captures of 1 request(s)" in caplog.text
+
+
+def test_a_repeated_header_is_still_checked_for_configured_keys() -> None:
+    """Header values seen before skip the pattern redaction, never the configured keys: a value
+    shown once without keys (the in-flight view) is redacted when a capture with keys sees it."""
+    headers = {"X-Custom-Key": "prefix sk-configured-key suffix", "Referer": "http://a/?api_key=x1"}
+    assert redact_headers(headers)["X-Custom-Key"] == headers["X-Custom-Key"]
+    again = redact_headers(headers, ["sk-configured-key"])
+    assert again["X-Custom-Key"] == "[REDACTED]"
+    assert redact_headers(headers)["Referer"] == "http://a/?api_key=[REDACTED]"
+    assert redact_headers(headers)["Referer"] == "http://a/?api_key=[REDACTED]"  # and again

@@ -76,6 +76,21 @@ def test_every_line_of_a_traceback_starts_with_the_time_and_level() -> None:
     assert lines[-1].endswith("ValueError: boom")
 
 
+@pytest.mark.parametrize("name", ["rfc3339", "kitchen", "stampmilli", "rfc3339nano"])
+def test_each_line_shows_its_own_time_though_a_second_is_formatted_once(name: str) -> None:
+    """Whole-second layouts are formatted once a second: lines in the same second share the
+    text, the next second's line gets its own; fractions are never reused."""
+    formatter = ProxyLineFormatter(name)
+    layout = time_layout(name)
+    assert layout is not None
+    base = 1_700_000_000.0
+    for created in (base + 0.1, base + 0.7, base + 1.2, base + 61.0, base + 3600.5):
+        record = _record("x")
+        record.created = created
+        expected = layout(datetime.fromtimestamp(created).astimezone())
+        assert formatter.format(record) == f"{expected} [INFO] x"
+
+
 def test_no_timestamp_for_a_name_llama_swap_does_not_know() -> None:
     assert ProxyLineFormatter("none").format(_record("hello")) == "[INFO] hello"
     assert ProxyLineFormatter("").format(_record("x", logging.WARNING)).endswith(" [WARN] x")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
+from llamaswap_es.web.context import AppContext
 from llamaswap_es.web.errors import RequestError
 from llamaswap_es.web.filters import (
     RequestFilters,
     apply_filters,
-    filters_for,
     sanitize_set_params,
     sanitize_strip_params,
 )
@@ -137,8 +138,10 @@ def test_a_name_used_as_array_index_is_500_naming_the_key():
     assert "messages.role" in err.value.message
 
 
-class _Config:
-    """Stands for a loaded config: filters are built once per such object."""
+def _context(config: object) -> AppContext:
+    """An AppContext whose service holds `config` (only `config` is read by `filters`)."""
+    service = SimpleNamespace(config=config)
+    return AppContext(service, None, None, None, None, None)  # type: ignore[arg-type]
 
 
 def test_filters_are_built_once_per_loaded_config_and_anew_after_a_reload():
@@ -148,14 +151,15 @@ def test_filters_are_built_once_per_loaded_config_and_anew_after_a_reload():
         builds.append("built")
         return RequestFilters.from_plain(set_params={"temperature": value})
 
-    first = _Config()
+    ctx = _context(object())
     body = b'{"model":"m"}'
     for _ in range(3):
-        filters = filters_for(first, "model:m", lambda: build(0.1))
+        filters = ctx.filters("model:m", lambda: build(0.1))
         assert json.loads(apply_filters(body, "m", filters))["temperature"] == 0.1
     assert builds == ["built"]
 
-    reloaded = _Config()  # a reload: the new config's filters apply from the next request
-    filters = filters_for(reloaded, "model:m", lambda: build(0.9))
+    ctx.service.config = object()  # type: ignore[misc]  # a reload: a new config object
+    filters = ctx.filters("model:m", lambda: build(0.9))
     assert json.loads(apply_filters(body, "m", filters))["temperature"] == 0.9
-    assert filters_for(reloaded, "peer:m", lambda: RequestFilters()) is not filters
+    assert ctx.filters("peer:m", lambda: RequestFilters()) is not filters
+    assert builds == ["built", "built"]

@@ -149,6 +149,12 @@ def test_numbers_that_are_not_finite_are_ignored_not_an_exception():
     assert (m["input_tokens"], m["output_tokens"], m["duration_ms"]) == (0, 0, 9)
 
 
+def test_an_answer_only_the_standard_library_reads_is_still_metered():
+    body = b'{"usage":{"prompt_tokens":5,"completion_tokens":2},"score":NaN}'
+    m = metrics_from_response(body, JSON, wall_ms=1)
+    assert (m["input_tokens"], m["output_tokens"]) == (5, 2)
+
+
 def test_json_nested_too_deeply_is_minimal():
     m = metrics_from_response(b"[" * 100_000 + b"]" * 100_000, JSON, wall_ms=4)
     assert tokens(m) == (0,) * 7
