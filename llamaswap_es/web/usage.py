@@ -15,14 +15,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 log = logging.getLogger(__name__)
 
+_fast_loads: Callable[[bytes], Any]
 try:
-    from orjson import loads as _fast_loads
+    import orjson
+
+    _fast_loads = orjson.loads
 except ImportError:  # pragma: no cover - exercised only where orjson is missing
     _fast_loads = json.loads
 
