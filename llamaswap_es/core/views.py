@@ -226,7 +226,7 @@ class ViewPublisher:
     number of configured models (31 models at concurrency 1: 17% of the event loop's time,
     py-spy); most of them did not change. A model's view is a function of the values in its
     key (`_model_key`), compared by value, so the result is always what `scheduler_view`
-    gives for the same state (tests/core/test_views.py holds the two together)."""
+    gives for the same state (tests/core/test_properties.py checks it after every step)."""
 
     def __init__(self) -> None:
         self._models: dict[str, tuple[_ModelKey, ModelView]] = {}

@@ -113,13 +113,15 @@ class ProxyLineFormatter(logging.Formatter):
     def _time_text(self, created: float) -> str:
         """The line's timestamp in the layout; reused for the rest of a whole second."""
         assert self._layout is not None
+        if not self._whole_seconds:
+            return self._layout(datetime.fromtimestamp(created).astimezone())
         second = int(created)
         cached_second, cached_text = self._stamp
-        if self._whole_seconds and second == cached_second:
+        if second == cached_second:
             return cached_text
-        text = self._layout(datetime.fromtimestamp(created).astimezone())
-        if self._whole_seconds:
-            self._stamp = (second, text)
+        # the whole second itself: `created` 0.9999997 past it would round up to the next one
+        text = self._layout(datetime.fromtimestamp(second).astimezone())
+        self._stamp = (second, text)
         return text
 
     def format(self, record: logging.LogRecord) -> str:

@@ -134,8 +134,8 @@ async def model_request(request: web.Request) -> web.StreamResponse:
         return error_response(request, exc.status, str(exc))
     if isinstance(choice, Reject):
         return error_response(request, choice.status, choice.message)
-    renamed(choice.target)
     try:
+        renamed(choice.target)  # inside: a rewrite that fails still releases the reservation
         return await _serve_named(
             request, ctx, selection, choice.target, body, parsed, raw_path, raw_query, session,
             selector=selector_id, request_id=request_id,

@@ -38,6 +38,11 @@ MAX_REASON_BYTES = 123
 """RFC 6455 §5.5: a close frame's payload is at most 125 bytes, 2 of them the code."""
 NORMAL_CLOSES = (WSCloseCode.OK, WSCloseCode.GOING_AWAY)
 _NOT_SENDABLE = (1005, 1006, 1015)
+
+
+def _sendable(code: int) -> bool:
+    """A close code a close frame may carry: 1000-4999 but for the reserved ones."""
+    return 1000 <= code <= 4999 and code not in _NOT_SENDABLE
 """Codes that report a close but may never be sent in a frame (RFC 6455 §7.4.1)."""
 
 
@@ -192,7 +197,9 @@ def _upstream_ended(
     """How the upstream's end is told to the client: its own close passed on as it is, a
     missed pong as 1011, a connection lost without a close frame as 1014."""
     if last is not None and last.type == WSMsgType.CLOSE:
-        code = int(last.data) if last.data not in (None, *_NOT_SENDABLE) else WSCloseCode.OK
+        sent = last.data
+        # An empty close frame reads as code 0; 1005/1006/1015 may not be sent (RFC 6455 §7.4)
+        code = sent if isinstance(sent, int) and _sendable(sent) else WSCloseCode.OK
         reason = str(last.extra or "")
         error = None
         if code not in NORMAL_CLOSES:

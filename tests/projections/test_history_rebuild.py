@@ -15,6 +15,7 @@ from llamaswap_es.events.open_log import open_log
 from llamaswap_es.projections.database import connect_writer
 from llamaswap_es.projections.history.fold import DecisionFold
 from llamaswap_es.projections.history.local import DecisionProjection
+from llamaswap_es.projections.history.local_rebuild import DecisionsRebuild
 from llamaswap_es.projections.rebuild import rebuild_projections
 from tests.projections.logs import write_story
 from tests.projections.test_activity_retention import _prune_log
@@ -158,3 +159,23 @@ async def test_a_history_this_file_does_not_follow_is_left_as_it_is(
     out = capsys.readouterr().out
     assert "history_decisions: not followed in this file" in out, out
     assert _decisions(db_path) == before
+
+
+async def test_a_rebuild_stopped_before_its_first_page_is_redone_by_the_next(
+    db_path: Path,
+) -> None:
+    """Emptying the decisions is committed before the fold writes its first page: a rebuild
+    stopped there (Ctrl-C, a failure) must leave the file still following the local history,
+    so the next rebuild refolds it instead of leaving it empty."""
+    await _served(db_path, "node-a")
+    live = _decisions(db_path)
+    conn = connect_writer(db_path)
+    try:
+        DecisionsRebuild.start(conn, db_path, first_seq=1, node=None)  # and then it stops
+    finally:
+        conn.close()
+    assert _decisions(db_path) == []
+
+    rebuild_projections(db_path, node="node-a")  # no row is left to take the name from
+
+    assert _decisions(db_path) == live

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llamaswap_es.events.types import RequestReceived, SelectorChose
+from llamaswap_es.events.types import Envelope, RequestReceived, SelectorChose
 from llamaswap_es.web.selector_choice import choose, release
 from tests.fixtures.processes import wait_until
 from tests.fixtures.selector_loop import start_selector_loop
@@ -30,6 +30,32 @@ async def test_a_client_that_leaves_while_waiting_ends_its_choice(db_path: Path)
         ended = h.logged("r1")
         assert [e.type for e in ended] == ["SelectorRequested", "SelectionEnded"]
         assert ended[-1].body.reason == "client_gone"
+    finally:
+        await h.close()
+
+
+async def test_a_client_that_leaves_as_the_choice_is_made_releases_its_target(
+    db_path: Path,
+) -> None:
+    """The choice is committed (its target reserved) and the handler is cancelled before it
+    resumes: the reservation is released, not held until the next start."""
+    h = await start_selector_loop(db_path)  # selector "pick" is answered at once
+    try:
+        waiting = asyncio.create_task(choose(h.loop, "r1", "pick", path="/x", method="POST"))
+
+        def leave_when_chosen(envelopes: list[Envelope]) -> None:
+            # called after the loop answered the ticket, before the handler can resume
+            if any(isinstance(e.body, SelectorChose) for e in envelopes):
+                waiting.cancel()
+
+        h.loop.add_listener(leave_when_chosen)
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await h.loop.flush()
+        logged = h.logged("r1")
+        assert [e.type for e in logged] == ["SelectorRequested", "SelectorChose", "SelectionEnded"]
+        assert logged[-1].body.reason == "client_gone"
+        assert h.loop.view.selections == {}
     finally:
         await h.close()
 

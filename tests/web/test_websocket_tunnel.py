@@ -68,6 +68,17 @@ def _upstream() -> web.Application:
         await ws.close(code=4001, message=b"session over")
         return ws
 
+    async def empty(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str("hello")
+        await ws.receive()
+        assert request.transport is not None
+        request.transport.write(b"\x88\x00")  # a close frame with no code: a plain close
+        await ws.receive()  # the tunnel's answering close
+        request.transport.close()
+        return ws
+
     async def echo(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -77,7 +88,7 @@ def _upstream() -> web.Application:
 
     return app_with(
         [web.get("/silent", silent), web.get("/drop", drop), web.get("/bye", bye),
-         web.get("/echo", echo)]
+         web.get("/empty", empty), web.get("/echo", echo)]
     )  # fmt: skip
 
 
@@ -170,6 +181,18 @@ async def test_an_upstreams_own_close_code_and_reason_reach_the_client(
         assert await _closed_with(ws) == (4001, "session over")
     end = await _end(setup)
     assert end.error == "the upstream closed the websocket with code 4001: session over"
+
+
+async def test_an_upstreams_close_without_a_code_reaches_the_client_as_a_normal_close(
+    setup: Setup, http: aiohttp.ClientSession
+) -> None:
+    """An empty close frame reads as code 0 in aiohttp, which may not be sent on: the client
+    gets 1000, and nothing is recorded as an error."""
+    async with http.ws_connect(setup.proxy + "/empty", autoclose=False) as ws:
+        assert await asyncio.wait_for(ws.receive_str(), WAIT_S) == "hello"
+        await ws.send_str("go")
+        assert await _closed_with(ws) == (1000, "")
+    assert (await _end(setup)).error is None
 
 
 async def test_a_model_declared_hung_closes_its_tunnels_with_1011(

@@ -90,7 +90,9 @@ class DecisionsRebuild:
         with write_transaction(conn, path):
             if first_seq <= 1:
                 conn.execute(f"DELETE FROM history_decisions WHERE {ours}", params)
-                conn.execute("DELETE FROM projection_checkpoints WHERE name = ?", (NAME,))
+                # a checkpoint at 0, not none: a rebuild stopped before its first page (or an
+                # empty log) leaves the file still following the local history
+                write_checkpoint(conn, NAME, 0, DecisionFold().to_state())
             else:
                 conn.execute(
                     f"DELETE FROM history_decisions WHERE {ours} AND seq >= ?",
