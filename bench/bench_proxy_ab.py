@@ -1,6 +1,7 @@
 """Two versions of the server side by side: process CPU per request, rounds interleaved.
 
-`python bench/run.py proxy_ab --trees A,B [--rounds N] [--requests N] [--connections N]` starts
+`python bench/run.py proxy_ab --trees A,B [--rounds N] [--requests N] [--connections N]
+[--idle-models N]` starts
 one server from each source tree (a checkout or `git archive REV | tar -x -C DIR`), each in front
 of its own fake upstream, then measures them in turns: a round of `--requests` small chats at
 `--connections` connections to each (the order flips every round), the server's utime+stime from
@@ -25,13 +26,20 @@ import bench.bench_proxy as bp
 from tests.fixtures.net import free_port
 
 
-def _config(port: int) -> str:
+def _config(port: int, idle_models: int = 0) -> str:
     flags = (f"--tokens {bp.STREAM_TOKENS}", "--token-delay-ms 0", "--quiet")
     return (
         "healthCheckTimeout: 30\nrouting: {scheduler: {use: fifo}}\nmodels:\n"
         + bp.fake_model_yaml(bp.MODEL, port, *flags, extra=bp.EXTRA)
         + "\n"
+        + "".join(_idle_model(i) for i in range(idle_models))
     )
+
+
+def _idle_model(i: int) -> str:
+    """A model that is configured and never started: what a config of many models adds to
+    every request (issue 17: the published view was rebuilt for every model on every commit)."""
+    return f"  idle{i:03d}:\n    cmd: sleep 3600\n    proxy: http://127.0.0.1:9\n"
 
 
 async def _measure(
@@ -80,6 +88,10 @@ def main(argv: list[str]) -> None:
         "--latency-requests", type=int, default=0,
         help="then, at c=1, this many requests per tree alternating one by one (p50/p99)",
     )  # fmt: skip
+    parser.add_argument(
+        "--idle-models", type=int, default=0,
+        help="configure this many more models that are never started (a big config)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     trees = [str(Path(t).resolve()) for t in args.trees.split(",")]
     for tree in trees:
@@ -93,7 +105,7 @@ def main(argv: list[str]) -> None:
                 workdir = Path(tmp) / str(i)
                 workdir.mkdir()
                 bp.REPO_ROOT = Path(tree)  # the server runs that tree's code
-                servers[tree] = bp.start_server(workdir, _config(free_port()))
+                servers[tree] = bp.start_server(workdir, _config(free_port(), args.idle_models))
             bp.REPO_ROOT = original_root
             rounds = asyncio.run(_measure(servers, args))
             latency = asyncio.run(_latency(servers, args.latency_requests))
@@ -104,6 +116,7 @@ def main(argv: list[str]) -> None:
     result = {
         "connections": args.connections,
         "requests_per_round": args.requests,
+        "idle_models": args.idle_models,
         "cpu_ms_per_request": {
             tree: {"median": round(statistics.median(v), 3), "rounds": [round(x, 3) for x in v]}
             for tree, v in rounds.items()

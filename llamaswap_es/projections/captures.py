@@ -38,7 +38,10 @@ from llamaswap_es.projections.inflight import redact_headers
 log = logging.getLogger("llamaswap_es.projections.captures")
 
 MIB = 1024 * 1024
-ZSTD_LEVEL = 9
+ZSTD_LEVEL = 3
+"""zstd level of a stored capture, paid by every captured request on the projections' thread.
+On this VM a small chat's capture (~750 B of CBOR) takes 7 us at 3 and 15 at 9 for the same
+size; 60 KB of text takes 0.44 ms at 3 and 2.1 ms at 9, for 6% more bytes at 3."""
 DEFAULT_MAX_AGE_MS = 7 * 24 * 3600 * 1000
 
 # path → (request headers, request body, response headers, response body); default: all four.
