@@ -5,10 +5,12 @@ real servers: SQLAlchemy's compiled modules appear in the process's memory map e
 history is written through the sink to another database. Pure-Python modules leave no mark in the
 map, so what a server imported is read from Python's own import report
 (`PYTHONPROFILEIMPORTTIME`, one stderr line per module): the replay tooling behind
-`/api/log/explain` loads at the first explanation asked for, not at start."""
+`/api/log/explain` loads at the first explanation asked for, not at start, and the NVML binding
+(~0.9 MiB) loads only where the NVIDIA driver's library does."""
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +20,14 @@ import sqlalchemy
 from tests.fixtures.server import RunningServer, config_text, fake_model, wait_json
 
 SQLALCHEMY_DIR = Path(sqlalchemy.__file__).parent
+
+
+def nvidia_driver_loads() -> bool:
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def maps_sqlalchemy(pid: int) -> bool:
@@ -96,3 +106,17 @@ async def test_the_replay_tooling_loads_at_the_first_explanation_not_at_start(
     assert explained["decision"]["type"] == "SwapPlanned"
     assert explained["cause"]["type"] == "RequestReceived"
     assert "llamaswap_es.replay.explain" in imported_modules(server)
+
+
+@pytest.mark.skipif(nvidia_driver_loads(), reason="this host has the NVIDIA driver: NVML is used")
+async def test_without_the_nvidia_driver_the_nvml_binding_is_not_loaded(server_factory) -> None:
+    server = server_factory(
+        config_text([fake_model("a", "--quiet")]), env={"PYTHONPROFILEIMPORTTIME": "1"}
+    )
+    async with aiohttp.ClientSession() as http:
+        # the sampler looked for GPUs before its first sample
+        doc = await wait_json(http, server.url + "/api/performance", lambda d: d.get("sys_stats"))
+    assert not doc.get("gpu_stats"), doc
+    imported = imported_modules(server)
+    assert "llamaswap_es.perf.nvml" in imported  # the report works: the looking was done
+    assert "pynvml" not in imported
