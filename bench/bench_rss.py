@@ -11,12 +11,17 @@ config with `llamaswap-es: historySink: false` — and reads its VmRSS from /pro
 
 The fake upstreams are children of the server and not counted (the demo's models take free
 ports if llama-swap's 5800… are held). Prints progress and a final JSON line.
+
+The package's bytecode is compiled first, as installing a wheel does: a checkout without
+`__pycache__` under `PYTHONDONTWRITEBYTECODE=1` compiles every module from source at each start,
+and the compiler's leftovers read as ~0.8 MiB more idle RSS than an installed server holds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import tempfile
 import time
@@ -89,6 +94,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests before `after`")
     parser.add_argument("--settle-s", type=float, default=3.0, help="wait before each reading")
     args = parser.parse_args(argv)
+    compileall.compile_dir(REPO_ROOT / "llamaswap_es", quiet=1)
     port = free_port()
     model = fake_model_yaml("bench", port, "--quiet")
     small = f"healthCheckTimeout: 30\nmodels:\n{model}\n"

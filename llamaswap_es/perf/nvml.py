@@ -9,11 +9,16 @@ llama-swap's sources report it, instead of dropping the whole sample.
 
 from __future__ import annotations
 
+import ctypes
+import importlib.metadata
+import importlib.util
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llamaswap_es.perf.samples import GpuInfo, GpuStat
@@ -24,8 +29,29 @@ _MB = 1024 * 1024
 NVML_TEMPERATURE_GPU = 0
 
 
+NVML_LIBRARY = "libnvidia-ml.so.1"
+"""The driver's library, by the name pynvml's `nvmlInit` loads it outside Windows (the dynamic
+loader's search: /usr/lib/wsl/lib on WSL2 is found as on any Linux host)."""
+BINDING_DISTRIBUTIONS = ("pynvml", "nvidia-ml-py")
+
+
 def load_nvml() -> Any | None:
-    """The pynvml module, or None when it is not installed."""
+    """The pynvml module, or None when it is not installed, or when it is the installed binding
+    and the NVIDIA driver's library is not there for it to load (outside Windows).
+
+    Without the driver, `nvmlInit` could only fail: importing the binding first would cost the
+    server ~0.9 MiB for the whole run (docs/benchmarks.md, "Idle memory") on every host without
+    an NVIDIA GPU. A `pynvml` that no installed distribution owns (a stand-in put first on the
+    path, as the e2e tests' driver is) is imported as it is, without the probe."""
+    spec = importlib.util.find_spec("pynvml")
+    if spec is None:
+        return None
+    if sys.platform != "win32" and _is_installed_binding(spec.origin):
+        try:
+            ctypes.CDLL(NVML_LIBRARY)
+        except OSError as exc:
+            log.debug("no NVIDIA driver (%s), pynvml not loaded", exc)
+            return None
     try:
         with warnings.catch_warnings():  # pynvml warns that it is now packaged as nvidia-ml-py
             warnings.simplefilter("ignore")
@@ -33,6 +59,22 @@ def load_nvml() -> Any | None:
     except ImportError:
         return None
     return pynvml
+
+
+def _is_installed_binding(origin: str | None) -> bool:
+    """Whether the `pynvml` found at `origin` is a file of the installed pynvml or nvidia-ml-py
+    distribution (their RECORD lists it); False for any other module of that name."""
+    if origin is None:
+        return False
+    target = Path(origin).resolve()
+    for name in BINDING_DISTRIBUTIONS:
+        try:
+            files = importlib.metadata.files(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if any(Path(str(f.locate())).resolve() == target for f in files if f.name.endswith(".py")):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ the same shape `/api/events` pushes live as `logEvent` messages.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -14,7 +16,6 @@ from llamaswap_es.events.codec import envelope_to_json, to_payload
 from llamaswap_es.events.encodable import INT64_MAX, INT64_MIN
 from llamaswap_es.events.types import Envelope
 from llamaswap_es.replay.errors import ReplayError
-from llamaswap_es.replay.explain import explain_log
 from llamaswap_es.web.context import CTX
 from llamaswap_es.web.errors import RequestError, error_response
 
@@ -28,6 +29,16 @@ def register(router: web.UrlDispatcher) -> None:
 
 
 envelope_json = envelope_to_json
+
+
+def _explain(path: Path, seq: int) -> dict[str, Any]:
+    """The replay tooling's explanation, imported here (in the worker thread, at the first ask)
+    rather than at start: the rebuild, rendering and wording it brings (~0.15 MiB) are for a
+    rarely asked question, and an idle server need not hold them
+    (tests/e2e/test_idle_footprint.py)."""
+    from llamaswap_es.replay.explain import explain_log
+
+    return explain_log(path, seq)
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
@@ -109,6 +120,6 @@ async def explain(request: web.Request) -> web.Response:
     if seq <= 0:
         return error_response(request, 400, "seq must be a positive integer")
     try:
-        return web.json_response(await asyncio.to_thread(explain_log, store.path, seq))
+        return web.json_response(await asyncio.to_thread(_explain, store.path, seq))
     except ReplayError as exc:
         return error_response(request, 404, str(exc))
