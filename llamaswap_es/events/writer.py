@@ -191,7 +191,7 @@ class LogWriter:
             if chunk:
                 self._insert(chunk)
 
-    def _insert(self, chunk: list[Sequence[object]]) -> None:
+    def _insert(self, chunk: Sequence[Sequence[object]]) -> None:
         self._conn.execute(_insert(len(chunk)), list(itertools.chain.from_iterable(chunk)))
 
     def save_snapshot(self, *, reducer_version: str, seq: int, digest: str, state: bytes) -> None:

@@ -4,11 +4,24 @@ raised in the caller, a cancelled caller's call still runs to its end, nothing a
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
 
 from llamaswap_es.events.worker_thread import WorkerClosedError, WorkerThread
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="Linux's /proc only")
+def test_the_kernel_knows_the_thread_by_its_name_too() -> None:
+    """`top -H`, `ps -L` and `bench/run.py threadcpu` read the name from the kernel."""
+    worker = WorkerThread("projections-write")
+    try:
+        tid = worker.call_blocking(threading.get_native_id)
+        with open(f"/proc/self/task/{tid}/comm") as comm:
+            assert comm.read().strip() == "projections-wri"  # the kernel keeps 15 bytes
+    finally:
+        worker.close()
 
 
 async def test_calls_run_on_one_named_thread_in_submission_order() -> None:
