@@ -115,8 +115,25 @@ def request_view(st: SchedulerState, request_id: str) -> RequestView | None:
 
 
 def queue_view(st: SchedulerState) -> list[RequestView]:
-    """Every request not yet dispatched: the queue in order, then swap waiters by swap age."""
-    views = [request_view(st, rid) for rid in st.queue]
+    """Every request not yet dispatched: the queue in order, then swap waiters by swap age.
+
+    A queued request's position is its place in this walk (asking `request_view` for each would
+    search the queue once per request: 21 ms per commit with 2,000 queued, on the event loop)."""
+    views: list[RequestView | None] = []
+    for position, rid in enumerate(st.queue, start=1):
+        req = st.requests.get(rid)
+        views.append(
+            None
+            if req is None
+            else RequestView(
+                request_id=req.request_id,
+                model=req.model,
+                phase=req.phase,
+                position=position if req.phase == QUEUED else None,
+                received_ms=req.received_ms,
+                is_load=req.is_load,
+            )
+        )
     for swap in st.swaps_in_order():
         views.extend(request_view(st, rid) for rid in swap.waiters)
     return [v for v in views if v is not None and v.phase in (QUEUED, WAITING)]
@@ -183,16 +200,16 @@ class SchedulerView:
     """Each GPU of the newest memory sample, with free memory as placement counts it now."""
     selections: Mapping[str, Selection] = field(default_factory=dict)
     """Selector choices by request id not (yet) requests of the scheduler (`core.selectors`)."""
+    waiting: Mapping[str, RequestView] = field(default_factory=dict, repr=False, compare=False)
+    """`queue` by request id: every waiting handler looks itself up after each commit that moved
+    it, so a search of the queue per lookup made a deep queue's commits quadratic."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
 
     def request(self, request_id: str) -> RequestView | None:
         """A request while it waits for its dispatch (None once dispatched or ended)."""
-        for view in self.queue:
-            if view.request_id == request_id:
-                return view
-        return None
+        return self.waiting.get(request_id)
 
 
 EMPTY_VIEW = SchedulerView(seq=0, models={}, queue=(), running=(), shutting_down=False)
@@ -203,10 +220,12 @@ def scheduler_view(st: SchedulerState) -> SchedulerView:
 
 
 def _view_with(st: SchedulerState, models: Mapping[str, ModelView]) -> SchedulerView:
+    queue = tuple(queue_view(st))
     return SchedulerView(
         seq=st.seq,
         models=models,
-        queue=tuple(queue_view(st)),
+        queue=queue,
+        waiting={view.request_id: view for view in queue},
         running=st.running_models(),
         shutting_down=st.shutting_down,
         active_profile=st.active_profile,

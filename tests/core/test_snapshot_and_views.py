@@ -17,6 +17,7 @@ from llamaswap_es.core import (
     reduce,
     request_view,
     restore,
+    scheduler_view,
     snapshot,
 )
 from tests.core.harness import Run, bring_up, classic, models
@@ -109,6 +110,27 @@ def test_views_report_model_state_queue_and_phases() -> None:
     assert request_view(run.state, "r3").phase == "dispatched"
     assert request_view(run.state, "r1") is None
     assert [v.request_id for v in queue_view(run.state)] == ["r2", "r4"]
+
+
+def test_a_deep_queue_is_numbered_in_walk_order_and_found_by_id() -> None:
+    """Positions come from one walk of the queue and lookups from the view's index (both were
+    searches of the queue per request: quadratic per commit in a deep queue)."""
+    deep = models("A", "B", "C", A={"ttl_ms": 5000}, B={"concurrency_limit": 500},
+                  C={"concurrency_limit": 500})  # fmt: skip
+    run = Run(classic("A", "B", "C", schedules=deep))
+    for line in STEPS:
+        run.step(line)
+    for i in range(5, 305):
+        run.step(f"req r{i} {'B' if i % 2 else 'C'}")
+    view = scheduler_view(run.state)
+    assert len(view.queue) == 302
+    assert [v.position for v in view.queue] == list(range(1, 303))
+    assert [v.request_id for v in view.queue[:3]] == ["r2", "r4", "r5"]
+    for v in view.queue:
+        assert view.request(v.request_id) is v
+        assert request_view(run.state, v.request_id) == v
+    assert view.request("r1") is None  # finished
+    assert view.request("r3") is None  # dispatched
 
 
 def test_views_show_swap_waiters() -> None:
