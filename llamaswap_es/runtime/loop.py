@@ -137,7 +137,13 @@ class RequestTicket:
     model: str
     decision: asyncio.Future[Dispatch | Reject]
     position: int | None = None
-    position_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Its 1-based place in the queue as last committed (None: not queued)."""
+    phase: str | None = None
+    """`queued` or `waiting` (on a swap) as last committed; None before, or once dispatched."""
+    on_change: Callable[[RequestTicket], None] | None = None
+    """Called in the commit that moved the waiting request or changed its phase (the handler's
+    loading stream and in-flight entry follow it): a call, not a wake-up, because one dispatch
+    moves every queued request and a deep queue's handlers woke by the hundred per commit."""
     admitted: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the scheduler has taken the request in (admission passed: no 404/429 yet), or
     once its first decision has come, whichever is first."""
@@ -704,22 +710,26 @@ class RunLoop:
         )
 
     def _tell_positions(self) -> None:
-        """Tell each waiting ticket its new queue position, read from the committed view.
+        """Tell each waiting ticket its new queue position and phase, read from the committed
+        view.
 
         Positions are derived state (the reducer logs no decision for them since core-4): after
-        every commit the view's queue is walked once and only the tickets whose position changed
-        are woken. Without a viewer (bare loops in tests) nobody is told."""
+        every commit the view's queue is walked once and only the tickets whose place changed
+        are told. Without a viewer (bare loops in tests) nobody is told."""
         view = self._view
         if not self._tickets or view is None:
             return
         for request in getattr(view, "queue", ()):
-            position = request.position
-            if position is None:
-                continue
             ticket = self._tickets.get(request.request_id)
-            if ticket is not None and ticket.position != position:
-                ticket.position = position
-                ticket.position_changed.set()
+            placed = (request.position, request.phase)
+            if ticket is None or (ticket.position, ticket.phase) == placed:
+                continue
+            ticket.position, ticket.phase = request.position, request.phase
+            if ticket.on_change is not None:
+                try:
+                    ticket.on_change(ticket)
+                except Exception:  # a handler's display must never stop the loop
+                    log.exception("telling request %s its queue place failed", ticket.request_id)
 
     def take_back(self, ticket: RequestTicket, unreachable: DispatchUnreachable) -> None:
         """The handler could not reach the instance its Dispatch named: wait on the same ticket
@@ -729,7 +739,7 @@ class RunLoop:
         queued, so the answer cannot be missed. Raises LoopStoppedError as `submit` does (the
         ticket is then not registered)."""
         ticket.decision = asyncio.get_running_loop().create_future()
-        ticket.position = None
+        ticket.position = ticket.phase = None
         self._tickets[ticket.request_id] = ticket
         try:
             self.submit(unreachable)

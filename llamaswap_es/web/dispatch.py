@@ -15,7 +15,6 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
@@ -42,7 +41,6 @@ from llamaswap_es.web.websocket_tunnel import TunnelEnd, TunnelTimeouts, tunnel
 
 log = logging.getLogger("llamaswap_es.web.dispatch")
 
-PHASE_REFRESH_S = 1.0
 """How often a waiting request's phase (queued / loading) is refreshed for the in-flight view."""
 
 
@@ -231,25 +229,24 @@ async def _await_admission(ticket: RequestTicket) -> Dispatch | Reject | None:
 async def _await_decision(
     ctx: AppContext, ticket: RequestTicket, entry: InflightEntry, loading: LoadingStream | None
 ) -> Dispatch | Reject:
-    while not ticket.decision.done():
-        changed: asyncio.Future[Any] = asyncio.ensure_future(ticket.position_changed.wait())
-        try:
-            await asyncio.wait(
-                {changed, ticket.decision},
-                timeout=PHASE_REFRESH_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            changed.cancel()
-        if ticket.position_changed.is_set():
-            ticket.position_changed.clear()
-            if loading is not None and ticket.position is not None:
-                loading.set_position(ticket.position)
-        view = ctx.service.view.request(ticket.request_id)
-        if view is not None:
-            phase = {"queued": "queued", "waiting": "loading"}.get(view.phase, entry.phase)
-            ctx.inflight.set_phase(entry, phase, view.position)
-    return ticket.decision.result()
+    """The decision; meanwhile the loading stream and the in-flight entry follow the request's
+    place in the queue, told by the run loop in the commit that moves it (`on_change`)."""
+    if ticket.decision.done():
+        return ticket.decision.result()
+
+    def follow(moved: RequestTicket) -> None:
+        if loading is not None and moved.position is not None:
+            loading.set_position(moved.position)
+        phase = {"queued": "queued", "waiting": "loading"}.get(moved.phase or "", entry.phase)
+        ctx.inflight.set_phase(entry, phase, moved.position)
+
+    ticket.on_change = follow
+    if ticket.phase is not None:  # placed by a commit before this handler got here
+        follow(ticket)
+    try:  # shielded: a cancelled handler must not cancel the answer the loop may be setting
+        return await asyncio.shield(ticket.decision)
+    finally:
+        ticket.on_change = None
 
 
 def _wants_loading(ctx: AppContext, job: LocalRequest, request: web.BaseRequest) -> bool:

@@ -5,6 +5,7 @@ request's place in the queue and its move up. The fixture replays the log at tea
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import aiohttp
 
@@ -51,3 +52,53 @@ async def test_a_queued_stream_is_told_its_position_and_its_move_up(server_facto
     assert "Queue position: #2" in second and "Queue position: #1" in second
     assert second.index("Queue position: #2") < second.index("Queue position: #1")
     assert not _events(server.db_path, "QueuePositions")
+
+
+async def test_the_inflight_view_follows_each_waiting_request_through_the_queue(
+    server_factory,
+) -> None:
+    """`/api/inflight` shows a waiting request's phase and queue position as the commits that
+    move it are made (the run loop tells the handler; nothing polls): behind slow's load, b is
+    queued #1 and c #2; once b's own load begins, b is loading and c has moved up to #1."""
+    models = [
+        fake_model("slow", "--load-delay-ms", "1500"),
+        fake_model("b", "--load-delay-ms", "1500"),
+        fake_model("c"),
+    ]
+    server = server_factory(config_text(models))
+
+    async def places(http: aiohttp.ClientSession) -> dict[str, tuple[str, int | None]]:
+        async with http.get(server.url + "/api/inflight") as r:
+            entries = (await r.json())["requests"]
+        return {e["model"]: (e["phase"], e.get("queue_position")) for e in entries}
+
+    async with aiohttp.ClientSession() as http:
+        sent = [
+            asyncio.create_task(
+                http.post(server.url + CHAT, json={"model": "slow", "messages": HI})
+            )
+        ]
+
+        async def received(n: int) -> bool:
+            return len(_events(server.db_path, "RequestReceived")) >= n
+
+        await _until(lambda: received(1))
+        for model in ("b", "c"):
+            sent.append(
+                asyncio.create_task(
+                    http.post(server.url + CHAT, json={"model": model, "messages": HI})
+                )
+            )
+            await _until(functools.partial(received, len(sent)))
+
+        async def shown(expected: dict[str, tuple[str, int | None]]) -> bool:
+            now = await places(http)
+            return all(now.get(model) == place for model, place in expected.items())
+
+        await _until(
+            lambda: shown({"slow": ("loading", None), "b": ("queued", 1), "c": ("queued", 2)})
+        )
+        await _until(lambda: shown({"b": ("loading", None), "c": ("queued", 1)}))
+        for task in sent:
+            async with await task as r:
+                assert r.status == 200
