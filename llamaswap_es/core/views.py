@@ -200,16 +200,16 @@ class SchedulerView:
     """Each GPU of the newest memory sample, with free memory as placement counts it now."""
     selections: Mapping[str, Selection] = field(default_factory=dict)
     """Selector choices by request id not (yet) requests of the scheduler (`core.selectors`)."""
-    waiting: Mapping[str, RequestView] = field(default_factory=dict, repr=False, compare=False)
-    """`queue` by request id: every waiting handler looks itself up after each commit that moved
-    it, so a search of the queue per lookup made a deep queue's commits quadratic."""
 
     def model(self, model_id: str) -> ModelView | None:
         return self.models.get(model_id)
 
     def request(self, request_id: str) -> RequestView | None:
         """A request while it waits for its dispatch (None once dispatched or ended)."""
-        return self.waiting.get(request_id)
+        for view in self.queue:  # for tools and tests: handlers are told (`RequestTicket`)
+            if view.request_id == request_id:
+                return view
+        return None
 
 
 EMPTY_VIEW = SchedulerView(seq=0, models={}, queue=(), running=(), shutting_down=False)
@@ -225,7 +225,6 @@ def _view_with(st: SchedulerState, models: Mapping[str, ModelView]) -> Scheduler
         seq=st.seq,
         models=models,
         queue=queue,
-        waiting={view.request_id: view for view in queue},
         running=st.running_models(),
         shutting_down=st.shutting_down,
         active_profile=st.active_profile,

@@ -89,8 +89,8 @@ def _name_os_thread(name: str) -> None:
     """Give the thread its name in the kernel too (`top -H`, `ps -L`, /proc/<pid>/task/*/comm,
     `bench/run.py threadcpu`): Python 3.11 names it only for itself. Best effort, Linux only."""
     try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
-            comm.write(name[:15])  # the kernel keeps 15 bytes
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "wb") as comm:
+            comm.write(name.encode("utf-8", "replace")[:15])  # the kernel keeps 15 bytes
     except OSError:
         pass
 

@@ -165,6 +165,9 @@ class LogWriter:
         Each call into SQLite gives up the GIL and takes it back; with the event loop busy,
         taking it back can wait for the loop's switch interval, on the path of every request
         (its batch is written before it is dispatched)."""
+        if self._conn.in_transaction:  # left open by a failure: BEGIN IMMEDIATE says so loudly
+            self._write(rows)
+            return
         with self._gate.held():
             try:
                 self._insert(rows)

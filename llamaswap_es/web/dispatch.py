@@ -41,8 +41,6 @@ from llamaswap_es.web.websocket_tunnel import TunnelEnd, TunnelTimeouts, tunnel
 
 log = logging.getLogger("llamaswap_es.web.dispatch")
 
-"""How often a waiting request's phase (queued / loading) is refreshed for the in-flight view."""
-
 
 @dataclass
 class LocalRequest:
