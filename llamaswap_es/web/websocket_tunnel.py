@@ -38,12 +38,12 @@ MAX_REASON_BYTES = 123
 """RFC 6455 §5.5: a close frame's payload is at most 125 bytes, 2 of them the code."""
 NORMAL_CLOSES = (WSCloseCode.OK, WSCloseCode.GOING_AWAY)
 _NOT_SENDABLE = (1005, 1006, 1015)
+"""Codes that report a close but may never be sent in a frame (RFC 6455 §7.4.1)."""
 
 
 def _sendable(code: int) -> bool:
     """A close code a close frame may carry: 1000-4999 but for the reserved ones."""
     return 1000 <= code <= 4999 and code not in _NOT_SENDABLE
-"""Codes that report a close but may never be sent in a frame (RFC 6455 §7.4.1)."""
 
 
 @dataclass(frozen=True)
