@@ -268,7 +268,7 @@ class RunLoop:
                 pass
             self._task = None
         self.health.stopped()
-        self._answer_all_waiting(LoopStoppedError, "the server is shutting down")
+        self._answer_all_waiting("the server is shutting down")
         self._tickets.clear()
         self._selections.clear()  # a new boot forgets every choice (`core.selectors`)
 
@@ -599,7 +599,7 @@ class RunLoop:
         self._accepting = False
         self.health.fatal(safe_text(str(exc), 300) or type(exc).__name__)
         log.critical("run loop stopped: %r", exc, exc_info=exc)
-        self._answer_all_waiting(LoopStoppedError, "the scheduler stopped after an internal error")
+        self._answer_all_waiting("the scheduler stopped after an internal error")
         self._idle.set()
         if self._on_fatal is not None:
             try:
@@ -607,14 +607,15 @@ class RunLoop:
             except Exception:
                 log.exception("the fatal-error handler failed")
 
-    def _answer_all_waiting(self, error: type[LoopStoppedError], message: str) -> None:
-        """No answer will come from this loop: tell every handler still waiting on a ticket."""
+    def _answer_all_waiting(self, message: str) -> None:
+        """No answer will come from this loop: every handler still waiting on a ticket gets
+        LoopStoppedError(`message`)."""
         for ticket in self._tickets.values():
             if not ticket.decision.done():
-                ticket.decision.set_exception(error(message))
+                ticket.decision.set_exception(LoopStoppedError(message))
         for chosen in self._selections.values():
             if not chosen.choice.done():
-                chosen.choice.set_exception(error(message))
+                chosen.choice.set_exception(LoopStoppedError(message))
 
     def _act(self, envelopes: list[Envelope]) -> None:
         if self._viewer is not None:  # committed: publish before anyone is told

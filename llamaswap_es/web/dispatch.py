@@ -357,21 +357,18 @@ async def _forward_dispatched(
         if request.method == "POST" and "Accept-Encoding" in headers:
             headers["Accept-Encoding"] = meterable_encodings(headers["Accept-Encoding"])
 
-    if job.websocket:  # ended with an error naming the model if the upstream goes silent
-        end = TunnelEnd()
-        hung_tunnel = ctx.hung.watch(job.model_id, dispatch.instance)
-        try:
-            return await tunnel(
-                request, ctx.session, address, job.upstream_path_qs, model=job.model_id,
-                timeouts=TunnelTimeouts.from_settings(ctx.config.llamaswap_es.hang_detection),
-                abort=hung_tunnel, end=end,
-            )  # fmt: skip
-        finally:
-            ctx.hung.release(job.model_id, dispatch.instance, hung_tunnel)
-            finished(end.result())
-
     hung = ctx.hung.watch(job.model_id, dispatch.instance)  # ends it if declared hung
     try:
+        if job.websocket:  # ended with an error naming the model if the upstream goes silent
+            end = TunnelEnd()
+            try:
+                return await tunnel(
+                    request, ctx.session, address, job.upstream_path_qs, model=job.model_id,
+                    timeouts=TunnelTimeouts.from_settings(ctx.config.llamaswap_es.hang_detection),
+                    abort=hung, end=end,
+                )  # fmt: skip
+            finally:
+                finished(end.result())
         forwarded = await forward(
             request,
             ctx.session,
