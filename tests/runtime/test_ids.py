@@ -34,3 +34,14 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     os.waitpid(pid, 0)
     assert ULID.fullmatch(child_id)
     assert child_id != ids.new_id()
+
+
+def test_the_first_ten_characters_are_the_milliseconds_in_crockford_base32() -> None:
+    """What SQL and the UI sort by, and what a ULID tool decodes: the time, 48 bits."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for ms in (0, 1, 1_700_000_000_123, 2**48 - 1):
+        made = UlidIds(lambda ms=ms: ms).new_id()
+        decoded = 0
+        for char in made[:10]:
+            decoded = decoded * 32 + alphabet.index(char)
+        assert decoded == ms, made
