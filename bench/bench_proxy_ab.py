@@ -1,14 +1,17 @@
 """Two versions of the server side by side: process CPU per request, rounds interleaved.
 
 `python bench/run.py proxy_ab --trees A,B [--rounds N] [--requests N] [--connections N]
-[--idle-models N]` starts
+[--idle-models N] [--yardstick]` starts
 one server from each source tree (a checkout or `git archive REV | tar -x -C DIR`), each in front
 of its own fake upstream, then measures them in turns: a round of `--requests` small chats at
 `--connections` connections to each (the order flips every round), the server's utime+stime from
 /proc before and after (bench_proxy.quiet_cpu_s). On this shared VM the machine's speed drifts
 from one minute to the next; measuring both versions in the same minutes is what makes a change
 of a few percent visible at all (the figures in the commit messages of issue 17's branch). The
-final JSON line has each tree's median and rounds.
+final JSON line has each tree's median and rounds. With `--yardstick`, bench/yardstick_proxy.py
+(the proxy bench's minimal aiohttp pass-through) takes its turn in every round too, in front of
+the first tree's upstream, and each tree's median is also given as a ratio to its median: issue
+17's "at most twice the yardstick" read off the same minutes as the A/B.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import aiohttp
 
 import bench.bench_proxy as bp
 from tests.fixtures.net import free_port
+
+YARDSTICK = "yardstick"
+"""The yardstick's name among the trees in the rounds and in the JSON line."""
 
 
 def _config(port: int, idle_models: int = 0) -> str:
@@ -43,7 +49,7 @@ def _idle_model(i: int) -> str:
 
 
 async def _measure(
-    servers: dict[str, bp.BenchServer], args: argparse.Namespace
+    servers: dict[str, bp.BenchServer | bp.Yardstick], args: argparse.Namespace
 ) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {tree: [] for tree in servers}
     trees = list(servers)
@@ -66,7 +72,9 @@ async def _measure(
     return out
 
 
-async def _latency(servers: dict[str, bp.BenchServer], n: int) -> dict[str, dict[str, float]]:
+async def _latency(
+    servers: dict[str, bp.BenchServer | bp.Yardstick], n: int
+) -> dict[str, dict[str, float]]:
     """c=1, the trees' requests alternating one by one (`n` each): p50 and p99 per tree."""
     if n <= 0:
         return {}
@@ -92,35 +100,58 @@ def main(argv: list[str]) -> None:
         "--idle-models", type=int, default=0,
         help="configure this many more models that are never started (a big config)",
     )  # fmt: skip
+    parser.add_argument(
+        "--yardstick", action="store_true",
+        help="measure the yardstick (bench/yardstick_proxy.py) in the same rounds",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     trees = [str(Path(t).resolve()) for t in args.trees.split(",")]
     for tree in trees:
         if not (Path(tree) / "llamaswap_es" / "__main__.py").is_file():
             parser.error(f"--trees: {tree} is not a llamaswap-es source tree (no llamaswap_es/)")
-    servers: dict[str, bp.BenchServer] = {}
+    servers: dict[str, bp.BenchServer | bp.Yardstick] = {}
     original_root = bp.REPO_ROOT
     with tempfile.TemporaryDirectory(prefix="bench-proxy-ab-") as tmp:
         try:
+            upstream_ports = []
             for i, tree in enumerate(trees):
                 workdir = Path(tmp) / str(i)
                 workdir.mkdir()
                 bp.REPO_ROOT = Path(tree)  # the server runs that tree's code
-                servers[tree] = bp.start_server(workdir, _config(free_port(), args.idle_models))
+                upstream_ports.append(free_port())
+                servers[tree] = bp.start_server(
+                    workdir, _config(upstream_ports[-1], args.idle_models)
+                )
             bp.REPO_ROOT = original_root
+            if args.yardstick:  # its upstream is up once the first tree's warm-up loaded it
+                upstream = f"http://127.0.0.1:{upstream_ports[0]}"
+                servers[YARDSTICK] = bp.start_yardstick(Path(tmp), upstream)
             rounds = asyncio.run(_measure(servers, args))
             latency = asyncio.run(_latency(servers, args.latency_requests))
         finally:
             bp.REPO_ROOT = original_root
             for server in servers.values():
                 server.stop()
+    medians = {tree: statistics.median(v) for tree, v in rounds.items()}
     result = {
         "connections": args.connections,
         "requests_per_round": args.requests,
         "idle_models": args.idle_models,
         "cpu_ms_per_request": {
-            tree: {"median": round(statistics.median(v), 3), "rounds": [round(x, 3) for x in v]}
+            tree: {"median": round(medians[tree], 3), "rounds": [round(x, 3) for x in v]}
             for tree, v in rounds.items()
         },
+        **(
+            {
+                "ratio_to_yardstick": {
+                    tree: round(m / medians[YARDSTICK], 2)
+                    for tree, m in medians.items()
+                    if tree != YARDSTICK
+                }
+            }
+            if YARDSTICK in medians
+            else {}
+        ),
         **({"c1_latency": latency} if latency else {}),
         "machine": bp.machine(),
     }
