@@ -22,8 +22,8 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import llamaswap_es
 from llamaswap_es.events.errors import StoreError
@@ -40,12 +40,6 @@ PRUNE_CHUNK = 5_000
 PACK_BLOCK_ROWS = 4_096
 """Rows per pack by default (`eventPackRows`): a request's three rows compress to ~1/7 in a
 block this size; bigger blocks gain little and make a read by key decode more."""
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark a shielded write's outcome as seen: its caller may have left (cancelled)."""
-    if not task.cancelled():
-        task.exception()
 
 
 def _prepare_pack(path: Path, seq: int, block_rows: int, keep: int) -> EncodedPack | None:
@@ -153,21 +147,43 @@ class EventStore:
     async def _write_shielded(self, rows: Sequence[Row]) -> None:
         """Write under the lock the caller took, to the end even if the caller is cancelled: the
         thread job cannot be stopped, so the lock stays held and the committed seq stays right
-        until it is done (then the lock is released)."""
-        task = asyncio.ensure_future(self._write_and_release(rows))
-        task.add_done_callback(_retrieve)
-        await asyncio.shield(task)
+        until it is done (`_written`, on the loop's thread, then releases the lock).
 
-    async def _write_and_release(self, rows: Sequence[Row]) -> None:
+        One future and a callback (`WorkerThread.submit`), no task, no `shield` and no second
+        future: this is every commit's path, at least one per request. `python bench/run.py
+        commit` (three rows a commit, one after another): the event loop's CPU 47.5 → 27.3 µs a
+        commit, the process's 139.7 → 115.8 µs, the wall time 172.5 → 144.0 µs."""
+        if self._closed:
+            self._write_lock.release()
+            raise StoreError(f"{self.path}: the event log is closed")
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
-            if self._closed:
-                raise StoreError(f"{self.path}: the event log is closed")
-            await self._write_thread.call(self._writer.commit, rows)
+            self._write_thread.submit(
+                self._writer.commit, (rows,), partial(self._written, rows, written)
+            )
+        except BaseException:  # never handed over: nothing will release the lock but this
+            self._write_lock.release()
+            raise
+        await written
+
+    def _written(
+        self,
+        rows: Sequence[Row],
+        written: asyncio.Future[None],
+        _: object,
+        error: BaseException | None,
+    ) -> None:
+        if error is None:
             self._committed_seq = rows[-1][0]
             self._commit_event.set()
             self._commit_event = asyncio.Event()
-        finally:
-            self._write_lock.release()
+        self._write_lock.release()
+        if written.done():  # the caller was cancelled: the outcome is the log's alone
+            return
+        if error is None:
+            written.set_result(None)
+        else:
+            written.set_exception(error)
 
     async def save_snapshot(
         self, *, reducer_version: str, seq: int, digest: str, state: bytes

@@ -26,11 +26,14 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+Then = Callable[[Any, "BaseException | None"], None]
+"""What `submit` calls on the event loop's thread with the call's result and its exception."""
+
 _Job = tuple[
     Callable[..., Any],
     tuple[Any, ...],
     "asyncio.AbstractEventLoop | None",
-    "asyncio.Future[Any] | concurrent.futures.Future[Any]",
+    "asyncio.Future[Any] | concurrent.futures.Future[Any] | Then",
 ]
 
 
@@ -55,6 +58,13 @@ class WorkerThread:
         future: asyncio.Future[T] = loop.create_future()
         self._put((fn, args, loop, future))
         return await future
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Then) -> None:
+        """Run `fn(*args)` on the thread, then `then(result, None)` or `then(None, exc)` on the
+        running event loop's thread. Unlike `call` it runs even if nobody waits any more, and no
+        future or task stands between: the log's commit path, where a cancelled caller must not
+        stop the bookkeeping that follows a write, and where each object per commit counted."""
+        self._put((fn, args, asyncio.get_running_loop(), then))
 
     def call_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """`call` for code without a running event loop: blocks until the call is done."""
@@ -97,6 +107,9 @@ def _name_os_thread(name: str) -> None:
 
 def _run(job: _Job) -> None:
     fn, args, loop, future = job
+    if not isinstance(future, asyncio.Future | concurrent.futures.Future):
+        _then(fn, args, loop, future)
+        return
     if future.cancelled():  # its caller gave up while it was queued: as the executor, skip it
         return
     try:
@@ -105,6 +118,23 @@ def _run(job: _Job) -> None:
         _deliver(loop, future, None, exc)
     else:
         _deliver(loop, future, result, None)
+
+
+def _then(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    loop: asyncio.AbstractEventLoop | None,
+    then: Then,
+) -> None:
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:  # the callback gets it
+        result, error = None, exc
+    assert loop is not None
+    try:
+        loop.call_soon_threadsafe(then, result, error)
+    except RuntimeError:  # the loop closed meanwhile: nobody is left to tell
+        pass
 
 
 def _deliver(
