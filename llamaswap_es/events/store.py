@@ -150,9 +150,11 @@ class EventStore:
         until it is done (`_written`, on the loop's thread, then releases the lock).
 
         One future and a callback (`WorkerThread.submit`), no task, no `shield` and no second
-        future: this is every commit's path, at least one per request. `python bench/run.py
-        commit` (three rows a commit, one after another): the event loop's CPU 47.5 → 27.3 µs a
-        commit, the process's 139.7 → 115.8 µs, the wall time 172.5 → 144.0 µs."""
+        future: this is every commit's path (up to one per request; group commit shares them
+        under load). `python bench/run.py commit` (a request's three rows a commit, one after
+        another; two runs, medians): the event loop's CPU 34.9 and 37.8 → 26.2 and 25.3 µs a
+        commit, the process's 122.1 and 121.1 → 116.0 and 111.3 µs, the wall time 148.9 and
+        148.2 → 142.7 and 138.1 µs."""
         if self._closed:
             self._write_lock.release()
             raise StoreError(f"{self.path}: the event log is closed")

@@ -11,8 +11,9 @@ of CPU per round trip through the executor, 48 to 52 µs through this thread (a 
 Semantics are the executor's: calls run one at a time in submission order; an exception is
 raised in the awaiting coroutine; a call whose caller was cancelled while it was still queued
 never runs (a burst of timed-out or abandoned queries does not hold up later reads), and
-cancelling the caller does not stop a call that has started (its result is dropped), which is
-why the store shields its commits.
+cancelling the caller does not stop a call that has started (its result is dropped). The log's
+commits use `submit` instead: a callback job is never skipped, and its callback runs on the
+event loop's thread whoever still waits, so the store's bookkeeping follows every write.
 """
 
 from __future__ import annotations
@@ -105,9 +106,12 @@ def _name_os_thread(name: str) -> None:
         pass
 
 
+_FUTURES = (asyncio.Future, concurrent.futures.Future)
+
+
 def _run(job: _Job) -> None:
     fn, args, loop, future = job
-    if not isinstance(future, asyncio.Future | concurrent.futures.Future):
+    if not isinstance(future, _FUTURES):  # a `submit` job: never skipped, nobody cancels it
         _then(fn, args, loop, future)
         return
     if future.cancelled():  # its caller gave up while it was queued: as the executor, skip it
@@ -135,6 +139,8 @@ def _then(
         loop.call_soon_threadsafe(then, result, error)
     except RuntimeError:  # the loop closed meanwhile: nobody is left to tell
         pass
+    finally:  # the error's traceback holds this frame: no cycle keeps the batch alive
+        del result, error
 
 
 def _deliver(

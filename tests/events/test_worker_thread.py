@@ -125,7 +125,7 @@ async def test_submit_runs_the_call_then_hands_its_outcome_to_the_loops_thread()
         outcomes.append(
             (result, None if error is None else str(error), loop_thread == threading.get_ident())
         )
-        if len(outcomes) == 3:
+        if len(outcomes) == 4:
             all_told.set()
 
     def fail() -> None:
@@ -134,10 +134,11 @@ async def test_submit_runs_the_call_then_hands_its_outcome_to_the_loops_thread()
     try:
         worker.submit(lambda a, b: a + b, (2, 3), then)
         worker.submit(fail, (), then)
-        assert await worker.call(lambda: "between") == "between"
+        between = await worker.call(lambda: "between")
+        outcomes.append((between, None, True))  # told after the two before it
         worker.submit(threading.current_thread, (), then)
         await asyncio.wait_for(all_told.wait(), 10)
-        assert outcomes[:2] == [(5, None, True), (None, "disk full", True)]
-        assert getattr(outcomes[2][0], "name", None) == "test-worker" and outcomes[2][2]
+        assert outcomes[:3] == [(5, None, True), (None, "disk full", True), ("between", None, True)]
+        assert getattr(outcomes[3][0], "name", None) == "test-worker" and outcomes[3][2]
     finally:
         worker.close()
