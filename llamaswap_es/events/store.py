@@ -22,8 +22,8 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from functools import partial
 from pathlib import Path
+from typing import Any
 
 import llamaswap_es
 from llamaswap_es.events.errors import StoreError
@@ -40,6 +40,12 @@ PRUNE_CHUNK = 5_000
 PACK_BLOCK_ROWS = 4_096
 """Rows per pack by default (`eventPackRows`): a request's three rows compress to ~1/7 in a
 block this size; bigger blocks gain little and make a read by key decode more."""
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded write's outcome as seen: its caller may have left (cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _prepare_pack(path: Path, seq: int, block_rows: int, keep: int) -> EncodedPack | None:
@@ -147,45 +153,21 @@ class EventStore:
     async def _write_shielded(self, rows: Sequence[Row]) -> None:
         """Write under the lock the caller took, to the end even if the caller is cancelled: the
         thread job cannot be stopped, so the lock stays held and the committed seq stays right
-        until it is done (`_written`, on the loop's thread, then releases the lock).
+        until it is done (then the lock is released)."""
+        task = asyncio.ensure_future(self._write_and_release(rows))
+        task.add_done_callback(_retrieve)
+        await asyncio.shield(task)
 
-        One future and a callback (`WorkerThread.submit`), no task, no `shield` and no second
-        future: this is every commit's path (up to one per request; group commit shares them
-        under load). `python bench/run.py commit` (a request's three rows a commit, one after
-        another; two runs, medians): the event loop's CPU 34.9 and 37.8 → 26.2 and 25.3 µs a
-        commit, the process's 122.1 and 121.1 → 116.0 and 111.3 µs, the wall time 148.9 and
-        148.2 → 142.7 and 138.1 µs."""
-        if self._closed:
-            self._write_lock.release()
-            raise StoreError(f"{self.path}: the event log is closed")
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def _write_and_release(self, rows: Sequence[Row]) -> None:
         try:
-            self._write_thread.submit(
-                self._writer.commit, (rows,), partial(self._written, rows, written)
-            )
-        except BaseException:  # never handed over: nothing will release the lock but this
-            self._write_lock.release()
-            raise
-        await written
-
-    def _written(
-        self,
-        rows: Sequence[Row],
-        written: asyncio.Future[None],
-        _: object,
-        error: BaseException | None,
-    ) -> None:
-        if error is None:
+            if self._closed:
+                raise StoreError(f"{self.path}: the event log is closed")
+            await self._write_thread.call(self._writer.commit, rows)
             self._committed_seq = rows[-1][0]
             self._commit_event.set()
             self._commit_event = asyncio.Event()
-        self._write_lock.release()
-        if written.done():  # the caller was cancelled: the outcome is the log's alone
-            return
-        if error is None:
-            written.set_result(None)
-        else:
-            written.set_exception(error)
+        finally:
+            self._write_lock.release()
 
     async def save_snapshot(
         self, *, reducer_version: str, seq: int, digest: str, state: bytes

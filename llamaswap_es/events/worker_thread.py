@@ -11,9 +11,8 @@ of CPU per round trip through the executor, 48 to 52 µs through this thread (a 
 Semantics are the executor's: calls run one at a time in submission order; an exception is
 raised in the awaiting coroutine; a call whose caller was cancelled while it was still queued
 never runs (a burst of timed-out or abandoned queries does not hold up later reads), and
-cancelling the caller does not stop a call that has started (its result is dropped). The log's
-commits use `submit` instead: a callback job is never skipped, and its callback runs on the
-event loop's thread whoever still waits, so the store's bookkeeping follows every write.
+cancelling the caller does not stop a call that has started (its result is dropped), which is
+why the store shields its commits.
 """
 
 from __future__ import annotations
@@ -27,14 +26,11 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-Then = Callable[[Any, "BaseException | None"], None]
-"""What `submit` calls on the event loop's thread with the call's result and its exception."""
-
 _Job = tuple[
     Callable[..., Any],
     tuple[Any, ...],
     "asyncio.AbstractEventLoop | None",
-    "asyncio.Future[Any] | concurrent.futures.Future[Any] | Then",
+    "asyncio.Future[Any] | concurrent.futures.Future[Any]",
 ]
 
 
@@ -59,13 +55,6 @@ class WorkerThread:
         future: asyncio.Future[T] = loop.create_future()
         self._put((fn, args, loop, future))
         return await future
-
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Then) -> None:
-        """Run `fn(*args)` on the thread, then `then(result, None)` or `then(None, exc)` on the
-        running event loop's thread. Unlike `call` it runs even if nobody waits any more, and no
-        future or task stands between: the log's commit path, where a cancelled caller must not
-        stop the bookkeeping that follows a write, and where each object per commit counted."""
-        self._put((fn, args, asyncio.get_running_loop(), then))
 
     def call_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """`call` for code without a running event loop: blocks until the call is done."""
@@ -106,14 +95,8 @@ def _name_os_thread(name: str) -> None:
         pass
 
 
-_FUTURES = (asyncio.Future, concurrent.futures.Future)
-
-
 def _run(job: _Job) -> None:
     fn, args, loop, future = job
-    if not isinstance(future, _FUTURES):  # a `submit` job: never skipped, nobody cancels it
-        _then(fn, args, loop, future)
-        return
     if future.cancelled():  # its caller gave up while it was queued: as the executor, skip it
         return
     try:
@@ -122,25 +105,6 @@ def _run(job: _Job) -> None:
         _deliver(loop, future, None, exc)
     else:
         _deliver(loop, future, result, None)
-
-
-def _then(
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    loop: asyncio.AbstractEventLoop | None,
-    then: Then,
-) -> None:
-    try:
-        result, error = fn(*args), None
-    except BaseException as exc:  # the callback gets it
-        result, error = None, exc
-    assert loop is not None
-    try:
-        loop.call_soon_threadsafe(then, result, error)
-    except RuntimeError:  # the loop closed meanwhile: nobody is left to tell
-        pass
-    finally:  # the error's traceback holds this frame: no cycle keeps the batch alive
-        del result, error
 
 
 def _deliver(

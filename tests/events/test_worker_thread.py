@@ -112,33 +112,3 @@ async def test_a_call_cancelled_while_queued_never_runs() -> None:
         release.set()
         worker.close()
 
-
-async def test_submit_runs_the_call_then_hands_its_outcome_to_the_loops_thread() -> None:
-    """The log's commit path: the result or the exception reaches `then` on the event loop's
-    thread (where the store's bookkeeping lives), in submission order, interleaved with calls."""
-    worker = WorkerThread("test-worker")
-    loop_thread = threading.get_ident()
-    outcomes: list[tuple[object, str | None, bool]] = []
-    all_told = asyncio.Event()
-
-    def then(result: object, error: BaseException | None) -> None:
-        outcomes.append(
-            (result, None if error is None else str(error), loop_thread == threading.get_ident())
-        )
-        if len(outcomes) == 4:
-            all_told.set()
-
-    def fail() -> None:
-        raise OSError("disk full")
-
-    try:
-        worker.submit(lambda a, b: a + b, (2, 3), then)
-        worker.submit(fail, (), then)
-        between = await worker.call(lambda: "between")
-        outcomes.append((between, None, True))  # told after the two before it
-        worker.submit(threading.current_thread, (), then)
-        await asyncio.wait_for(all_told.wait(), 10)
-        assert outcomes[:3] == [(5, None, True), (None, "disk full", True), ("between", None, True)]
-        assert getattr(outcomes[3][0], "name", None) == "test-worker" and outcomes[3][2]
-    finally:
-        worker.close()
