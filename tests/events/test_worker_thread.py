@@ -111,4 +111,3 @@ async def test_a_call_cancelled_while_queued_never_runs() -> None:
     finally:
         release.set()
         worker.close()
-
