@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from llamaswap_es.core.effects import idle_ttl_ms
 from llamaswap_es.core.memory import Footprint, free_now
 from llamaswap_es.core.placement import holdings_now, needs_of
-from llamaswap_es.core.state import QUEUED, WAITING, SchedulerState, Selection
+from llamaswap_es.core.state import QUEUED, WAITING, Request, SchedulerState, Selection
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,10 @@ def request_view(st: SchedulerState, request_id: str) -> RequestView | None:
     req = st.requests.get(request_id)
     if req is None:
         return None
-    position = st.queue.index(request_id) + 1 if req.phase == QUEUED else None
+    return _request_view(req, st.queue.index(request_id) + 1 if req.phase == QUEUED else None)
+
+
+def _request_view(req: Request, position: int | None) -> RequestView:
     return RequestView(
         request_id=req.request_id,
         model=req.model,
@@ -123,16 +126,7 @@ def queue_view(st: SchedulerState) -> list[RequestView]:
     for position, rid in enumerate(st.queue, start=1):
         req = st.requests.get(rid)
         views.append(
-            None
-            if req is None
-            else RequestView(
-                request_id=req.request_id,
-                model=req.model,
-                phase=req.phase,
-                position=position if req.phase == QUEUED else None,
-                received_ms=req.received_ms,
-                is_load=req.is_load,
-            )
+            None if req is None else _request_view(req, position if req.phase == QUEUED else None)
         )
     for swap in st.swaps_in_order():
         views.extend(request_view(st, rid) for rid in swap.waiters)

@@ -43,6 +43,15 @@ async def _never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     writer.close()
 
 
+async def _greeted(request: web.Request) -> web.WebSocketResponse:
+    """The upgrade answered, a "hello" sent, and the client's "go" read."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    await ws.send_str("hello")
+    await ws.receive()
+    return ws
+
+
 def _upstream() -> web.Application:
     async def silent(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
@@ -52,27 +61,18 @@ def _upstream() -> web.Application:
         return ws
 
     async def drop(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_str("hello")
-        await ws.receive()  # the client's "go"
+        ws = await _greeted(request)
         assert request.transport is not None
         request.transport.close()  # no close frame: the process died, say
         return ws
 
     async def bye(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_str("hello")
-        await ws.receive()
+        ws = await _greeted(request)
         await ws.close(code=4001, message=b"session over")
         return ws
 
     async def empty(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ws.send_str("hello")
-        await ws.receive()
+        ws = await _greeted(request)
         assert request.transport is not None
         request.transport.write(b"\x88\x00")  # a close frame with no code: a plain close
         await ws.receive()  # the tunnel's answering close

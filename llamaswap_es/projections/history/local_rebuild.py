@@ -135,7 +135,8 @@ def _other_logs_nodes(conn: sqlite3.Connection, log_id: str) -> dict[str, str]:
 
 
 def _ours(others: dict[str, str]) -> tuple[str, tuple[str, ...]]:
-    """A WHERE clause (and its parameters) for the rows of this log: every other node's."""
+    """A WHERE clause (and its parameters) for the rows of this log: those of every node that
+    no other event log writes here."""
     if not others:
         return "1 = 1", ()
     return f"node NOT IN ({', '.join('?' * len(others))})", tuple(others)
