@@ -29,6 +29,7 @@ from yarl import URL
 
 from llamaswap_es.config.models import HangDetectionSettings
 from llamaswap_es.redaction import redact_text
+from llamaswap_es.web.errors import error_response
 from llamaswap_es.web.forwarder import ForwardAbort, ForwardResult
 
 log = logging.getLogger("llamaswap_es.web.websocket_tunnel")
@@ -149,8 +150,6 @@ async def tunnel(
 
 
 def _refused(request: web.Request, end: TunnelEnd, status: int, message: str) -> web.Response:
-    from llamaswap_es.web.errors import error_response
-
     message = redact_text(message)  # the URL carries the client's query (it may hold a key)
     end.status, end.error = status, message
     log.warning("%s", message)
